@@ -1,0 +1,1 @@
+"""Adapters: the database, protection of personal data, SMS channels, QR images."""

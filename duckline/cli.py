@@ -1,0 +1,240 @@
+"""The `duckline` command: serve, migrate, load demo data, import numbers and usage, inspect lines."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from duckline.adapters.db.migrate import NotMigrated, upgrade
+from duckline.config import Settings
+from duckline.domain.catalog import Zone
+from duckline.domain.roles import Role
+from duckline.errors import DomainError
+from duckline.money import Money
+from duckline.runtime import Runtime
+from duckline.services import accounts, catalog, demo, lines, numbers, usage
+
+app = typer.Typer(help="Duckline: run a virtual SIM service.", no_args_is_help=True)
+db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+numbers_app = typer.Typer(help="The number pool.", no_args_is_help=True)
+plans_app = typer.Typer(help="The plan catalogue.", no_args_is_help=True)
+line_app = typer.Typer(help="Lines.", no_args_is_help=True)
+usage_app = typer.Typer(help="Usage records.", no_args_is_help=True)
+staff_app = typer.Typer(help="Staff and machine accounts.", no_args_is_help=True)
+for sub, name in (
+    (db_app, "db"),
+    (numbers_app, "numbers"),
+    (plans_app, "plans"),
+    (line_app, "line"),
+    (usage_app, "usage"),
+    (staff_app, "staff"),
+):
+    app.add_typer(sub, name=name)
+
+console = Console()
+USAGE_BATCH = 1000
+
+
+def _runtime(check: bool = True) -> Runtime:
+    runtime = Runtime(Settings())
+    if check:
+        try:
+            runtime.check_schema()
+        except NotMigrated as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from exc
+    return runtime
+
+
+def _fail(error: DomainError) -> typer.Exit:
+    console.print(f"[red]error[/red] {error.code}: {error}" + (f" (field: {error.field})" if error.field else ""))
+    return typer.Exit(2)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    runtime = _runtime(check=False)
+    upgrade(runtime.db.engine)
+    console.print(f"database at {runtime.db.engine.url.render_as_string(hide_password=True)} is up to date")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to bind")] = None,
+    port: Annotated[int | None, typer.Option(help="port to bind")] = None,
+) -> None:
+    """Serve the API (and portal) on HOST:PORT. Refuses an unmigrated database."""
+    import uvicorn
+
+    from duckline.web.app import create_app
+
+    runtime = _runtime()
+    settings = runtime.settings
+    host, port = host or settings.host, port or settings.port
+    console.print(f"Duckline on http://{host}:{port}  (API docs: http://{host}:{port}/api/v1/docs)")
+    uvicorn.run(create_app(runtime=runtime), host=host, port=port, log_level="info")
+
+
+@app.command("demo")
+def load_demo() -> None:
+    """Load the demo catalogue, number pool, staff and subscribers (safe to run again)."""
+    runtime = _runtime()
+    with runtime.unit_of_work() as uow:
+        report = demo.load(uow)
+    table = Table(title="Demo logins (phone / password)")
+    for column in ("phone", "password", "role"):
+        table.add_column(column)
+    table.add_column("line")
+    for row in report.logins:
+        table.add_row(*row, ", ".join(report.lines.get(row[0], [])))
+    console.print(table)
+    console.print(f"Network API key (role network, for POST /api/v1/usage/batches): {report.network_token}")
+    console.print(f"Demo SMS (verification codes) are written to {runtime.settings.log_dir / 'sms-outbox.log'}")
+
+
+@numbers_app.command("import")
+def numbers_import(path: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]) -> None:
+    """Load numbers into the pool from a file: one number per line (or first CSV column)."""
+    raw = [row[0] for row in csv.reader(path.read_text().splitlines()) if row and not row[0].startswith("#")]
+    runtime = _runtime()
+    try:
+        with runtime.unit_of_work() as uow:
+            result = numbers.import_numbers(uow, raw)
+    except DomainError as exc:
+        raise _fail(exc) from exc
+    console.print(f"added {result.added}, already in the pool {result.already_present}")
+
+
+@plans_app.command("list")
+def plans_list(include_retired: bool = False) -> None:
+    """The catalogue with prices and allowances."""
+    runtime = _runtime()
+    table = Table()
+    for column in ("code", "kind", "status", "name", "price", "validity", "allowances"):
+        table.add_column(column)
+    with runtime.unit_of_work() as uow:
+        plans = catalog.list_plans(uow, include_retired)
+        allowances = catalog.allowances_of(uow, [p.id for p in plans])
+        for p in plans:
+            validity = f"{p.validity_months} month(s)" if p.validity_months else f"{p.validity_days} days"
+            table.add_row(
+                p.code,
+                p.kind.value,
+                p.status.value,
+                p.names["en"],
+                Money(p.price_amount, p.currency).format(),
+                validity,
+                ", ".join(f"{a.unit.value}/{a.zone.value}={a.amount}" for a in allowances[p.id]),
+            )
+    console.print(table)
+
+
+@line_app.command("status")
+def line_status(msisdn: str) -> None:
+    """A line's status, allowances, expiry and warnings."""
+    runtime = _runtime()
+    try:
+        with runtime.unit_of_work() as uow:
+            view = lines.status(uow, lines.line_by_msisdn(uow, msisdn))
+    except DomainError as exc:
+        raise _fail(exc) from exc
+    line = view.line
+    console.print(
+        f"{line.msisdn}  status={line.status.value}  plan={view.plan.code if view.plan else '-'}  "
+        f"expires={line.expires_at.isoformat() if line.expires_at else '-'}"
+    )
+    table = Table()
+    for column in ("unit", "zone", "initial", "used", "remaining", "used %"):
+        table.add_column(column)
+    for a in view.allowances:
+        table.add_row(a.unit, a.zone, str(a.initial), str(a.used), str(a.remaining), str(a.used_percent))
+    console.print(table)
+    for w in view.usage_warnings:
+        console.print(f"[yellow]warning[/yellow] {w.unit}/{w.zone} {w.used_percent}% used (≥ {w.threshold}%)")
+    if view.expiry_warning:
+        console.print(f"[yellow]warning[/yellow] expires within {view.expiry_warning.days} day(s)")
+
+
+def _read_usage(path: Path) -> Iterator[usage.UsageInput]:
+    """CSV with a header (record_id,msisdn,kind,zone,quantity,started_at) or JSON lines."""
+    with path.open(encoding="utf-8") as source:
+        rows: Iterator[dict[str, str]] = (
+            (json.loads(line) for line in source if line.strip())
+            if path.suffix in (".jsonl", ".json")
+            else csv.DictReader(source)
+        )
+        for row in rows:
+            started = datetime.fromisoformat(str(row["started_at"]))
+            if started.tzinfo is None:
+                raise typer.BadParameter(f"started_at needs a time zone: {row['started_at']}")
+            yield usage.UsageInput(
+                str(row["record_id"]),
+                str(row["msisdn"]),
+                usage.UsageKind(row["kind"]),
+                Zone(row.get("zone") or "HK"),
+                int(row["quantity"]),
+                started,
+            )
+
+
+@usage_app.command("import")
+def usage_import(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    source: Annotated[str, typer.Option(help="the reporting system; record ids are unique per source")] = "file",
+) -> None:
+    """Apply usage records from a file in batches of 1,000; running it again charges nothing twice."""
+    runtime = _runtime()
+    records = list(_read_usage(path))
+    totals = {"applied": 0, "duplicate": 0, "conflict": 0, "rejected": 0}
+    with Progress(console=console) as progress:
+        task = progress.add_task("applying usage", total=len(records))
+        for start in range(0, len(records), USAGE_BATCH):
+            chunk = records[start : start + USAGE_BATCH]
+            with runtime.unit_of_work() as uow:
+                outcome = usage.ingest(uow, source, chunk)
+            for status in totals:
+                totals[status] += outcome.count(status)
+            progress.advance(task, len(chunk))
+    console.print(", ".join(f"{k} {v}" for k, v in totals.items()))
+
+
+@staff_app.command("create")
+def staff_create(
+    phone: str,
+    role: Annotated[Role, typer.Option(help="support, finance, admin or network")],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+) -> None:
+    """Create a staff account (or a machine account with the network role)."""
+    runtime = _runtime()
+    try:
+        with runtime.unit_of_work() as uow:
+            account = accounts.create_staff(uow, phone, password, role)
+    except DomainError as exc:
+        raise _fail(exc) from exc
+    console.print(f"created {role.value} account {account.id} ({account.phone})")
+
+
+@staff_app.command("token")
+def staff_token(phone: str, name: Annotated[str, typer.Option()] = "cli") -> None:
+    """Issue a bearer token (API key) for an existing staff or network account."""
+    runtime = _runtime()
+    try:
+        with runtime.unit_of_work() as uow:
+            token = accounts.issue_staff_token(uow, phone, name)
+    except DomainError as exc:
+        raise _fail(exc) from exc
+    console.print(token)
+
+
+if __name__ == "__main__":
+    app()

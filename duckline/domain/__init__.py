@@ -1,0 +1,1 @@
+"""Pure domain logic: no HTTP, no SQL, no clocks of its own."""

@@ -1,0 +1,42 @@
+"""The line lifecycle: one state machine, asked by everything else."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from duckline.errors import DomainError, ErrorCode
+
+
+class LineStatus(StrEnum):
+    PENDING = "pending"  # number and eSIM reserved, no plan yet (or identity not yet verified)
+    ACTIVE = "active"
+    GRACE = "grace"  # past expiry: can be reclaimed by renewing, service limited
+    SUSPENDED = "suspended"  # stopped by staff (fraud, failed verification); can be restored
+    EXPIRED = "expired"  # past grace: retention period, renewable until the number is recycled
+    RECYCLED = "recycled"  # number returned to the pool; terminal
+
+
+_ALLOWED: dict[LineStatus, frozenset[LineStatus]] = {
+    LineStatus.PENDING: frozenset({LineStatus.ACTIVE, LineStatus.RECYCLED}),
+    LineStatus.ACTIVE: frozenset({LineStatus.GRACE, LineStatus.SUSPENDED}),
+    LineStatus.GRACE: frozenset({LineStatus.ACTIVE, LineStatus.EXPIRED, LineStatus.SUSPENDED}),
+    LineStatus.SUSPENDED: frozenset({LineStatus.ACTIVE, LineStatus.EXPIRED}),
+    LineStatus.EXPIRED: frozenset({LineStatus.ACTIVE, LineStatus.RECYCLED}),
+    LineStatus.RECYCLED: frozenset(),
+}
+
+
+def can_transition(current: LineStatus, target: LineStatus) -> bool:
+    return target in _ALLOWED[current]
+
+
+def check_transition(current: LineStatus, target: LineStatus) -> None:
+    if not can_transition(current, target):
+        raise DomainError(
+            ErrorCode.LINE_TRANSITION_NOT_ALLOWED, field="status", current=current.value, target=target.value
+        )
+
+
+def can_use_service(status: LineStatus) -> bool:
+    """Only an active line may draw down its allowances."""
+    return status is LineStatus.ACTIVE

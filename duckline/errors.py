@@ -1,0 +1,98 @@
+"""Every domain failure has a stable machine code, a kind the web layer maps to HTTP once,
+and an English message that is also the gettext message id for its translations."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+
+class Kind(Enum):
+    INVALID = "invalid"  # 422
+    NOT_FOUND = "not_found"  # 404
+    CONFLICT = "conflict"  # 409
+    UNAUTHENTICATED = "unauthenticated"  # 401
+    FORBIDDEN = "forbidden"  # 403
+    RATE_LIMITED = "rate_limited"  # 429
+    UNAVAILABLE = "unavailable"  # 503
+
+
+class ErrorCode(Enum):
+    # (kind, English message; {placeholders} are filled after translation)
+    VALIDATION_FAILED = (Kind.INVALID, "The request is not valid.")
+    PHONE_INVALID = (Kind.INVALID, "This is not a valid mobile number.")
+    PHONE_REGION_NOT_ALLOWED = (
+        Kind.INVALID,
+        "Only Hong Kong, Mainland China and Macau mobile numbers can register.",
+    )
+    PHONE_TAKEN = (Kind.CONFLICT, "This phone number is already registered.")
+    PASSWORD_TOO_WEAK = (Kind.INVALID, "The password must have at least {min} characters.")
+    DOCUMENT_NUMBER_INVALID = (Kind.INVALID, "The identity document number is not valid.")
+    DOCUMENT_TYPE_UNKNOWN = (Kind.INVALID, "Unknown identity document type.")
+    DOCUMENT_IMAGE_INVALID = (Kind.INVALID, "The document image must be a JPEG, PNG or PDF file.")
+    DOCUMENT_IMAGE_TOO_LARGE = (Kind.INVALID, "The document image is larger than {max_mb} MB.")
+    NAME_REQUIRED = (Kind.INVALID, "A Chinese or English name is required.")
+    BIRTH_DATE_INVALID = (Kind.INVALID, "The date of birth is not valid.")
+    GUARDIAN_REQUIRED = (Kind.INVALID, "Subscribers under {age} need a registering adult.")
+    GUARDIAN_NOT_ADULT = (Kind.INVALID, "The registering adult must be at least 18 years old.")
+    IDENTITY_TAKEN = (
+        Kind.CONFLICT,
+        "This identity document is already registered. Log in to add another line.",
+    )
+    LINE_LIMIT_REACHED = (Kind.CONFLICT, "This identity already holds the maximum of {limit} lines.")
+    KYC_NOT_VERIFIED = (Kind.CONFLICT, "The identity registration has not been verified yet.")
+    KYC_REJECTED = (Kind.CONFLICT, "The identity registration was rejected: {reason}")
+    OTP_INVALID = (Kind.INVALID, "The verification code is wrong.")
+    OTP_EXPIRED = (Kind.INVALID, "The verification code has expired. Request a new one.")
+    OTP_TOO_MANY_ATTEMPTS = (Kind.RATE_LIMITED, "Too many wrong codes. Request a new one.")
+    OTP_RESEND_TOO_SOON = (Kind.RATE_LIMITED, "Please wait {seconds} seconds before asking for a new code.")
+    OTP_SEND_LIMIT = (Kind.RATE_LIMITED, "Too many codes requested. Try again later.")
+    ACCOUNT_NOT_VERIFIED = (Kind.CONFLICT, "Verify your phone number first.")
+    ACCOUNT_ALREADY_VERIFIED = (Kind.CONFLICT, "This phone number is already verified.")
+    LOGIN_FAILED = (Kind.UNAUTHENTICATED, "The phone number or password is wrong.")
+    RATE_LIMITED = (Kind.RATE_LIMITED, "Too many attempts. Try again in a minute.")
+    AUTH_REQUIRED = (Kind.UNAUTHENTICATED, "Log in to continue.")
+    CSRF_FAILED = (Kind.FORBIDDEN, "The form has expired. Reload the page and try again.")
+    FORBIDDEN = (Kind.FORBIDDEN, "You are not allowed to do this.")
+    NOT_FOUND = (Kind.NOT_FOUND, "Not found.")
+    NO_NUMBER_AVAILABLE = (Kind.UNAVAILABLE, "No virtual number is available right now. Try again later.")
+    NUMBER_INVALID = (Kind.INVALID, "Not a valid number for the pool: {number}")
+    LINE_TRANSITION_NOT_ALLOWED = (Kind.CONFLICT, "A line cannot go from {current} to {target}.")
+    LINE_NOT_ACTIVE = (Kind.CONFLICT, "The line is not active.")
+    PLAN_NOT_FOUND = (Kind.NOT_FOUND, "No such plan.")
+    PLAN_CODE_TAKEN = (Kind.CONFLICT, "A plan with this code already exists.")
+    PLAN_RETIRED = (Kind.CONFLICT, "This plan is no longer offered.")
+    PLAN_INVALID = (Kind.INVALID, "The plan is not valid: {reason}")
+    USAGE_BATCH_INVALID = (Kind.INVALID, "The usage batch is not valid.")
+    USAGE_BATCH_TOO_LARGE = (Kind.INVALID, "A usage batch holds at most {max} records.")
+    USAGE_RECORD_CONFLICT = (
+        Kind.CONFLICT,
+        "Usage record {record_id} was already received with different content.",
+    )
+    INVALID_CURSOR = (Kind.INVALID, "The page cursor is not valid.")
+
+    @property
+    def kind(self) -> Kind:
+        return self.value[0]
+
+    @property
+    def message(self) -> str:
+        return self.value[1]
+
+    @property
+    def code(self) -> str:
+        return self.name.lower()
+
+
+class DomainError(Exception):
+    """A failure the caller can act on; carries a stable code and the offending field."""
+
+    def __init__(self, code: ErrorCode, field: str | None = None, **params: Any) -> None:
+        self.error = code
+        self.field = field
+        self.params = params
+        super().__init__(code.message.format(**params) if params else code.message)
+
+    @property
+    def code(self) -> str:
+        return self.error.code

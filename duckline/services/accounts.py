@@ -1,0 +1,264 @@
+"""Registration with real-name identity, phone verification, login and tokens."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from duckline import i18n
+from duckline.adapters.db.tables import Account, ApiToken, DocumentImage, Person
+from duckline.domain import identity
+from duckline.domain.identity import DocumentType, KycStatus
+from duckline.domain.phone import normalise_mobile
+from duckline.domain.roles import Role
+from duckline.errors import DomainError, ErrorCode
+from duckline.services import audit, otp
+from duckline.services.unit_of_work import UnitOfWork
+
+MIN_PASSWORD_LENGTH = 10
+REGISTER = "register"
+
+
+@dataclass(frozen=True)
+class IdentityInput:
+    document_type: str
+    document_number: str
+    name_en: str | None
+    name_zh: str | None
+    birth_date: date
+
+
+@dataclass(frozen=True)
+class Registration:
+    phone: str
+    password: str
+    identity: IdentityInput
+    document_image: bytes
+    language: str = "en"
+    email: str | None = None
+    guardian: IdentityInput | None = None
+
+
+def register(uow: UnitOfWork, form: Registration) -> Account:
+    """Create an unverified account with its identity record, and text it a verification code."""
+    settings = uow.settings
+    phone = normalise_mobile(form.phone, settings.allowed_regions, settings.default_region)
+    if len(form.password) < MIN_PASSWORD_LENGTH:
+        raise DomainError(ErrorCode.PASSWORD_TOO_WEAK, field="password", min=MIN_PASSWORD_LENGTH)
+    language = form.language if form.language in i18n.LANGUAGES else i18n.DEFAULT_LANGUAGE
+    today = uow.today_local()
+
+    checked = _check_identity(uow, form.identity, today, field_prefix="")
+    guardian: Person | None = None
+    if identity.age_on(checked.birth_date, today) < settings.min_age_without_guardian:
+        if form.guardian is None:
+            raise DomainError(ErrorCode.GUARDIAN_REQUIRED, field="guardian", age=settings.min_age_without_guardian)
+        adult = _check_identity(uow, form.guardian, today, field_prefix="guardian.")
+        if identity.age_on(adult.birth_date, today) < 18:
+            raise DomainError(ErrorCode.GUARDIAN_NOT_ADULT, field="guardian.birth_date")
+        guardian = _find_or_add_person(uow, adult)
+    content_type = identity.check_document_image(form.document_image, settings.document_max_bytes)
+
+    if uow.session.scalar(select(Account.id).where(Account.phone == phone)) is not None:
+        raise DomainError(ErrorCode.PHONE_TAKEN, field="phone")
+    if uow.session.scalar(select(Person.id).where(Person.document_hash == checked.document_hash)):
+        raise DomainError(ErrorCode.IDENTITY_TAKEN, field="document_number")
+
+    person = checked.to_person(uow, guardian)
+    account = Account(
+        phone=phone,
+        password_hash=uow.passwords.hash(form.password),
+        role=Role.SUBSCRIBER,
+        language=language,
+        email=form.email,
+        created_at=uow.now(),
+    )
+    # The unique constraints decide races that the look-ups above cannot see.
+    try:
+        with uow.session.begin_nested():
+            uow.session.add(person)
+            uow.session.flush()
+            account.person_id = person.id
+            uow.session.add(account)
+            uow.session.flush()
+    except IntegrityError as exc:
+        message = str(exc.orig).lower()
+        code = ErrorCode.PHONE_TAKEN if "phone" in message else ErrorCode.IDENTITY_TAKEN
+        raise DomainError(code, field="phone" if code is ErrorCode.PHONE_TAKEN else "document_number") from exc
+    uow.session.add(
+        DocumentImage(
+            person_id=person.id,
+            content_type=content_type,
+            size=len(form.document_image),
+            sha256=hashlib.sha256(form.document_image).hexdigest(),
+            cipher=uow.protector.encrypt(form.document_image),
+            created_at=uow.now(),
+        )
+    )
+    otp.send(uow, phone, REGISTER, language)
+    audit.record(uow, account.id, "account.registered", f"account:{account.id}", kyc=person.kyc_status.value)
+    return account
+
+
+@dataclass(frozen=True)
+class _CheckedIdentity:
+    document_type: DocumentType
+    number: str
+    document_hash: str
+    name: identity.PersonName
+    birth_date: date
+
+    def to_person(self, uow: UnitOfWork, guardian: Person | None) -> Person:
+        return Person(
+            document_type=self.document_type,
+            document_hash=self.document_hash,
+            document_cipher=uow.protector.encrypt(self.number.encode()),
+            document_masked=identity.mask_document_number(self.number),
+            name_en=self.name.english,
+            name_zh=self.name.chinese,
+            birth_date=self.birth_date,
+            guardian_id=guardian.id if guardian else None,
+            kyc_status=KycStatus.VERIFIED if uow.settings.kyc_auto_approve else KycStatus.PENDING_REVIEW,
+            line_count=0,
+            created_at=uow.now(),
+        )
+
+
+def _check_identity(uow: UnitOfWork, given: IdentityInput, today: date, field_prefix: str) -> _CheckedIdentity:
+    try:
+        doc_type = DocumentType(given.document_type)
+    except ValueError as exc:
+        raise DomainError(ErrorCode.DOCUMENT_TYPE_UNKNOWN, field=f"{field_prefix}document_type") from exc
+    try:
+        number = identity.normalise_document_number(doc_type, given.document_number)
+        name = identity.validate_names(given.name_en, given.name_zh)
+        birth = identity.validate_birth_date(given.birth_date, today)
+        if doc_type is DocumentType.CN_RESIDENT_ID and identity.birth_date_of_cn_resident_id(number) != birth:
+            raise DomainError(ErrorCode.BIRTH_DATE_INVALID, field="birth_date")
+    except DomainError as error:
+        error.field = f"{field_prefix}{error.field}" if error.field else error.field
+        raise
+    return _CheckedIdentity(doc_type, number, uow.protector.lookup_hash(doc_type.value, number), name, birth)
+
+
+def _find_or_add_person(uow: UnitOfWork, checked: _CheckedIdentity) -> Person:
+    found = uow.session.scalars(select(Person).where(Person.document_hash == checked.document_hash)).first()
+    if found is not None:
+        return found
+    person = checked.to_person(uow, None)
+    uow.session.add(person)
+    uow.session.flush()
+    return person
+
+
+def resend_code(uow: UnitOfWork, raw_phone: str) -> None:
+    account = _unverified_account(uow, raw_phone)
+    otp.send(uow, account.phone, REGISTER, account.language)
+
+
+def verify_phone(uow: UnitOfWork, raw_phone: str, code: str) -> Account:
+    """Mark the phone verified. The caller then allocates the account's first line."""
+    account = _unverified_account(uow, raw_phone)
+    otp.verify(uow, account.phone, REGISTER, code)
+    account.phone_verified_at = uow.now()
+    audit.record(uow, account.id, "account.phone_verified", f"account:{account.id}")
+    return account
+
+
+def _unverified_account(uow: UnitOfWork, raw_phone: str) -> Account:
+    settings = uow.settings
+    phone = normalise_mobile(raw_phone, settings.allowed_regions, settings.default_region)
+    account = uow.session.scalars(select(Account).where(Account.phone == phone)).first()
+    if account is None:
+        # Same answer as a wrong code: the endpoint must not reveal who is registered.
+        raise DomainError(ErrorCode.OTP_INVALID, field="code")
+    if account.phone_verified_at is not None:
+        raise DomainError(ErrorCode.ACCOUNT_ALREADY_VERIFIED, field="phone")
+    return account
+
+
+def authenticate(uow: UnitOfWork, raw_phone: str, password: str) -> Account:
+    settings = uow.settings
+    try:
+        phone = normalise_mobile(raw_phone, settings.allowed_regions, settings.default_region)
+    except DomainError:
+        phone = raw_phone
+    account = uow.session.scalars(select(Account).where(Account.phone == phone)).first()
+    if not uow.passwords.verify(account.password_hash if account else None, password) or account is None:
+        raise DomainError(ErrorCode.LOGIN_FAILED)
+    if account.phone_verified_at is None:
+        raise DomainError(ErrorCode.ACCOUNT_NOT_VERIFIED, field="phone")
+    return account
+
+
+def issue_token(uow: UnitOfWork, account: Account, name: str, ttl: timedelta | None) -> str:
+    """A new bearer token; only its hash is stored, so this is the only time it is seen."""
+    token = uow.secrets.new_token()
+    uow.session.add(
+        ApiToken(
+            account_id=account.id,
+            name=name,
+            token_hash=uow.secrets.token(token),
+            created_at=uow.now(),
+            expires_at=uow.now() + ttl if ttl else None,
+        )
+    )
+    return token
+
+
+def account_for_token(uow: UnitOfWork, token: str) -> Account | None:
+    row = uow.session.scalars(
+        select(ApiToken).where(ApiToken.token_hash == uow.secrets.token(token), ApiToken.revoked_at.is_(None))
+    ).first()
+    if row is None or (row.expires_at is not None and row.expires_at <= uow.now()):
+        return None
+    return uow.session.get(Account, row.account_id)
+
+
+def revoke_token(uow: UnitOfWork, token: str) -> None:
+    uow.session.execute(
+        update(ApiToken)
+        .where(ApiToken.token_hash == uow.secrets.token(token), ApiToken.revoked_at.is_(None))
+        .values(revoked_at=uow.now())
+    )
+
+
+def create_staff(uow: UnitOfWork, raw_phone: str, password: str, role: Role, language: str = "en") -> Account:
+    """Staff and machine accounts: no identity record; verified by whoever creates them."""
+    phone = normalise_mobile(raw_phone, uow.settings.allowed_regions, uow.settings.default_region)
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise DomainError(ErrorCode.PASSWORD_TOO_WEAK, field="password", min=MIN_PASSWORD_LENGTH)
+    account = Account(
+        phone=phone,
+        password_hash=uow.passwords.hash(password),
+        role=role,
+        language=language,
+        phone_verified_at=uow.now(),
+        created_at=uow.now(),
+    )
+    uow.session.add(account)
+    uow.session.flush()
+    return account
+
+
+def set_kyc(uow: UnitOfWork, actor: Account, person_id: int, status: KycStatus, reason: str | None) -> Person:
+    person = uow.session.get(Person, person_id, with_for_update=True)
+    if person is None:
+        raise DomainError(ErrorCode.NOT_FOUND)
+    person.kyc_status, person.kyc_reason = status, reason
+    audit.record(uow, actor.id, "kyc.reviewed", f"person:{person_id}", status=status.value, reason=reason)
+    return person
+
+
+def issue_staff_token(uow: UnitOfWork, raw_phone: str, name: str) -> str:
+    """An API key without expiry for a staff or network account (never for a subscriber)."""
+    phone = normalise_mobile(raw_phone, uow.settings.allowed_regions, uow.settings.default_region)
+    account = uow.session.scalars(select(Account).where(Account.phone == phone)).first()
+    if account is None or account.role is Role.SUBSCRIBER:
+        raise DomainError(ErrorCode.NOT_FOUND, field="phone")
+    audit.record(uow, account.id, "token.issued", f"account:{account.id}", name=name)
+    return issue_token(uow, account, name, None)

@@ -1,0 +1,126 @@
+"""The plan catalogue: staff create, edit and retire plans and add-on packs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+
+from duckline.adapters.db.tables import Account, Plan, PlanAllowance
+from duckline.domain.catalog import Allowance, PlanKind, PlanStatus, Unit, Validity, Zone, check_texts
+from duckline.errors import DomainError, ErrorCode
+from duckline.money import Money
+from duckline.services import audit
+from duckline.services.unit_of_work import UnitOfWork
+
+
+@dataclass(frozen=True)
+class PlanInput:
+    code: str
+    kind: PlanKind
+    names: dict[str, str]
+    descriptions: dict[str, str]
+    price: Money
+    validity: Validity
+    allowances: list[Allowance]
+
+
+def _check(form: PlanInput) -> None:
+    check_texts(form.names, "names")
+    check_texts(form.descriptions, "descriptions")
+    if form.price.amount < 0:
+        raise DomainError(ErrorCode.PLAN_INVALID, field="price", reason="the price cannot be negative")
+    if not form.allowances:
+        raise DomainError(ErrorCode.PLAN_INVALID, field="allowances", reason="at least one allowance")
+    keys = [(a.unit, a.zone) for a in form.allowances]
+    if len(keys) != len(set(keys)):
+        raise DomainError(ErrorCode.PLAN_INVALID, field="allowances", reason="one allowance per unit and zone")
+
+
+def create_plan(uow: UnitOfWork, actor: Account, form: PlanInput) -> Plan:
+    _check(form)
+    now = uow.now()
+    plan = Plan(
+        code=form.code,
+        kind=form.kind,
+        status=PlanStatus.ACTIVE,
+        names=check_texts(form.names, "names"),
+        descriptions=check_texts(form.descriptions, "descriptions"),
+        price_amount=form.price.amount,
+        currency=form.price.currency,
+        validity_days=form.validity.days,
+        validity_months=form.validity.months,
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        with uow.session.begin_nested():
+            uow.session.add(plan)
+            uow.session.flush()
+    except IntegrityError as exc:
+        raise DomainError(ErrorCode.PLAN_CODE_TAKEN, field="code") from exc
+    _set_allowances(uow, plan, form.allowances)
+    audit.record(uow, actor.id, "plan.created", f"plan:{plan.code}", price=form.price.amount)
+    return plan
+
+
+def update_plan(uow: UnitOfWork, actor: Account, code: str, form: PlanInput) -> Plan:
+    """Change what the plan offers from now on; lines already on it keep what they were granted."""
+    _check(form)
+    plan = get_plan(uow, code, for_update=True)
+    if form.code != code:
+        raise DomainError(ErrorCode.PLAN_INVALID, field="code", reason="the code cannot change")
+    if form.kind is not plan.kind:
+        raise DomainError(ErrorCode.PLAN_INVALID, field="kind", reason="the kind cannot change")
+    plan.names = check_texts(form.names, "names")
+    plan.descriptions = check_texts(form.descriptions, "descriptions")
+    plan.price_amount, plan.currency = form.price.amount, form.price.currency
+    plan.validity_days, plan.validity_months = form.validity.days, form.validity.months
+    plan.updated_at = uow.now()
+    uow.session.execute(delete(PlanAllowance).where(PlanAllowance.plan_id == plan.id))
+    _set_allowances(uow, plan, form.allowances)
+    audit.record(uow, actor.id, "plan.updated", f"plan:{plan.code}", price=form.price.amount)
+    return plan
+
+
+def retire_plan(uow: UnitOfWork, actor: Account, code: str) -> Plan:
+    """Stop offering a plan. Lines on it keep running until their period ends."""
+    plan = get_plan(uow, code, for_update=True)
+    plan.status = PlanStatus.RETIRED
+    plan.updated_at = uow.now()
+    audit.record(uow, actor.id, "plan.retired", f"plan:{plan.code}")
+    return plan
+
+
+def _set_allowances(uow: UnitOfWork, plan: Plan, allowances: list[Allowance]) -> None:
+    uow.session.add_all(PlanAllowance(plan_id=plan.id, unit=a.unit, zone=a.zone, amount=a.amount) for a in allowances)
+    uow.session.flush()
+
+
+def get_plan(uow: UnitOfWork, code: str, for_update: bool = False) -> Plan:
+    plan = uow.session.scalars(
+        select(Plan).where(Plan.code == code).with_for_update(of=Plan)
+        if for_update
+        else select(Plan).where(Plan.code == code)
+    ).first()
+    if plan is None:
+        raise DomainError(ErrorCode.PLAN_NOT_FOUND, field="plan_code")
+    return plan
+
+
+def list_plans(uow: UnitOfWork, include_retired: bool = False) -> list[Plan]:
+    query = select(Plan).order_by(Plan.kind, Plan.price_amount, Plan.code)
+    if not include_retired:
+        query = query.where(Plan.status == PlanStatus.ACTIVE)
+    return list(uow.session.scalars(query).all())
+
+
+def allowances_of(uow: UnitOfWork, plan_ids: list[int]) -> dict[int, list[Allowance]]:
+    rows = uow.session.scalars(
+        select(PlanAllowance).where(PlanAllowance.plan_id.in_(plan_ids)).order_by(PlanAllowance.id)
+    ).all()
+    result: dict[int, list[Allowance]] = {plan_id: [] for plan_id in plan_ids}
+    for row in rows:
+        result[row.plan_id].append(Allowance(Unit(row.unit), Zone(row.zone), row.amount))
+    return result

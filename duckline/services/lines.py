@@ -1,0 +1,183 @@
+"""Lines: opening one (number + eSIM) within the identity's limit, activation, status, features."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, select, update
+
+from duckline.adapters.db.tables import Account, Bucket, EsimProfile, Line, LineEvent, Person, Plan
+from duckline.domain import alerts, esim
+from duckline.domain.catalog import PlanKind, PlanStatus, Validity
+from duckline.domain.identity import KycStatus
+from duckline.domain.lines import LineStatus, check_transition
+from duckline.domain.roles import STAFF
+from duckline.errors import DomainError, ErrorCode
+from duckline.services import audit, balances, numbers
+from duckline.services.unit_of_work import UnitOfWork
+
+
+def open_line(uow: UnitOfWork, account: Account) -> Line:
+    """Reserve a number and an eSIM profile for a verified account; the line starts pending."""
+    if account.phone_verified_at is None:
+        raise DomainError(ErrorCode.ACCOUNT_NOT_VERIFIED)
+    if account.person_id is None:
+        raise DomainError(ErrorCode.FORBIDDEN)
+    limit = uow.settings.max_lines_per_identity
+    # A conditional increment, not read-then-write: concurrent requests cannot both pass.
+    counted = cast(
+        CursorResult[Any],
+        uow.session.execute(
+            update(Person)
+            .where(Person.id == account.person_id, Person.line_count < limit)
+            .values(line_count=Person.line_count + 1)
+        ),
+    )
+    if counted.rowcount != 1:
+        raise DomainError(ErrorCode.LINE_LIMIT_REACHED, limit=limit)
+
+    now = uow.now()
+    line = Line(
+        account_id=account.id,
+        msisdn=numbers.take_number(uow),
+        status=LineStatus.PENDING,
+        voicemail=False,
+        caller_id=True,
+        created_at=now,
+        updated_at=now,
+    )
+    uow.session.add(line)
+    uow.session.flush()
+    uow.session.add(LineEvent(line_id=line.id, from_status=None, to_status=line.status, reason="opened", at=now))
+    uow.session.add(
+        EsimProfile(
+            line_id=line.id,
+            iccid=esim.make_iccid(uow.settings.iccid_prefix, line.id),
+            smdp_address=uow.settings.smdp_address,
+            matching_id=secrets.token_hex(10).upper(),
+            created_at=now,
+        )
+    )
+    audit.record(uow, account.id, "line.opened", f"line:{line.id}", msisdn=line.msisdn)
+    return line
+
+
+def transition(uow: UnitOfWork, line: Line, target: LineStatus, reason: str) -> None:
+    """The only way a line changes status: checked by the state machine, recorded with why."""
+    check_transition(line.status, target)
+    uow.session.add(LineEvent(line_id=line.id, from_status=line.status, to_status=target, reason=reason, at=uow.now()))
+    line.status = target
+    line.updated_at = uow.now()
+
+
+def activate(uow: UnitOfWork, actor: Account, line: Line, plan: Plan) -> Line:
+    """Start a first period on `plan`: status active, expiry set, plan allowances granted."""
+    if plan.kind is not PlanKind.PLAN:
+        raise DomainError(ErrorCode.PLAN_INVALID, field="plan_code", reason="an add-on cannot start a line")
+    if plan.status is PlanStatus.RETIRED:
+        raise DomainError(ErrorCode.PLAN_RETIRED, field="plan_code")
+    account = uow.session.get(Account, line.account_id)
+    person = uow.session.get(Person, account.person_id) if account and account.person_id else None
+    if person is None or person.kyc_status is not KycStatus.VERIFIED:
+        if person is not None and person.kyc_status is KycStatus.REJECTED:
+            raise DomainError(ErrorCode.KYC_REJECTED, reason=person.kyc_reason or "")
+        raise DomainError(ErrorCode.KYC_NOT_VERIFIED)
+    start = uow.now()
+    end = Validity(plan.validity_days, plan.validity_months).end_of_period(start, uow.settings.display_timezone)
+    transition(uow, line, LineStatus.ACTIVE, f"activated on {plan.code}")
+    line.plan_id, line.period_start, line.expires_at = plan.id, start, end
+    balances.grant_plan_allowances(uow, line, plan, start, end, "plan", f"activation:{line.id}")
+    audit.record(uow, actor.id, "line.activated", f"line:{line.id}", plan=plan.code)
+    return line
+
+
+def set_features(uow: UnitOfWork, actor: Account, line: Line, voicemail: bool | None, caller_id: bool | None) -> Line:
+    if voicemail is not None:
+        line.voicemail = voicemail
+    if caller_id is not None:
+        line.caller_id = caller_id
+    line.updated_at = uow.now()
+    audit.record(uow, actor.id, "line.features", f"line:{line.id}", voicemail=line.voicemail, caller_id=line.caller_id)
+    return line
+
+
+def visible_line(uow: UnitOfWork, viewer: Account, line_id: int) -> Line:
+    """A line the viewer may see: their own, or any for staff. Others look like missing lines."""
+    line = uow.session.get(Line, line_id)
+    if line is None or (viewer.role not in STAFF and line.account_id != viewer.id):
+        raise DomainError(ErrorCode.NOT_FOUND)
+    return line
+
+
+def line_by_msisdn(uow: UnitOfWork, msisdn: str) -> Line:
+    line = uow.session.scalars(select(Line).where(Line.msisdn == msisdn)).first()
+    if line is None:
+        raise DomainError(ErrorCode.NOT_FOUND, field="msisdn")
+    return line
+
+
+def esim_profile(uow: UnitOfWork, line: Line) -> EsimProfile:
+    profile = uow.session.scalars(select(EsimProfile).where(EsimProfile.line_id == line.id)).one()
+    return profile
+
+
+@dataclass(frozen=True)
+class AllowanceView:
+    unit: str
+    zone: str
+    initial: int
+    used: int
+    remaining: int
+    used_percent: int
+    valid_until: datetime | None
+
+
+@dataclass(frozen=True)
+class LineStatusView:
+    line: Line
+    plan: Plan | None
+    allowances: list[AllowanceView]
+    usage_warnings: list[alerts.UsageWarning] = field(default_factory=list)
+    expiry_warning: alerts.ExpiryWarning | None = None
+
+
+def status(uow: UnitOfWork, line: Line) -> LineStatusView:
+    """Each allowance (summed over the buckets valid now), the expiry, and warnings."""
+    now = uow.now()
+    buckets = uow.session.scalars(
+        select(Bucket)
+        .where(Bucket.line_id == line.id, Bucket.valid_from <= now, Bucket.valid_until > now)
+        .order_by(Bucket.unit, Bucket.zone, Bucket.valid_until)
+    ).all()
+    grouped: dict[tuple[str, str], list[Bucket]] = {}
+    for bucket in buckets:
+        grouped.setdefault((bucket.unit.value, bucket.zone.value), []).append(bucket)
+    views, warnings = [], []
+    thresholds = tuple(uow.settings.usage_alert_thresholds)
+    for (unit, zone), group in grouped.items():
+        initial = sum(b.initial for b in group)
+        remaining = sum(b.remaining for b in group)
+        views.append(
+            AllowanceView(
+                unit=unit,
+                zone=zone,
+                initial=initial,
+                used=initial - remaining,
+                remaining=remaining,
+                used_percent=alerts.used_percent(initial, remaining),
+                valid_until=max(b.valid_until for b in group),
+            )
+        )
+        warning = alerts.usage_warning(unit, zone, initial, remaining, thresholds)
+        if warning:
+            warnings.append(warning)
+    plan = uow.session.get(Plan, line.plan_id) if line.plan_id else None
+    expiry = (
+        alerts.expiry_warning(line.expires_at, now, tuple(uow.settings.expiry_warning_days))
+        if line.expires_at and line.status is LineStatus.ACTIVE
+        else None
+    )
+    return LineStatusView(line, plan, views, warnings, expiry)

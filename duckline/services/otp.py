@@ -1,0 +1,97 @@
+"""One-time codes sent by SMS: 6 digits, hashed at rest, with expiry, attempt and resend limits."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+
+from duckline.adapters.db.tables import OtpChallenge
+from duckline.errors import DomainError, ErrorCode
+from duckline.services import notifications
+from duckline.services.unit_of_work import UnitOfWork
+
+
+def send(uow: UnitOfWork, phone: str, purpose: str, language: str) -> OtpChallenge:
+    """Issue a new code (replacing any earlier one) unless the resend limits say wait."""
+    now = uow.now()
+    settings = uow.settings
+    latest = uow.session.scalars(
+        select(OtpChallenge)
+        .where(OtpChallenge.phone == phone, OtpChallenge.purpose == purpose)
+        .order_by(OtpChallenge.created_at.desc(), OtpChallenge.id.desc())
+        .limit(1)
+    ).first()
+    if latest is not None:
+        wait = latest.created_at + timedelta(seconds=settings.otp_resend_interval_seconds) - now
+        if wait.total_seconds() > 0:
+            raise DomainError(ErrorCode.OTP_RESEND_TOO_SOON, seconds=int(wait.total_seconds()) + 1)
+    sent_last_hour = uow.session.scalar(
+        select(func.count())
+        .select_from(OtpChallenge)
+        .where(
+            OtpChallenge.phone == phone,
+            OtpChallenge.purpose == purpose,
+            OtpChallenge.created_at > now - timedelta(hours=1),
+        )
+    )
+    if (sent_last_hour or 0) >= settings.otp_max_sends_per_hour:
+        raise DomainError(ErrorCode.OTP_SEND_LIMIT)
+
+    code = f"{secrets.randbelow(1_000_000):06d}"
+    challenge = OtpChallenge(
+        phone=phone,
+        purpose=purpose,
+        code_hash=uow.secrets.otp(phone, code),
+        expires_at=now + timedelta(seconds=settings.otp_ttl_seconds),
+        attempts=0,
+        created_at=now,
+    )
+    uow.session.add(challenge)
+    notifications.queue_sms(uow, phone, "otp", language, code=code, minutes=settings.otp_ttl_seconds // 60)
+    return challenge
+
+
+def verify(uow: UnitOfWork, phone: str, purpose: str, code: str) -> None:
+    """Consume the latest code for (phone, purpose) or raise why not.
+
+    A wrong code counts an attempt and that count is kept even though the request fails, so the
+    caller commits before raising: see `WrongCode`.
+    """
+    now = uow.now()
+    challenge = uow.session.scalars(
+        select(OtpChallenge)
+        .where(OtpChallenge.phone == phone, OtpChallenge.purpose == purpose)
+        .order_by(OtpChallenge.created_at.desc(), OtpChallenge.id.desc())
+        .limit(1)
+        .with_for_update()
+    ).first()
+    if challenge is None or challenge.consumed_at is not None:
+        raise DomainError(ErrorCode.OTP_INVALID, field="code")
+    if challenge.expires_at <= now:
+        raise DomainError(ErrorCode.OTP_EXPIRED, field="code")
+    if challenge.attempts >= uow.settings.otp_max_attempts:
+        raise DomainError(ErrorCode.OTP_TOO_MANY_ATTEMPTS, field="code")
+    if not secrets.compare_digest(challenge.code_hash, uow.secrets.otp(phone, code.strip())):
+        challenge.attempts += 1
+        raise WrongCode(challenge.attempts >= uow.settings.otp_max_attempts)
+    challenge.consumed_at = now
+
+
+class WrongCode(DomainError):
+    """A wrong code: the attempt must be recorded, so this one is committed, not rolled back."""
+
+    commit = True
+
+    def __init__(self, exhausted: bool) -> None:
+        super().__init__(ErrorCode.OTP_TOO_MANY_ATTEMPTS if exhausted else ErrorCode.OTP_INVALID, field="code")
+
+
+def expire_all(uow: UnitOfWork, phone: str) -> None:
+    """Mark every open code for a phone as used (e.g. when staff verify the phone another way)."""
+    uow.session.execute(
+        update(OtpChallenge)
+        .where(OtpChallenge.phone == phone, OtpChallenge.consumed_at.is_(None))
+        .values(consumed_at=uow.now())
+    )

@@ -1,0 +1,1 @@
+"""The HTTP face of Duckline: the versioned API (and, later, the portal)."""

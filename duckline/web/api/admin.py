@@ -1,0 +1,72 @@
+"""Operator staff: the number pool, identity reviews, the audit log."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from sqlalchemy import select
+
+from duckline.adapters.db.tables import Account, AuditEntry, Person
+from duckline.domain.identity import KycStatus
+from duckline.domain.roles import KYC_REVIEWERS, NUMBER_POOL_MANAGERS, Role
+from duckline.errors import DomainError, ErrorCode
+from duckline.services import accounts, audit, numbers
+from duckline.web.deps import RuntimeDep, require_roles
+from duckline.web.pagination import page
+from duckline.web.schemas import AuditOut, KycIn, NumbersIn, NumbersOut, Page, PersonOut
+
+router = APIRouter(tags=["staff"])
+PoolManager = Annotated[Account, Depends(require_roles(NUMBER_POOL_MANAGERS))]
+Reviewer = Annotated[Account, Depends(require_roles(KYC_REVIEWERS))]
+Admin = Annotated[Account, Depends(require_roles({Role.ADMIN}))]
+
+
+@router.post("/numbers/import", response_model=NumbersOut)
+def import_numbers(body: NumbersIn, runtime: RuntimeDep, actor: PoolManager) -> NumbersOut:
+    """Load numbers into the pool (E.164 or national form); an invalid one rejects the whole list."""
+    with runtime.unit_of_work() as uow:
+        result = numbers.import_numbers(uow, body.numbers)
+        audit.record(uow, actor.id, "numbers.imported", "pool", added=result.added)
+    return NumbersOut(added=result.added, already_present=result.already_present)
+
+
+@router.get("/numbers/summary")
+def pool_summary(runtime: RuntimeDep, actor: PoolManager) -> dict[str, int]:
+    with runtime.unit_of_work() as uow:
+        return numbers.pool_summary(uow)
+
+
+@router.get("/persons/{person_id}", response_model=PersonOut)
+def get_person(person_id: int, runtime: RuntimeDep, actor: Reviewer) -> PersonOut:
+    """An identity record; the document number is only ever shown masked."""
+    with runtime.unit_of_work() as uow:
+        person = uow.session.get(Person, person_id)
+        if person is None:
+            raise DomainError(ErrorCode.NOT_FOUND)
+        return PersonOut.of(person)
+
+
+@router.post("/persons/{person_id}/kyc", response_model=PersonOut)
+def review_identity(person_id: int, body: KycIn, runtime: RuntimeDep, actor: Reviewer) -> PersonOut:
+    """Accept or reject a real-name registration; a rejection needs a reason the subscriber sees."""
+    status = KycStatus(body.status)
+    if status is KycStatus.REJECTED and not (body.reason or "").strip():
+        raise DomainError(ErrorCode.VALIDATION_FAILED, field="reason")
+    with runtime.unit_of_work() as uow:
+        return PersonOut.of(accounts.set_kyc(uow, actor, person_id, status, body.reason))
+
+
+@router.get("/audit", response_model=Page[AuditOut])
+def audit_log(
+    runtime: RuntimeDep, actor: Admin, cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=200)] = 50
+) -> Page[AuditOut]:
+    with runtime.unit_of_work() as uow:
+        rows, next_cursor = page(uow.session, select(AuditEntry), AuditEntry.id, cursor, limit)
+        return Page[AuditOut](
+            items=[
+                AuditOut(id=r.id, actor_id=r.actor_id, action=r.action, target=r.target, detail=r.detail, at=r.at)
+                for r in rows
+            ],
+            next_cursor=next_cursor,
+        )

@@ -1,0 +1,73 @@
+"""Log in and out: a signed HttpOnly cookie for browsers, bearer tokens for API clients."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import APIRouter, Request, Response, status
+
+from duckline.errors import DomainError, ErrorCode
+from duckline.services import accounts
+from duckline.web.deps import (
+    SESSION_COOKIE,
+    CurrentAccount,
+    RuntimeDep,
+    client_address,
+    csrf_token,
+    session_signer,
+    session_token_from_cookie,
+)
+from duckline.web.schemas import AccountOut, LoginIn, SessionOut, TokenIn, TokenOut
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+def _check_rate(request: Request, runtime: RuntimeDep, phone: str) -> None:
+    if not runtime.rate_limits.hit("login", f"ip:{client_address(request)}", f"phone:{phone.strip()}"):
+        raise DomainError(ErrorCode.RATE_LIMITED)
+
+
+@router.post("/login", response_model=SessionOut)
+def login(body: LoginIn, request: Request, response: Response, runtime: RuntimeDep) -> SessionOut:
+    """Start a browser session. Unsafe requests made with it must send the X-CSRF-Token header."""
+    _check_rate(request, runtime, body.phone)
+    settings = runtime.settings
+    with runtime.unit_of_work() as uow:
+        account = accounts.authenticate(uow, body.phone, body.password)
+        token = accounts.issue_token(uow, account, "session", timedelta(seconds=settings.session_max_age_seconds))
+    response.set_cookie(
+        SESSION_COOKIE,
+        session_signer(runtime).sign(token).decode(),
+        max_age=settings.session_max_age_seconds,
+        httponly=True,
+        secure=settings.environment == "production",
+        samesite="lax",
+        path="/",
+    )
+    return SessionOut(account=AccountOut.of(account), csrf_token=csrf_token(runtime, token))
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+def logout(request: Request, response: Response, runtime: RuntimeDep, account: CurrentAccount) -> None:
+    token = session_token_from_cookie(request, runtime)
+    if token:
+        with runtime.unit_of_work() as uow:
+            accounts.revoke_token(uow, token)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+
+
+@router.get("/session", response_model=SessionOut)
+def session(request: Request, runtime: RuntimeDep, account: CurrentAccount) -> SessionOut:
+    token = session_token_from_cookie(request, runtime) or ""
+    return SessionOut(account=AccountOut.of(account), csrf_token=csrf_token(runtime, token) if token else "")
+
+
+@router.post("/tokens", status_code=status.HTTP_201_CREATED, response_model=TokenOut)
+def create_token(body: TokenIn, request: Request, runtime: RuntimeDep) -> TokenOut:
+    """Exchange a phone and password for a bearer token (shown once; only its hash is kept)."""
+    _check_rate(request, runtime, body.phone)
+    ttl = timedelta(days=runtime.settings.api_token_ttl_days)
+    with runtime.unit_of_work() as uow:
+        account = accounts.authenticate(uow, body.phone, body.password)
+        token = accounts.issue_token(uow, account, body.name, ttl)
+    return TokenOut(token=token, expires_at=runtime.clock.now() + ttl)

@@ -1,0 +1,105 @@
+"""A subscriber's lines: status and balances, eSIM and QR code, features; staff activation."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response, status
+from sqlalchemy import select
+
+from duckline.adapters import qr
+from duckline.adapters.db.tables import Account, Line
+from duckline.domain.esim import activation_code
+from duckline.domain.roles import LINE_OPERATORS, STAFF
+from duckline.errors import DomainError, ErrorCode
+from duckline.services import catalog, lines
+from duckline.web.api.plans import Language, render
+from duckline.web.deps import CurrentAccount, RuntimeDep, require_roles
+from duckline.web.pagination import page
+from duckline.web.schemas import ActivateIn, EsimOut, FeaturesIn, LineOut, LineStatusOut, Page
+
+router = APIRouter(prefix="/lines", tags=["lines"])
+Operator = Annotated[Account, Depends(require_roles(LINE_OPERATORS))]
+
+
+@router.get("", response_model=Page[LineOut])
+def list_lines(
+    runtime: RuntimeDep,
+    viewer: CurrentAccount,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    account_id: int | None = None,
+) -> Page[LineOut]:
+    """The caller's lines; staff may list any account's lines with ?account_id=."""
+    owner = viewer.id
+    if account_id is not None and account_id != viewer.id:
+        if viewer.role not in STAFF:
+            raise DomainError(ErrorCode.FORBIDDEN)
+        owner = account_id
+    with runtime.unit_of_work() as uow:
+        rows, next_cursor = page(uow.session, select(Line).where(Line.account_id == owner), Line.id, cursor, limit)
+        return Page[LineOut](items=[LineOut.of(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=LineOut)
+def open_line(runtime: RuntimeDep, viewer: CurrentAccount) -> LineOut:
+    """Another line for the caller, within the per-identity limit."""
+    with runtime.unit_of_work() as uow:
+        return LineOut.of(lines.open_line(uow, viewer))
+
+
+@router.get("/{line_id}/status", response_model=LineStatusOut)
+def line_status(line_id: int, runtime: RuntimeDep, viewer: CurrentAccount, lang: Language) -> LineStatusOut:
+    """Each allowance used and remaining, the expiry, and warnings."""
+    with runtime.unit_of_work() as uow:
+        view = lines.status(uow, lines.visible_line(uow, viewer, line_id))
+        return LineStatusOut.of(view, render(uow, [view.plan], lang)[0] if view.plan else None)
+
+
+@router.get("/by-msisdn/{msisdn}/status", response_model=LineStatusOut)
+def line_status_by_msisdn(msisdn: str, runtime: RuntimeDep, viewer: CurrentAccount, lang: Language) -> LineStatusOut:
+    with runtime.unit_of_work() as uow:
+        line = lines.visible_line(uow, viewer, lines.line_by_msisdn(uow, msisdn).id)
+        view = lines.status(uow, line)
+        return LineStatusOut.of(view, render(uow, [view.plan], lang)[0] if view.plan else None)
+
+
+@router.get("/{line_id}/esim", response_model=EsimOut)
+def esim(line_id: int, runtime: RuntimeDep, viewer: CurrentAccount) -> EsimOut:
+    with runtime.unit_of_work() as uow:
+        line = lines.visible_line(uow, viewer, line_id)
+        return EsimOut.of(line, lines.esim_profile(uow, line))
+
+
+@router.get(
+    "/{line_id}/esim/qr.{fmt}",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}, "image/svg+xml": {}}}},
+)
+def esim_qr(line_id: int, fmt: str, runtime: RuntimeDep, viewer: CurrentAccount) -> Response:
+    """The activation code as a QR image to scan with the phone's camera."""
+    if fmt not in ("png", "svg"):
+        raise DomainError(ErrorCode.NOT_FOUND)
+    with runtime.unit_of_work() as uow:
+        profile = lines.esim_profile(uow, lines.visible_line(uow, viewer, line_id))
+        code = activation_code(profile.smdp_address, profile.matching_id)
+    if fmt == "png":
+        return Response(qr.qr_png(code), media_type="image/png", headers={"Cache-Control": "no-store"})
+    return Response(qr.qr_svg(code), media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
+
+
+@router.patch("/{line_id}/features", response_model=LineOut)
+def set_features(line_id: int, body: FeaturesIn, runtime: RuntimeDep, viewer: CurrentAccount) -> LineOut:
+    """Turn voicemail and caller ID on or off."""
+    with runtime.unit_of_work() as uow:
+        line = lines.visible_line(uow, viewer, line_id)
+        return LineOut.of(lines.set_features(uow, viewer, line, body.voicemail, body.caller_id))
+
+
+@router.post("/{line_id}/activate", response_model=LineOut)
+def activate(line_id: int, body: ActivateIn, runtime: RuntimeDep, actor: Operator) -> LineOut:
+    """Staff: start a pending line on a plan (e.g. sold with a prepaid voucher in a shop)."""
+    with runtime.unit_of_work() as uow:
+        line = lines.visible_line(uow, actor, line_id)
+        plan = catalog.get_plan(uow, body.plan_code)
+        return LineOut.of(lines.activate(uow, actor, line, plan), plan.code)

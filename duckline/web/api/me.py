@@ -1,0 +1,40 @@
+"""The caller's own account, and the demo SMS outbox."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+
+from duckline.adapters.db.tables import Notification, Person
+from duckline.errors import DomainError, ErrorCode
+from duckline.web.deps import CurrentAccount, RuntimeDep
+from duckline.web.schemas import AccountOut, PersonOut
+
+router = APIRouter(tags=["account"])
+
+
+@router.get("/me", response_model=AccountOut)
+def me(account: CurrentAccount) -> AccountOut:
+    return AccountOut.of(account)
+
+
+@router.get("/me/identity", response_model=PersonOut)
+def my_identity(account: CurrentAccount, runtime: RuntimeDep) -> PersonOut:
+    """The caller's real-name record and its review status (rejected: with the reason)."""
+    with runtime.unit_of_work() as uow:
+        person = uow.session.get(Person, account.person_id) if account.person_id else None
+        if person is None:
+            raise DomainError(ErrorCode.NOT_FOUND)
+        return PersonOut.of(person)
+
+
+@router.get("/demo/outbox", tags=["demo"])
+def demo_outbox(runtime: RuntimeDep, limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[dict[str, str]]:
+    """Demo only (development mode): the SMS the log channel 'sent', newest first, to read OTPs."""
+    if runtime.settings.environment != "development":
+        raise DomainError(ErrorCode.NOT_FOUND)
+    with runtime.unit_of_work() as uow:
+        rows = uow.session.scalars(select(Notification).order_by(Notification.id.desc()).limit(limit)).all()
+        return [{"to": r.recipient, "body": r.body, "status": r.status, "at": r.created_at.isoformat()} for r in rows]

@@ -1,0 +1,84 @@
+"""Sign-up: identity and phone, then the SMS code, then the first line."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Request, UploadFile, status
+
+from duckline.errors import DomainError, ErrorCode
+from duckline.services import accounts, lines
+from duckline.web.deps import RuntimeDep, client_address, language
+from duckline.web.schemas import AccountOut, EsimOut, LineOut, PhoneIn, RegistrationOut, VerifiedOut, VerifyIn
+
+router = APIRouter(prefix="/registrations", tags=["registration"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=RegistrationOut)
+def register(
+    request: Request,
+    runtime: RuntimeDep,
+    phone: Annotated[str, Form()],
+    password: Annotated[str, Form(min_length=1, max_length=200)],
+    document_type: Annotated[str, Form()],
+    document_number: Annotated[str, Form(max_length=40)],
+    birth_date: Annotated[date, Form()],
+    document_image: Annotated[UploadFile, File(description="JPEG, PNG or PDF of the identity document")],
+    name_en: Annotated[str | None, Form(max_length=100)] = None,
+    name_zh: Annotated[str | None, Form(max_length=30)] = None,
+    email: Annotated[str | None, Form(max_length=254)] = None,
+    preferred_language: Annotated[str | None, Form()] = None,
+    guardian_document_type: Annotated[str | None, Form()] = None,
+    guardian_document_number: Annotated[str | None, Form(max_length=40)] = None,
+    guardian_name_en: Annotated[str | None, Form(max_length=100)] = None,
+    guardian_name_zh: Annotated[str | None, Form(max_length=30)] = None,
+    guardian_birth_date: Annotated[date | None, Form()] = None,
+) -> RegistrationOut:
+    """Register with a mobile number and a real-name identity. A 6-digit code is sent by SMS."""
+    if not runtime.rate_limits.hit("otp", f"ip:{client_address(request)}"):
+        raise DomainError(ErrorCode.RATE_LIMITED)
+    guardian = None
+    if guardian_document_type or guardian_document_number:
+        if not (guardian_document_type and guardian_document_number and guardian_birth_date):
+            raise DomainError(
+                ErrorCode.GUARDIAN_REQUIRED, field="guardian", age=runtime.settings.min_age_without_guardian
+            )
+        guardian = accounts.IdentityInput(
+            guardian_document_type, guardian_document_number, guardian_name_en, guardian_name_zh, guardian_birth_date
+        )
+    image = document_image.file.read(runtime.settings.document_max_bytes + 1)
+    form = accounts.Registration(
+        phone=phone,
+        password=password,
+        identity=accounts.IdentityInput(document_type, document_number, name_en, name_zh, birth_date),
+        document_image=image,
+        language=preferred_language or language(request),
+        email=email or None,
+        guardian=guardian,
+    )
+    with runtime.unit_of_work() as uow:
+        account = accounts.register(uow, form)
+        return RegistrationOut(account=AccountOut.of(account))
+
+
+@router.post("/verify", response_model=VerifiedOut)
+def verify(body: VerifyIn, request: Request, runtime: RuntimeDep) -> VerifiedOut:
+    """Check the SMS code; on success the account is active and gets its first line and eSIM."""
+    if not runtime.rate_limits.hit("otp", f"ip:{client_address(request)}", f"phone:{body.phone}"):
+        raise DomainError(ErrorCode.RATE_LIMITED)
+    with runtime.unit_of_work() as uow:
+        account = accounts.verify_phone(uow, body.phone, body.code)
+        line = lines.open_line(uow, account)
+        return VerifiedOut(
+            account=AccountOut.of(account), line=LineOut.of(line), esim=EsimOut.of(line, lines.esim_profile(uow, line))
+        )
+
+
+@router.post("/resend", status_code=status.HTTP_202_ACCEPTED)
+def resend(body: PhoneIn, request: Request, runtime: RuntimeDep) -> dict[str, str]:
+    if not runtime.rate_limits.hit("otp", f"ip:{client_address(request)}", f"phone:{body.phone}"):
+        raise DomainError(ErrorCode.RATE_LIMITED)
+    with runtime.unit_of_work() as uow:
+        accounts.resend_code(uow, body.phone)
+    return {"status": "sent"}

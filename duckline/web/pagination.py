@@ -1,0 +1,42 @@
+"""Keyset pagination: the cursor is the last id seen, so pages stay stable while rows are added."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, TypeVar
+
+from sqlalchemy import Select
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from duckline.errors import DomainError, ErrorCode
+
+T = TypeVar("T")
+MAX_LIMIT = 200
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, value = raw.partition(":")
+        if prefix != "id":
+            raise ValueError(raw)
+        return int(value)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DomainError(ErrorCode.INVALID_CURSOR, field="cursor") from exc
+
+
+def page(
+    session: Session, query: Select[Any], id_column: InstrumentedAttribute[int], cursor: str | None, limit: int
+) -> tuple[list[Any], str | None]:
+    """Rows ordered by id (descending: newest first) after the cursor, and the next cursor."""
+    limit = max(1, min(limit, MAX_LIMIT))
+    if cursor:
+        query = query.where(id_column < decode_cursor(cursor))
+    rows = list(session.scalars(query.order_by(id_column.desc()).limit(limit + 1)).all())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, encode_cursor(rows[-1].id) if more and rows else None

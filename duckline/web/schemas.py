@@ -1,0 +1,324 @@
+"""Request and response bodies of the API (separate from the tables on purpose)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Generic, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from duckline.adapters.db.tables import Account, EsimProfile, Line, Person, Plan
+from duckline.domain.catalog import PlanKind, Unit, Zone
+from duckline.domain.esim import activation_code
+from duckline.domain.phone import display
+from duckline.services.lines import LineStatusView
+from duckline.services.usage import UsageKind
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(description="pass as ?cursor= to get the next page; null on the last")
+
+
+class MoneyOut(BaseModel):
+    amount: int = Field(description="minor units, e.g. cents")
+    currency: str
+
+
+class AccountOut(BaseModel):
+    id: int
+    phone: str
+    phone_verified: bool
+    email: str | None
+    role: str
+    language: str
+
+    @classmethod
+    def of(cls, account: Account) -> AccountOut:
+        return cls(
+            id=account.id,
+            phone=account.phone,
+            phone_verified=account.phone_verified_at is not None,
+            email=account.email,
+            role=account.role.value,
+            language=account.language,
+        )
+
+
+class LineOut(BaseModel):
+    id: int
+    msisdn: str
+    msisdn_display: str
+    status: str
+    plan_code: str | None = None
+    expires_at: datetime | None
+    voicemail: bool
+    caller_id: bool
+
+    @classmethod
+    def of(cls, line: Line, plan_code: str | None = None) -> LineOut:
+        return cls(
+            id=line.id,
+            msisdn=line.msisdn,
+            msisdn_display=display(line.msisdn),
+            status=line.status.value,
+            plan_code=plan_code,
+            expires_at=line.expires_at,
+            voicemail=line.voicemail,
+            caller_id=line.caller_id,
+        )
+
+
+class EsimOut(BaseModel):
+    iccid: str
+    activation_code: str
+    smdp_address: str
+    matching_id: str
+    qr_png: str
+    qr_svg: str
+
+    @classmethod
+    def of(cls, line: Line, profile: EsimProfile) -> EsimOut:
+        return cls(
+            iccid=profile.iccid,
+            activation_code=activation_code(profile.smdp_address, profile.matching_id),
+            smdp_address=profile.smdp_address,
+            matching_id=profile.matching_id,
+            qr_png=f"/api/v1/lines/{line.id}/esim/qr.png",
+            qr_svg=f"/api/v1/lines/{line.id}/esim/qr.svg",
+        )
+
+
+class RegistrationOut(BaseModel):
+    account: AccountOut
+    next_step: str = "verify_phone"
+
+
+class VerifyIn(BaseModel):
+    phone: str
+    code: str = Field(min_length=6, max_length=6, pattern=r"^\d{6}$")
+
+
+class PhoneIn(BaseModel):
+    phone: str
+
+
+class VerifiedOut(BaseModel):
+    account: AccountOut
+    line: LineOut
+    esim: EsimOut
+
+
+class LoginIn(BaseModel):
+    phone: str
+    password: str = Field(min_length=1, max_length=200)
+
+
+class SessionOut(BaseModel):
+    account: AccountOut
+    csrf_token: str
+
+
+class TokenIn(LoginIn):
+    name: str = Field(default="api client", max_length=100)
+
+
+class TokenOut(BaseModel):
+    token: str
+    token_type: str = "bearer"  # noqa: S105 - the OAuth token type, not a secret
+    expires_at: datetime | None
+
+
+class AllowanceIn(BaseModel):
+    unit: Unit
+    zone: Zone
+    amount: int = Field(gt=0)
+
+
+class PlanIn(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "code": "hk-voice-30",
+                "kind": "plan",
+                "names": {"en": "Voice 30", "zh_Hant": "話音 30", "zh_Hans": "话音 30"},
+                "descriptions": {"en": "...", "zh_Hant": "...", "zh_Hans": "..."},
+                "price": {"amount": 8800, "currency": "HKD"},
+                "validity_days": 30,
+                "allowances": [{"unit": "voice_seconds", "zone": "HK", "amount": 60000}],
+            }
+        }
+    )
+    code: str = Field(min_length=2, max_length=40, pattern=r"^[a-z0-9][a-z0-9\-]*$")
+    kind: PlanKind = PlanKind.PLAN
+    names: dict[str, str]
+    descriptions: dict[str, str]
+    price: MoneyOut
+    validity_days: int = Field(default=0, ge=0, le=3660)
+    validity_months: int = Field(default=0, ge=0, le=120)
+    allowances: list[AllowanceIn] = Field(min_length=1, max_length=20)
+
+
+class PlanOut(BaseModel):
+    code: str
+    kind: str
+    status: str
+    names: dict[str, str]
+    descriptions: dict[str, str]
+    price: MoneyOut
+    price_display: str
+    validity_days: int
+    validity_months: int
+    allowances: list[AllowanceIn]
+
+
+class AllowanceOut(BaseModel):
+    unit: str
+    zone: str
+    initial: int
+    used: int
+    remaining: int
+    used_percent: int
+    valid_until: datetime | None
+
+
+class UsageWarningOut(BaseModel):
+    kind: str = "usage"
+    unit: str
+    zone: str
+    threshold: int
+    used_percent: int
+
+
+class ExpiryWarningOut(BaseModel):
+    kind: str = "expiry"
+    within_days: int
+    expires_at: datetime
+
+
+class LineStatusOut(BaseModel):
+    line: LineOut
+    plan: PlanOut | None
+    expires_at: datetime | None
+    allowances: list[AllowanceOut]
+    warnings: list[UsageWarningOut | ExpiryWarningOut]
+
+    @classmethod
+    def of(cls, view: LineStatusView, plan: PlanOut | None) -> LineStatusOut:
+        warnings: list[UsageWarningOut | ExpiryWarningOut] = [
+            UsageWarningOut(unit=w.unit, zone=w.zone, threshold=w.threshold, used_percent=w.used_percent)
+            for w in view.usage_warnings
+        ]
+        if view.expiry_warning:
+            warnings.append(
+                ExpiryWarningOut(within_days=view.expiry_warning.days, expires_at=view.expiry_warning.expires_at)
+            )
+        return cls(
+            line=LineOut.of(view.line, view.plan.code if view.plan else None),
+            plan=plan,
+            expires_at=view.line.expires_at,
+            allowances=[AllowanceOut(**a.__dict__) for a in view.allowances],
+            warnings=warnings,
+        )
+
+
+class FeaturesIn(BaseModel):
+    voicemail: bool | None = None
+    caller_id: bool | None = None
+
+
+class ActivateIn(BaseModel):
+    plan_code: str
+
+
+class UsageRecordIn(BaseModel):
+    record_id: str = Field(min_length=1, max_length=100)
+    msisdn: str = Field(pattern=r"^\+[1-9]\d{6,14}$", description="E.164")
+    kind: UsageKind
+    zone: Zone = Zone.HK
+    quantity: int = Field(ge=0, le=10**15, description="seconds for voice, messages for sms, bytes for data")
+    started_at: AwareDatetime
+
+
+class UsageBatchIn(BaseModel):
+    records: list[UsageRecordIn] = Field(min_length=1, max_length=5000)
+
+
+class UsageRecordOutcomeOut(BaseModel):
+    record_id: str
+    status: str
+    charged: int
+    overage: int
+    error: str | None
+
+
+class UsageBatchOut(BaseModel):
+    applied: int
+    duplicates: int
+    conflicts: int
+    rejected: int
+    records: list[UsageRecordOutcomeOut]
+
+
+class NumbersIn(BaseModel):
+    numbers: list[str] = Field(min_length=1, max_length=100_000)
+
+
+class NumbersOut(BaseModel):
+    added: int
+    already_present: int
+
+
+class KycIn(BaseModel):
+    status: str = Field(pattern="^(verified|rejected)$")
+    reason: str | None = Field(default=None, max_length=300)
+
+
+class PersonOut(BaseModel):
+    id: int
+    document_type: str
+    document_number_masked: str
+    name_en: str | None
+    name_zh: str | None
+    birth_date: date
+    kyc_status: str
+    kyc_reason: str | None
+
+    @classmethod
+    def of(cls, person: Person) -> PersonOut:
+        return cls(
+            id=person.id,
+            document_type=person.document_type.value,
+            document_number_masked=person.document_masked,
+            name_en=person.name_en,
+            name_zh=person.name_zh,
+            birth_date=person.birth_date,
+            kyc_status=person.kyc_status.value,
+            kyc_reason=person.kyc_reason,
+        )
+
+
+class AuditOut(BaseModel):
+    id: int
+    actor_id: int | None
+    action: str
+    target: str
+    detail: dict[str, object]
+    at: datetime
+
+
+def plan_out(plan: Plan, allowances: list[AllowanceIn], price_display: str) -> PlanOut:
+    return PlanOut(
+        code=plan.code,
+        kind=plan.kind.value,
+        status=plan.status.value,
+        names=plan.names,
+        descriptions=plan.descriptions,
+        price=MoneyOut(amount=plan.price_amount, currency=plan.currency),
+        price_display=price_display,
+        validity_days=plan.validity_days,
+        validity_months=plan.validity_months,
+        allowances=allowances,
+    )

@@ -1,0 +1,132 @@
+"""Build state through the same services and endpoints the app uses."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from fastapi.testclient import TestClient
+from stdnum.cn import ric
+
+from duckline.adapters.db.tables import Account
+from duckline.domain.catalog import Allowance, PlanKind, Unit, Validity, Zone
+from duckline.domain.identity import _hkid_check_digit
+from duckline.domain.roles import Role
+from duckline.money import Money
+from duckline.runtime import Runtime
+from duckline.services import accounts, catalog
+
+PASSWORD = "correct horse battery"
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+)
+
+
+def hkid(serial: int, prefix: str = "A") -> str:
+    digits = f"{serial:06d}"
+    return f"{prefix}{digits}({_hkid_check_digit(prefix, digits)})"
+
+
+def cn_resident_id(birth: date, serial: int = 123) -> str:
+    body = f"110105{birth:%Y%m%d}{serial:03d}"
+    return body + ric.calc_check_digit(body)
+
+
+def hk_mobile(n: int) -> str:
+    return f"+8526{1_000_000 + n:07d}"
+
+
+def registration_form(phone: str, document_number: str, **overrides: Any) -> dict[str, Any]:
+    form = {
+        "phone": phone,
+        "password": PASSWORD,
+        "document_type": "hkid",
+        "document_number": document_number,
+        "name_en": "CHAN Tai Man",
+        "name_zh": "陳大文",
+        "birth_date": "1990-05-17",
+    }
+    form.update(overrides)
+    return form
+
+
+def last_code(runtime: Runtime, phone: str) -> str:
+    """The verification code in the last SMS the log channel wrote for `phone`."""
+    path = runtime.settings.log_dir / "sms-outbox.log"
+    for line in reversed(path.read_text(encoding="utf-8").splitlines()):
+        _, to, _, body = line.split("\t", 3)
+        if to == phone:
+            return next(
+                word.strip(".。，,")
+                for word in body.split()
+                if word.strip(".。，,").isdigit() and len(word.strip(".。，,")) == 6
+            )
+    raise AssertionError(f"no SMS to {phone}")
+
+
+def register(
+    client: TestClient,
+    phone: str,
+    document_number: str,
+    image: bytes = PNG,
+    headers: dict[str, str] | None = None,
+    **overrides: Any,
+) -> Any:
+    return client.post(
+        "/api/v1/registrations",
+        data=registration_form(phone, document_number, **overrides),
+        files={"document_image": ("id.png", image, "image/png")},
+        headers=headers or {},
+    )
+
+
+def register_and_verify(client: TestClient, runtime: Runtime, n: int) -> dict[str, Any]:
+    """A verified subscriber with a pending line; returns the verify response and a bearer token."""
+    phone = hk_mobile(n)
+    response = register(client, phone, hkid(n))
+    assert response.status_code == 201, response.text
+    verified = client.post("/api/v1/registrations/verify", json={"phone": phone, "code": last_code(runtime, phone)})
+    assert verified.status_code == 200, verified.text
+    token = client.post("/api/v1/auth/tokens", json={"phone": phone, "password": PASSWORD}).json()["token"]
+    return {**verified.json(), "phone": phone, "headers": {"Authorization": f"Bearer {token}"}}
+
+
+def staff(runtime: Runtime, role: Role, n: int = 1) -> tuple[Account, dict[str, str]]:
+    with runtime.unit_of_work() as uow:
+        account = accounts.create_staff(uow, f"+8525100{n:04d}", PASSWORD, role)
+        token = accounts.issue_token(uow, account, "test", None)
+    return account, {"Authorization": f"Bearer {token}"}
+
+
+def plan_input(
+    code: str = "test-plan",
+    kind: PlanKind = PlanKind.PLAN,
+    price: int = 8800,
+    validity: Validity | None = None,
+    allowances: list[Allowance] | None = None,
+) -> catalog.PlanInput:
+    texts = {"en": f"Plan {code}", "zh_Hant": f"計劃 {code}", "zh_Hans": f"套餐 {code}"}
+    return catalog.PlanInput(
+        code=code,
+        kind=kind,
+        names=texts,
+        descriptions=texts,
+        price=Money(price, "HKD"),
+        validity=validity or Validity(days=30),
+        allowances=allowances
+        or [
+            Allowance(Unit.VOICE_SECONDS, Zone.HK, 6000),
+            Allowance(Unit.SMS, Zone.HK, 100),
+            Allowance(Unit.DATA_BYTES, Zone.HK, 10_000_000),
+        ],
+    )
+
+
+def numbers(runtime: Runtime, count: int, start: int = 0) -> list[str]:
+    from duckline.services import numbers as pool
+
+    msisdns = [f"+8525170{start + i:04d}" for i in range(count)]
+    with runtime.unit_of_work() as uow:
+        pool.import_numbers(uow, msisdns)
+    return msisdns

@@ -30,6 +30,8 @@ class FrozenClock:
         self._at += delta
 
     def set(self, at: datetime) -> None:
+        if at.tzinfo is None:
+            raise ValueError("FrozenClock needs an aware datetime")
         self._at = at.astimezone(UTC)
 
 

@@ -44,11 +44,50 @@ class Settings(BaseSettings):
     login_rate_limit: str = "10/minute"
     otp_rate_limit: str = "5/minute"
 
+    # argon2id cost; lower it only for tests, where hashing time dominates.
+    password_time_cost: int = 3
+    password_memory_kib: int = 65536
+
     session_max_age_seconds: int = 7 * 24 * 3600
     api_token_ttl_days: int = 30
 
     usage_alert_thresholds: tuple[int, ...] = (75, 90, 100)
     expiry_warning_days: tuple[int, ...] = (7, 3, 1)
+
+    # Renewal: Hong Kong operators' top-up rules (minor units of default_currency).
+    order_minimum: int = 5_000
+    order_maximum: int = 100_000
+    monthly_line_limit: int = 300_000
+    order_payment_minutes: int = 30  # an unpaid order expires after this
+    grace_days: int = 30  # after expiry, the number can be reclaimed by renewing
+    retention_days: int = 60  # after grace: renewable still, then the number is recycled
+    auto_renew_hours_before: int = 24
+    auto_renew_retry_hours: tuple[int, ...] = (0, 6, 24, 48)  # dunning schedule from the first try
+    reconcile_after_minutes: int = 10  # payments still open this long are asked about
+
+    # Payment providers: the sandbox is built in; the others are on when their keys are set.
+    sandbox_enabled: bool = True
+    sandbox_webhook_secret: str = "whsec_duckline_sandbox_development"  # noqa: S105
+    sandbox_webhook_delay_seconds: float = 1.0
+    sandbox_duplicate_webhooks: bool = True
+    card_provider: Literal["sandbox", "stripe"] = "sandbox"
+    alipay_provider: Literal["sandbox", "alipay"] = "sandbox"
+    wechatpay_provider: Literal["sandbox", "wechatpay"] = "sandbox"
+    stripe_secret_key: str = ""
+    stripe_webhook_secret: str = ""
+    stripe_api_base: str | None = None
+    alipay_app_id: str = ""
+    alipay_app_private_key: str = ""  # PEM
+    alipay_public_key: str = ""  # PEM, Alipay's
+    alipay_gateway: str = "https://openapi.alipay.com/gateway.do"
+    wechatpay_mchid: str = ""
+    wechatpay_appid: str = ""
+    wechatpay_private_key: str = ""  # PEM (PKCS#8), the merchant's
+    wechatpay_cert_serial_no: str = ""
+    wechatpay_apiv3_key: str = ""
+    wechatpay_public_key: str = ""  # PEM, WeChat Pay's platform public key
+    wechatpay_public_key_id: str = ""
+    wechatpay_base_url: str | None = None
 
     smdp_address: str = "smdp.duckline.example"
     iccid_prefix: str = "8985201"
@@ -65,6 +104,35 @@ class Settings(BaseSettings):
                     raise ValueError(
                         f"DUCKLINE_{name.upper()} must be set to a random value of at least 32 characters in production"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _providers_need_their_keys(self) -> Settings:
+        needs = {
+            "stripe": (self.card_provider == "stripe", ("stripe_secret_key", "stripe_webhook_secret")),
+            "alipay": (
+                self.alipay_provider == "alipay",
+                ("alipay_app_id", "alipay_app_private_key", "alipay_public_key"),
+            ),
+            "wechatpay": (
+                self.wechatpay_provider == "wechatpay",
+                (
+                    "wechatpay_mchid",
+                    "wechatpay_appid",
+                    "wechatpay_private_key",
+                    "wechatpay_cert_serial_no",
+                    "wechatpay_apiv3_key",
+                    "wechatpay_public_key",
+                    "wechatpay_public_key_id",
+                ),
+            ),
+        }
+        for provider, (chosen, fields) in needs.items():
+            missing = [f"DUCKLINE_{f.upper()}" for f in fields if chosen and not getattr(self, f)]
+            if missing:
+                raise ValueError(f"the {provider} provider needs {', '.join(missing)}")
+        if self.environment == "production" and self.sandbox_enabled:
+            raise ValueError("DUCKLINE_SANDBOX_ENABLED must be false in production")
         return self
 
     @cached_property

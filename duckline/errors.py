@@ -70,6 +70,30 @@ class ErrorCode(Enum):
         "Usage record {record_id} was already received with different content.",
     )
     INVALID_CURSOR = (Kind.INVALID, "The page cursor is not valid.")
+    ORDER_TRANSITION_NOT_ALLOWED = (Kind.CONFLICT, "An order cannot go from {current} to {target}.")
+    ORDER_NOT_PAYABLE = (Kind.CONFLICT, "This order can no longer be paid.")
+    IDEMPOTENCY_KEY_REQUIRED = (Kind.INVALID, "The Idempotency-Key header is required.")
+    IDEMPOTENCY_KEY_REUSED = (Kind.CONFLICT, "This Idempotency-Key was already used for a different request.")
+    LINE_RECYCLED = (Kind.CONFLICT, "This number has been recycled and can no longer be renewed.")
+    LINE_NOT_RENEWABLE = (Kind.CONFLICT, "This line cannot be renewed now.")
+    ADDON_NEEDS_ACTIVE_LINE = (Kind.CONFLICT, "Add-on packs can only be bought for an active line.")
+    ORDER_BELOW_MINIMUM = (Kind.INVALID, "The minimum for one order is {minimum}.")
+    ORDER_ABOVE_MAXIMUM = (Kind.INVALID, "The maximum for one order is {maximum}.")
+    MONTHLY_LIMIT_REACHED = (
+        Kind.CONFLICT,
+        "This line can spend at most {limit} a month; {left} is left this month.",
+    )
+    PROMO_CODE_INVALID = (Kind.INVALID, "This promo code is not valid.")
+    PROMO_CODE_EXPIRED = (Kind.INVALID, "This promo code has expired.")
+    PROMO_CODE_NOT_APPLICABLE = (Kind.INVALID, "This promo code does not apply to this plan.")
+    PROMO_CODE_USED_UP = (Kind.CONFLICT, "This promo code has been used the maximum number of times.")
+    PAYMENT_METHOD_UNAVAILABLE = (Kind.INVALID, "This payment method is not available.")
+    PAYMENT_PROVIDER_ERROR = (Kind.UNAVAILABLE, "The payment provider did not answer. Please try again.")
+    WEBHOOK_SIGNATURE_INVALID = (Kind.INVALID, "The webhook signature is not valid.")
+    REFUND_NOT_ALLOWED = (Kind.CONFLICT, "This order cannot be refunded: {reason}")
+    REFUND_AMOUNT_INVALID = (Kind.INVALID, "The refund amount must be between 1 and {max} minor units.")
+    REASON_REQUIRED = (Kind.INVALID, "A reason is required.")
+    SAVED_METHOD_REQUIRED = (Kind.CONFLICT, "Auto-renew needs a saved payment method.")
 
     @property
     def kind(self) -> Kind:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from babel.numbers import format_currency, get_currency_precision
+from babel.numbers import format_currency, get_currency_precision, list_currencies
+
+_CURRENCIES = frozenset(list_currencies())
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,7 +18,13 @@ class Money:
     def __post_init__(self) -> None:
         if not isinstance(self.amount, int) or isinstance(self.amount, bool):
             raise TypeError("Money.amount must be an int of minor units")
-        if len(self.currency) != 3 or not self.currency.isupper():
+        if not (
+            len(self.currency) == 3
+            and self.currency.isascii()
+            and self.currency.isalpha()
+            and self.currency.isupper()
+            and self.currency in _CURRENCIES
+        ):
             raise ValueError(f"not an ISO 4217 currency code: {self.currency!r}")
 
     def __add__(self, other: Money) -> Money:

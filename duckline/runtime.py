@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
 from limits import parse
 from limits.storage import MemoryStorage
@@ -11,11 +12,15 @@ from limits.strategies import MovingWindowRateLimiter
 
 from duckline.adapters.db.engine import Database, make_engine
 from duckline.adapters.db.migrate import ensure_migrated
+from duckline.adapters.payments import PaymentProvider
+from duckline.adapters.payments.gateway import Payments
+from duckline.adapters.payments.sandbox import SandboxProvider
 from duckline.adapters.protection import DataProtector, Passwords, SecretHasher
 from duckline.adapters.sms import SmsChannel
 from duckline.adapters.sms.log import LogSmsChannel
 from duckline.clock import Clock, SystemClock
 from duckline.config import Settings
+from duckline.domain.orders import PaymentMethod
 from duckline.services.notifications import deliver_queued
 from duckline.services.unit_of_work import UnitOfWork
 
@@ -39,9 +44,65 @@ class Runtime:
         self.db = Database(make_engine(settings.database_url))
         self.protector = DataProtector(settings.data_key)
         self.secrets = SecretHasher(settings.secret_key)
-        self.passwords = Passwords()
+        self.passwords = Passwords(settings.password_time_cost, settings.password_memory_kib)
         self.sms = sms or LogSmsChannel(settings.log_dir / "sms-outbox.log")
         self.rate_limits = RateLimits(settings)
+        self.sandbox: SandboxProvider | None = None
+        self.payments = self._payments(settings)
+
+    def _payments(self, settings: Settings) -> Payments:
+        providers: list[PaymentProvider] = []
+        if settings.sandbox_enabled:
+            self.sandbox = SandboxProvider(
+                self.db,
+                self.clock,
+                settings.sandbox_webhook_secret,
+                settings.base_url,
+                timedelta(seconds=settings.sandbox_webhook_delay_seconds),
+                settings.sandbox_duplicate_webhooks,
+            )
+            providers.append(self.sandbox)
+        if settings.card_provider == "stripe":
+            from duckline.adapters.payments.stripe_card import StripeCardProvider
+
+            providers.append(
+                StripeCardProvider(settings.stripe_secret_key, settings.stripe_webhook_secret, settings.stripe_api_base)
+            )
+        if settings.alipay_provider == "alipay":
+            from duckline.adapters.payments.alipay import AlipayProvider
+
+            providers.append(
+                AlipayProvider(
+                    settings.alipay_app_id,
+                    settings.alipay_app_private_key,
+                    settings.alipay_public_key,
+                    settings.alipay_gateway,
+                )
+            )
+        if settings.wechatpay_provider == "wechatpay":
+            from duckline.adapters.payments.wechatpay import WeChatPayProvider
+
+            providers.append(
+                WeChatPayProvider(
+                    mchid=settings.wechatpay_mchid,
+                    appid=settings.wechatpay_appid,
+                    private_key=settings.wechatpay_private_key,
+                    cert_serial_no=settings.wechatpay_cert_serial_no,
+                    apiv3_key=settings.wechatpay_apiv3_key,
+                    platform_public_key=settings.wechatpay_public_key,
+                    platform_public_key_id=settings.wechatpay_public_key_id,
+                    notify_url=f"{settings.base_url}/api/v1/webhooks/wechatpay",
+                    base_url=settings.wechatpay_base_url,
+                    clock=self.clock,
+                )
+            )
+        routes = {
+            PaymentMethod.SANDBOX: "sandbox",
+            PaymentMethod.CARD: settings.card_provider,
+            PaymentMethod.ALIPAY: settings.alipay_provider,
+            PaymentMethod.WECHATPAY: settings.wechatpay_provider,
+        }
+        return Payments(providers, routes)
 
     def check_schema(self) -> None:
         ensure_migrated(self.db.engine)

@@ -1,8 +1,8 @@
 """Rebuild duckline/locales/messages.pot from the code and merge it into each language's .po file.
 
-The message ids are the English texts of ``ErrorCode`` and the SMS ``TEMPLATES``. Existing
-translations are kept; new messages arrive untranslated (or fuzzy, when Babel finds a close
-old one) and messages gone from the code are dropped. Run from the repository root:
+The message ids are the English texts of ``ErrorCode``, the SMS ``TEMPLATES`` and the receipt
+PDF ``LABELS``. Existing translations are kept; new messages arrive untranslated (or fuzzy, when
+Babel finds a close old one) and messages gone from the code are dropped. Run from the repository root:
 
     .venv/bin/python scripts/extract_messages.py
 """
@@ -19,6 +19,7 @@ from babel.messages.pofile import read_po, write_po
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from duckline import __version__, i18n
+from duckline.adapters.receipt_pdf import LABELS as RECEIPT_LABELS
 from duckline.errors import ErrorCode
 from duckline.services.notifications import TEMPLATES
 
@@ -32,6 +33,7 @@ def collect() -> list[tuple[str, str, str]]:
     messages += [
         (text, "duckline/services/notifications.py", f"TEMPLATES[{name!r}] (SMS)") for name, text in TEMPLATES.items()
     ]
+    messages += [(text, "duckline/adapters/receipt_pdf.py", "LABELS (receipt PDF)") for text in RECEIPT_LABELS]
     return messages
 
 

@@ -130,3 +130,31 @@ def numbers(runtime: Runtime, count: int, start: int = 0) -> list[str]:
     with runtime.unit_of_work() as uow:
         pool.import_numbers(uow, msisdns)
     return msisdns
+
+
+def sandbox_post(client: TestClient) -> Any:
+    """How the sandbox provider's webhook sender reaches the app under test."""
+    from urllib.parse import urlsplit
+
+    def post(url: str, body: bytes, headers: dict[str, str]) -> int:
+        return client.post(urlsplit(url).path, content=body, headers=headers).status_code
+
+    return post
+
+
+def idem() -> dict[str, str]:
+    import uuid
+
+    return {"Idempotency-Key": uuid.uuid4().hex}
+
+
+def pay_on_sandbox(
+    client: TestClient, order: dict[str, Any], card: str = "4242424242424242", save: bool = False
+) -> Any:
+    """The payer fills in the sandbox's hosted page (the provider's side)."""
+    from urllib.parse import urlsplit
+
+    url = order["payments"][-1]["next_action"]["url"]
+    return client.post(
+        urlsplit(url).path, data={"card_number": card, **({"save": "1"} if save else {})}, follow_redirects=False
+    )

@@ -57,10 +57,10 @@ class SecretHasher:
 
 
 class Passwords:
-    """argon2id with the library's recommended parameters."""
+    """argon2id; by default with the library's parameters (RFC 9106 low-memory profile)."""
 
-    def __init__(self) -> None:
-        self._hasher = PasswordHasher()
+    def __init__(self, time_cost: int = 3, memory_kib: int = 65536) -> None:
+        self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
         # A hash to verify against when the account does not exist, so timing does not tell.
         self._dummy = self._hasher.hash(secrets.token_hex(16))
 

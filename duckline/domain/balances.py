@@ -33,6 +33,8 @@ def draw(buckets: list[Bucket], unit: Unit, zone: Zone, quantity: int, at: datet
     Buckets expiring soonest go first (ties by age), so nothing is left to lapse that could have
     been used. Returns the draws, applied to `buckets` in place, and the overage not covered.
     """
+    if quantity < 0:
+        raise ValueError("usage quantities are never negative")
     eligible = sorted(
         (b for b in buckets if b.unit is unit and b.zone is zone and b.usable_at(at)),
         key=lambda b: (b.valid_until, b.id),

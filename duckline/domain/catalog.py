@@ -51,6 +51,8 @@ class Validity:
         Calendar months are counted on the local calendar: 31 Jan + 1 month is 28 (or 29) Feb,
         and the time of day is kept, so a period bought at 15:00 HKT ends at 15:00 HKT.
         """
+        if start.tzinfo is None:
+            raise ValueError("periods start at an aware datetime")
         local = start.astimezone(ZoneInfo(tz))
         end = local + relativedelta(months=self.months) if self.months else local + timedelta(days=self.days)
         return end.astimezone(UTC)

@@ -23,7 +23,7 @@ from duckline.errors import DomainError, ErrorCode
 class DocumentType(StrEnum):
     HKID = "hkid"
     CN_RESIDENT_ID = "cn_resident_id"
-    CN_TRAVEL_PERMIT = "cn_travel_permit"  # 往来港澳通行证: a letter and 8 digits, no check digit
+    CN_TRAVEL_PERMIT = "cn_travel_permit"  # 往来港澳通行证 or 回乡证: C, H or M and 8 characters, no check digit
     PASSPORT = "passport"
 
 
@@ -35,8 +35,9 @@ class KycStatus(StrEnum):
 
 ACCEPTED_IMAGE_TYPES = {"image/jpeg", "image/png", "application/pdf"}
 _HKID = re.compile(r"^([A-Z]{1,2})(\d{6})\(?([0-9A])\)?$")
-_TRAVEL_PERMIT = re.compile(r"^[CHM][A-Z0-9]?\d{7,8}$")
+_TRAVEL_PERMIT = re.compile(r"^[CHM][A-Z0-9]\d{7}$")
 _PASSPORT = re.compile(r"^[A-Z0-9]{5,20}$")
+_NAME_SEPARATORS = "·・"
 _LATIN_NAME = re.compile(r"^[A-Za-z][A-Za-z .,'\-]{0,99}$")
 
 
@@ -86,17 +87,27 @@ class PersonName:
 def validate_names(english: str | None, chinese: str | None) -> PersonName:
     english = " ".join(english.split()) if english else None
     chinese = chinese.strip() if chinese else None
+    english, chinese = english or None, chinese or None  # blank is the same as not given
     if not english and not chinese:
         raise DomainError(ErrorCode.NAME_REQUIRED, field="name_en")
     if english and not _LATIN_NAME.match(english):
         raise DomainError(ErrorCode.NAME_REQUIRED, field="name_en")
-    if chinese and not (1 <= len(chinese) <= 30 and all(_is_chinese_name_char(c) for c in chinese)):
+    if chinese and not _is_chinese_name(chinese):
         raise DomainError(ErrorCode.NAME_REQUIRED, field="name_zh")
     return PersonName(english, chinese)
 
 
+def _is_chinese_name(name: str) -> bool:
+    """1–30 characters, all CJK or a middle dot, at least one of them CJK (e.g. 李娜, 阿不都·热依木)."""
+    return (
+        1 <= len(name) <= 30
+        and all(_is_chinese_name_char(c) for c in name)
+        and any(c not in _NAME_SEPARATORS for c in name)
+    )
+
+
 def _is_chinese_name_char(char: str) -> bool:
-    return char in "·・" or unicodedata.name(char, "").startswith("CJK")
+    return char in _NAME_SEPARATORS or unicodedata.name(char, "").startswith("CJK")
 
 
 def age_on(birth: date, today: date) -> int:

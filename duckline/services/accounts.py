@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from duckline import i18n
 from duckline.adapters.db.tables import Account, ApiToken, DocumentImage, Person
+from duckline.adapters.db.types import is_id
 from duckline.domain import identity
 from duckline.domain.identity import DocumentType, KycStatus
 from duckline.domain.phone import normalise_mobile
@@ -246,7 +247,7 @@ def create_staff(uow: UnitOfWork, raw_phone: str, password: str, role: Role, lan
 
 
 def set_kyc(uow: UnitOfWork, actor: Account, person_id: int, status: KycStatus, reason: str | None) -> Person:
-    person = uow.session.get(Person, person_id, with_for_update=True)
+    person = uow.session.get(Person, person_id, with_for_update=True) if is_id(person_id) else None
     if person is None:
         raise DomainError(ErrorCode.NOT_FOUND)
     person.kyc_status, person.kyc_reason = status, reason

@@ -10,6 +10,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, select, update
 
 from duckline.adapters.db.tables import Account, Bucket, EsimProfile, Line, LineEvent, Person, Plan
+from duckline.adapters.db.types import is_id
 from duckline.domain import alerts, esim
 from duckline.domain.catalog import PlanKind, PlanStatus, Validity
 from duckline.domain.identity import KycStatus
@@ -106,9 +107,17 @@ def set_features(uow: UnitOfWork, actor: Account, line: Line, voicemail: bool | 
 
 def visible_line(uow: UnitOfWork, viewer: Account, line_id: int) -> Line:
     """A line the viewer may see: their own, or any for staff. Others look like missing lines."""
-    line = uow.session.get(Line, line_id)
+    line = uow.session.get(Line, line_id) if is_id(line_id) else None
     if line is None or (viewer.role not in STAFF and line.account_id != viewer.id):
         raise DomainError(ErrorCode.NOT_FOUND)
+    return line
+
+
+def visible_line_by_msisdn(uow: UnitOfWork, viewer: Account, msisdn: str) -> Line:
+    """Another subscriber's number answers exactly like a number nobody has."""
+    line = uow.session.scalars(select(Line).where(Line.msisdn == msisdn)).first()
+    if line is None or (viewer.role not in STAFF and line.account_id != viewer.id):
+        raise DomainError(ErrorCode.NOT_FOUND, field="msisdn")
     return line
 
 

@@ -11,8 +11,8 @@ from fastapi.responses import RedirectResponse
 from duckline import __version__
 from duckline.config import Settings
 from duckline.runtime import Runtime
-from duckline.web import errors
-from duckline.web.api import admin, auth, lines, me, plans, registration, usage
+from duckline.web import errors, sandbox
+from duckline.web.api import admin, auth, billing, lines, me, operations, orders, plans, registration, usage, webhooks
 
 API_PREFIX = "/api/v1"
 
@@ -38,9 +38,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     errors.install(app)
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (registration, auth, me, lines, plans, usage, admin):
+    for module in (registration, auth, me, lines, plans, usage, admin, orders, billing, operations, webhooks):
         api.include_router(module.router)
     app.include_router(api)
+    app.include_router(sandbox.router)
 
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:

@@ -12,6 +12,7 @@ from itsdangerous import BadSignature, TimestampSigner
 
 from duckline import i18n
 from duckline.adapters.db.tables import Account
+from duckline.domain.phone import normalise_mobile
 from duckline.domain.roles import Role
 from duckline.errors import DomainError, ErrorCode
 from duckline.runtime import Runtime
@@ -101,3 +102,12 @@ def language(request: Request) -> str:
 
 def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
+
+
+def phone_key(runtime: Runtime, raw_phone: str) -> str:
+    """Rate limits count a number however it is written (+852 5123 4567, 51234567, …)."""
+    settings = runtime.settings
+    try:
+        return f"phone:{normalise_mobile(raw_phone, settings.allowed_regions, settings.default_region)}"
+    except DomainError:
+        return f"phone:{raw_phone.strip()}"

@@ -22,9 +22,10 @@ def decode_cursor(cursor: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         prefix, _, value = raw.partition(":")
-        if prefix != "id":
+        last_id = int(value)
+        if prefix != "id" or not 0 < last_id < 2**63:  # ids are positive BIGINTs
             raise ValueError(raw)
-        return int(value)
+        return last_id
     except (ValueError, UnicodeDecodeError) as exc:
         raise DomainError(ErrorCode.INVALID_CURSOR, field="cursor") from exc
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Generic, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from duckline.adapters.db.tables import Account, EsimProfile, Line, Person, Plan
 from duckline.domain.catalog import PlanKind, Unit, Zone
 from duckline.domain.esim import activation_code
 from duckline.domain.phone import display
+from duckline.money import Money
 from duckline.services.lines import LineStatusView
 from duckline.services.usage import UsageKind
 
@@ -24,7 +25,13 @@ class Page(BaseModel, Generic[T]):
 
 class MoneyOut(BaseModel):
     amount: int = Field(description="minor units, e.g. cents")
-    currency: str
+    currency: str = Field(description="ISO 4217, e.g. HKD")
+
+    @field_validator("currency")
+    @classmethod
+    def _iso_currency(cls, value: str) -> str:
+        Money(0, value)  # raises ValueError (a 422) for anything that is not an ISO 4217 code
+        return value
 
 
 class AccountOut(BaseModel):

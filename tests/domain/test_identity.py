@@ -172,11 +172,6 @@ def test_travel_permit_invalid(raw: str) -> None:
     _invalid(DocumentType.CN_TRAVEL_PERMIT, raw)
 
 
-@pytest.mark.xfail(
-    reason="BUG: _TRAVEL_PERMIT regex [CHM][A-Z0-9]?\\d{7,8} accepts 8- and 10-character numbers, "
-    "though a permit is one letter and 8 characters",
-    strict=True,
-)
 @pytest.mark.parametrize("raw", ["C1234567", "CA12345678"])
 def test_travel_permit_of_wrong_length_is_rejected(raw: str) -> None:
     _invalid(DocumentType.CN_TRAVEL_PERMIT, raw)
@@ -273,16 +268,17 @@ def test_invalid_names(english: str | None, chinese: str | None, field: str) -> 
     assert info.value.field == field
 
 
-@pytest.mark.xfail(reason="BUG: a Chinese name made only of middle dots passes (every char is in '·・')", strict=True)
-@pytest.mark.parametrize("chinese", ["·", "・・"])
+@pytest.mark.parametrize("chinese", ["·", "・・", "··"])
 def test_chinese_name_of_only_separators_is_rejected(chinese: str) -> None:
-    with pytest.raises(DomainError):
+    with pytest.raises(DomainError) as info:
         validate_names(None, chinese)
+    assert info.value.error is ErrorCode.NAME_REQUIRED
+    assert info.value.field == "name_zh"
 
 
-@pytest.mark.xfail(reason="BUG: a whitespace-only English name comes back as '' instead of None", strict=True)
-def test_blank_english_name_beside_chinese_is_none() -> None:
+def test_blank_name_beside_a_real_one_is_none() -> None:
     assert validate_names("   ", "陳大文") == PersonName(None, "陳大文")
+    assert validate_names("Chan Tai Man", " \u3000 ") == PersonName("Chan Tai Man", None)
 
 
 # --- Ages and birth dates -----------------------------------------------------------------------

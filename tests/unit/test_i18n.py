@@ -8,12 +8,13 @@ import pytest
 from babel.messages.pofile import read_po
 
 from duckline import i18n
+from duckline.adapters.receipt_pdf import LABELS as RECEIPT_LABELS
 from duckline.errors import ErrorCode
 from duckline.money import Money
 from duckline.services.notifications import TEMPLATES
 
 CHINESE = ("zh_Hant", "zh_Hans")
-MESSAGE_IDS = [code.message for code in ErrorCode] + list(TEMPLATES.values())
+MESSAGE_IDS = [code.message for code in ErrorCode] + list(TEMPLATES.values()) + list(RECEIPT_LABELS)
 
 
 def placeholders(text: str) -> set[str]:

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -26,6 +27,8 @@ from duckline.adapters.db.types import BigId, UTCDateTime, enum_column
 from duckline.domain.catalog import PlanKind, PlanStatus, Unit, Zone
 from duckline.domain.identity import DocumentType, KycStatus
 from duckline.domain.lines import LineStatus
+from duckline.domain.orders import OrderKind, OrderStatus, PaymentMethod, PaymentStatus
+from duckline.domain.pricing import PromotionKind
 from duckline.domain.roles import Role
 
 NAMING = {
@@ -40,6 +43,8 @@ NAMING = {
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map: ClassVar[dict[Any, Any]] = {
+        list[str]: JSON(),
+        list[dict[str, Any]]: JSON(),
         datetime: UTCDateTime(),
         dict[str, Any]: JSON(),
         dict[str, str]: JSON(),
@@ -167,6 +172,8 @@ class Line(Base):
     expires_at: Mapped[datetime | None]
     voicemail: Mapped[bool] = mapped_column(Boolean, default=False)
     caller_id: Mapped[bool] = mapped_column(Boolean, default=True)
+    auto_renew: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    auto_renew_method_id: Mapped[int | None] = mapped_column(ForeignKey("saved_payment_methods.id"))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -273,3 +280,270 @@ class AuditEntry(Base):
     target: Mapped[str] = mapped_column(String(100))
     detail: Mapped[dict[str, Any]]
     at: Mapped[datetime]
+
+
+# --- Renewal and payments -------------------------------------------------------------------
+
+
+class Promotion(Base):
+    """A pricing rule: a discount (percent or fixed) or a bonus gift, automatic or by code."""
+
+    __tablename__ = "promotions"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[dict[str, str]]
+    kind: Mapped[PromotionKind] = mapped_column(enum_column(PromotionKind))
+    percent_off: Mapped[int] = mapped_column(Integer, default=0)
+    amount_off: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str] = mapped_column(String(3))
+    bonus: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    code: Mapped[str | None] = mapped_column(String(40), unique=True)
+    plan_codes: Mapped[list[str] | None] = mapped_column(JSON)  # None: every plan
+    first_renewal_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    exclusive: Mapped[bool] = mapped_column(Boolean, default=False)  # a code that replaces automatic discounts
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime | None]
+    max_uses: Mapped[int | None] = mapped_column(Integer)
+    max_uses_per_account: Mapped[int | None] = mapped_column(Integer)
+    # Reserved at order creation by a conditional UPDATE, released if the order is not paid.
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+    __table_args__ = (
+        CheckConstraint("uses >= 0", name="uses_not_negative"),
+        CheckConstraint("percent_off >= 0 AND percent_off <= 100", name="percent_in_range"),
+    )
+
+
+class PromotionRedemption(Base):
+    __tablename__ = "promotion_redemptions"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    promotion_id: Mapped[int] = mapped_column(ForeignKey("promotions.id"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"))
+    status: Mapped[str] = mapped_column(String(10))  # reserved, confirmed, released
+    created_at: Mapped[datetime]
+    __table_args__ = (
+        UniqueConstraint("promotion_id", "order_id", name="uq_promotion_redemptions_promotion_order"),
+        Index("ix_promotion_redemptions_account", "promotion_id", "account_id", "status"),
+    )
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    line_id: Mapped[int] = mapped_column(ForeignKey("lines.id"))
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id"))
+    kind: Mapped[OrderKind] = mapped_column(enum_column(OrderKind))
+    status: Mapped[OrderStatus] = mapped_column(enum_column(OrderStatus))
+    currency: Mapped[str] = mapped_column(String(3))
+    list_amount: Mapped[int] = mapped_column(BigInteger)
+    discount_amount: Mapped[int] = mapped_column(BigInteger)
+    total_amount: Mapped[int] = mapped_column(BigInteger)
+    refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    quote: Mapped[dict[str, Any]]  # the priced breakdown the subscriber agreed to
+    payment_method: Mapped[PaymentMethod] = mapped_column(enum_column(PaymentMethod))
+    idempotency_key: Mapped[str | None] = mapped_column(String(100))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    auto_renew: Mapped[bool] = mapped_column(Boolean, default=False)
+    period_start: Mapped[datetime | None]  # set when fulfilled
+    period_end: Mapped[datetime | None]
+    pay_by: Mapped[datetime]  # after this an unpaid order expires
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    fulfilled_at: Mapped[datetime | None]
+    __table_args__ = (
+        UniqueConstraint("account_id", "idempotency_key", name="uq_orders_account_idempotency_key"),
+        Index("ix_orders_account_created", "account_id", "created_at"),
+        Index("ix_orders_line_created", "line_id", "created_at"),
+        Index("ix_orders_status", "status", "updated_at"),
+        CheckConstraint("total_amount >= 0", name="total_not_negative"),
+        CheckConstraint("refunded_amount >= 0 AND refunded_amount <= total_amount", name="refund_in_range"),
+    )
+
+
+class OrderEvent(Base):
+    __tablename__ = "order_events"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    from_status: Mapped[OrderStatus | None] = mapped_column(enum_column(OrderStatus))
+    to_status: Mapped[OrderStatus] = mapped_column(enum_column(OrderStatus))
+    reason: Mapped[str] = mapped_column(String(300))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    at: Mapped[datetime]
+
+
+class Payment(Base):
+    """One attempt with one provider. Only the provider's references are kept, never a card number."""
+
+    __tablename__ = "payments"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    provider: Mapped[str] = mapped_column(String(20))
+    method: Mapped[PaymentMethod] = mapped_column(enum_column(PaymentMethod))
+    provider_ref: Mapped[str | None] = mapped_column(String(100))
+    status: Mapped[PaymentStatus] = mapped_column(enum_column(PaymentStatus))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    captured_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    card_brand: Mapped[str | None] = mapped_column(String(20))
+    card_last4: Mapped[str | None] = mapped_column(String(4))
+    wallet_account: Mapped[str | None] = mapped_column(String(60))  # masked
+    failure_code: Mapped[str | None] = mapped_column(String(60))
+    failure_message: Mapped[str | None] = mapped_column(String(300))
+    next_action: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    saved_method_id: Mapped[int | None] = mapped_column(ForeignKey("saved_payment_methods.id"))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    captured_at: Mapped[datetime | None]
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_ref", name="uq_payments_provider_ref"),
+        Index("ix_payments_status", "status", "updated_at"),
+    )
+
+
+class WebhookEvent(Base):
+    """Every verified notification from a provider; (provider, event_id) makes replays harmless."""
+
+    __tablename__ = "webhook_events"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(20))
+    event_id: Mapped[str] = mapped_column(String(120))
+    event_type: Mapped[str] = mapped_column(String(60))
+    provider_ref: Mapped[str | None] = mapped_column(String(100))
+    payload: Mapped[dict[str, Any]]
+    outcome: Mapped[str | None] = mapped_column(String(200))
+    received_at: Mapped[datetime]
+    __table_args__ = (UniqueConstraint("provider", "event_id", name="uq_webhook_events_provider_event"),)
+
+
+class SavedPaymentMethod(Base):
+    __tablename__ = "saved_payment_methods"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    provider: Mapped[str] = mapped_column(String(20))
+    method: Mapped[PaymentMethod] = mapped_column(enum_column(PaymentMethod))
+    token: Mapped[str] = mapped_column(String(200))  # the provider's reusable reference
+    card_brand: Mapped[str | None] = mapped_column(String(20))
+    card_last4: Mapped[str | None] = mapped_column(String(4))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class ReceiptCounter(Base):
+    """The next number of each series; its row lock makes numbering gapless under concurrency."""
+
+    __tablename__ = "receipt_counters"
+    series: Mapped[str] = mapped_column(String(20), primary_key=True)
+    next_number: Mapped[int] = mapped_column(BigInteger)
+
+
+class Receipt(Base):
+    """Immutable: a receipt for a fulfilled order, or a credit note for a refund."""
+
+    __tablename__ = "receipts"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    series: Mapped[str] = mapped_column(String(20))
+    number: Mapped[int] = mapped_column(BigInteger)
+    display_number: Mapped[str] = mapped_column(String(40), unique=True)
+    kind: Mapped[str] = mapped_column(String(12))  # receipt, credit_note
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    refund_id: Mapped[int | None] = mapped_column(ForeignKey("refunds.id"), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    details: Mapped[dict[str, Any]]  # snapshot: plan names, period, adjustments, payment method (masked)
+    issued_at: Mapped[datetime]
+    __table_args__ = (UniqueConstraint("series", "number", name="uq_receipts_series_number"),)
+
+
+class Refund(Base):
+    __tablename__ = "refunds"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(12))  # succeeded, failed
+    provider_ref: Mapped[str | None] = mapped_column(String(100))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    created_at: Mapped[datetime]
+    __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)
+
+
+class Ticket(Base):
+    """A support case, opened by a subscriber or by reconciliation."""
+
+    __tablename__ = "tickets"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(30))  # reconciliation, payment_mismatch, subscriber
+    status: Mapped[str] = mapped_column(String(10))  # open, resolved
+    subject: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    resolution: Mapped[str | None] = mapped_column(Text)
+    resolved_by: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    created_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+    __table_args__ = (Index("ix_tickets_status", "status", "kind", "id"),)
+
+
+class DomainEvent(Base):
+    """renewal.succeeded, payment.failed, …: kept so a notifier that runs later loses nothing."""
+
+    __tablename__ = "domain_events"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    type: Mapped[str] = mapped_column(String(60))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"))
+    payload: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    processed_at: Mapped[datetime | None]
+    __table_args__ = (Index("ix_domain_events_unprocessed", "processed_at", "id"),)
+
+
+class AutoRenewAttempt(Base):
+    """One try to renew a line for one period; unique per (line, period, attempt) so a rerun is a no-op."""
+
+    __tablename__ = "auto_renew_attempts"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    line_id: Mapped[int] = mapped_column(ForeignKey("lines.id"))
+    period_end: Mapped[datetime]  # the expiry being renewed
+    attempt: Mapped[int] = mapped_column(Integer)
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"))
+    outcome: Mapped[str] = mapped_column(String(20))  # paid, declined, error
+    created_at: Mapped[datetime]
+    __table_args__ = (UniqueConstraint("line_id", "period_end", "attempt", name="uq_auto_renew_attempts_cycle"),)
+
+
+class SandboxPayment(Base):
+    """State of Duckline's built-in sandbox provider (it plays the provider's side)."""
+
+    __tablename__ = "sandbox_payments"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ref: Mapped[str] = mapped_column(String(60), unique=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(20))
+    refunded: Mapped[int] = mapped_column(BigInteger, default=0)
+    card_brand: Mapped[str | None] = mapped_column(String(20))
+    card_last4: Mapped[str | None] = mapped_column(String(4))
+    customer_token: Mapped[str | None] = mapped_column(String(60))
+    return_url: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime]
+
+
+class SandboxWebhook(Base):
+    """Notifications the sandbox owes Duckline, delivered (and re-delivered) by its sender."""
+
+    __tablename__ = "sandbox_webhooks"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(60), unique=True)
+    payload: Mapped[dict[str, Any]]
+    deliveries: Mapped[int] = mapped_column(Integer, default=0)
+    deliver_after: Mapped[datetime]
+    lost: Mapped[bool] = mapped_column(Boolean, default=False)  # simulate a webhook that never arrives
+    created_at: Mapped[datetime]

@@ -11,6 +11,12 @@ from sqlalchemy import Enum as SAEnum
 
 # BIGINT keys on PostgreSQL; SQLite only auto-increments a column declared INTEGER.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+MAX_ID = 2**63 - 1
+
+
+def is_id(value: int) -> bool:
+    """Whether a number can be a row id at all; anything else is simply not found."""
+    return 0 < value <= MAX_ID
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
 
 from duckline.adapters.db.tables import Account, AuditEntry, Person
+from duckline.adapters.db.types import is_id
 from duckline.domain.identity import KycStatus
 from duckline.domain.roles import KYC_REVIEWERS, NUMBER_POOL_MANAGERS, Role
 from duckline.errors import DomainError, ErrorCode
@@ -41,7 +42,7 @@ def pool_summary(runtime: RuntimeDep, actor: PoolManager) -> dict[str, int]:
 def get_person(person_id: int, runtime: RuntimeDep, actor: Reviewer) -> PersonOut:
     """An identity record; the document number is only ever shown masked."""
     with runtime.unit_of_work() as uow:
-        person = uow.session.get(Person, person_id)
+        person = uow.session.get(Person, person_id) if is_id(person_id) else None
         if person is None:
             raise DomainError(ErrorCode.NOT_FOUND)
         return PersonOut.of(person)

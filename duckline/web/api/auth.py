@@ -14,6 +14,7 @@ from duckline.web.deps import (
     RuntimeDep,
     client_address,
     csrf_token,
+    phone_key,
     session_signer,
     session_token_from_cookie,
 )
@@ -23,7 +24,7 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 
 
 def _check_rate(request: Request, runtime: RuntimeDep, phone: str) -> None:
-    if not runtime.rate_limits.hit("login", f"ip:{client_address(request)}", f"phone:{phone.strip()}"):
+    if not runtime.rate_limits.hit("login", f"ip:{client_address(request)}", phone_key(runtime, phone)):
         raise DomainError(ErrorCode.RATE_LIMITED)
 
 

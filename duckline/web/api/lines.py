@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from duckline.adapters import qr
 from duckline.adapters.db.tables import Account, Line
+from duckline.adapters.db.types import is_id
 from duckline.domain.esim import activation_code
 from duckline.domain.roles import LINE_OPERATORS, STAFF
 from duckline.errors import DomainError, ErrorCode
@@ -35,6 +36,8 @@ def list_lines(
     if account_id is not None and account_id != viewer.id:
         if viewer.role not in STAFF:
             raise DomainError(ErrorCode.FORBIDDEN)
+        if not is_id(account_id):
+            raise DomainError(ErrorCode.NOT_FOUND, field="account_id")
         owner = account_id
     with runtime.unit_of_work() as uow:
         rows, next_cursor = page(uow.session, select(Line).where(Line.account_id == owner), Line.id, cursor, limit)
@@ -59,7 +62,7 @@ def line_status(line_id: int, runtime: RuntimeDep, viewer: CurrentAccount, lang:
 @router.get("/by-msisdn/{msisdn}/status", response_model=LineStatusOut)
 def line_status_by_msisdn(msisdn: str, runtime: RuntimeDep, viewer: CurrentAccount, lang: Language) -> LineStatusOut:
     with runtime.unit_of_work() as uow:
-        line = lines.visible_line(uow, viewer, lines.line_by_msisdn(uow, msisdn).id)
+        line = lines.visible_line_by_msisdn(uow, viewer, msisdn)
         view = lines.status(uow, line)
         return LineStatusOut.of(view, render(uow, [view.plan], lang)[0] if view.plan else None)
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile, status
 
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import accounts, lines
-from duckline.web.deps import RuntimeDep, client_address, language
+from duckline.web.deps import RuntimeDep, client_address, language, phone_key
 from duckline.web.schemas import AccountOut, EsimOut, LineOut, PhoneIn, RegistrationOut, VerifiedOut, VerifyIn
 
 router = APIRouter(prefix="/registrations", tags=["registration"])
@@ -65,7 +65,7 @@ def register(
 @router.post("/verify", response_model=VerifiedOut)
 def verify(body: VerifyIn, request: Request, runtime: RuntimeDep) -> VerifiedOut:
     """Check the SMS code; on success the account is active and gets its first line and eSIM."""
-    if not runtime.rate_limits.hit("otp", f"ip:{client_address(request)}", f"phone:{body.phone}"):
+    if not runtime.rate_limits.hit("otp", f"ip:{client_address(request)}", phone_key(runtime, body.phone)):
         raise DomainError(ErrorCode.RATE_LIMITED)
     with runtime.unit_of_work() as uow:
         account = accounts.verify_phone(uow, body.phone, body.code)
@@ -77,7 +77,7 @@ def verify(body: VerifyIn, request: Request, runtime: RuntimeDep) -> VerifiedOut
 
 @router.post("/resend", status_code=status.HTTP_202_ACCEPTED)
 def resend(body: PhoneIn, request: Request, runtime: RuntimeDep) -> dict[str, str]:
-    if not runtime.rate_limits.hit("otp", f"ip:{client_address(request)}", f"phone:{body.phone}"):
+    if not runtime.rate_limits.hit("otp", f"ip:{client_address(request)}", phone_key(runtime, body.phone)):
         raise DomainError(ErrorCode.RATE_LIMITED)
     with runtime.unit_of_work() as uow:
         accounts.resend_code(uow, body.phone)

@@ -1,0 +1,112 @@
+"""Payment providers behind one small interface; `gateway.Payments` picks one per method.
+
+Each provider lives in its own module (sandbox, stripe_card, alipay, wechatpay). The services
+never see a provider's SDK; they see these types. No card number ever reaches Duckline: a
+provider returns only its own references, the card brand and the last four digits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from duckline.domain.orders import PaymentMethod, PaymentStatus
+from duckline.money import Money
+
+
+class InvalidSignature(Exception):
+    """A webhook whose signature does not verify: answered 400, nothing else happens."""
+
+
+class ProviderError(Exception):
+    """The provider could not be reached or refused the call; safe to retry."""
+
+
+@dataclass(frozen=True)
+class PaymentRequest:
+    reference: str  # Duckline's own id for the attempt, e.g. "pay_42"; the provider's idempotency key
+    amount: Money
+    description: str
+    method: PaymentMethod
+    return_url: str  # where the payer's browser comes back to
+    notify_url: str  # where the provider posts its webhook
+    language: str = "en"
+    saved_token: str | None = None  # a saved method, for off-session charges (auto-renew)
+    save_method: bool = False  # ask the provider for a reusable token
+
+
+@dataclass(frozen=True)
+class ProviderPayment:
+    """What the provider says about one payment, after creating it or when asked."""
+
+    provider_ref: str
+    status: PaymentStatus
+    amount: int  # what the provider holds for this payment (captured amount once succeeded)
+    currency: str
+    next_action: dict[str, Any] | None = None  # {"type": "redirect", "url": …} | {"type": "qr", …}
+    card_brand: str | None = None
+    card_last4: str | None = None
+    wallet_account: str | None = None  # masked buyer account of a wallet
+    failure_code: str | None = None
+    failure_message: str | None = None
+    saved_token: str | None = None
+    refunded_amount: int = 0
+
+
+@dataclass(frozen=True)
+class WebhookNotice:
+    """A verified webhook, reduced to what Duckline acts on."""
+
+    event_id: str  # unique per provider: replays are recognised by it
+    event_type: str
+    provider_ref: str  # the payment it is about
+    status: PaymentStatus  # what the payment now is, per this event
+    amount: int | None  # captured amount, to be checked against the order
+    currency: str | None
+    refunded_amount: int = 0
+    payload: dict[str, Any] = field(default_factory=dict)
+    card_brand: str | None = None
+    card_last4: str | None = None
+    wallet_account: str | None = None
+    failure_code: str | None = None
+    saved_token: str | None = None
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    provider_ref: str
+    succeeded: bool
+    failure_message: str | None = None
+
+
+@dataclass(frozen=True)
+class WebhookAck:
+    """What the provider expects back when a notification was taken."""
+
+    status_code: int = 200
+    body: bytes = b'{"received": true}'
+    media_type: str = "application/json"
+
+
+class PaymentProvider(Protocol):
+    name: str
+    methods: frozenset[PaymentMethod]
+
+    def create_payment(self, request: PaymentRequest) -> ProviderPayment:
+        """Start a payment. Calling it again with the same reference must not charge twice."""
+        ...
+
+    def query(self, provider_ref: str) -> ProviderPayment:
+        """Ask the provider for the payment's current state (reconciliation, return URL)."""
+        ...
+
+    def refund(self, provider_ref: str, amount: Money, refund_reference: str, reason: str) -> RefundResult:
+        """Refund to the original method. Idempotent per refund_reference."""
+        ...
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookNotice:
+        """Verify the signature FIRST (raise InvalidSignature), then parse."""
+        ...
+
+    def ack(self) -> WebhookAck: ...

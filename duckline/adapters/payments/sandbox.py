@@ -1,0 +1,313 @@
+"""Duckline's built-in sandbox provider: it plays the provider's side, for the demo and tests.
+
+Like a real provider it has a hosted payment page (served under /sandbox by the web app),
+keeps its own state (tables sandbox_*), confirms payments later by an HMAC-signed webhook
+(Stripe-style `t=…,v1=…` header), can deliver a webhook twice, and answers status queries.
+Test cards decide the outcome; only the brand and last four digits are kept:
+
+    4242 4242 4242 4242   succeeds
+    4000 0000 0000 0002   declined
+    4000 0025 0000 3155   needs a second step (3-D Secure page) before it succeeds or fails
+    4000 0000 0000 0077   succeeds, but the webhook is lost (only a status query finds it)
+    4000 0000 0000 0119   stays processing: no answer until the payment times out
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from duckline.adapters.db.engine import Database
+from duckline.adapters.db.tables import SandboxPayment, SandboxWebhook
+from duckline.adapters.payments import (
+    InvalidSignature,
+    PaymentRequest,
+    ProviderError,
+    ProviderPayment,
+    RefundResult,
+    WebhookAck,
+    WebhookNotice,
+)
+from duckline.clock import Clock
+from duckline.domain.orders import PaymentMethod, PaymentStatus
+from duckline.money import Money
+
+SIGNATURE_HEADER = "duckline-sandbox-signature"
+TOLERANCE_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class TestCard:
+    outcome: str  # succeed, decline, challenge, lose_webhook, hang
+    brand: str = "visa"
+
+
+TEST_CARDS = {
+    "4242424242424242": TestCard("succeed"),
+    "5555555555554444": TestCard("succeed", "mastercard"),
+    "4000000000000002": TestCard("decline"),
+    "4000002500003155": TestCard("challenge"),
+    "4000000000000077": TestCard("lose_webhook"),
+    "4000000000000119": TestCard("hang"),
+}
+_STATUS = {
+    "requires_payment": PaymentStatus.PENDING,
+    "processing": PaymentStatus.PENDING,
+    "requires_action": PaymentStatus.REQUIRES_ACTION,
+    "succeeded": PaymentStatus.SUCCEEDED,
+    "declined": PaymentStatus.FAILED,
+    "cancelled": PaymentStatus.CANCELLED,
+    "refunded": PaymentStatus.REFUNDED,
+}
+
+
+def sign(secret: str, body: bytes, timestamp: int) -> str:
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+class SandboxProvider:
+    name = "sandbox"
+    methods = frozenset({PaymentMethod.SANDBOX, PaymentMethod.CARD, PaymentMethod.ALIPAY, PaymentMethod.WECHATPAY})
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        webhook_secret: str,
+        base_url: str,
+        webhook_delay: timedelta = timedelta(seconds=1),
+        duplicate_webhooks: bool = True,
+    ) -> None:
+        self.db, self.clock, self.secret, self.base_url = db, clock, webhook_secret, base_url.rstrip("/")
+        self.webhook_delay, self.duplicate_webhooks = webhook_delay, duplicate_webhooks
+        self.available = True  # tests switch it off to play an outage
+
+    # --- the provider API, as Duckline calls it ---------------------------------------------
+
+    def create_payment(self, request: PaymentRequest) -> ProviderPayment:
+        self._check_up()
+        ref = f"sbx_{hashlib.sha256(request.reference.encode()).hexdigest()[:20]}"  # idempotent per reference
+        with self.db.transaction() as session:
+            payment = session.scalars(select(SandboxPayment).where(SandboxPayment.ref == ref)).first()
+            if payment is None:
+                payment = SandboxPayment(
+                    ref=ref,
+                    amount=request.amount.amount,
+                    currency=request.amount.currency,
+                    status="requires_payment",
+                    return_url=request.return_url,
+                    created_at=self.clock.now(),
+                )
+                session.add(payment)
+                session.flush()
+                if request.saved_token:  # off-session: charge the saved card at once
+                    card = TEST_CARDS.get(request.saved_token.removeprefix("sbxtok_").split("_")[0])
+                    self._charge(session, payment, card or TestCard("decline"), request.saved_token[-4:])
+            return self._view(payment)
+
+    def query(self, provider_ref: str) -> ProviderPayment:
+        self._check_up()
+        with self.db.transaction() as session:
+            return self._view(self._payment(session, provider_ref))
+
+    def refund(self, provider_ref: str, amount: Money, refund_reference: str, reason: str) -> RefundResult:
+        self._check_up()
+        with self.db.transaction() as session:
+            payment = self._payment(session, provider_ref, lock=True)
+            done = session.scalars(select(SandboxWebhook).where(SandboxWebhook.event_id == f"evt_{refund_reference}"))
+            if done.first() is not None:  # the same refund asked again
+                return RefundResult(f"re_{refund_reference}", True)
+            if payment.status not in ("succeeded", "refunded") or payment.refunded + amount.amount > payment.amount:
+                return RefundResult(f"re_{refund_reference}", False, "nothing left to refund")
+            payment.refunded += amount.amount
+            if payment.refunded == payment.amount:
+                payment.status = "refunded"
+            self._queue(session, payment, "refund.succeeded", event_id=f"evt_{refund_reference}")
+            return RefundResult(f"re_{refund_reference}", True)
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookNotice:
+        header = headers.get(SIGNATURE_HEADER, "")
+        parts = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
+        try:
+            timestamp = int(parts["t"])
+        except (KeyError, ValueError) as exc:
+            raise InvalidSignature("missing or malformed signature header") from exc
+        if not hmac.compare_digest(sign(self.secret, body, timestamp), header):
+            raise InvalidSignature("signature mismatch")
+        if abs(self.clock.now().timestamp() - timestamp) > TOLERANCE_SECONDS:
+            raise InvalidSignature("signature too old")
+        event = json.loads(body)
+        data = event["data"]
+        return WebhookNotice(
+            event_id=event["id"],
+            event_type=event["type"],
+            provider_ref=data["ref"],
+            status=_STATUS[data["status"]]
+            if event["type"] != "refund.succeeded" or data["status"] == "refunded"
+            else PaymentStatus.SUCCEEDED,
+            amount=data["amount"],
+            currency=data["currency"],
+            refunded_amount=data["refunded"],
+            payload=event,
+            card_brand=data.get("brand"),
+            card_last4=data.get("last4"),
+            failure_code=data.get("failure_code"),
+            saved_token=data.get("saved_token"),
+        )
+
+    def ack(self) -> WebhookAck:
+        return WebhookAck()
+
+    # --- the provider's own side: hosted page and webhook sender --------------------------------
+
+    def checkout_url(self, provider_ref: str) -> str:
+        return f"{self.base_url}/sandbox/checkout/{provider_ref}"
+
+    def pay(self, provider_ref: str, card_number: str, save: bool = False) -> str:
+        """The payer submits the hosted page. Returns the page to go to next."""
+        digits = "".join(c for c in card_number if c.isdigit())
+        with self.db.transaction() as session:
+            payment = self._payment(session, provider_ref, lock=True)
+            if payment.status != "requires_payment":
+                return self._after(payment)
+            card = TEST_CARDS.get(digits, TestCard("decline"))
+            payment.customer_token = f"sbxtok_{digits}_{secrets.token_hex(4)}{digits[-4:]}" if save else None
+            self._charge(session, payment, card, digits[-4:])
+            return self._after(payment)
+
+    def authenticate(self, provider_ref: str, approve: bool) -> str:
+        """The second step of a challenged card."""
+        with self.db.transaction() as session:
+            payment = self._payment(session, provider_ref, lock=True)
+            if payment.status == "requires_action":
+                payment.status = "succeeded" if approve else "declined"
+                self._queue(session, payment, "payment.succeeded" if approve else "payment.failed")
+            return self._after(payment)
+
+    def payment_page(self, provider_ref: str) -> SandboxPayment:
+        with self.db.transaction() as session:
+            return self._payment(session, provider_ref)
+
+    def deliver_due(self, post: Callable[[str, bytes, dict[str, str]], int], limit: int = 100) -> int:
+        """Post the webhooks that are due (twice each when duplicates are on). Returns posts made."""
+        posted = 0
+        with self.db.transaction() as session:
+            due = [
+                (hook.id, hook.payload)
+                for hook in session.scalars(
+                    select(SandboxWebhook)
+                    .where(
+                        SandboxWebhook.deliver_after <= self.clock.now(),
+                        SandboxWebhook.lost.is_(False),
+                        SandboxWebhook.deliveries == 0,
+                    )
+                    .order_by(SandboxWebhook.id)
+                    .limit(limit)
+                )
+            ]
+        # Posted outside any transaction: the receiver writes to the same database. At least
+        # once, like a real provider: a crash here means a repeat, which Duckline ignores.
+        copies = 2 if self.duplicate_webhooks else 1
+        for hook_id, payload in due:
+            body = json.dumps(payload).encode()
+            headers = {
+                "content-type": "application/json",
+                SIGNATURE_HEADER: sign(self.secret, body, int(self.clock.now().timestamp())),
+            }
+            for _ in range(copies):
+                post(f"{self.base_url}/api/v1/webhooks/sandbox", body, headers)
+                posted += 1
+            with self.db.transaction() as session:
+                hook = session.get(SandboxWebhook, hook_id)
+                if hook is not None:
+                    hook.deliveries += copies
+        return posted
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _check_up(self) -> None:
+        if not self.available:
+            raise ProviderError("sandbox provider is switched off")
+
+    def _charge(self, session: Any, payment: SandboxPayment, card: TestCard, last4: str) -> None:
+        payment.card_brand, payment.card_last4 = card.brand, last4
+        if card.outcome == "decline":
+            payment.status = "declined"
+            self._queue(session, payment, "payment.failed")
+        elif card.outcome == "challenge":
+            payment.status = "requires_action"
+        elif card.outcome == "hang":
+            payment.status = "processing"
+        else:
+            payment.status = "succeeded"
+            self._queue(session, payment, "payment.succeeded", lost=card.outcome == "lose_webhook")
+
+    def _queue(
+        self, session: Any, payment: SandboxPayment, event_type: str, event_id: str | None = None, lost: bool = False
+    ) -> None:
+        event_id = event_id or f"evt_{secrets.token_hex(10)}"
+        session.add(
+            SandboxWebhook(
+                event_id=event_id,
+                payload={"id": event_id, "type": event_type, "created": int(time.time()), "data": self._data(payment)},
+                deliveries=0,
+                deliver_after=self.clock.now() + self.webhook_delay,
+                lost=lost,
+                created_at=self.clock.now(),
+            )
+        )
+
+    @staticmethod
+    def _data(payment: SandboxPayment) -> dict[str, Any]:
+        return {
+            "ref": payment.ref,
+            "status": payment.status,
+            "amount": payment.amount,
+            "currency": payment.currency,
+            "refunded": payment.refunded,
+            "brand": payment.card_brand,
+            "last4": payment.card_last4,
+            "saved_token": payment.customer_token,
+            "failure_code": "card_declined" if payment.status == "declined" else None,
+        }
+
+    def _after(self, payment: SandboxPayment) -> str:
+        if payment.status == "requires_action":
+            return f"{self.base_url}/sandbox/checkout/{payment.ref}/authenticate"
+        return payment.return_url or self.base_url
+
+    @staticmethod
+    def _payment(session: Any, ref: str, lock: bool = False) -> SandboxPayment:
+        query = select(SandboxPayment).where(SandboxPayment.ref == ref)
+        payment = session.scalars(query.with_for_update() if lock else query).first()
+        if payment is None:
+            raise ProviderError(f"no sandbox payment {ref}")
+        return payment
+
+    def _view(self, payment: SandboxPayment) -> ProviderPayment:
+        status = _STATUS[payment.status]
+        return ProviderPayment(
+            provider_ref=payment.ref,
+            status=status,
+            amount=payment.amount,
+            currency=payment.currency,
+            next_action={"type": "redirect", "url": self.checkout_url(payment.ref)}
+            if payment.status in ("requires_payment", "requires_action")
+            else None,
+            card_brand=payment.card_brand,
+            card_last4=payment.card_last4,
+            failure_code="card_declined" if payment.status == "declined" else None,
+            failure_message="The card was declined." if payment.status == "declined" else None,
+            saved_token=payment.customer_token,
+            refunded_amount=payment.refunded,
+        )

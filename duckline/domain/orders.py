@@ -1,0 +1,113 @@
+"""The order and payment lifecycles: one state machine each, asked by everything else."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from duckline.errors import DomainError, ErrorCode
+
+
+class OrderKind(StrEnum):
+    ACTIVATION = "activation"  # the first period of a pending line
+    RENEWAL = "renewal"  # the same plan again
+    CHANGE = "change"  # another plan, from the next period
+    ADDON = "addon"  # a pack that tops up allowances, expiry unchanged
+
+
+class OrderStatus(StrEnum):
+    CREATED = "created"
+    PAYMENT_PENDING = "payment_pending"
+    PAID = "paid"
+    FULFILLED = "fulfilled"
+    FAILED = "failed"  # the last payment attempt failed; a new attempt may be made
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"  # nobody paid in time
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+
+
+_ORDER: dict[OrderStatus, frozenset[OrderStatus]] = {
+    OrderStatus.CREATED: frozenset(
+        {OrderStatus.PAYMENT_PENDING, OrderStatus.PAID, OrderStatus.CANCELLED, OrderStatus.EXPIRED}
+    ),
+    OrderStatus.PAYMENT_PENDING: frozenset(
+        {OrderStatus.PAID, OrderStatus.FAILED, OrderStatus.CANCELLED, OrderStatus.EXPIRED}
+    ),
+    OrderStatus.FAILED: frozenset(
+        {OrderStatus.PAYMENT_PENDING, OrderStatus.PAID, OrderStatus.CANCELLED, OrderStatus.EXPIRED}
+    ),
+    # Money can arrive after we gave up waiting (a late webhook): it is taken, then applied or refunded.
+    OrderStatus.CANCELLED: frozenset({OrderStatus.PAID}),
+    OrderStatus.EXPIRED: frozenset({OrderStatus.PAID}),
+    OrderStatus.PAID: frozenset({OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED}),
+    OrderStatus.FULFILLED: frozenset({OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED}),
+    OrderStatus.PARTIALLY_REFUNDED: frozenset({OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED}),
+    OrderStatus.REFUNDED: frozenset(),
+}
+
+OPEN_FOR_PAYMENT = frozenset({OrderStatus.CREATED, OrderStatus.PAYMENT_PENDING, OrderStatus.FAILED})
+# Orders whose amount counts against the spending limits (money taken or about to be).
+COMMITTED_SPEND = frozenset(
+    {
+        OrderStatus.CREATED,
+        OrderStatus.PAYMENT_PENDING,
+        OrderStatus.PAID,
+        OrderStatus.FULFILLED,
+        OrderStatus.PARTIALLY_REFUNDED,
+    }
+)
+
+
+def check_order_transition(current: OrderStatus, target: OrderStatus) -> None:
+    if target not in _ORDER[current]:
+        raise DomainError(ErrorCode.ORDER_TRANSITION_NOT_ALLOWED, current=current.value, target=target.value)
+
+
+class PaymentStatus(StrEnum):
+    PENDING = "pending"  # created with the provider, waiting for the payer
+    REQUIRES_ACTION = "requires_action"  # a second step (3-D Secure, wallet confirmation)
+    SUCCEEDED = "succeeded"  # money captured
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    REFUNDED = "refunded"  # fully; partial refunds keep SUCCEEDED and count refunded_amount
+    FLAGGED = "flagged"  # captured, but the amount or currency did not match the order
+
+
+_PAYMENT: dict[PaymentStatus, frozenset[PaymentStatus]] = {
+    PaymentStatus.PENDING: frozenset(
+        {
+            PaymentStatus.REQUIRES_ACTION,
+            PaymentStatus.SUCCEEDED,
+            PaymentStatus.FAILED,
+            PaymentStatus.CANCELLED,
+            PaymentStatus.FLAGGED,
+            PaymentStatus.REFUNDED,
+        }
+    ),
+    PaymentStatus.REQUIRES_ACTION: frozenset(
+        {
+            PaymentStatus.SUCCEEDED,
+            PaymentStatus.FAILED,
+            PaymentStatus.CANCELLED,
+            PaymentStatus.FLAGGED,
+            PaymentStatus.REFUNDED,
+        }
+    ),
+    PaymentStatus.FAILED: frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.FLAGGED}),  # declined, then retried
+    PaymentStatus.CANCELLED: frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.FLAGGED}),
+    PaymentStatus.SUCCEEDED: frozenset({PaymentStatus.REFUNDED}),
+    PaymentStatus.FLAGGED: frozenset({PaymentStatus.REFUNDED}),
+    PaymentStatus.REFUNDED: frozenset(),
+}
+
+
+def payment_can_become(current: PaymentStatus, target: PaymentStatus) -> bool:
+    """False for a stale or repeated event (e.g. 'succeeded' after 'refunded'): ignore it."""
+    return target in _PAYMENT[current]
+
+
+class PaymentMethod(StrEnum):
+    CARD = "card"
+    ALIPAY = "alipay"
+    WECHATPAY = "wechatpay"
+    SANDBOX = "sandbox"

@@ -1,0 +1,136 @@
+"""Auto-renew: lines due within N hours are renewed with their saved method; a declined charge
+is retried on the dunning schedule; after the last failure the line is left to fall into grace.
+Each attempt is a row unique per (line, period, attempt number), so rerunning the job — or two
+schedulers at once — never charges twice."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from duckline.adapters.db.tables import Account, AutoRenewAttempt, Line, Payment, Plan, SavedPaymentMethod
+from duckline.domain.lines import LineStatus
+from duckline.domain.orders import PaymentStatus
+from duckline.errors import DomainError
+from duckline.services import checkout, events, orders
+from duckline.services.checkout import App
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Report:
+    renewed: list[int] = field(default_factory=list)
+    declined: list[int] = field(default_factory=list)
+    gave_up: list[int] = field(default_factory=list)
+
+
+def run(app: App) -> Report:
+    report = Report()
+    for line_id, attempt in _due(app):
+        _attempt(app, line_id, attempt, report)
+    return report
+
+
+def _due(app: App) -> list[tuple[int, int]]:
+    settings = app.settings
+    schedule = [timedelta(hours=h) for h in settings.auto_renew_retry_hours]
+    with app.unit_of_work() as uow:
+        now = uow.now()
+        candidates = uow.session.scalars(
+            select(Line)
+            .where(
+                Line.auto_renew.is_(True),
+                Line.auto_renew_method_id.is_not(None),
+                Line.status.in_((LineStatus.ACTIVE, LineStatus.GRACE)),
+                Line.expires_at <= now + timedelta(hours=settings.auto_renew_hours_before),
+            )
+            .order_by(Line.id)
+        ).all()
+        due = []
+        for line in candidates:
+            assert line.expires_at is not None
+            tried = (
+                uow.session.scalar(
+                    select(func.count())
+                    .select_from(AutoRenewAttempt)
+                    .where(AutoRenewAttempt.line_id == line.id, AutoRenewAttempt.period_end == line.expires_at)
+                )
+                or 0
+            )
+            first_try = line.expires_at - timedelta(hours=settings.auto_renew_hours_before)
+            if tried < len(schedule) and now >= first_try + schedule[tried]:
+                due.append((line.id, int(tried)))
+        return due
+
+
+def _attempt(app: App, line_id: int, attempt: int, report: Report) -> None:
+    last = attempt == len(app.settings.auto_renew_retry_hours) - 1
+    try:
+        with app.unit_of_work() as uow:
+            line = uow.session.get(Line, line_id, with_for_update=True)
+            assert line is not None and line.expires_at is not None
+            period_end = line.expires_at
+            with uow.session.begin_nested():
+                row = AutoRenewAttempt(
+                    line_id=line.id, period_end=period_end, attempt=attempt, outcome="started", created_at=uow.now()
+                )
+                uow.session.add(row)
+                uow.session.flush()
+            account = uow.session.get(Account, line.account_id)
+            saved = uow.session.get(SavedPaymentMethod, line.auto_renew_method_id)
+            plan = uow.session.get(Plan, line.plan_id)
+            assert account is not None and saved is not None and plan is not None
+            order, _ = orders.create(
+                uow,
+                account,
+                orders.OrderForm(
+                    line_id=line.id,
+                    plan_code=plan.code,
+                    payment_method=saved.method,
+                    idempotency_key=f"auto-renew:{line.id}:{period_end.isoformat()}:{attempt}",
+                    request_hash="auto-renew",
+                ),
+                account.language,
+            )
+            row.order_id = order.id
+            payment_id = checkout.new_attempt(uow, app.payments, order, saved.method, saved).id
+            attempt_id = row.id
+    except IntegrityError:
+        return  # another scheduler took this attempt
+    except DomainError as error:
+        log.warning("auto-renew of line %s not possible: %s", line_id, error)
+        return
+    # A provider that is down is recorded as a failed payment; the next attempt retries.
+    with suppress(DomainError):
+        checkout.start_attempt(app, payment_id, f"{app.settings.base_url}/api/v1/payments/{{payment_id}}/return")
+    with app.unit_of_work() as uow:
+        payment = uow.session.get(Payment, payment_id)
+        attempt_row = uow.session.get(AutoRenewAttempt, attempt_id)
+        line = uow.session.get(Line, line_id)
+        assert payment is not None and attempt_row is not None and line is not None
+        row = attempt_row
+        if payment.status is PaymentStatus.SUCCEEDED:
+            row.outcome = "paid"
+            report.renewed.append(line_id)
+            return
+        row.outcome = "declined" if payment.status is PaymentStatus.FAILED else payment.status.value
+        report.declined.append(line_id)
+        if last:
+            report.gave_up.append(line_id)
+        events.raise_event(
+            uow,
+            events.AUTO_RENEW_FAILED,
+            line.account_id,
+            row.order_id,
+            line_id=line_id,
+            msisdn=line.msisdn,
+            attempt=attempt + 1,
+            final=last,
+            reason=payment.failure_code or "declined",
+        )

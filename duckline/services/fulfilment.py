@@ -1,0 +1,155 @@
+"""Applying a paid order: balances, expiry, line status, receipt — all in one transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+
+from duckline.adapters.db.tables import Bucket, LedgerEntry, Line, Order, Payment, Plan
+from duckline.domain.catalog import Unit, Validity, Zone
+from duckline.domain.lines import LineStatus
+from duckline.domain.orders import OrderKind, OrderStatus, PaymentStatus
+from duckline.domain.renewal import next_term
+from duckline.services import balances, events, lines, orders, promotions, receipts
+from duckline.services.unit_of_work import UnitOfWork
+
+
+def fulfil(uow: UnitOfWork, order: Order) -> None:
+    """Paid → fulfilled, exactly once: the caller holds the order's row lock, so a second
+    confirmation (webhook and return URL together) finds it fulfilled and does nothing."""
+    if order.status is not OrderStatus.PAID:
+        return
+    line = uow.session.get(Line, order.line_id, with_for_update=True)
+    plan = uow.session.get(Plan, order.plan_id)
+    assert line is not None and plan is not None
+    now = uow.now()
+    kind = OrderKind(order.kind)
+    term = next_term(
+        kind,
+        line.status,
+        line.expires_at,
+        now,
+        Validity(plan.validity_days, plan.validity_months),
+        uow.settings.display_timezone,
+    )
+    source = "addon" if kind is OrderKind.ADDON else "plan"
+    balances.grant_plan_allowances(uow, line, plan, term.start, term.end, source, f"order:{order.id}")
+    for bonus in order.quote.get("bonuses", []):
+        _grant_bonus(uow, line, bonus, term.start, term.end, order.id)
+    if kind is not OrderKind.ADDON:
+        if term.reactivates:
+            reason = f"order {order.id}"
+            if line.status is LineStatus.PENDING:
+                lines.transition(uow, line, LineStatus.ACTIVE, f"activated by {reason}")
+            else:
+                lines.transition(uow, line, LineStatus.ACTIVE, f"renewed by {reason}")
+            line.period_start = term.start
+        line.plan_id, line.expires_at = plan.id, term.end
+    promotions.confirm(uow, order)
+    order.period_start, order.period_end, order.fulfilled_at = term.start, term.end, now
+    orders.move(uow, order, OrderStatus.FULFILLED, "renewal applied")
+    receipt = receipts.issue(uow, receipts.RECEIPT, order, order.total_amount, _receipt_details(uow, order, line))
+    events.raise_event(
+        uow,
+        events.RENEWAL_SUCCEEDED,
+        order.account_id,
+        order.id,
+        receipt=receipt.display_number,
+        msisdn=line.msisdn,
+        plan=plan.code,
+        amount=order.total_amount,
+        currency=order.currency,
+        expires_at=line.expires_at.isoformat() if line.expires_at else None,
+    )
+
+
+def _grant_bonus(
+    uow: UnitOfWork, line: Line, bonus: dict[str, object], start: datetime, end: datetime, order_id: int
+) -> None:
+    amount = int(str(bonus["amount"]))
+    bucket = Bucket(
+        line_id=line.id,
+        unit=Unit(str(bonus["unit"])),
+        zone=Zone(str(bonus["zone"])),
+        initial=amount,
+        remaining=amount,
+        valid_from=start,
+        valid_until=end,
+        source="promotion",
+        source_ref=f"order:{order_id}:promotion:{bonus['promotion_id']}",
+        created_at=uow.now(),
+    )
+    uow.session.add(bucket)
+    uow.session.flush()
+    uow.session.add(
+        LedgerEntry(
+            line_id=line.id,
+            bucket_id=bucket.id,
+            unit=bucket.unit,
+            zone=bucket.zone,
+            delta=amount,
+            reason="grant",
+            created_at=uow.now(),
+        )
+    )
+
+
+def _receipt_details(uow: UnitOfWork, order: Order, line: Line) -> dict[str, object]:
+    payment = uow.session.scalars(
+        select(Payment)
+        .where(Payment.order_id == order.id, Payment.status == PaymentStatus.SUCCEEDED)
+        .order_by(Payment.id)
+    ).first()
+    return {
+        "msisdn": line.msisdn,
+        "plan_code": order.quote["plan_code"],
+        "plan_names": order.quote["plan_names"],
+        "kind": order.kind.value,
+        "period_start": order.period_start.isoformat() if order.period_start else None,
+        "period_end": order.period_end.isoformat() if order.period_end else None,
+        "list_amount": order.list_amount,
+        "adjustments": order.quote.get("adjustments", []),
+        "bonuses": order.quote.get("bonuses", []),
+        "total": order.total_amount,
+        "payment": payment_label(payment),
+    }
+
+
+def payment_label(payment: Payment | None) -> dict[str, str | None]:
+    """How the payment is shown on receipts: card brand and last 4, or the wallet — never more."""
+    if payment is None:
+        return {"method": "none", "brand": None, "last4": None, "wallet_account": None}
+    return {
+        "method": payment.method.value,
+        "brand": payment.card_brand,
+        "last4": payment.card_last4,
+        "wallet_account": payment.wallet_account,
+    }
+
+
+def void_order_buckets(uow: UnitOfWork, order: Order) -> int:
+    """A fully refunded renewal takes back what it granted and is still unused (ledger entries)."""
+    buckets = uow.session.scalars(
+        select(Bucket)
+        .where(
+            Bucket.line_id == order.line_id,
+            Bucket.source_ref.like(f"order:{order.id}%"),
+            Bucket.remaining > 0,
+        )
+        .with_for_update()
+    ).all()
+    for bucket in buckets:
+        uow.session.add(
+            LedgerEntry(
+                line_id=bucket.line_id,
+                bucket_id=bucket.id,
+                unit=bucket.unit,
+                zone=bucket.zone,
+                delta=-bucket.remaining,
+                reason="refund",
+                created_at=uow.now(),
+            )
+        )
+        bucket.remaining = 0
+    return len(buckets)

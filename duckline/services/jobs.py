@@ -1,0 +1,35 @@
+"""The scheduled jobs, by name: what `duckline jobs run` and the in-process scheduler call."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+
+from duckline.errors import DomainError, ErrorCode
+from duckline.services import auto_renew, lifecycle, reconciliation
+from duckline.services.checkout import App
+
+log = logging.getLogger(__name__)
+NAMES = ("reconcile", "auto-renew", "lifecycle")
+
+
+def run(app: App, name: str) -> dict[str, object]:
+    if name == "reconcile":
+        return asdict(reconciliation.run(app))
+    if name == "auto-renew":
+        return asdict(auto_renew.run(app))
+    if name == "lifecycle":
+        with app.unit_of_work() as uow:
+            return dict(lifecycle.advance(uow))
+    raise DomainError(ErrorCode.NOT_FOUND, field="name")
+
+
+def run_all(app: App) -> dict[str, dict[str, object]]:
+    """Auto-renew before lifecycle, so a line renewed at its expiry never enters grace."""
+    results = {}
+    for name in ("reconcile", "auto-renew", "lifecycle"):
+        try:
+            results[name] = run(app, name)
+        except Exception:  # one failing job must not stop the others; it is retried next tick
+            log.exception("job %s failed", name)
+    return results

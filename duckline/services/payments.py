@@ -1,0 +1,142 @@
+"""What a provider says about a payment, applied in one place: payment state, order state,
+fulfilment. Webhooks, return URLs, reconciliation and auto-renew all come through here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from duckline.adapters.db.tables import Order, Payment, SavedPaymentMethod
+from duckline.adapters.payments import ProviderPayment, WebhookNotice
+from duckline.domain.orders import OPEN_FOR_PAYMENT, OrderStatus, PaymentStatus, payment_can_become
+from duckline.errors import DomainError
+from duckline.services import events, fulfilment, orders, promotions, tickets
+from duckline.services.unit_of_work import UnitOfWork
+
+
+@dataclass(frozen=True)
+class Outcome:
+    order_status: OrderStatus
+    payment_status: PaymentStatus
+    changed: bool
+    note: str
+
+
+def apply(uow: UnitOfWork, payment_id: int, update: ProviderPayment | WebhookNotice, source: str) -> Outcome:
+    """Bring the payment (and its order) to what the provider says. Safe to repeat: a stale or
+    duplicate update changes nothing. Locks the order, then the payment — always in that order."""
+    payment = uow.session.get(Payment, payment_id)
+    assert payment is not None
+    order = uow.session.get(Order, payment.order_id, with_for_update=True)
+    assert order is not None
+    uow.session.refresh(payment, with_for_update=True)
+    _copy_details(payment, update)
+    target = update.status
+    if target is payment.status or not payment_can_become(payment.status, target):
+        return Outcome(order.status, payment.status, False, f"{source}: no change ({target.value})")
+
+    if target is PaymentStatus.SUCCEEDED:
+        return _captured(uow, order, payment, update, source)
+    payment.status, payment.updated_at = target, uow.now()
+    if target is PaymentStatus.FAILED:
+        payment.failure_code = update.failure_code or payment.failure_code
+        if order.status in (OrderStatus.CREATED, OrderStatus.PAYMENT_PENDING) and _is_latest(uow, order, payment):
+            orders.move(uow, order, OrderStatus.FAILED, f"payment {payment.id} failed ({source})")
+            promotions.release(uow, order)
+            events.raise_event(
+                uow,
+                events.PAYMENT_FAILED,
+                order.account_id,
+                order.id,
+                reason=payment.failure_code or "declined",
+                payment_id=payment.id,
+            )
+    elif target is PaymentStatus.REFUNDED:
+        # A refund can arrive before the success it refunds (out of order): the money went
+        # back, so the order is never applied; the late success is then stale and ignored.
+        payment.refunded_amount = max(payment.refunded_amount, update.refunded_amount or payment.amount)
+        if order.status in OPEN_FOR_PAYMENT:
+            orders.move(uow, order, OrderStatus.CANCELLED, f"payment {payment.id} refunded before capture")
+            promotions.release(uow, order)
+    return Outcome(order.status, payment.status, True, f"{source}: {target.value}")
+
+
+def _captured(
+    uow: UnitOfWork, order: Order, payment: Payment, update: ProviderPayment | WebhookNotice, source: str
+) -> Outcome:
+    payment.captured_amount = update.amount or 0
+    payment.captured_at = payment.updated_at = uow.now()
+    if update.amount != payment.amount or (update.currency or payment.currency) != payment.currency:
+        payment.status = PaymentStatus.FLAGGED
+        tickets.open_ticket(
+            uow,
+            tickets.PAYMENT_MISMATCH,
+            f"Payment {payment.id} captured a different amount",
+            f"Order {order.id} expects {payment.amount} {payment.currency}; {payment.provider} captured "
+            f"{update.amount} {update.currency}. Not applied: refund or apply by hand.",
+            order.account_id,
+            order.id,
+        )
+        return Outcome(order.status, payment.status, True, f"{source}: amount mismatch, flagged")
+    payment.status = PaymentStatus.SUCCEEDED
+    if update.saved_token and order.auto_renew:
+        _save_method(uow, order, payment, update.saved_token)
+    if order.status in (OrderStatus.PAID, OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED):
+        # A second attempt captured money for an order already paid: never apply it twice.
+        tickets.open_ticket(
+            uow,
+            tickets.RECONCILIATION,
+            f"Second payment captured for order {order.id}",
+            f"Payment {payment.id} succeeded after the order was already paid; refund it.",
+            order.account_id,
+            order.id,
+        )
+        return Outcome(order.status, payment.status, True, f"{source}: duplicate capture, ticket opened")
+    orders.move(uow, order, OrderStatus.PAID, f"payment {payment.id} captured ({source})")
+    try:
+        with uow.session.begin_nested():
+            fulfilment.fulfil(uow, order)
+    except DomainError as error:
+        # Paid but cannot be applied (e.g. the number was recycled meanwhile): support decides.
+        tickets.open_ticket(
+            uow,
+            tickets.RECONCILIATION,
+            f"Order {order.id} paid but not applied",
+            f"Fulfilment failed: {error.code}: {error}",
+            order.account_id,
+            order.id,
+        )
+        return Outcome(order.status, payment.status, True, f"{source}: paid, not applied ({error.code})")
+    return Outcome(order.status, payment.status, True, f"{source}: fulfilled")
+
+
+def _copy_details(payment: Payment, update: ProviderPayment | WebhookNotice) -> None:
+    payment.card_brand = update.card_brand or payment.card_brand
+    payment.card_last4 = update.card_last4 or payment.card_last4
+    payment.wallet_account = update.wallet_account or payment.wallet_account
+
+
+def _is_latest(uow: UnitOfWork, order: Order, payment: Payment) -> bool:
+    latest = uow.session.scalar(select(Payment.id).where(Payment.order_id == order.id).order_by(Payment.id.desc()))
+    return latest == payment.id
+
+
+def _save_method(uow: UnitOfWork, order: Order, payment: Payment, token: str) -> None:
+    from duckline.adapters.db.tables import Line
+
+    saved = SavedPaymentMethod(
+        account_id=order.account_id,
+        provider=payment.provider,
+        method=payment.method,
+        token=token,
+        card_brand=payment.card_brand,
+        card_last4=payment.card_last4,
+        created_at=uow.now(),
+    )
+    uow.session.add(saved)
+    uow.session.flush()
+    line = uow.session.get(Line, order.line_id)
+    if line is not None:
+        line.auto_renew, line.auto_renew_method_id = True, saved.id
+    payment.saved_method_id = saved.id

@@ -1,0 +1,67 @@
+"""Receipts as documents: the stored receipt, in a language, rendered to PDF."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from duckline import i18n
+from duckline.adapters.db.tables import Account, Person, Receipt
+from duckline.adapters.receipt_pdf import CREDIT_NOTE, ReceiptDocument, render_pdf
+from duckline.domain.phone import display
+from duckline.services.unit_of_work import UnitOfWork
+
+__all__ = ["UnitOfWork", "document", "pdf"]
+_BRANDS = {"visa": "Visa", "mastercard": "Mastercard", "amex": "American Express", "unionpay": "UnionPay"}
+_WALLETS = {"alipay": "Alipay", "wechatpay": "WeChat Pay"}
+
+
+def payment_text(label: dict[str, str | None]) -> str:
+    """Card brand and last four, or the wallet: never more."""
+    if label.get("last4"):
+        return f"{_BRANDS.get(label.get('brand') or '', (label.get('brand') or 'Card').title())} •••• {label['last4']}"
+    method = label.get("method") or "none"
+    wallet = _WALLETS.get(method, method)
+    return f"{wallet} ({label['wallet_account']})" if label.get("wallet_account") else wallet
+
+
+def document(uow: UnitOfWork, receipt: Receipt, language: str) -> ReceiptDocument:
+    account = uow.session.get(Account, receipt.account_id)
+    person = uow.session.get(Person, account.person_id) if account and account.person_id else None
+    if language not in i18n.LANGUAGES:
+        language = account.language if account else i18n.DEFAULT_LANGUAGE
+    details = receipt.details
+    names = details.get("plan_names") or {}
+    plan_name = names.get(language) or names.get("en") or details.get("plan_code", "")
+    if receipt.kind == "credit_note":
+        items = [(f"{i18n.gettext(language, CREDIT_NOTE)}: {plan_name}", -receipt.amount)]
+    else:
+        items = [(plan_name, int(details.get("list_amount", receipt.amount)))]
+        items += [(str(a["name"]), -int(a["amount"])) for a in details.get("adjustments", [])]
+    period = None
+    if details.get("period_start") and details.get("period_end"):
+        period = (datetime.fromisoformat(details["period_start"]), datetime.fromisoformat(details["period_end"]))
+    name = (
+        (person.name_zh if language != "en" and person and person.name_zh else None)
+        or (person.name_en if person else None)
+        or (account.phone if account else "")
+    )
+    msisdn = details.get("msisdn")
+    return ReceiptDocument(
+        kind=receipt.kind,
+        number=receipt.display_number,
+        issued_at=receipt.issued_at,
+        language=language,
+        operator_name="Duckline",
+        customer_name=name or "",
+        msisdn=display(msisdn) if msisdn else "",
+        items=items,
+        total=-receipt.amount if receipt.kind == "credit_note" else receipt.amount,
+        currency=receipt.currency,
+        period=period,
+        payment_method=payment_text(details.get("payment") or {}),
+        reference=details.get("refund_of"),
+    )
+
+
+def pdf(uow: UnitOfWork, receipt: Receipt, language: str) -> bytes:
+    return render_pdf(document(uow, receipt, language))

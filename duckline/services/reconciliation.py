@@ -1,0 +1,185 @@
+"""Finding money and plans that disagree, and putting them right: nothing lost, nothing twice.
+
+- A payment still open after a while is asked about: captured → applied now (the webhook was
+  lost or the process died); still unpaid after the order's deadline → the order expires.
+- An order paid but not applied is applied, or, when it cannot be (number recycled), refunded.
+Every case it handles or cannot handle becomes a ticket, so support sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from duckline.adapters.db.tables import Account, Order, Payment, Ticket
+from duckline.adapters.payments import ProviderError
+from duckline.domain.orders import OPEN_FOR_PAYMENT, OrderStatus, PaymentStatus
+from duckline.errors import DomainError, ErrorCode
+from duckline.services import audit, checkout, fulfilment, orders, promotions, refunds, tickets
+from duckline.services.checkout import App
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Report:
+    applied: list[int] = field(default_factory=list)
+    expired: list[int] = field(default_factory=list)
+    refunded: list[int] = field(default_factory=list)
+    unreachable: list[int] = field(default_factory=list)
+
+
+def run(app: App) -> Report:
+    report = Report()
+    with app.unit_of_work() as uow:
+        cutoff = uow.now() - timedelta(minutes=app.settings.reconcile_after_minutes)
+        open_payments = uow.session.scalars(
+            select(Payment.id)
+            .where(
+                Payment.status.in_((PaymentStatus.PENDING, PaymentStatus.REQUIRES_ACTION)),
+                Payment.created_at <= cutoff,
+                Payment.provider_ref.is_not(None),
+            )
+            .order_by(Payment.id)
+        ).all()
+        stuck_paid = uow.session.scalars(
+            select(Order.id).where(Order.status == OrderStatus.PAID, Order.updated_at <= cutoff).order_by(Order.id)
+        ).all()
+    for payment_id in open_payments:
+        _check_payment(app, payment_id, report)
+    for order_id in stuck_paid:
+        _apply_or_refund(app, order_id, report)
+    with app.unit_of_work() as uow:  # unpaid orders past their deadline, with no payment to ask about
+        overdue = uow.session.scalars(
+            select(Order).where(Order.status.in_(tuple(OPEN_FOR_PAYMENT)), Order.pay_by <= uow.now()).with_for_update()
+        ).all()
+        for order in overdue:
+            if not _has_open_payment(uow, order):
+                _expire(uow, order)
+                report.expired.append(order.id)
+    return report
+
+
+def _check_payment(app: App, payment_id: int, report: Report) -> None:
+    try:
+        outcome = checkout.refresh(app, payment_id)
+    except ProviderError:
+        report.unreachable.append(payment_id)
+        return
+    with app.unit_of_work() as uow:
+        payment = uow.session.get(Payment, payment_id)
+        assert payment is not None
+        order = uow.session.get(Order, payment.order_id, with_for_update=True)
+        assert order is not None
+        if outcome and outcome.changed and order.status is OrderStatus.FULFILLED:
+            tickets.open_ticket(
+                uow,
+                tickets.RECONCILIATION,
+                f"Order {order.id} applied by reconciliation",
+                f"Payment {payment.id} was captured by {payment.provider} but no confirmation "
+                "arrived; the renewal was applied.",
+                order.account_id,
+                order.id,
+                resolved=True,
+                resolution="applied automatically",
+            )
+            report.applied.append(order.id)
+        elif payment.status in (PaymentStatus.PENDING, PaymentStatus.REQUIRES_ACTION) and order.pay_by <= uow.now():
+            payment.status, payment.updated_at = PaymentStatus.CANCELLED, uow.now()
+            if order.status in OPEN_FOR_PAYMENT:
+                _expire(uow, order)
+                report.expired.append(order.id)
+
+
+def _expire(uow: checkout.UnitOfWork, order: Order) -> None:
+    orders.move(uow, order, OrderStatus.EXPIRED, "not paid in time")
+    promotions.release(uow, order)
+
+
+def _has_open_payment(uow: checkout.UnitOfWork, order: Order) -> bool:
+    return (
+        uow.session.scalar(
+            select(Payment.id).where(
+                Payment.order_id == order.id,
+                Payment.status.in_((PaymentStatus.PENDING, PaymentStatus.REQUIRES_ACTION)),
+                Payment.provider_ref.is_not(None),
+            )
+        )
+        is not None
+    )
+
+
+def _apply_or_refund(app: App, order_id: int, report: Report) -> None:
+    with app.unit_of_work() as uow:
+        order = uow.session.get(Order, order_id, with_for_update=True)
+        if order is None or order.status is not OrderStatus.PAID:
+            return
+        try:
+            with uow.session.begin_nested():
+                fulfilment.fulfil(uow, order)
+            tickets.open_ticket(
+                uow,
+                tickets.RECONCILIATION,
+                f"Order {order.id} applied by reconciliation",
+                "The order was paid but not applied; it has now been applied.",
+                order.account_id,
+                order.id,
+                resolved=True,
+                resolution="applied automatically",
+            )
+            report.applied.append(order.id)
+            return
+        except DomainError as error:
+            reason = f"paid but cannot be applied: {error.code}"
+    try:
+        refunds.refund(app, None, order_id, None, reason)
+        report.refunded.append(order_id)
+        with app.unit_of_work() as uow:
+            order = uow.session.get(Order, order_id)
+            assert order is not None
+            tickets.open_ticket(
+                uow,
+                tickets.RECONCILIATION,
+                f"Order {order_id} refunded by reconciliation",
+                reason,
+                order.account_id,
+                order_id,
+                resolved=True,
+                resolution="refunded automatically",
+            )
+    except (DomainError, ProviderError) as error:
+        log.warning("reconciliation could not refund order %s: %s", order_id, error)
+        report.unreachable.append(order_id)
+
+
+def resolve(app: App, actor: Account, ticket_id: int, action: str, reason: str) -> Ticket:
+    """Staff settle a case: apply the paid order, refund it (to the original method), or close it."""
+    if not reason.strip():
+        raise DomainError(ErrorCode.REASON_REQUIRED, field="reason")
+    if action == "refund":
+        with app.unit_of_work() as uow:
+            ticket = uow.session.get(Ticket, ticket_id)
+            if ticket is None or ticket.order_id is None:
+                raise DomainError(ErrorCode.NOT_FOUND)
+            order_id = ticket.order_id
+        refunds.refund(app, actor.id, order_id, None, reason)
+    with app.unit_of_work() as uow:
+        ticket = uow.session.get(Ticket, ticket_id, with_for_update=True)
+        if ticket is None:
+            raise DomainError(ErrorCode.NOT_FOUND)
+        if action == "apply":
+            order = uow.session.get(Order, ticket.order_id, with_for_update=True) if ticket.order_id else None
+            if order is None or order.status is not OrderStatus.PAID:
+                raise DomainError(
+                    ErrorCode.ORDER_TRANSITION_NOT_ALLOWED,
+                    current=order.status.value if order else "-",
+                    target=OrderStatus.FULFILLED.value,
+                )
+            fulfilment.fulfil(uow, order)
+        audit.record(
+            uow, actor.id, f"reconciliation.{action}", f"ticket:{ticket.id}", order=ticket.order_id, reason=reason
+        )
+        return tickets.resolve(uow, actor, ticket, f"{action}: {reason}")

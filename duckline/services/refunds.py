@@ -1,0 +1,136 @@
+"""Refunds: back to the original payment method through its provider, with a credit note."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from duckline.adapters.db.tables import Account, Order, Payment, Receipt, Refund
+from duckline.adapters.payments import ProviderError
+from duckline.domain.orders import OrderStatus, PaymentStatus
+from duckline.errors import DomainError, ErrorCode
+from duckline.money import Money
+from duckline.services import audit, events, fulfilment, orders, receipts
+from duckline.services.checkout import App
+from duckline.services.unit_of_work import UnitOfWork
+
+REFUNDABLE = (OrderStatus.PAID, OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED)
+
+
+def refund(app: App, actor_id: int | None, order_id: int, amount: int | None, reason: str) -> Refund:
+    """Refund `amount` (default: all that is left) of an order. The amount is reserved in a first
+    transaction, so two staff refunding at once cannot refund more than was paid."""
+    if not reason.strip():
+        raise DomainError(ErrorCode.REASON_REQUIRED, field="reason")
+    with app.unit_of_work() as uow:
+        order = uow.session.get(Order, order_id, with_for_update=True)
+        if order is None:
+            raise DomainError(ErrorCode.NOT_FOUND)
+        if order.status not in REFUNDABLE:
+            raise DomainError(ErrorCode.REFUND_NOT_ALLOWED, reason=f"the order is {order.status.value}")
+        payment = uow.session.scalars(
+            select(Payment)
+            .where(Payment.order_id == order.id, Payment.status == PaymentStatus.SUCCEEDED)
+            .order_by(Payment.id)
+        ).first()
+        if payment is None:
+            raise DomainError(ErrorCode.REFUND_NOT_ALLOWED, reason="no captured payment")
+        left = order.total_amount - order.refunded_amount - _pending(uow, order.id)
+        amount = left if amount is None else amount
+        if not 0 < amount <= left:
+            raise DomainError(ErrorCode.REFUND_AMOUNT_INVALID, field="amount", max=left)
+        row = Refund(
+            order_id=order.id,
+            payment_id=payment.id,
+            amount=amount,
+            currency=order.currency,
+            reason=reason.strip()[:300],
+            status="pending",
+            actor_id=actor_id,
+            created_at=uow.now(),
+        )
+        uow.session.add(row)
+        uow.session.flush()
+        refund_id, provider, ref = row.id, payment.provider, payment.provider_ref
+    try:
+        answer = app.payments.by_name(provider).refund(
+            ref or "", Money(amount, row.currency), f"refund_{refund_id}", reason
+        )
+    except ProviderError as exc:
+        with app.unit_of_work() as uow:
+            failed = uow.session.get(Refund, refund_id)
+            assert failed is not None
+            failed.status = "failed"
+        raise DomainError(ErrorCode.PAYMENT_PROVIDER_ERROR) from exc
+    with app.unit_of_work() as uow:
+        return _record(uow, refund_id, answer.provider_ref, answer.succeeded)
+
+
+def _pending(uow: UnitOfWork, order_id: int) -> int:
+    return int(
+        uow.session.scalar(
+            select(func.coalesce(func.sum(Refund.amount), 0)).where(
+                Refund.order_id == order_id, Refund.status == "pending"
+            )
+        )
+        or 0
+    )
+
+
+def _record(uow: UnitOfWork, refund_id: int, provider_ref: str, succeeded: bool) -> Refund:
+    row = uow.session.get(Refund, refund_id)
+    assert row is not None
+    order = uow.session.get(Order, row.order_id, with_for_update=True)
+    payment = uow.session.get(Payment, row.payment_id, with_for_update=True)
+    assert order is not None and payment is not None
+    row.provider_ref = provider_ref
+    if not succeeded:
+        row.status = "failed"
+        return row
+    row.status = "succeeded"
+    payment.refunded_amount += row.amount
+    if payment.refunded_amount >= payment.captured_amount:
+        payment.status = PaymentStatus.REFUNDED
+    was_fulfilled = order.status is OrderStatus.FULFILLED
+    order.refunded_amount += row.amount
+    full = order.refunded_amount >= order.total_amount
+    orders.move(
+        uow,
+        order,
+        OrderStatus.REFUNDED if full else OrderStatus.PARTIALLY_REFUNDED,
+        f"refund {row.id}: {row.reason}",
+        row.actor_id,
+    )
+    if full and was_fulfilled:
+        fulfilment.void_order_buckets(uow, order)
+    original = uow.session.scalars(
+        select(Receipt).where(Receipt.order_id == order.id, Receipt.kind == receipts.RECEIPT)
+    ).first()
+    note = receipts.issue(
+        uow,
+        receipts.CREDIT_NOTE,
+        order,
+        row.amount,
+        {
+            "refund_of": original.display_number if original else None,
+            "reason": row.reason,
+            "payment": fulfilment.payment_label(payment),
+            "plan_names": order.quote["plan_names"],
+        },
+        refund_id=row.id,
+    )
+    events.raise_event(
+        uow,
+        events.RENEWAL_REFUNDED,
+        order.account_id,
+        order.id,
+        amount=row.amount,
+        currency=row.currency,
+        credit_note=note.display_number,
+    )
+    if row.actor_id is not None:
+        audit.record(uow, row.actor_id, "order.refunded", f"order:{order.id}", amount=row.amount, reason=row.reason)
+    return row
+
+
+def staff_refund(app: App, actor: Account, order_id: int, amount: int | None, reason: str) -> Refund:
+    return refund(app, actor.id, order_id, amount, reason)

@@ -1,0 +1,54 @@
+"""Support cases. Reconciliation opens them so that staff see every case it handled or could not."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from duckline.adapters.db.tables import Account, Ticket
+from duckline.errors import DomainError, ErrorCode
+from duckline.services import audit
+from duckline.services.unit_of_work import UnitOfWork
+
+RECONCILIATION = "reconciliation"
+PAYMENT_MISMATCH = "payment_mismatch"
+
+
+def open_ticket(
+    uow: UnitOfWork,
+    kind: str,
+    subject: str,
+    body: str,
+    account_id: int | None,
+    order_id: int | None,
+    resolved: bool = False,
+    resolution: str | None = None,
+) -> Ticket:
+    ticket = Ticket(
+        account_id=account_id,
+        order_id=order_id,
+        kind=kind,
+        status="resolved" if resolved else "open",
+        subject=subject,
+        body=body,
+        resolution=resolution,
+        created_at=uow.now(),
+        resolved_at=uow.now() if resolved else None,
+    )
+    uow.session.add(ticket)
+    uow.session.flush()
+    return ticket
+
+
+def resolve(uow: UnitOfWork, actor: Account, ticket: Ticket, resolution: str) -> Ticket:
+    if not resolution.strip():
+        raise DomainError(ErrorCode.REASON_REQUIRED, field="reason")
+    ticket.status, ticket.resolution = "resolved", resolution.strip()
+    ticket.resolved_by, ticket.resolved_at = actor.id, uow.now()
+    audit.record(uow, actor.id, "ticket.resolved", f"ticket:{ticket.id}", resolution=ticket.resolution)
+    return ticket
+
+
+def open_for_order(uow: UnitOfWork, order_id: int) -> Ticket | None:
+    return uow.session.scalars(
+        select(Ticket).where(Ticket.order_id == order_id, Ticket.status == "open").order_by(Ticket.id)
+    ).first()

@@ -1,0 +1,34 @@
+"""Notifications from payment providers: signature first, then a deduplicated, idempotent apply."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from duckline.adapters.payments import InvalidSignature, ProviderError, WebhookAck
+from duckline.errors import DomainError, ErrorCode
+from duckline.services import checkout
+from duckline.web.deps import RuntimeDep
+
+router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+log = logging.getLogger(__name__)
+
+
+@router.post("/{provider}", responses={400: {"description": "signature not valid; nothing changed"}})
+async def receive(provider: str, request: Request, runtime: RuntimeDep) -> Response:
+    body = await request.body()
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    try:
+        ack = await _in_thread(runtime, provider, headers, body)
+    except InvalidSignature as exc:
+        log.warning("rejected %s webhook from %s: %s", provider, request.client.host if request.client else "?", exc)
+        raise DomainError(ErrorCode.WEBHOOK_SIGNATURE_INVALID) from exc
+    except ProviderError as exc:
+        raise DomainError(ErrorCode.PAYMENT_PROVIDER_ERROR) from exc
+    return Response(ack.body, status_code=ack.status_code, media_type=ack.media_type)
+
+
+async def _in_thread(runtime: RuntimeDep, provider: str, headers: dict[str, str], body: bytes) -> WebhookAck:
+    return await run_in_threadpool(checkout.handle_webhook, runtime, provider, headers, body)

@@ -1,0 +1,88 @@
+"""The `duckline` command, run against a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from duckline.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("DUCKLINE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("DUCKLINE_LOG_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("DUCKLINE_PASSWORD_TIME_COST", "1")
+    monkeypatch.setenv("DUCKLINE_PASSWORD_MEMORY_KIB", "1024")
+    monkeypatch.setenv("COLUMNS", "200")
+    return tmp_path
+
+
+def run(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_commands_refuse_an_unmigrated_database(env: Path) -> None:
+    result = runner.invoke(app, ["plans", "list"])
+    assert result.exit_code == 1
+    assert "duckline db upgrade" in result.output
+
+
+def test_demo_then_inspect_and_import(env: Path) -> None:
+    run("db", "upgrade")
+    demo = run("demo")
+    assert "+85291234567" in demo and "duckline-demo" in demo
+    assert run("demo").count("+85291234567") == demo.count("+85291234567")  # safe to run again
+
+    plans = run("plans", "list")
+    for code in ("hk-voice-30", "hk-data-30", "cross-border-month", "addon-data-5gb", "addon-cn-voice-300"):
+        assert code in plans
+    assert "HK$88.00" in plans
+
+    status = run("line", "status", "+85251700000")
+    assert "status=active" in status and "plan=hk-voice-30" in status
+    assert "80" in status and "warning" in status
+
+    numbers_file = env / "numbers.txt"
+    numbers_file.write_text("+852 5171 0000\n51710001\n# comment\n+85251710000\n")
+    assert "added 2, already in the pool 0" in run("numbers", "import", str(numbers_file))
+    assert "added 0, already in the pool 2" in run("numbers", "import", str(numbers_file))
+    bad = env / "bad.txt"
+    bad.write_text("+85251710002\nnot-a-number\n")
+    result = runner.invoke(app, ["numbers", "import", str(bad)])
+    assert result.exit_code == 2 and "number_invalid" in result.output
+
+    usage_file = env / "usage.jsonl"
+    soon = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+    usage_file.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "record_id": f"cli-{i}",
+                    "msisdn": "+85251700000",
+                    "kind": "sms",
+                    "zone": "HK",
+                    "quantity": 1,
+                    # One record far outside the plan's validity: kept, but as overage.
+                    "started_at": "2099-01-01T00:00:00+08:00" if i == 0 else soon,
+                }
+            )
+            for i in range(5)
+        )
+    )
+    first = run("usage", "import", str(usage_file), "--source", "cli-test")
+    assert "applied 5" in first
+    again = run("usage", "import", str(usage_file), "--source", "cli-test")
+    assert "applied 0" in again and "duplicate 5" in again
+    sms_line = next(line for line in run("line", "status", "+85251700000").splitlines() if "sms" in line)
+    remaining = int(re.split(r"[│|]", sms_line)[5].strip())
+    assert remaining == 300 - 240 - 4  # plan SMS - demo usage - the four records inside the period

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
+from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -21,7 +22,7 @@ from duckline.domain.roles import Role
 from duckline.errors import DomainError
 from duckline.money import Money
 from duckline.runtime import Runtime
-from duckline.services import accounts, catalog, demo, lines, numbers, usage
+from duckline.services import accounts, catalog, demo, jobs, lines, numbers, usage
 
 app = typer.Typer(help="Duckline: run a virtual SIM service.", no_args_is_help=True)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
@@ -30,6 +31,7 @@ plans_app = typer.Typer(help="The plan catalogue.", no_args_is_help=True)
 line_app = typer.Typer(help="Lines.", no_args_is_help=True)
 usage_app = typer.Typer(help="Usage records.", no_args_is_help=True)
 staff_app = typer.Typer(help="Staff and machine accounts.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Scheduled jobs: reconcile, auto-renew, lifecycle.", no_args_is_help=True)
 for sub, name in (
     (db_app, "db"),
     (numbers_app, "numbers"),
@@ -37,6 +39,7 @@ for sub, name in (
     (line_app, "line"),
     (usage_app, "usage"),
     (staff_app, "staff"),
+    (jobs_app, "jobs"),
 ):
     app.add_typer(sub, name=name)
 
@@ -206,6 +209,29 @@ def usage_import(
                 totals[status] += outcome.count(status)
             progress.advance(task, len(chunk))
     console.print(", ".join(f"{k} {v}" for k, v in totals.items()))
+
+
+@jobs_app.command("run")
+def jobs_run(name: Annotated[str, typer.Argument(help="reconcile, auto-renew, lifecycle or all")] = "all") -> None:
+    """Run scheduled jobs once (they are idempotent: running them again is harmless)."""
+    runtime = _runtime()
+    try:
+        results = jobs.run_all(runtime) if name == "all" else {name: jobs.run(runtime, name)}
+    except DomainError as exc:
+        raise _fail(exc) from exc
+    for job, result in results.items():
+        console.print(f"{job}: {result}")
+
+
+@app.command()
+def worker() -> None:
+    """Run the background worker (jobs, webhook sender, messages) until interrupted."""
+    from duckline.worker import Worker
+
+    runtime = _runtime()
+    console.print("worker running; Ctrl-C to stop")
+    with suppress(KeyboardInterrupt):
+        Worker(runtime, runtime.settings.worker_interval_seconds).run_forever()
 
 
 @staff_app.command("create")

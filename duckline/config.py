@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # A development-only key so the embedded demo runs with no set-up; production refuses it.
@@ -139,4 +139,6 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
-    demo_mode: bool = Field(default=False, description="expose the demo SMS outbox over the API")
+    # In the embedded default the background worker runs inside `duckline serve`.
+    worker_in_process: bool = True
+    worker_interval_seconds: float = 2.0

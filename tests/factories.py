@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from stdnum.cn import ric
 
 from duckline.adapters.db.tables import Account
+from duckline.clock import FrozenClock
 from duckline.domain.catalog import Allowance, PlanKind, Unit, Validity, Zone
 from duckline.domain.identity import _hkid_check_digit
 from duckline.domain.roles import Role
@@ -158,3 +159,37 @@ def pay_on_sandbox(
     return client.post(
         urlsplit(url).path, data={"card_number": card, **({"save": "1"} if save else {})}, follow_redirects=False
     )
+
+
+def place_order(client: TestClient, subscriber: dict[str, Any], plan: str = "monthly", **extra: Any) -> Any:
+    """POST /api/v1/orders for the subscriber's first line, with a fresh Idempotency-Key."""
+    body = {"line_id": subscriber["line"]["id"], "plan_code": plan, "payment_method": "card", **extra}
+    return client.post("/api/v1/orders", json=body, headers={**subscriber["headers"], **idem()})
+
+
+def deliver(runtime: Runtime, client: TestClient, clock: FrozenClock) -> int:
+    """Let the sandbox's webhook delay pass and post every webhook that is due."""
+    from datetime import timedelta
+
+    clock.advance(timedelta(seconds=5))
+    assert runtime.sandbox is not None
+    return runtime.sandbox.deliver_due(sandbox_post(client))
+
+
+def buy(
+    client: TestClient,
+    runtime: Runtime,
+    clock: FrozenClock,
+    subscriber: dict[str, Any],
+    plan: str = "monthly",
+    **extra: Any,
+) -> dict[str, Any]:
+    """Order, pay on the sandbox page with a good card, deliver the webhooks; the final order."""
+    created = place_order(client, subscriber, plan, **extra)
+    assert created.status_code == 201, created.text
+    if created.json()["payments"]:
+        assert pay_on_sandbox(client, created.json()).status_code == 303
+        deliver(runtime, client, clock)
+    final = client.get(f"/api/v1/orders/{created.json()['id']}", headers=subscriber["headers"])
+    assert final.json()["status"] == "fulfilled", final.text
+    return dict(final.json())

@@ -7,11 +7,12 @@ from datetime import date, timedelta
 
 from sqlalchemy import select
 
-from duckline.adapters.db.tables import Account, Line, Plan
+from duckline.adapters.db.tables import Account, Line, Plan, Promotion
 from duckline.domain.catalog import Allowance, PlanKind, Unit, Validity, Zone
+from duckline.domain.pricing import PromotionKind
 from duckline.domain.roles import Role
 from duckline.money import Money
-from duckline.services import accounts, catalog, lines, numbers, otp, usage
+from duckline.services import accounts, catalog, lines, numbers, otp, promotions, usage
 from duckline.services.unit_of_work import UnitOfWork
 
 GB = 1024**3
@@ -166,6 +167,9 @@ def load(uow: UnitOfWork) -> DemoReport:
     for form in CATALOGUE:
         if form.code not in existing:
             catalog.create_plan(uow, admin, form)
+    if uow.session.scalar(select(Promotion.id).limit(1)) is None:
+        for form in _promotions(uow):
+            promotions.create(uow, admin, form)
     logins = [(phone, DEMO_PASSWORD, role.value) for phone, role in STAFF]
     for subscriber in SUBSCRIBERS:
         _subscriber(uow, admin, subscriber)
@@ -181,6 +185,37 @@ def load(uow: UnitOfWork) -> DemoReport:
     for phone, msisdn in owned:
         by_phone.setdefault(phone, []).append(msisdn)
     return DemoReport(logins, by_phone, token)
+
+
+def _promotions(uow: UnitOfWork) -> list[promotions.PromotionInput]:
+    now = uow.now()
+    return [
+        promotions.PromotionInput(
+            name=_texts("Cross-border 10% off", "中港澳月費九折", "中港澳月费九折"),
+            kind=PromotionKind.PERCENT_OFF,
+            percent_off=10,
+            plan_codes=("cross-border-month",),
+            starts_at=now - timedelta(days=1),
+            ends_at=now + timedelta(days=60),
+        ),
+        promotions.PromotionInput(
+            name=_texts("Welcome back: 20% off your first renewal", "首次續費八折", "首次续费八折"),
+            kind=PromotionKind.PERCENT_OFF,
+            percent_off=20,
+            code="WELCOME20",
+            first_renewal_only=True,
+            max_uses_per_account=1,
+            starts_at=now - timedelta(days=1),
+        ),
+        promotions.PromotionInput(
+            name=_texts("Data Max: 2 GB bonus", "數據王額外送 2 GB", "数据王额外送 2 GB"),
+            kind=PromotionKind.BONUS,
+            bonus=(Allowance(Unit.DATA_BYTES, Zone.HK, 2 * GB),),
+            plan_codes=("hk-data-30",),
+            starts_at=now - timedelta(days=1),
+            ends_at=now + timedelta(days=60),
+        ),
+    ]
 
 
 def _staff(uow: UnitOfWork) -> Account:

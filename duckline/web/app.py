@@ -13,6 +13,7 @@ from duckline.config import Settings
 from duckline.runtime import Runtime
 from duckline.web import errors, sandbox
 from duckline.web.api import admin, auth, billing, lines, me, operations, orders, plans, registration, usage, webhooks
+from duckline.worker import Worker
 
 API_PREFIX = "/api/v1"
 
@@ -23,7 +24,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime.check_schema()  # refuse to serve an unmigrated database
+        worker = None
+        if runtime.settings.worker_in_process and runtime.settings.environment != "test":
+            worker = Worker(runtime, runtime.settings.worker_interval_seconds)
+            worker.start()
         yield
+        if worker is not None:
+            worker.stop()
 
     app = FastAPI(
         title="Duckline API",

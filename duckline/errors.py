@@ -42,6 +42,7 @@ class ErrorCode(Enum):
     LINE_LIMIT_REACHED = (Kind.CONFLICT, "This identity already holds the maximum of {limit} lines.")
     KYC_NOT_VERIFIED = (Kind.CONFLICT, "The identity registration has not been verified yet.")
     KYC_REJECTED = (Kind.CONFLICT, "The identity registration was rejected: {reason}")
+    IDENTITY_ALREADY_VERIFIED = (Kind.CONFLICT, "This identity is verified and cannot be changed here.")
     OTP_INVALID = (Kind.INVALID, "The verification code is wrong.")
     OTP_EXPIRED = (Kind.INVALID, "The verification code has expired. Request a new one.")
     OTP_TOO_MANY_ATTEMPTS = (Kind.RATE_LIMITED, "Too many wrong codes. Request a new one.")

@@ -263,3 +263,44 @@ def issue_staff_token(uow: UnitOfWork, raw_phone: str, name: str) -> str:
         raise DomainError(ErrorCode.NOT_FOUND, field="phone")
     audit.record(uow, account.id, "token.issued", f"account:{account.id}", name=name)
     return issue_token(uow, account, name, None)
+
+
+def resubmit_identity(uow: UnitOfWork, account: Account, given: IdentityInput, document_image: bytes) -> Person:
+    """After a rejection (or while waiting), the subscriber sends corrected details and a new scan."""
+    person = uow.session.get(Person, account.person_id, with_for_update=True) if account.person_id else None
+    if person is None:
+        raise DomainError(ErrorCode.NOT_FOUND)
+    if person.kyc_status is KycStatus.VERIFIED:
+        raise DomainError(ErrorCode.IDENTITY_ALREADY_VERIFIED)
+    checked = _check_identity(uow, given, uow.today_local(), field_prefix="")
+    content_type = identity.check_document_image(document_image, uow.settings.document_max_bytes)
+    other = uow.session.scalar(
+        select(Person.id).where(Person.document_hash == checked.document_hash, Person.id != person.id)
+    )
+    if other is not None:
+        raise DomainError(ErrorCode.IDENTITY_TAKEN, field="document_number")
+    fresh = checked.to_person(uow, None)
+    for column in (
+        "document_type",
+        "document_hash",
+        "document_cipher",
+        "document_masked",
+        "name_en",
+        "name_zh",
+        "birth_date",
+        "kyc_status",
+    ):
+        setattr(person, column, getattr(fresh, column))
+    person.kyc_reason = None
+    uow.session.add(
+        DocumentImage(
+            person_id=person.id,
+            content_type=content_type,
+            size=len(document_image),
+            sha256=hashlib.sha256(document_image).hexdigest(),
+            cipher=uow.protector.encrypt(document_image),
+            created_at=uow.now(),
+        )
+    )
+    audit.record(uow, account.id, "kyc.resubmitted", f"person:{person.id}", status=person.kyc_status.value)
+    return person

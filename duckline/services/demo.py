@@ -168,8 +168,8 @@ def load(uow: UnitOfWork) -> DemoReport:
         if form.code not in existing:
             catalog.create_plan(uow, admin, form)
     if uow.session.scalar(select(Promotion.id).limit(1)) is None:
-        for form in _promotions(uow):
-            promotions.create(uow, admin, form)
+        for promotion in _promotions(uow):
+            promotions.create(uow, admin, promotion)
     logins = [(phone, DEMO_PASSWORD, role.value) for phone, role in STAFF]
     for subscriber in SUBSCRIBERS:
         _subscriber(uow, admin, subscriber)

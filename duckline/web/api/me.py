@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, File, Form, Query, UploadFile
 from sqlalchemy import select
 
 from duckline.adapters.db.tables import Notification, Person
 from duckline.errors import DomainError, ErrorCode
+from duckline.services import accounts
 from duckline.web.deps import CurrentAccount, RuntimeDep
 from duckline.web.schemas import AccountOut, PersonOut
 
@@ -28,6 +30,25 @@ def my_identity(account: CurrentAccount, runtime: RuntimeDep) -> PersonOut:
         if person is None:
             raise DomainError(ErrorCode.NOT_FOUND)
         return PersonOut.of(person)
+
+
+@router.put("/me/identity", response_model=PersonOut)
+def resubmit_identity(
+    account: CurrentAccount,
+    runtime: RuntimeDep,
+    document_type: Annotated[str, Form()],
+    document_number: Annotated[str, Form(max_length=40)],
+    birth_date: Annotated[date, Form()],
+    document_image: Annotated[UploadFile, File(description="JPEG, PNG or PDF of the identity document")],
+    name_en: Annotated[str | None, Form(max_length=100)] = None,
+    name_zh: Annotated[str | None, Form(max_length=30)] = None,
+) -> PersonOut:
+    """Send corrected identity details and a new scan after a rejection; the line stays unusable
+    until the identity is verified."""
+    image = document_image.file.read(runtime.settings.document_max_bytes + 1)
+    given = accounts.IdentityInput(document_type, document_number, name_en, name_zh, birth_date)
+    with runtime.unit_of_work() as uow:
+        return PersonOut.of(accounts.resubmit_identity(uow, account, given, image))
 
 
 @router.get("/demo/outbox", tags=["demo"])

@@ -92,7 +92,24 @@ class Settings(BaseSettings):
     smdp_address: str = "smdp.duckline.example"
     iccid_prefix: str = "8985201"
 
-    sms_channel: Literal["log"] = "log"
+    # Channels: the demo writes to files under log_dir; production sets SMTP and SMPP or HTTP.
+    sms_channel: Literal["log", "smpp", "http"] = "log"
+    email_channel: Literal["log", "smtp"] = "log"
+    deliver_after_commit: bool = True  # send queued messages right away too (the worker retries)
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_security: Literal["none", "starttls", "tls"] = "none"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_sender: str = "Duckline <no-reply@duckline.example>"
+    smpp_host: str = "127.0.0.1"
+    smpp_port: int = 2775
+    smpp_system_id: str = ""
+    smpp_password: str = ""
+    smpp_source_addr: str = "Duckline"
+    sms_http_url: str = ""
+    sms_http_secret: str = ""
+    sms_sender: str = "Duckline"
     log_dir: Path = Path("var")
 
     @model_validator(mode="after")

@@ -95,6 +95,11 @@ class ErrorCode(Enum):
     REFUND_AMOUNT_INVALID = (Kind.INVALID, "The refund amount must be between 1 and {max} minor units.")
     REASON_REQUIRED = (Kind.INVALID, "A reason is required.")
     SAVED_METHOD_REQUIRED = (Kind.CONFLICT, "Auto-renew needs a saved payment method.")
+    EMAIL_TAKEN = (Kind.CONFLICT, "This email address is already used by another account.")
+    PREFERENCE_ALWAYS_ON = (
+        Kind.INVALID,
+        "Security, payment and service messages cannot be turned off.",
+    )
 
     @property
     def kind(self) -> Kind:

@@ -12,6 +12,7 @@ from limits.strategies import MovingWindowRateLimiter
 
 from duckline.adapters.db.engine import Database, make_engine
 from duckline.adapters.db.migrate import ensure_migrated
+from duckline.adapters.email import EmailChannel
 from duckline.adapters.payments import PaymentProvider
 from duckline.adapters.payments.gateway import Payments
 from duckline.adapters.payments.sandbox import SandboxProvider
@@ -21,7 +22,7 @@ from duckline.adapters.sms.log import LogSmsChannel
 from duckline.clock import Clock, SystemClock
 from duckline.config import Settings
 from duckline.domain.orders import PaymentMethod
-from duckline.services.notifications import deliver_queued
+from duckline.services.notifications import deliver_due
 from duckline.services.unit_of_work import UnitOfWork
 
 
@@ -38,14 +39,21 @@ class RateLimits:
 
 
 class Runtime:
-    def __init__(self, settings: Settings, clock: Clock | None = None, sms: SmsChannel | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock | None = None,
+        sms: SmsChannel | None = None,
+        email: EmailChannel | None = None,
+    ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.db = Database(make_engine(settings.database_url))
         self.protector = DataProtector(settings.data_key)
         self.secrets = SecretHasher(settings.secret_key)
         self.passwords = Passwords(settings.password_time_cost, settings.password_memory_kib)
-        self.sms = sms or LogSmsChannel(settings.log_dir / "sms-outbox.log")
+        self.sms = sms or self._sms_channel(settings)
+        self.email = email or self._email_channel(settings)
         self.rate_limits = RateLimits(settings)
         self.sandbox: SandboxProvider | None = None
         self.payments = self._payments(settings)
@@ -104,6 +112,44 @@ class Runtime:
         }
         return Payments(providers, routes)
 
+    @staticmethod
+    def _sms_channel(settings: Settings) -> SmsChannel:
+        if settings.sms_channel == "smpp":
+            from duckline.adapters.sms.smpp import SmppSmsChannel
+
+            return SmppSmsChannel(
+                settings.smpp_host,
+                settings.smpp_port,
+                settings.smpp_system_id,
+                settings.smpp_password,
+                settings.smpp_source_addr,
+            )
+        if settings.sms_channel == "http":
+            from duckline.adapters.sms.http_gateway import HttpGatewaySmsChannel
+
+            return HttpGatewaySmsChannel(settings.sms_http_url, settings.sms_http_secret, settings.sms_sender)
+        return LogSmsChannel(settings.log_dir / "sms-outbox.log")
+
+    @staticmethod
+    def _email_channel(settings: Settings) -> EmailChannel:
+        if settings.email_channel == "smtp":
+            from duckline.adapters.email.smtp import SmtpEmailChannel
+
+            return SmtpEmailChannel(
+                settings.smtp_host,
+                settings.smtp_port,
+                settings.smtp_security,
+                settings.smtp_username,
+                settings.smtp_password,
+                settings.smtp_sender,
+            )
+        from duckline.adapters.email.log import LogEmailChannel
+
+        return LogEmailChannel(settings.log_dir / "email-outbox.log")
+
+    def deliver_messages(self) -> int:
+        return deliver_due(self.db, self.sms, self.email, self.clock)
+
     def check_schema(self) -> None:
         ensure_migrated(self.db.engine)
 
@@ -113,8 +159,8 @@ class Runtime:
         with self.db.transaction() as session:
             uow = UnitOfWork(session, self.settings, self.clock, self.protector, self.secrets, self.passwords)
             yield uow
-        if uow.queued_notifications:
-            deliver_queued(self.db, self.sms, self.clock)
+        if uow.queued_notifications and self.settings.deliver_after_commit:
+            self.deliver_messages()
 
     def close(self) -> None:
         self.db.dispose()

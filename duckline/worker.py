@@ -13,7 +13,6 @@ import httpx
 
 from duckline.runtime import Runtime
 from duckline.services import jobs
-from duckline.services.notifications import deliver_queued
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +29,7 @@ class Worker:
         runtime = self.runtime
         if runtime.sandbox is not None:
             runtime.sandbox.deliver_due(self._post)
-        deliver_queued(runtime.db, runtime.sms, runtime.clock)
+        runtime.deliver_messages()
         if count % self.jobs_every == 0:
             jobs.run_all(runtime)
 

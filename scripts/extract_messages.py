@@ -1,6 +1,6 @@
 """Rebuild duckline/locales/messages.pot from the code and merge it into each language's .po file.
 
-The message ids are the English texts of ``ErrorCode``, the SMS ``TEMPLATES`` and the receipt
+The message ids are the English texts of ``ErrorCode``, the notification ``MESSAGE_IDS`` and the receipt
 PDF ``LABELS``. Existing translations are kept; new messages arrive untranslated (or fuzzy, when
 Babel finds a close old one) and messages gone from the code are dropped. Run from the repository root:
 
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from duckline import __version__, i18n
 from duckline.adapters.receipt_pdf import LABELS as RECEIPT_LABELS
 from duckline.errors import ErrorCode
-from duckline.services.notifications import TEMPLATES
+from duckline.services.notifications import MESSAGE_IDS
 
 PROJECT = "duckline"
 LANGUAGE_TEAMS = {"zh_Hant": "Traditional Chinese (Hong Kong)", "zh_Hans": "Simplified Chinese"}
@@ -30,9 +30,7 @@ LANGUAGE_TEAMS = {"zh_Hant": "Traditional Chinese (Hong Kong)", "zh_Hans": "Simp
 def collect() -> list[tuple[str, str, str]]:
     """(message id, source file, what the message is) for every message the code can show."""
     messages = [(code.message, "duckline/errors.py", f"ErrorCode.{code.name}") for code in ErrorCode]
-    messages += [
-        (text, "duckline/services/notifications.py", f"TEMPLATES[{name!r}] (SMS)") for name, text in TEMPLATES.items()
-    ]
+    messages += [(text, "duckline/services/notifications.py", "notification texts") for text in MESSAGE_IDS]
     messages += [(text, "duckline/adapters/receipt_pdf.py", "LABELS (receipt PDF)") for text in RECEIPT_LABELS]
     return messages
 

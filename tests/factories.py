@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Any
 
@@ -58,11 +59,9 @@ def last_code(runtime: Runtime, phone: str) -> str:
     for line in reversed(path.read_text(encoding="utf-8").splitlines()):
         _, to, _, body = line.split("\t", 3)
         if to == phone:
-            return next(
-                word.strip(".。，,")
-                for word in body.split()
-                if word.strip(".。，,").isdigit() and len(word.strip(".。，,")) == 6
-            )
+            found = re.search(r"(?<!\d)\d{6}(?!\d)", body)
+            assert found, body
+            return found.group()
     raise AssertionError(f"no SMS to {phone}")
 
 

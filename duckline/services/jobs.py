@@ -6,11 +6,11 @@ import logging
 from dataclasses import asdict
 
 from duckline.errors import DomainError, ErrorCode
-from duckline.services import auto_renew, lifecycle, reconciliation
+from duckline.services import auto_renew, lifecycle, outgoing_webhooks, reconciliation, reminders
 from duckline.services.checkout import App
 
 log = logging.getLogger(__name__)
-NAMES = ("reconcile", "auto-renew", "lifecycle")
+NAMES = ("reconcile", "auto-renew", "lifecycle", "reminders", "webhooks")
 
 
 def run(app: App, name: str) -> dict[str, object]:
@@ -21,13 +21,18 @@ def run(app: App, name: str) -> dict[str, object]:
     if name == "lifecycle":
         with app.unit_of_work() as uow:
             return dict(lifecycle.advance(uow))
+    if name == "reminders":
+        with app.unit_of_work() as uow:
+            return dict(reminders.run(uow))
+    if name == "webhooks":
+        return dict(outgoing_webhooks.run(app))
     raise DomainError(ErrorCode.NOT_FOUND, field="name")
 
 
 def run_all(app: App) -> dict[str, dict[str, object]]:
     """Auto-renew before lifecycle, so a line renewed at its expiry never enters grace."""
     results = {}
-    for name in ("reconcile", "auto-renew", "lifecycle"):
+    for name in NAMES:
         try:
             results[name] = run(app, name)
         except Exception:  # one failing job must not stop the others; it is retried next tick

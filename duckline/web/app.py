@@ -12,7 +12,20 @@ from duckline import __version__
 from duckline.config import Settings
 from duckline.runtime import Runtime
 from duckline.web import errors, sandbox
-from duckline.web.api import admin, auth, billing, lines, me, operations, orders, plans, registration, usage, webhooks
+from duckline.web.api import (
+    account_settings,
+    admin,
+    auth,
+    billing,
+    lines,
+    me,
+    operations,
+    orders,
+    plans,
+    registration,
+    usage,
+    webhooks,
+)
 from duckline.worker import Worker
 
 API_PREFIX = "/api/v1"
@@ -45,7 +58,20 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     errors.install(app)
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (registration, auth, me, lines, plans, usage, admin, orders, billing, operations, webhooks):
+    for module in (
+        registration,
+        auth,
+        me,
+        account_settings,
+        lines,
+        plans,
+        usage,
+        admin,
+        orders,
+        billing,
+        operations,
+        webhooks,
+    ):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(sandbox.router)

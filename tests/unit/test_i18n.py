@@ -11,10 +11,10 @@ from duckline import i18n
 from duckline.adapters.receipt_pdf import LABELS as RECEIPT_LABELS
 from duckline.errors import ErrorCode
 from duckline.money import Money
-from duckline.services.notifications import TEMPLATES
+from duckline.services.notifications import MESSAGE_IDS as NOTIFICATION_IDS
 
 CHINESE = ("zh_Hant", "zh_Hans")
-MESSAGE_IDS = [code.message for code in ErrorCode] + list(TEMPLATES.values()) + list(RECEIPT_LABELS)
+MESSAGE_IDS = list(dict.fromkeys([code.message for code in ErrorCode] + list(NOTIFICATION_IDS) + list(RECEIPT_LABELS)))
 
 
 def placeholders(text: str) -> set[str]:

@@ -95,6 +95,8 @@ class Account(Base):
     language: Mapped[str] = mapped_column(String(10), default="en")
     timezone: Mapped[str] = mapped_column(String(40), default="Asia/Hong_Kong")
     person_id: Mapped[int | None] = mapped_column(ForeignKey("persons.id"), index=True)
+    # Per channel and category, e.g. {"email": {"marketing": true}}; absent means the default.
+    preferences: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
     created_at: Mapped[datetime]
 
 
@@ -257,19 +259,82 @@ class UsageRecord(Base):
 
 
 class Notification(Base):
-    """Outbox: written in the same transaction as its cause, delivered by a channel afterwards."""
+    """Outbox: written in the same transaction as its cause, delivered by the worker afterwards.
+
+    A worker claims rows (status sending, with a lease) so two workers never send one message;
+    a claim whose worker died is taken back when its lease runs out. `dedupe_key` makes
+    reminders happen once however often the scheduler runs.
+    """
 
     __tablename__ = "notifications"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
     channel: Mapped[str] = mapped_column(String(10))  # sms, email
     recipient: Mapped[str] = mapped_column(String(254))
     template: Mapped[str] = mapped_column(String(60))
     language: Mapped[str] = mapped_column(String(10))
+    subject: Mapped[str | None] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(10), default="queued")  # queued, sent, failed
+    html: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(10), default="queued")  # queued, sending, sent, failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None]
+    lease_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    provider_ref: Mapped[str | None] = mapped_column(String(200))
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
-    __table_args__ = (Index("ix_notifications_status", "status", "id"),)
+    __table_args__ = (Index("ix_notifications_due", "status", "next_attempt_at", "id"),)
+
+
+class ContactChange(Base):
+    """A new email or phone waiting for its code; applied only once the new contact proves itself."""
+
+    __tablename__ = "contact_changes"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(10))  # email, phone
+    new_value: Mapped[str] = mapped_column(String(254))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    expires_at: Mapped[datetime]
+    consumed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class WebhookSubscription(Base):
+    """An integrator's endpoint for Duckline's events."""
+
+    __tablename__ = "webhook_subscriptions"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    url: Mapped[str] = mapped_column(String(500))
+    secret: Mapped[str] = mapped_column(String(100))  # HMAC key, shown once at creation
+    event_types: Mapped[list[str]] = mapped_column(JSON)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    created_at: Mapped[datetime]
+
+
+class WebhookDelivery(Base):
+    """One event for one subscription, with its attempts; unique so an event is queued once."""
+
+    __tablename__ = "webhook_deliveries"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("webhook_subscriptions.id"))
+    event_id: Mapped[int] = mapped_column(ForeignKey("domain_events.id"))
+    status: Mapped[str] = mapped_column(String(10))  # pending, sending, delivered, failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    lease_until: Mapped[datetime | None]
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+    __table_args__ = (
+        UniqueConstraint("subscription_id", "event_id", name="uq_webhook_deliveries_subscription_event"),
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at", "id"),
+    )
 
 
 class AuditEntry(Base):

@@ -37,6 +37,7 @@ from duckline.adapters.payments import (
     WebhookAck,
     WebhookNotice,
 )
+from duckline.adapters.signing import sign
 from duckline.clock import Clock
 from duckline.domain.orders import PaymentMethod, PaymentStatus
 from duckline.money import Money
@@ -68,11 +69,6 @@ _STATUS = {
     "cancelled": PaymentStatus.CANCELLED,
     "refunded": PaymentStatus.REFUNDED,
 }
-
-
-def sign(secret: str, body: bytes, timestamp: int) -> str:
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
 
 
 class SandboxProvider:

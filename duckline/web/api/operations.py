@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from duckline.adapters.db.tables import Account, Order, Promotion, Ticket
+from duckline.adapters.db.tables import Account, Order, Promotion, Ticket, WebhookDelivery, WebhookSubscription
 from duckline.adapters.db.types import is_id
 from duckline.domain.catalog import Allowance
 from duckline.domain.roles import STAFF, Role
 from duckline.errors import DomainError, ErrorCode
-from duckline.services import jobs, promotions, reconciliation
+from duckline.services import jobs, outgoing_webhooks, promotions, reconciliation
 from duckline.web.billing_schemas import CaseOut, PromotionIn, PromotionOut, ResolveIn
 from duckline.web.deps import RuntimeDep, require_roles
 from duckline.web.pagination import page
@@ -103,3 +105,92 @@ def deactivate_promotion(promotion_id: int, runtime: RuntimeDep, actor: Admin) -
         raise DomainError(ErrorCode.NOT_FOUND)
     with runtime.unit_of_work() as uow:
         return PromotionOut.of(promotions.deactivate(uow, actor, promotion_id))
+
+
+class SubscriptionIn(BaseModel):
+    url: str = Field(min_length=8, max_length=500, pattern=r"^https?://")
+    event_types: list[str] = Field(min_length=1, max_length=20)
+
+
+class SubscriptionOut(BaseModel):
+    id: int
+    url: str
+    event_types: list[str]
+    active: bool
+    secret: str | None = Field(default=None, description="shown only when created")
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    event_id: int
+    status: str
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: datetime | None
+
+
+@router.post(
+    "/webhook-subscriptions", response_model=SubscriptionOut, status_code=status.HTTP_201_CREATED, tags=["integrations"]
+)
+def subscribe(body: SubscriptionIn, runtime: RuntimeDep, actor: Admin) -> SubscriptionOut:
+    """Receive Duckline's events (or "*" for all) at a URL, signed with the returned secret:
+    header `Duckline-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "t.body">`."""
+    with runtime.unit_of_work() as uow:
+        s = outgoing_webhooks.subscribe(uow, actor, body.url, body.event_types)
+        return SubscriptionOut(id=s.id, url=s.url, event_types=s.event_types, active=s.active, secret=s.secret)
+
+
+@router.get("/webhook-subscriptions", response_model=list[SubscriptionOut], tags=["integrations"])
+def subscriptions(runtime: RuntimeDep, actor: Admin) -> list[SubscriptionOut]:
+    with runtime.unit_of_work() as uow:
+        rows = uow.session.scalars(select(WebhookSubscription).order_by(WebhookSubscription.id)).all()
+        return [SubscriptionOut(id=s.id, url=s.url, event_types=s.event_types, active=s.active) for s in rows]
+
+
+@router.get(
+    "/webhook-subscriptions/{subscription_id}/deliveries", response_model=Page[DeliveryOut], tags=["integrations"]
+)
+def deliveries(
+    subscription_id: int,
+    runtime: RuntimeDep,
+    actor: Admin,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> Page[DeliveryOut]:
+    """The delivery log: every attempt's outcome, newest first."""
+    query = select(WebhookDelivery).where(WebhookDelivery.subscription_id == subscription_id)
+    with runtime.unit_of_work() as uow:
+        rows, next_cursor = page(uow.session, query, WebhookDelivery.id, cursor, limit)
+        return Page[DeliveryOut](
+            items=[
+                DeliveryOut(
+                    id=d.id,
+                    event_id=d.event_id,
+                    status=d.status,
+                    attempts=d.attempts,
+                    last_status_code=d.last_status_code,
+                    last_error=d.last_error,
+                    delivered_at=d.delivered_at,
+                )
+                for d in rows
+            ],
+            next_cursor=next_cursor,
+        )
+
+
+@router.post("/webhook-deliveries/{delivery_id}/replay", response_model=DeliveryOut, tags=["integrations"])
+def replay(delivery_id: int, runtime: RuntimeDep, actor: Admin) -> DeliveryOut:
+    if not is_id(delivery_id):
+        raise DomainError(ErrorCode.NOT_FOUND)
+    with runtime.unit_of_work() as uow:
+        d = outgoing_webhooks.replay(uow, actor, delivery_id)
+        return DeliveryOut(
+            id=d.id,
+            event_id=d.event_id,
+            status=d.status,
+            attempts=d.attempts,
+            last_status_code=d.last_status_code,
+            last_error=d.last_error,
+            delivered_at=d.delivered_at,
+        )

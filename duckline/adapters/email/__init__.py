@@ -1,0 +1,27 @@
+"""Email channels behind one small interface."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class EmailMessage:
+    to: str
+    subject: str
+    text: str
+    html: str | None = None
+
+
+class PermanentFailure(Exception):
+    """The channel refused the message for good (bad address, rejected recipient): do not retry."""
+
+
+class EmailChannel(Protocol):
+    name: str
+
+    def send(self, message: EmailMessage) -> str:
+        """Send one message; return the channel's reference (e.g. the Message-ID). Raise
+        PermanentFailure for a refusal that retrying cannot fix, any other exception to retry."""
+        ...

@@ -1,0 +1,126 @@
+"""Contact details and preferences: a new email or phone must prove itself with a code before
+it replaces the old one, and the old one is told."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from duckline import i18n
+from duckline.adapters.db.tables import Account, ContactChange
+from duckline.domain.phone import normalise_mobile
+from duckline.errors import DomainError, ErrorCode
+from duckline.services import audit, notifications
+from duckline.services.unit_of_work import UnitOfWork
+
+EMAIL, PHONE = "email", "phone"
+
+
+Preferences = dict[str, dict[str, bool]]
+
+
+def set_preferences(
+    uow: UnitOfWork, account: Account, wanted: dict[str, dict[str, bool]]
+) -> dict[str, dict[str, bool]]:
+    """Turn categories on or off per channel. Security, payment and service messages (codes,
+    receipts, warnings before a number is lost) cannot be turned off."""
+    merged = {channel: dict((account.preferences or {}).get(channel, {})) for channel in notifications.CHANNELS}
+    for channel, categories in wanted.items():
+        if channel not in notifications.CHANNELS:
+            raise DomainError(ErrorCode.VALIDATION_FAILED, field=f"preferences.{channel}")
+        for category, on in categories.items():
+            if category not in notifications.CATEGORIES:
+                raise DomainError(ErrorCode.VALIDATION_FAILED, field=f"preferences.{channel}.{category}")
+            if category in notifications.ALWAYS_ON and not on:
+                raise DomainError(ErrorCode.PREFERENCE_ALWAYS_ON, field=f"preferences.{channel}.{category}")
+            merged[channel][category] = on
+    account.preferences = merged
+    audit.record(uow, account.id, "account.preferences", f"account:{account.id}", preferences=merged)
+    return effective_preferences(account)
+
+
+def effective_preferences(account: Account) -> Preferences:
+    return {
+        channel: {category: notifications.wants(account, channel, category) for category in notifications.CATEGORIES}
+        for channel in notifications.CHANNELS
+    }
+
+
+def set_language(uow: UnitOfWork, account: Account, language: str) -> None:
+    if language not in i18n.LANGUAGES:
+        raise DomainError(ErrorCode.VALIDATION_FAILED, field="language")
+    account.language = language
+
+
+def request_change(uow: UnitOfWork, account: Account, kind: str, raw_value: str) -> ContactChange:
+    """Send a code to the NEW address; nothing changes until it comes back."""
+    settings = uow.settings
+    if kind == PHONE:
+        value = normalise_mobile(raw_value, settings.allowed_regions, settings.default_region)
+        if uow.session.scalar(select(Account.id).where(Account.phone == value)) is not None:
+            raise DomainError(ErrorCode.PHONE_TAKEN, field="phone")
+    else:
+        value = raw_value.strip()
+        if uow.session.scalar(select(Account.id).where(Account.email == value)) is not None:
+            raise DomainError(ErrorCode.EMAIL_TAKEN, field="email")
+    code = f"{secrets.randbelow(1_000_000):06d}"
+    change = ContactChange(
+        account_id=account.id,
+        kind=kind,
+        new_value=value,
+        code_hash=uow.secrets.otp(f"{kind}:{value}", code),
+        attempts=0,
+        expires_at=uow.now() + timedelta(seconds=settings.otp_ttl_seconds),
+        created_at=uow.now(),
+    )
+    uow.session.add(change)
+    minutes = settings.otp_ttl_seconds // 60
+    if kind == PHONE:
+        notifications.send_to(uow, "sms", value, "otp", account.language, account.id, code=code, minutes=minutes)
+    else:
+        notifications.send_to(
+            uow, "email", value, "email_verify", account.language, account.id, code=code, minutes=minutes
+        )
+    return change
+
+
+def confirm_change(uow: UnitOfWork, account: Account, kind: str, code: str) -> Account:
+    change = uow.session.scalars(
+        select(ContactChange)
+        .where(ContactChange.account_id == account.id, ContactChange.kind == kind)
+        .order_by(ContactChange.id.desc())
+        .limit(1)
+        .with_for_update()
+    ).first()
+    if change is None or change.consumed_at is not None:
+        raise DomainError(ErrorCode.OTP_INVALID, field="code")
+    if change.expires_at <= uow.now():
+        raise DomainError(ErrorCode.OTP_EXPIRED, field="code")
+    if change.attempts >= uow.settings.otp_max_attempts:
+        raise DomainError(ErrorCode.OTP_TOO_MANY_ATTEMPTS, field="code")
+    if not secrets.compare_digest(change.code_hash, uow.secrets.otp(f"{kind}:{change.new_value}", code.strip())):
+        change.attempts += 1
+        raise WrongContactCode()
+    change.consumed_at = uow.now()
+    old_phone, old_email = account.phone, account.email
+    shown = change.new_value if kind == EMAIL else notifications.msisdn(change.new_value)
+    template = "email_changed" if kind == EMAIL else "phone_changed"
+    # Tell the OLD contacts (and the new ones): a hijacked account must not change silently.
+    for channel, address in (("sms", old_phone), ("email", old_email)):
+        if address:
+            notifications.send_to(uow, channel, address, template, account.language, account.id, new=shown)
+    if kind == EMAIL:
+        account.email = change.new_value
+    else:
+        account.phone = change.new_value
+    audit.record(uow, account.id, f"account.{kind}_changed", f"account:{account.id}", new=shown)
+    return account
+
+
+class WrongContactCode(DomainError):
+    commit = True  # keep the attempt count
+
+    def __init__(self) -> None:
+        super().__init__(ErrorCode.OTP_INVALID, field="code")

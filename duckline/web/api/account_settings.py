@@ -1,0 +1,92 @@
+"""The subscriber's settings: language, message preferences, verified changes of email and phone."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Request, status
+from pydantic import BaseModel, EmailStr, Field
+
+from duckline.errors import DomainError, ErrorCode
+from duckline.services import contacts
+from duckline.web.deps import CurrentAccount, RuntimeDep, client_address
+from duckline.web.schemas import AccountOut
+
+router = APIRouter(prefix="/me", tags=["account"])
+
+
+class AccountPatch(BaseModel):
+    language: str | None = Field(default=None, pattern="^(en|zh_Hant|zh_Hans)$")
+
+
+class EmailIn(BaseModel):
+    email: EmailStr
+
+
+class PhoneChangeIn(BaseModel):
+    phone: str = Field(max_length=30)
+
+
+class CodeIn(BaseModel):
+    code: Annotated[str, Field(pattern=r"^\d{6}$")]
+
+
+Preferences = dict[str, dict[str, bool]]
+
+
+def _limit(request: Request, runtime: RuntimeDep, account_id: int) -> None:
+    if not runtime.rate_limits.hit("otp", f"ip:{client_address(request)}", f"account:{account_id}"):
+        raise DomainError(ErrorCode.RATE_LIMITED)
+
+
+@router.patch("", response_model=AccountOut)
+def update_me(body: AccountPatch, runtime: RuntimeDep, account: CurrentAccount) -> AccountOut:
+    with runtime.unit_of_work() as uow:
+        me = uow.session.merge(account)
+        if body.language:
+            contacts.set_language(uow, me, body.language)
+        return AccountOut.of(me)
+
+
+@router.get("/preferences", response_model=Preferences)
+def preferences(account: CurrentAccount) -> Preferences:
+    """Which message categories each channel gets (security, payment and service are always on)."""
+    return contacts.effective_preferences(account)
+
+
+@router.put("/preferences", response_model=Preferences)
+def set_preferences(body: Preferences, runtime: RuntimeDep, account: CurrentAccount) -> Preferences:
+    with runtime.unit_of_work() as uow:
+        return contacts.set_preferences(uow, uow.session.merge(account), body)
+
+
+@router.post("/email", status_code=status.HTTP_202_ACCEPTED)
+def change_email(body: EmailIn, request: Request, runtime: RuntimeDep, account: CurrentAccount) -> dict[str, str]:
+    """Send a code to the new address; the change happens when it is confirmed."""
+    _limit(request, runtime, account.id)
+    with runtime.unit_of_work() as uow:
+        contacts.request_change(uow, uow.session.merge(account), contacts.EMAIL, str(body.email))
+    return {"status": "code_sent"}
+
+
+@router.post("/email/verify", response_model=AccountOut)
+def confirm_email(body: CodeIn, request: Request, runtime: RuntimeDep, account: CurrentAccount) -> AccountOut:
+    _limit(request, runtime, account.id)
+    with runtime.unit_of_work() as uow:
+        return AccountOut.of(contacts.confirm_change(uow, uow.session.merge(account), contacts.EMAIL, body.code))
+
+
+@router.post("/phone", status_code=status.HTTP_202_ACCEPTED)
+def change_phone(body: PhoneChangeIn, request: Request, runtime: RuntimeDep, account: CurrentAccount) -> dict[str, str]:
+    """Send a code by SMS to the new number; the old number is told once the change is confirmed."""
+    _limit(request, runtime, account.id)
+    with runtime.unit_of_work() as uow:
+        contacts.request_change(uow, uow.session.merge(account), contacts.PHONE, body.phone)
+    return {"status": "code_sent"}
+
+
+@router.post("/phone/verify", response_model=AccountOut)
+def confirm_phone(body: CodeIn, request: Request, runtime: RuntimeDep, account: CurrentAccount) -> AccountOut:
+    _limit(request, runtime, account.id)
+    with runtime.unit_of_work() as uow:
+        return AccountOut.of(contacts.confirm_change(uow, uow.session.merge(account), contacts.PHONE, body.code))

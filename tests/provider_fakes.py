@@ -1,0 +1,332 @@
+"""Payment providers for tests that go through Duckline end to end.
+
+- The sandbox: capture the webhooks it would post, and build and sign notifications exactly as
+  it signs its own (`duckline.adapters.payments.sandbox.sign` with the runtime's secret).
+- Stripe, Alipay and WeChat Pay: the local fake servers of the adapter tests
+  (tests/adapters/test_stripe_card.py, test_alipay.py, test_wechatpay.py), served on a free
+  port, with notifications signed as each provider signs them; and the Settings that make a
+  Runtime choose that provider (card_provider="stripe", alipay_provider="alipay",
+  wechatpay_provider="wechatpay") against the fake.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from duckline.adapters.payments.sandbox import SIGNATURE_HEADER, sign
+from duckline.clock import FrozenClock
+from duckline.config import Settings
+from duckline.runtime import Runtime
+from tests.adapters.test_alipay import APP_ID as ALIPAY_APP_ID
+from tests.adapters.test_alipay import FakeAlipay, KeyPair, notification_sign_content, rsa2_sign
+from tests.adapters.test_alipay import _keypair as alipay_keypair
+from tests.adapters.test_alipay import _serve as serve_alipay
+from tests.adapters.test_stripe_card import FakeStripe, stripe_signature
+from tests.adapters.test_stripe_card import _handler as stripe_handler
+from tests.adapters.test_stripe_card import event as stripe_event
+from tests.adapters.test_wechatpay import APPID as WECHAT_APPID
+from tests.adapters.test_wechatpay import CERT_SERIAL as WECHAT_CERT_SERIAL
+from tests.adapters.test_wechatpay import MCHID as WECHAT_MCHID
+from tests.adapters.test_wechatpay import PUBLIC_KEY_ID as WECHAT_PUBLIC_KEY_ID
+from tests.adapters.test_wechatpay import FakeWeChatPay, Keys, _new_key, _private_pem, _public_pem
+from tests.adapters.test_wechatpay import _headers as wechat_headers
+from tests.adapters.test_wechatpay import _notification as wechat_notification
+
+# --- the sandbox ---------------------------------------------------------------------------------
+
+
+def capture_webhooks(runtime: Runtime, clock: FrozenClock) -> list[tuple[str, bytes, dict[str, str]]]:
+    """The sandbox's due webhooks (path, body, headers) exactly as it would post them, taken
+    instead of posted (once each): the test decides when, how often and how they reach the app."""
+    clock.advance(timedelta(seconds=5))
+    assert runtime.sandbox is not None
+    taken: list[tuple[str, bytes, dict[str, str]]] = []
+
+    def keep(url: str, body: bytes, headers: dict[str, str]) -> int:
+        if not any(body == seen for _, seen, _ in taken):  # the sandbox sends each one twice
+            taken.append((urlsplit(url).path, body, dict(headers)))
+        return 200
+
+    runtime.sandbox.deliver_due(keep)
+    return taken
+
+
+def sandbox_ref(order: dict[str, Any]) -> str:
+    """The sandbox's reference of an order's latest payment: the end of its hosted page URL."""
+    return str(urlsplit(order["payments"][-1]["next_action"]["url"]).path.rsplit("/", 1)[-1])
+
+
+def sandbox_event(
+    runtime: Runtime,
+    event_type: str,
+    ref: str,
+    status: str,
+    amount: int,
+    currency: str = "HKD",
+    refunded: int = 0,
+    event_id: str | None = None,
+    timestamp: int | None = None,
+    secret: str | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """A sandbox notification, built and signed the way the sandbox builds and signs its own."""
+    event_id = event_id or f"evt_{secrets.token_hex(10)}"
+    body = json.dumps(
+        {
+            "id": event_id,
+            "type": event_type,
+            "created": int(runtime.clock.now().timestamp()),
+            "data": {
+                "ref": ref,
+                "status": status,
+                "amount": amount,
+                "currency": currency,
+                "refunded": refunded,
+                "brand": "visa",
+                "last4": "4242",
+                "saved_token": None,
+                "failure_code": None,
+            },
+        }
+    ).encode()
+    at = int(runtime.clock.now().timestamp()) if timestamp is None else timestamp
+    signature = sign(runtime.settings.sandbox_webhook_secret if secret is None else secret, body, at)
+    return body, {"content-type": "application/json", SIGNATURE_HEADER: signature}
+
+
+# --- serving a fake ----------------------------------------------------------------------------
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def with_settings(settings: Settings, **overrides: Any) -> Settings:
+    """The test settings with a provider switched on: validated like any configuration."""
+    return Settings(**{**settings.model_dump(), **overrides})
+
+
+# --- Stripe ------------------------------------------------------------------------------------
+
+STRIPE_SECRET_KEY = "sk_test_x"
+STRIPE_WEBHOOK_SECRET = "whsec_test"
+
+
+@contextmanager
+def fake_stripe() -> Iterator[FakeStripe]:
+    fake = FakeStripe(secret_key=STRIPE_SECRET_KEY)
+    with serving(stripe_handler(fake)) as base:
+        fake.base = base
+        yield fake
+
+
+def stripe_settings(settings: Settings, fake: FakeStripe) -> Settings:
+    return with_settings(
+        settings,
+        card_provider="stripe",
+        stripe_secret_key=STRIPE_SECRET_KEY,
+        stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
+        stripe_api_base=fake.base,
+    )
+
+
+def stripe_notification(
+    event_type: str, obj: dict[str, Any], secret: str = STRIPE_WEBHOOK_SECRET
+) -> tuple[bytes, dict[str, str]]:
+    """An event signed as Stripe signs it (HMAC-SHA256 over "t.body", real time: the library checks it)."""
+    body = stripe_event(event_type, obj)
+    return body, {"content-type": "application/json", "stripe-signature": stripe_signature(body, secret)}
+
+
+# --- Alipay ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AlipayKeys:
+    app: KeyPair  # Duckline's: signs requests
+    alipay: KeyPair  # Alipay's: signs answers and notifications
+    stranger: KeyPair
+
+
+def alipay_keys() -> AlipayKeys:
+    return AlipayKeys(alipay_keypair(), alipay_keypair(), alipay_keypair())
+
+
+@contextmanager
+def fake_alipay(keys: AlipayKeys) -> Iterator[FakeAlipay]:
+    fake = FakeAlipay(app_public_pem=keys.app.public_pem, signing_key=keys.alipay.key)
+    server = serve_alipay(fake)
+    fake.gateway = f"http://127.0.0.1:{server.server_address[1]}/gateway.do"
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def alipay_settings(settings: Settings, fake: FakeAlipay, keys: AlipayKeys) -> Settings:
+    return with_settings(
+        settings,
+        alipay_provider="alipay",
+        alipay_app_id=ALIPAY_APP_ID,
+        alipay_app_private_key=keys.app.private_pem,
+        alipay_public_key=keys.alipay.public_pem,
+        alipay_gateway=fake.gateway,
+    )
+
+
+def alipay_notification(
+    signing_key: rsa.RSAPrivateKey, out_trade_no: str, total_amount: str, **fields: str
+) -> tuple[bytes, dict[str, str]]:
+    """An asynchronous notification (trade_status_sync), RSA2-signed as Alipay signs it."""
+    values = {
+        "gmt_create": "2026-11-24 10:00:58",
+        "charset": "utf-8",
+        "gmt_payment": "2026-11-24 10:01:02",
+        "notify_time": "2026-11-24 10:01:03",
+        "subject": "Duckline order",
+        "buyer_id": "2088102177846880",
+        "buyer_logon_id": "abc***@example.com",
+        "invoice_amount": total_amount,
+        "version": "1.0",
+        "notify_id": f"2026112400222100{secrets.randbelow(10**18):018d}",
+        "notify_type": "trade_status_sync",
+        "out_trade_no": out_trade_no,
+        "total_amount": total_amount,
+        "trade_status": "TRADE_SUCCESS",
+        "trade_no": "2026112422001404560500012345",
+        "auth_app_id": ALIPAY_APP_ID,
+        "receipt_amount": total_amount,
+        "point_amount": "0.00",
+        "app_id": ALIPAY_APP_ID,
+        "buyer_pay_amount": "80.12",
+        "seller_id": "2088102177302314",
+        "trans_currency": "HKD",
+        **fields,
+    }
+    signed = {**values, "sign_type": "RSA2"}
+    signed["sign"] = rsa2_sign(signing_key, notification_sign_content(signed))
+    return urlencode(signed).encode(), {"content-type": "application/x-www-form-urlencoded; charset=utf-8"}
+
+
+# --- WeChat Pay --------------------------------------------------------------------------------
+
+
+def wechatpay_keys() -> Keys:
+    return Keys(_new_key(), _new_key(), _new_key(), secrets.token_hex(16))  # a 32-byte APIv3 key
+
+
+@contextmanager
+def fake_wechatpay(keys: Keys) -> Iterator[FakeWeChatPay]:
+    state = FakeWeChatPay(keys)
+
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self) -> None:
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            status, body, extra = state.answer(self.command, self.path, headers, raw)
+            self.send_response(status)
+            for name, value in extra.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    with serving(Handler) as base:
+        state.base_url = base
+        yield state
+
+
+def wechatpay_settings(settings: Settings, fake: FakeWeChatPay, keys: Keys) -> Settings:
+    return with_settings(
+        settings,
+        wechatpay_provider="wechatpay",
+        wechatpay_mchid=WECHAT_MCHID,
+        wechatpay_appid=WECHAT_APPID,
+        wechatpay_private_key=_private_pem(keys.merchant),
+        wechatpay_cert_serial_no=WECHAT_CERT_SERIAL,
+        wechatpay_apiv3_key=keys.apiv3,
+        wechatpay_public_key=_public_pem(keys.platform),
+        wechatpay_public_key_id=WECHAT_PUBLIC_KEY_ID,
+        wechatpay_base_url=fake.base_url,
+    )
+
+
+def wechatpay_trade(out_trade_no: str, state: str, total: int, currency: str = "HKD") -> dict[str, Any]:
+    """A transaction as WeChat Pay describes it (query answers and TRANSACTION.* resources)."""
+    return {
+        "appid": WECHAT_APPID,
+        "mchid": WECHAT_MCHID,
+        "out_trade_no": out_trade_no,
+        "transaction_id": f"42000012342026112400{secrets.randbelow(10**8):08d}",
+        "trade_type": "NATIVE",
+        "trade_state": state,
+        "trade_state_desc": state,
+        "amount": {"total": total, "payer_total": total, "currency": currency, "payer_currency": currency},
+    }
+
+
+def wechatpay_notification(
+    keys: Keys,
+    resource: dict[str, Any],
+    timestamp: int,
+    event_type: str = "TRANSACTION.SUCCESS",
+    signing_key: rsa.RSAPrivateKey | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """A notification as WeChat Pay sends it: the resource AES-256-GCM encrypted with the APIv3
+    key, the headers RSA-signed over "timestamp\\nnonce\\nbody\\n" with the platform key. The
+    provider checks the timestamp against Duckline's clock, so the test passes that clock's time."""
+    body = wechat_notification(event_type, resource, keys.apiv3, event_id=f"EV-{secrets.token_hex(8)}")
+    headers = wechat_headers(body, signing_key or keys.platform, timestamp=timestamp)
+    return body, {"content-type": "application/json", **headers}
+
+
+__all__ = [
+    "ALIPAY_APP_ID",
+    "STRIPE_WEBHOOK_SECRET",
+    "AlipayKeys",
+    "FakeAlipay",
+    "FakeStripe",
+    "FakeWeChatPay",
+    "Keys",
+    "alipay_keys",
+    "alipay_notification",
+    "alipay_settings",
+    "capture_webhooks",
+    "fake_alipay",
+    "fake_stripe",
+    "fake_wechatpay",
+    "sandbox_event",
+    "sandbox_ref",
+    "stripe_notification",
+    "stripe_settings",
+    "wechatpay_keys",
+    "wechatpay_notification",
+    "wechatpay_settings",
+    "wechatpay_trade",
+]

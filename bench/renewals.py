@@ -62,7 +62,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-from sqlalchemy import Engine, Table, func, insert, select, text  # noqa: E402
+from sqlalchemy import Engine, Table, func, insert, inspect, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from duckline.adapters.db.engine import make_engine  # noqa: E402
@@ -129,6 +129,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         " webhooks (twice each) to the server during the run",
     )
     parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="DUCKLINE_NAME=VALUE",
+        help="one more setting for the server (repeatable), e.g. DUCKLINE_DELIVER_AFTER_COMMIT=false",
+    )
+    parser.add_argument(
         "--py-spy", type=float, default=0.0, metavar="SECONDS", help="profile the server with py-spy during the run"
     )
     args = parser.parse_args(argv)
@@ -147,6 +154,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         )
     if args.py_spy < 0:
         parser.error("--py-spy must not be negative")
+    for setting in args.server_env:
+        name, sep, _ = setting.partition("=")
+        if not sep or not name.startswith("DUCKLINE_"):
+            parser.error(f"--server-env takes DUCKLINE_NAME=VALUE, not {setting!r}")
     if args.db in ("postgresql", "both"):
         check_loopback(parser, args.postgres_url)
     return args
@@ -175,6 +186,8 @@ def reproduce_command(args: argparse.Namespace, db: str) -> str:
         parts += ["--postgres-url", make_url(args.postgres_url).render_as_string(hide_password=True)]
     if args.webhooks:
         parts.append("--webhooks")
+    for setting in args.server_env:
+        parts += ["--server-env", setting]
     if args.py_spy:
         parts += ["--py-spy", f"{args.py_spy:g}"]
     return shlex.join(parts)
@@ -343,8 +356,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def server_env(url: str, port: int, log_dir: Path, webhooks: bool) -> dict[str, str]:
-    return {
+def server_env(url: str, port: int, log_dir: Path, webhooks: bool, extra: list[str]) -> dict[str, str]:
+    env = {
         "DUCKLINE_DATABASE_URL": url,
         "DUCKLINE_ENVIRONMENT": "development" if webhooks else "test",
         "DUCKLINE_WORKER_IN_PROCESS": "true" if webhooks else "false",
@@ -356,6 +369,10 @@ def server_env(url: str, port: int, log_dir: Path, webhooks: bool) -> dict[str, 
         "DUCKLINE_OTP_RATE_LIMIT": GENEROUS_RATE,
         **SETUP_ONLY_ENV,
     }
+    for setting in extra:
+        name, _, value = setting.partition("=")
+        env[name] = value
+    return env
 
 
 def shown_env(env: dict[str, str]) -> str:
@@ -716,12 +733,8 @@ def phase_of(stack: tuple[str, ...]) -> str:
         path = frame_file(frame)
         if "duckline/" in path and "duckline/cli.py" not in path:  # cli.serve is the event loop's root
             return classify(path, PHASES) or f"other Duckline code ({path.rpartition('duckline/')[2]})"
-    paths = " ".join(frame_file(f) for f in stack)
-    if "fastapi/" in paths or "starlette/" in paths:
-        return "(no Duckline frame) FastAPI/Starlette/pydantic: routing, params, serialisation"
-    if "uvicorn/" in paths or "h11/" in paths or "asyncio/" in paths:
-        return "(no Duckline frame) uvicorn/h11/asyncio event loop"
-    return "(no Duckline frame) other"
+    leaf = classify(frame_file(stack[-1]), LIBRARIES) if stack else None
+    return f"(no Duckline frame) {leaf or 'other'}"
 
 
 def profile_report(profile: Profile, renewals: int) -> list[str]:
@@ -817,6 +830,14 @@ def verify(engine: Engine, renewals: list[Renewal], webhooks: bool) -> Checks:
                 f"webhooks: sandbox owed {owed:,}, {pending:,} still undelivered when the server stopped;"
                 f" {events:,} distinct events recorded, {changed:,} of them changed anything"
             )
+        if inspect(connection).has_table("notifications"):  # the outbox: renewals queue a message each
+            sent = connection.execute(
+                text("SELECT channel, template, status, count(*) FROM notifications GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
+            ).all()
+            checks.info.append(
+                "notifications queued during the run: "
+                + (", ".join(f"{c} {t} {s} {n:,}" for c, t, s, n in sent) if sent else "none")
+            )
     statuses = ", ".join(f"{getattr(s, 'value', s)} {n:,}" for s, n in sorted(by_status.items(), key=lambda x: str(x)))
     checks.info.append(f"orders in the database: {statuses}")
     wrong = sorted(o for o in ok_orders if receipts_per_order.get(o) != 1)
@@ -871,7 +892,7 @@ def run_database(db: str, args: argparse.Namespace) -> bool:
                 upgrade(engine)
                 world = populate(engine, args.lines)
                 port = free_port()
-                env = server_env(url, port, Path(tmp) / "var", args.webhooks)
+                env = server_env(url, port, Path(tmp) / "var", args.webhooks, args.server_env)
                 server = Server(env, port, Path(tmp))
                 try:
                     return measure(db, args, engine, pg_name, world, server, env, setup_started)

@@ -149,7 +149,10 @@ class Settings(BaseSettings):
             if missing:
                 raise ValueError(f"the {provider} provider needs {', '.join(missing)}")
         if self.environment == "production" and self.sandbox_enabled:
-            raise ValueError("DUCKLINE_SANDBOX_ENABLED must be false in production")
+            # Off by default in production; switching it on explicitly there is refused.
+            if "sandbox_enabled" in self.model_fields_set:
+                raise ValueError("DUCKLINE_SANDBOX_ENABLED must be false in production")
+            self.sandbox_enabled = False
         return self
 
     @cached_property

@@ -84,3 +84,18 @@ def gettext(language: str, message: str) -> str:
 def babel_locale(language: str) -> str:
     """The Babel locale used to format money and dates for one of our languages."""
     return {"en": "en_HK", "zh_Hant": "zh_Hant_HK", "zh_Hans": "zh_Hans_CN"}.get(language, "en_HK")
+
+
+TEMPLATES_DIR = Path(__file__).parent / "web" / "templates"
+
+
+def template_messages() -> list[tuple[str, str]]:
+    """(message id, template) for every `_("…")` in the portal's templates."""
+    from babel.messages.extract import extract_from_dir
+
+    found = extract_from_dir(
+        str(TEMPLATES_DIR), method_map=[("**.html", "jinja2.ext:babel_extract")],
+        options_map={"**.html": {"extensions": "jinja2.ext.i18n"}},
+    )
+    return [(message, filename) for filename, _line, message, _comments, _context in found
+            if isinstance(message, str)]

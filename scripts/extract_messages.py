@@ -1,7 +1,7 @@
 """Rebuild duckline/locales/messages.pot from the code and merge it into each language's .po file.
 
-The message ids are the English texts of ``ErrorCode``, the notification ``MESSAGE_IDS`` and the receipt
-PDF ``LABELS``. Existing translations are kept; new messages arrive untranslated (or fuzzy, when
+The message ids are the English texts of ``ErrorCode``, the notification ``MESSAGE_IDS``, the receipt
+PDF ``LABELS`` and the portal templates' ``_("…")``. Existing translations are kept; new messages arrive untranslated (or fuzzy, when
 Babel finds a close old one) and messages gone from the code are dropped. Run from the repository root:
 
     .venv/bin/python scripts/extract_messages.py
@@ -32,6 +32,7 @@ def collect() -> list[tuple[str, str, str]]:
     messages = [(code.message, "duckline/errors.py", f"ErrorCode.{code.name}") for code in ErrorCode]
     messages += [(text, "duckline/services/notifications.py", "notification texts") for text in MESSAGE_IDS]
     messages += [(text, "duckline/adapters/receipt_pdf.py", "LABELS (receipt PDF)") for text in RECEIPT_LABELS]
+    messages += [(text, f"duckline/web/templates/{name}", "portal page") for text, name in i18n.template_messages()]
     return messages
 
 

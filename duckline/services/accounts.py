@@ -304,3 +304,45 @@ def resubmit_identity(uow: UnitOfWork, account: Account, given: IdentityInput, d
     )
     audit.record(uow, account.id, "kyc.resubmitted", f"person:{person.id}", status=person.kyc_status.value)
     return person
+
+
+PASSWORD_RESET = "password_reset"
+
+
+def request_password_reset(uow: UnitOfWork, raw_phone: str) -> None:
+    """Text a reset code to a verified account's phone. Every number gets the same answer, so
+    nobody can learn who is registered: unknown or unverified numbers, and a number asking again
+    too soon, are answered as if a code had been sent (the last one sent still works)."""
+    settings = uow.settings
+    phone = normalise_mobile(raw_phone, settings.allowed_regions, settings.default_region)
+    account = uow.session.scalars(select(Account).where(Account.phone == phone)).first()
+    if account is None or account.phone_verified_at is None:
+        return
+    try:
+        otp.send(uow, phone, PASSWORD_RESET, account.language)
+    except DomainError as error:
+        if error.error not in (ErrorCode.OTP_RESEND_TOO_SOON, ErrorCode.OTP_SEND_LIMIT):
+            raise
+        return
+    audit.record(uow, account.id, "account.password_reset_requested", f"account:{account.id}")
+
+
+def reset_password(uow: UnitOfWork, raw_phone: str, code: str, new_password: str) -> Account:
+    """Set a new password with the code sent by `request_password_reset`, and sign the account
+    out everywhere (every token it holds is revoked)."""
+    settings = uow.settings
+    phone = normalise_mobile(raw_phone, settings.allowed_regions, settings.default_region)
+    if len(new_password) < MIN_PASSWORD_LENGTH:
+        raise DomainError(ErrorCode.PASSWORD_TOO_WEAK, field="password", min=MIN_PASSWORD_LENGTH)
+    account = uow.session.scalars(select(Account).where(Account.phone == phone).with_for_update()).first()
+    if account is None or account.phone_verified_at is None:
+        raise DomainError(ErrorCode.OTP_INVALID, field="code")  # as a wrong code: no enumeration
+    otp.verify(uow, phone, PASSWORD_RESET, code)
+    account.password_hash = uow.passwords.hash(new_password)
+    uow.session.execute(
+        update(ApiToken)
+        .where(ApiToken.account_id == account.id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=uow.now())
+    )
+    audit.record(uow, account.id, "account.password_reset", f"account:{account.id}")
+    return account

@@ -288,22 +288,21 @@ def deliver_due(
     limit: int = 100,
     policy: DeliveryPolicy | None = None,
 ) -> int:
-    """Send what is due; returns how many were sent. Safe to run in several workers at once."""
+    """Send what is due; returns how many were sent. Safe to run in several workers at once.
+
+    One transaction claims a batch, the sends happen outside any transaction, one transaction
+    records every outcome. A worker that dies mid-batch leaves its claims to expire and be
+    retried: delivery is at least once, and exactly once whenever workers finish their rounds.
+    """
     policy = policy or DeliveryPolicy()
-    sent = 0
-    for notification_id in claim(db, clock, limit, policy):
-        with db.transaction() as session:
-            row = session.get(Notification, notification_id)
-            assert row is not None
-            channel, recipient, subject, body, html, attempts = (
-                row.channel,
-                row.recipient,
-                row.subject,
-                row.body,
-                row.html,
-                row.attempts,
-            )
-        outcome, detail = "sent", None
+    claimed = claim(db, clock, limit, policy)
+    if not claimed:
+        return 0
+    with db.transaction() as session:
+        rows = session.scalars(select(Notification).where(Notification.id.in_(claimed))).all()
+        batch = [(r.id, r.channel, r.recipient, r.subject, r.body, r.html, r.attempts) for r in rows]
+    outcomes: dict[int, tuple[str, str | None, str | None]] = {}
+    for notification_id, channel, recipient, subject, body, html, attempts in batch:
         try:
             if channel == "sms":
                 reference = sms.send(recipient, body)
@@ -311,21 +310,26 @@ def deliver_due(
                 reference = email.send(EmailMessage(recipient, subject or "", body, html))
             else:
                 raise PermanentFailure("no email channel configured")
+            outcomes[notification_id] = ("sent", None, reference)
         except PermanentFailure as exc:
-            outcome, detail, reference = "failed", str(exc), None
+            outcomes[notification_id] = ("failed", str(exc)[:500], None)
         except Exception as exc:  # a temporary failure: retried with back-off
-            outcome, detail, reference = ("failed" if attempts >= policy.max_attempts else "queued"), repr(exc), None
             log.warning("notification %s attempt %s failed: %r", notification_id, attempts, exc)
-        with db.transaction() as session:
-            row = session.get(Notification, notification_id)
-            assert row is not None
-            row.status, row.lease_until, row.last_error = outcome, None, (detail or None) and detail[:500]
-            if outcome == "sent":
-                row.sent_at, row.provider_ref = clock.now(), reference
-                sent += 1
-            elif outcome == "queued":
-                row.next_attempt_at = clock.now() + policy.base_delay * (2 ** (attempts - 1))
-    return sent
+            outcomes[notification_id] = (
+                "failed" if attempts >= policy.max_attempts else "queued",
+                repr(exc)[:500],
+                None,
+            )
+    now = clock.now()
+    with db.transaction() as session:
+        for row in session.scalars(select(Notification).where(Notification.id.in_(list(outcomes)))):
+            status, error, reference = outcomes[row.id]
+            row.status, row.lease_until, row.last_error = status, None, error
+            if status == "sent":
+                row.sent_at, row.provider_ref = now, reference
+            elif status == "queued":
+                row.next_attempt_at = now + policy.base_delay * (2 ** (row.attempts - 1))
+    return sum(1 for status, _, _ in outcomes.values() if status == "sent")
 
 
 def queue_sms(uow: UnitOfWork, to: str, template: str, language: str, **params: object) -> Notification | None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
+from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Request, Response
-from fastapi.responses import RedirectResponse
+from fastapi.responses import PlainTextResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
 from duckline import __version__
 from duckline.config import Settings
@@ -26,9 +29,17 @@ from duckline.web.api import (
     usage,
     webhooks,
 )
+from duckline.web.portal import portal_routers
+from duckline.web.portal.session import LoginRequired, StaffOnly
 from duckline.worker import Worker
 
 API_PREFIX = "/api/v1"
+# No inline scripts or styles anywhere; the API docs page loads its assets from a CDN, so it
+# gets its own policy.
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -75,10 +86,17 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(sandbox.router)
+    for page_router in portal_routers():
+        app.include_router(page_router)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 
-    @app.get("/", include_in_schema=False)
-    def home() -> RedirectResponse:
-        return RedirectResponse(f"{API_PREFIX}/docs")
+    @app.exception_handler(LoginRequired)
+    async def to_login(request: Request, exc: LoginRequired) -> Response:
+        return RedirectResponse(f"/login?next={quote(exc.next_path)}", status_code=303)
+
+    @app.exception_handler(StaffOnly)
+    async def staff_only(request: Request, exc: StaffOnly) -> Response:
+        return PlainTextResponse("403 — staff only", status_code=403)
 
     @app.get(f"{API_PREFIX}/health", tags=["meta"])
     def health() -> dict[str, str]:
@@ -90,6 +108,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")
+        if not request.url.path.startswith(f"{API_PREFIX}/docs"):
+            response.headers.setdefault("Content-Security-Policy", CSP)
         return response
 
     return app

@@ -97,9 +97,7 @@ def get_order(client: TestClient, subscriber: dict[str, Any], order_id: int) -> 
 def test_a_time_limited_discount_is_quoted_and_applied(
     client: TestClient, runtime: Runtime, clock: FrozenClock, admin_headers: dict[str, str], alice: dict[str, Any]
 ) -> None:
-    sale = create_promotion(
-        client, admin_headers, clock, percent_off=10, ends_at=clock.now() + timedelta(days=1)
-    )
+    sale = create_promotion(client, admin_headers, clock, percent_off=10, ends_at=clock.now() + timedelta(days=1))
     assert sale["code"] is None and sale["uses"] == 0 and sale["active"] is True
 
     quoted = quote(client, alice).json()
@@ -157,7 +155,8 @@ def test_current_promotions_lists_automatic_ones_but_never_codes(
     stopped = create_promotion(client, admin_headers, clock, "Stopped", percent_off=10)
     assert client.post(f"/api/v1/promotions/{stopped['id']}/deactivate", headers=admin_headers).status_code == 200
 
-    for headers in (alice["headers"], {}):
+    anyone: list[dict[str, str]] = [alice["headers"], {}]
+    for headers in anyone:
         current = client.get("/api/v1/promotions/current", headers=headers)
         assert current.status_code == 200, current.text
         assert [p["id"] for p in current.json()] == [running["id"]]
@@ -181,8 +180,8 @@ def test_only_admins_create_promotions(
 
 def test_promotions_are_validated(client: TestClient, clock: FrozenClock, admin_headers: dict[str, str]) -> None:
     start = clock.now().isoformat()
-    base = {"name": names("Bad"), "starts_at": start}
-    cases = [
+    base: dict[str, Any] = {"name": names("Bad"), "starts_at": start}
+    cases: list[dict[str, Any]] = [
         {"kind": "percent_off", "percent_off": 0},
         {"kind": "percent_off", "percent_off": 101},
         {"kind": "amount_off", "amount_off": 0},
@@ -196,7 +195,9 @@ def test_promotions_are_validated(client: TestClient, clock: FrozenClock, admin_
         assert error(response) == (422, "validation_failed"), case
     create_promotion(client, admin_headers, clock, percent_off=10, code="ONCE")
     again = client.post(
-        "/api/v1/promotions", json={**base, "kind": "percent_off", "percent_off": 5, "code": "once"}, headers=admin_headers
+        "/api/v1/promotions",
+        json={**base, "kind": "percent_off", "percent_off": 5, "code": "once"},
+        headers=admin_headers,
     )
     assert error(again) == (422, "validation_failed") and again.json()["error"]["field"] == "code"
 
@@ -230,7 +231,9 @@ def test_a_promotion_name_needs_every_language(
 def test_a_promo_code_is_case_insensitive_and_applied(
     client: TestClient, runtime: Runtime, clock: FrozenClock, admin_headers: dict[str, str], alice: dict[str, Any]
 ) -> None:
-    promo = create_promotion(client, admin_headers, clock, "Welcome", kind="amount_off", amount_off=2000, code="Welcome-20")
+    promo = create_promotion(
+        client, admin_headers, clock, "Welcome", kind="amount_off", amount_off=2000, code="Welcome-20"
+    )
     assert promo["code"] == "WELCOME-20"
     assert quote(client, alice).json()["total_amount"] == 8800  # a code only applies when given
     for given in ("welcome-20", "WELCOME-20", "  Welcome-20 "):
@@ -256,7 +259,9 @@ def test_expired_inapplicable_and_unknown_codes_are_refused(
         ends_at=clock.now() - timedelta(days=3),
     )
     create_promotion(client, admin_headers, clock, percent_off=10, code="BIGONLY", plan_codes=["big"])
-    create_promotion(client, admin_headers, clock, percent_off=10, code="NEXTWEEK", starts_at=clock.now() + timedelta(days=7))
+    create_promotion(
+        client, admin_headers, clock, percent_off=10, code="NEXTWEEK", starts_at=clock.now() + timedelta(days=7)
+    )
     stopped = create_promotion(client, admin_headers, clock, percent_off=10, code="STOPPED")
     client.post(f"/api/v1/promotions/{stopped['id']}/deactivate", headers=admin_headers)
 

@@ -38,7 +38,17 @@ from duckline.domain.lines import LineStatus
 from duckline.domain.roles import Role
 from duckline.runtime import Runtime
 from duckline.services import catalog, jobs, lifecycle, lines
-from tests.factories import buy, deliver, numbers, pay_on_sandbox, place_order, plan_input, register_and_verify, staff
+from tests.factories import (
+    PASSWORD,
+    buy,
+    deliver,
+    numbers,
+    pay_on_sandbox,
+    place_order,
+    plan_input,
+    register_and_verify,
+    staff,
+)
 from tests.provider_fakes import sandbox_event, sandbox_ref
 
 PRICE = 8800
@@ -73,6 +83,13 @@ def order_now(client: TestClient, subscriber: dict[str, Any], order_id: int) -> 
     response = client.get(f"/api/v1/orders/{order_id}", headers=subscriber["headers"])
     assert response.status_code == 200, response.text
     return dict(response.json())
+
+
+def log_in_again(client: TestClient, subscriber: dict[str, Any]) -> None:
+    """After a long jump of the clock the subscriber's API token has expired (api_token_ttl_days)."""
+    token = client.post("/api/v1/auth/tokens", json={"phone": subscriber["phone"], "password": PASSWORD})
+    assert token.status_code == 201, token.text
+    subscriber["headers"] = {"Authorization": f"Bearer {token.json()['token']}"}
 
 
 def reconcile(client: TestClient, subscriber: dict[str, Any]) -> dict[str, list[int]]:
@@ -265,6 +282,7 @@ def test_renewal_paid_after_the_number_was_recycled_is_refunded_through_the_sand
         assert uow.session.scalar(select(PoolNumber.available).where(PoolNumber.msisdn == line.msisdn)) is True
 
     assert deliver(runtime, client, clock) == 2  # the success finally arrives
+    log_in_again(client, subscriber)
     paid = order_now(client, subscriber, renewal["id"])
     assert paid["status"] == "paid" and paid["payments"][0]["status"] == "succeeded"
     [case] = cases(client, subscriber["support"])
@@ -304,25 +322,37 @@ def test_renewal_paid_after_the_number_was_recycled_is_refunded_through_the_sand
 
 @pytest.mark.xfail(
     strict=True,
-    reason="BUG: when reconciliation refunds (or applies) an order that was 'paid but not applied', it opens a "
-    "second, resolved ticket and leaves the first 'Order N paid but not applied' ticket open, so the open queue "
-    "keeps showing a case that is already settled (tickets.open_for_order exists but nothing uses it)",
+    reason="BUG: when the reconcile job refunds or applies an order that was 'paid but not applied', it opens a "
+    "second, already-resolved ticket and leaves the first one ('Order N paid but not applied', opened by "
+    "payments._captured) open, so the open queue keeps showing a case that is settled "
+    "(tickets.open_for_order exists but nothing calls it)",
 )
-def test_no_case_stays_open_once_reconciliation_has_refunded_the_order(
-    client: TestClient, runtime: Runtime, clock: FrozenClock, subscriber: dict[str, Any]
+@pytest.mark.parametrize("outcome", ["refunded", "applied"])
+def test_no_case_stays_open_once_the_job_has_settled_the_order(
+    client: TestClient, runtime: Runtime, clock: FrozenClock, subscriber: dict[str, Any], outcome: str
 ) -> None:
     buy(client, runtime, clock, subscriber)
-    renewal = pending_order(client, subscriber)
-    pay_on_sandbox(client, renewal)
-    line = the_line(runtime, subscriber)
-    assert line.expires_at is not None
     settings = runtime.settings
-    clock.set(line.expires_at + timedelta(days=settings.grace_days + settings.retention_days, minutes=1))
-    with runtime.unit_of_work() as uow:
-        lifecycle.advance(uow)
-    deliver(runtime, client, clock)
+    if outcome == "refunded":  # the number was recycled before the payment arrived
+        renewal = pending_order(client, subscriber)
+        pay_on_sandbox(client, renewal)
+        line = the_line(runtime, subscriber)
+        assert line.expires_at is not None
+        clock.set(line.expires_at + timedelta(days=settings.grace_days + settings.retention_days, minutes=1))
+        with runtime.unit_of_work() as uow:
+            lifecycle.advance(uow)
+        deliver(runtime, client, clock)
+        log_in_again(client, subscriber)
+    else:  # paid while the line was suspended; the line is restored before staff get to the case
+        renewal, _ = paid_but_not_applied(client, runtime, clock, subscriber)
+        set_line_status(runtime, subscriber, LineStatus.ACTIVE, "fraud review cleared")
+    assert len(cases(client, subscriber["support"])) == 1
     clock.advance(timedelta(minutes=settings.reconcile_after_minutes))
-    assert reconcile(client, subscriber)["refunded"] == [renewal["id"]]
+
+    assert reconcile(client, subscriber)[outcome] == [renewal["id"]]
+    assert order_now(client, subscriber, renewal["id"])["status"] == (
+        "refunded" if outcome == "refunded" else "fulfilled"
+    )
 
     assert [c for c in cases(client, subscriber["support"]) if c["order_id"] == renewal["id"]] == []
 

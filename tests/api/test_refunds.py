@@ -73,7 +73,9 @@ def order_buckets(runtime: Runtime, order_id: int) -> list[Bucket]:
     with runtime.unit_of_work() as uow:
         rows = list(
             uow.session.scalars(
-                select(Bucket).where(Bucket.source_ref.like(f"order:{order_id}:%") | (Bucket.source_ref == f"order:{order_id}"))
+                select(Bucket).where(
+                    Bucket.source_ref.like(f"order:{order_id}:%") | (Bucket.source_ref == f"order:{order_id}")
+                )
             ).all()
         )
         uow.session.expunge_all()
@@ -150,7 +152,9 @@ def test_a_partial_refund_then_the_rest(
     assert (theirs.refunded, theirs.status) == (8800, "refunded")
     assert (ours.refunded_amount, ours.status.value) == (8800, "refunded")
     with runtime.unit_of_work() as uow:
-        events = uow.session.scalars(select(SandboxWebhook.event_id).where(SandboxWebhook.event_id.like("evt_refund_%")))
+        events = uow.session.scalars(
+            select(SandboxWebhook.event_id).where(SandboxWebhook.event_id.like("evt_refund_%"))
+        )
         assert len(events.all()) == 2
     notes = [r for r in client.get("/api/v1/receipts", headers=subscriber["headers"]).json()["items"]]
     assert [(r["number"], r["amount"]) for r in notes if r["kind"] == "credit_note"] == [
@@ -452,7 +456,9 @@ def test_a_credit_note_downloads_as_pdf(
     order = buy(client, runtime, clock, subscriber)
     refund(client, people["finance"], order["id"], amount=1234, reason="dropped calls")
     note = next(
-        r for r in client.get("/api/v1/receipts", headers=subscriber["headers"]).json()["items"] if r["kind"] == "credit_note"
+        r
+        for r in client.get("/api/v1/receipts", headers=subscriber["headers"]).json()["items"]
+        if r["kind"] == "credit_note"
     )
     pdf = client.get(note["pdf"], headers=subscriber["headers"])
     assert pdf.status_code == 200, pdf.text

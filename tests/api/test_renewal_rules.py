@@ -149,7 +149,8 @@ def test_an_expired_line_within_retention_renewed_restarts_from_now(
     client: TestClient, runtime: Runtime, clock: FrozenClock, subscriber: dict[str, Any]
 ) -> None:
     first = buy(client, runtime, clock, subscriber)
-    jump(client, clock, subscriber, at(first["period_end"]) + timedelta(days=45))  # past 30 days of grace, within 60 of retention
+    # Past the 30 days of grace, within the 60 of retention.
+    jump(client, clock, subscriber, at(first["period_end"]) + timedelta(days=45))
     assert run_lifecycle(client, subscriber) == {"grace": 1, "expired": 1, "recycled": 0}
     assert line_status(client, subscriber)["line"]["status"] == "expired"
 
@@ -246,7 +247,9 @@ def test_an_addon_adds_buckets_and_keeps_the_expiry(
         ]
 
 
-def test_an_addon_on_a_pending_line_is_refused(client: TestClient, runtime: Runtime, subscriber: dict[str, Any]) -> None:
+def test_an_addon_on_a_pending_line_is_refused(
+    client: TestClient, runtime: Runtime, subscriber: dict[str, Any]
+) -> None:
     assert error(quote(client, subscriber, "data-pack")) == (409, "addon_needs_active_line")
     assert error(place_order(client, subscriber, "data-pack")) == (409, "addon_needs_active_line")
     assert order_count(runtime) == 0

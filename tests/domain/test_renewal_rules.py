@@ -23,8 +23,9 @@ MONTH = Validity(months=1)
 DAYS_30 = Validity(days=30)
 
 
-def hkt(*args: int) -> datetime:
-    return datetime(*args, tzinfo=HK).astimezone(UTC)  # type: ignore[misc]
+def hkt(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    """A Hong Kong wall-clock time, as the UTC instant the code works in."""
+    return datetime(year, month, day, hour, minute, tzinfo=HK).astimezone(UTC)
 
 
 # --- next_term ----------------------------------------------------------------------------------

@@ -14,7 +14,14 @@ from duckline.money import Money
 from duckline.services.notifications import MESSAGE_IDS as NOTIFICATION_IDS
 
 CHINESE = ("zh_Hant", "zh_Hans")
-MESSAGE_IDS = list(dict.fromkeys([code.message for code in ErrorCode] + list(NOTIFICATION_IDS) + list(RECEIPT_LABELS)))
+MESSAGE_IDS = list(
+    dict.fromkeys(
+        [code.message for code in ErrorCode]
+        + list(NOTIFICATION_IDS)
+        + list(RECEIPT_LABELS)
+        + [text for text, _ in i18n.template_messages()]
+    )
+)
 
 
 def placeholders(text: str) -> set[str]:

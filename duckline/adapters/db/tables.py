@@ -612,3 +612,16 @@ class SandboxWebhook(Base):
     deliver_after: Mapped[datetime]
     lost: Mapped[bool] = mapped_column(Boolean, default=False)  # simulate a webhook that never arrives
     created_at: Mapped[datetime]
+
+
+class TicketMessage(Base):
+    """One reply in a support ticket's conversation (the ticket's body is its opening message)."""
+
+    __tablename__ = "ticket_messages"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    author_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    body: Mapped[str] = mapped_column(Text)
+    staff: Mapped[bool] = mapped_column(Boolean, default=False)  # written by support, not the subscriber
+    created_at: Mapped[datetime]
+    __table_args__ = (Index("ix_ticket_messages_ticket", "ticket_id", "id"),)

@@ -1,0 +1,117 @@
+"""Support conversations: a subscriber opens a ticket, staff and the subscriber reply.
+
+A ticket's body is its opening message; replies are `TicketMessage` rows. Subscribers see only
+their own subscriber tickets (reconciliation cases are for staff); anything else looks missing.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Select, func, select
+
+from duckline.adapters.db.tables import Account, Ticket, TicketMessage
+from duckline.adapters.db.types import is_id
+from duckline.domain.roles import STAFF
+from duckline.errors import DomainError, ErrorCode
+from duckline.services import audit, notifications, tickets
+from duckline.services.unit_of_work import UnitOfWork
+
+SUBSCRIBER = "subscriber"
+OPEN, RESOLVED = "open", "resolved"
+SUBJECT_MAX, BODY_MAX = 200, 5000
+NOTIFIED_REPLY_CHARS = 200
+
+
+def open_ticket(uow: UnitOfWork, account: Account, subject: str, body: str) -> Ticket:
+    ticket = tickets.open_ticket(
+        uow, SUBSCRIBER, _text(subject, "subject", SUBJECT_MAX), _text(body, "body", BODY_MAX), account.id, None
+    )
+    audit.record(uow, account.id, "ticket.opened", f"ticket:{ticket.id}")
+    return ticket
+
+
+def reply(uow: UnitOfWork, author: Account, ticket: Ticket, body: str) -> TicketMessage:
+    """Add a message. A staff reply tells the subscriber (in their language, on the channels they
+    want support messages on); a subscriber's reply reopens a resolved ticket."""
+    staff = author.role in STAFF
+    message = TicketMessage(
+        ticket_id=ticket.id, author_id=author.id, body=_text(body, "body", BODY_MAX), staff=staff, created_at=uow.now()
+    )
+    uow.session.add(message)
+    uow.session.flush()
+    if staff:
+        owner = uow.session.get(Account, ticket.account_id) if ticket.account_id is not None else None
+        # Replies on reconciliation cases are notes between staff: the subscriber cannot see them.
+        if owner is not None and ticket.kind == SUBSCRIBER:
+            notifications.notify(
+                uow,
+                owner,
+                "ticket_answered",
+                dedupe_key=f"ticket-message:{message.id}",
+                ticket=ticket.id,
+                reply=message.body[:NOTIFIED_REPLY_CHARS],
+            )
+        audit.record(uow, author.id, "ticket.replied", f"ticket:{ticket.id}", message=message.id)
+    elif ticket.status == RESOLVED:
+        ticket.status, ticket.resolved_at, ticket.resolved_by, ticket.resolution = OPEN, None, None, None
+    return message
+
+
+def resolve(uow: UnitOfWork, actor: Account, ticket: Ticket, resolution: str) -> Ticket:
+    """Staff close a subscriber's ticket; reconciliation cases are resolved by reconciliation
+    (apply, refund or close), never from a conversation."""
+    if actor.role not in STAFF or ticket.kind != SUBSCRIBER:
+        raise DomainError(ErrorCode.FORBIDDEN, field="resolve")
+    return tickets.resolve(uow, actor, ticket, resolution)
+
+
+def visible_ticket(uow: UnitOfWork, viewer: Account, ticket_id: int) -> Ticket:
+    """Staff see every ticket; a subscriber only their own, and others look like missing ones."""
+    ticket = uow.session.get(Ticket, ticket_id) if is_id(ticket_id) else None
+    if ticket is None or (
+        viewer.role not in STAFF and (ticket.account_id != viewer.id or ticket.kind != SUBSCRIBER)
+    ):
+        raise DomainError(ErrorCode.NOT_FOUND)
+    return ticket
+
+
+def messages(uow: UnitOfWork, ticket: Ticket) -> list[TicketMessage]:
+    return list(
+        uow.session.scalars(
+            select(TicketMessage).where(TicketMessage.ticket_id == ticket.id).order_by(TicketMessage.id)
+        ).all()
+    )
+
+
+def latest_messages(uow: UnitOfWork, ticket_ids: list[int]) -> dict[int, TicketMessage]:
+    """The newest reply of each ticket that has one (to show who spoke last)."""
+    if not ticket_ids:
+        return {}
+    newest = (
+        select(func.max(TicketMessage.id))
+        .where(TicketMessage.ticket_id.in_(ticket_ids))
+        .group_by(TicketMessage.ticket_id)
+    )
+    rows = uow.session.scalars(select(TicketMessage).where(TicketMessage.id.in_(newest))).all()
+    return {row.ticket_id: row for row in rows}
+
+
+def for_account(account: Account) -> Select[tuple[Ticket]]:
+    """A subscriber's own tickets, as a query to page through."""
+    return select(Ticket).where(Ticket.account_id == account.id, Ticket.kind == SUBSCRIBER)
+
+
+def for_staff(status: str | None = None, kind: str | None = None) -> Select[tuple[Ticket]]:
+    """Every ticket, for staff, optionally of one status and one kind."""
+    query = select(Ticket)
+    if status is not None:
+        query = query.where(Ticket.status == status)
+    if kind is not None:
+        query = query.where(Ticket.kind == kind)
+    return query
+
+
+def _text(value: str, field: str, limit: int) -> str:
+    text = value.strip()
+    if not text or len(text) > limit:
+        raise DomainError(ErrorCode.VALIDATION_FAILED, field=field)
+    return text

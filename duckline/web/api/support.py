@@ -1,0 +1,126 @@
+"""Support tickets: subscribers open them and reply; staff see them all and answer."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+from pydantic import BaseModel, Field
+
+from duckline.adapters.db.tables import Ticket, TicketMessage
+from duckline.domain.roles import STAFF
+from duckline.services import support
+from duckline.web.deps import CurrentAccount, RuntimeDep
+from duckline.web.pagination import page
+from duckline.web.schemas import Page
+
+router = APIRouter(prefix="/tickets", tags=["support"])
+
+
+class TicketIn(BaseModel):
+    subject: str = Field(min_length=1, max_length=support.SUBJECT_MAX)
+    body: str = Field(min_length=1, max_length=support.BODY_MAX)
+
+
+class MessageIn(BaseModel):
+    body: str = Field(min_length=1, max_length=support.BODY_MAX)
+    resolve: bool = Field(default=False, description="staff: mark the ticket resolved with this reply")
+
+
+class MessageOut(BaseModel):
+    id: int
+    author_id: int
+    staff: bool = Field(description="written by support staff")
+    body: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, m: TicketMessage) -> MessageOut:
+        return cls(id=m.id, author_id=m.author_id, staff=m.staff, body=m.body, created_at=m.created_at)
+
+
+class TicketOut(BaseModel):
+    id: int
+    kind: str
+    status: str = Field(description="open or resolved")
+    subject: str
+    body: str = Field(description="the opening message")
+    account_id: int | None
+    created_at: datetime
+    resolved_at: datetime | None
+    last_reply_at: datetime | None
+    last_reply_by_staff: bool | None
+
+    @classmethod
+    def of(cls, t: Ticket, last: TicketMessage | None) -> TicketOut:
+        return cls(
+            id=t.id,
+            kind=t.kind,
+            status=t.status,
+            subject=t.subject,
+            body=t.body,
+            account_id=t.account_id,
+            created_at=t.created_at,
+            resolved_at=t.resolved_at,
+            last_reply_at=last.created_at if last else None,
+            last_reply_by_staff=last.staff if last else None,
+        )
+
+
+class TicketDetailOut(TicketOut):
+    messages: list[MessageOut]
+
+
+def _detail(ticket: Ticket, messages: list[TicketMessage]) -> TicketDetailOut:
+    summary = TicketOut.of(ticket, messages[-1] if messages else None)
+    return TicketDetailOut(**summary.model_dump(), messages=[MessageOut.of(m) for m in messages])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=TicketDetailOut)
+def open_ticket(body: TicketIn, runtime: RuntimeDep, account: CurrentAccount) -> TicketDetailOut:
+    """Ask support something; the answer arrives here and by SMS or email."""
+    with runtime.unit_of_work() as uow:
+        return _detail(support.open_ticket(uow, account, body.subject, body.body), [])
+
+
+@router.get("", response_model=Page[TicketOut])
+def list_tickets(
+    runtime: RuntimeDep,
+    account: CurrentAccount,
+    state: Annotated[str, Query(pattern="^(open|resolved|all)$")] = "all",
+    kind: Annotated[str | None, Query(max_length=30)] = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> Page[TicketOut]:
+    """The caller's tickets, newest first; staff get every ticket (?state=, ?kind= to filter)."""
+    chosen = None if state == "all" else state
+    if account.role in STAFF:
+        query = support.for_staff(chosen, kind)
+    else:
+        query = support.for_account(account)
+        if chosen is not None:
+            query = query.where(Ticket.status == chosen)
+    with runtime.unit_of_work() as uow:
+        rows, next_cursor = page(uow.session, query, Ticket.id, cursor, limit)
+        last = support.latest_messages(uow, [t.id for t in rows])
+        return Page[TicketOut](items=[TicketOut.of(t, last.get(t.id)) for t in rows], next_cursor=next_cursor)
+
+
+@router.get("/{ticket_id}", response_model=TicketDetailOut)
+def get_ticket(ticket_id: int, runtime: RuntimeDep, account: CurrentAccount) -> TicketDetailOut:
+    """The ticket and its whole conversation, oldest message first."""
+    with runtime.unit_of_work() as uow:
+        ticket = support.visible_ticket(uow, account, ticket_id)
+        return _detail(ticket, support.messages(uow, ticket))
+
+
+@router.post("/{ticket_id}/messages", status_code=status.HTTP_201_CREATED, response_model=TicketDetailOut)
+def add_message(ticket_id: int, body: MessageIn, runtime: RuntimeDep, account: CurrentAccount) -> TicketDetailOut:
+    """Reply. A staff reply notifies the subscriber; a subscriber's reply reopens a resolved ticket."""
+    with runtime.unit_of_work() as uow:
+        ticket = support.visible_ticket(uow, account, ticket_id)
+        support.reply(uow, account, ticket, body.body)
+        if body.resolve:
+            support.resolve(uow, account, ticket, body.body)
+        return _detail(ticket, support.messages(uow, ticket))

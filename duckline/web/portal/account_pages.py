@@ -1,0 +1,402 @@
+"""The subscriber's own account: settings (contact details, language, messages, line features,
+automatic renewal) and support tickets.
+
+Every form posts back here with the session's CSRF token; a success redirects to a GET that
+shows a notice (?saved=…), a failure shows the same page again with the reason.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
+from pydantic import EmailStr, TypeAdapter, ValidationError
+from sqlalchemy import select
+
+from duckline.adapters.db.tables import Account, ContactChange, Line, SavedPaymentMethod, Ticket
+from duckline.domain.lines import LineStatus
+from duckline.errors import DomainError, ErrorCode
+from duckline.runtime import Runtime
+from duckline.services import audit, contacts, lines, notifications, support
+from duckline.services.receipt_documents import payment_text
+from duckline.services.unit_of_work import UnitOfWork
+from duckline.web.deps import RuntimeDep, client_address
+from duckline.web.errors import STATUS
+from duckline.web.pagination import page
+from duckline.web.portal.rendering import check_csrf, error_text, page_language, redirect, render
+from duckline.web.portal.session import SignedIn
+
+router = APIRouter(include_in_schema=False)
+
+Text = Annotated[str, Form(max_length=support.BODY_MAX + 100)]
+Csrf = Annotated[str, Form()]
+CODE = re.compile(r"^\d{6}$")
+_email = TypeAdapter(EmailStr)
+
+
+# --- settings -----------------------------------------------------------------------------
+
+
+@router.get("/settings")
+def settings_page(request: Request, runtime: RuntimeDep, account: SignedIn, saved: str | None = None) -> Response:
+    return _settings(request, runtime, account, saved=saved)
+
+
+@router.post("/settings/email")
+def request_email_change(
+    request: Request, runtime: RuntimeDep, account: SignedIn, email: Annotated[str, Form(max_length=254)], csrf_token: Csrf = ""
+) -> Response:
+    """Send a code to the new address; nothing changes until it comes back."""
+    check_csrf(request, runtime, csrf_token)
+    try:
+        address = str(_email.validate_python(email.strip()))
+    except ValidationError:
+        return _settings_error(request, runtime, account, DomainError(ErrorCode.VALIDATION_FAILED, field="email"), email=email)
+    return _request_change(request, runtime, account, contacts.EMAIL, address)
+
+
+@router.post("/settings/phone")
+def request_phone_change(
+    request: Request, runtime: RuntimeDep, account: SignedIn, phone: Annotated[str, Form(max_length=30)], csrf_token: Csrf = ""
+) -> Response:
+    check_csrf(request, runtime, csrf_token)
+    return _request_change(request, runtime, account, contacts.PHONE, phone)
+
+
+@router.post("/settings/email/verify")
+def confirm_email_change(
+    request: Request, runtime: RuntimeDep, account: SignedIn, code: Annotated[str, Form(max_length=20)], csrf_token: Csrf = ""
+) -> Response:
+    check_csrf(request, runtime, csrf_token)
+    return _confirm_change(request, runtime, account, contacts.EMAIL, code)
+
+
+@router.post("/settings/phone/verify")
+def confirm_phone_change(
+    request: Request, runtime: RuntimeDep, account: SignedIn, code: Annotated[str, Form(max_length=20)], csrf_token: Csrf = ""
+) -> Response:
+    check_csrf(request, runtime, csrf_token)
+    return _confirm_change(request, runtime, account, contacts.PHONE, code)
+
+
+@router.post("/settings/preferences")
+def save_preferences(
+    request: Request,
+    runtime: RuntimeDep,
+    account: SignedIn,
+    shown: Annotated[list[str], Form()] = [],  # noqa: B006 — FastAPI copies form defaults
+    enabled: Annotated[list[str], Form()] = [],  # noqa: B006
+    csrf_token: Csrf = "",
+) -> Response:
+    """Each `shown` channel.category is on when it is also `enabled` (an unticked box sends nothing).
+    Always-on categories are never shown as editable, and the service refuses to turn them off."""
+    check_csrf(request, runtime, csrf_token)
+    wanted: dict[str, dict[str, bool]] = {}
+    try:
+        for item in shown:
+            channel, dot, category = item.partition(".")
+            if not dot:
+                raise DomainError(ErrorCode.VALIDATION_FAILED, field="preferences")
+            wanted.setdefault(channel, {})[category] = item in enabled
+        with runtime.unit_of_work() as uow:
+            contacts.set_preferences(uow, uow.session.merge(account), wanted)
+    except DomainError as error:
+        return _settings_error(request, runtime, account, error)
+    return redirect("/settings?saved=preferences")
+
+
+@router.post("/settings/lines/{line_id}/features")
+def save_features(
+    line_id: int,
+    request: Request,
+    runtime: RuntimeDep,
+    account: SignedIn,
+    voicemail: Annotated[str | None, Form()] = None,
+    caller_id: Annotated[str | None, Form()] = None,
+    csrf_token: Csrf = "",
+) -> Response:
+    """Both switches are on the form, so a box that is not ticked means off."""
+    check_csrf(request, runtime, csrf_token)
+    try:
+        with runtime.unit_of_work() as uow:
+            line = _own_line(uow, account, line_id)
+            lines.set_features(uow, account, line, voicemail is not None, caller_id is not None)
+    except DomainError as error:
+        return _settings_error(request, runtime, account, error)
+    return redirect("/settings?saved=features")
+
+
+@router.post("/settings/lines/{line_id}/auto-renew")
+def save_auto_renew(
+    line_id: int,
+    request: Request,
+    runtime: RuntimeDep,
+    account: SignedIn,
+    enabled: Annotated[str, Form(max_length=3)] = "",
+    csrf_token: Csrf = "",
+) -> Response:
+    check_csrf(request, runtime, csrf_token)
+    turn_on = enabled == "on"
+    try:
+        with runtime.unit_of_work() as uow:
+            line = _own_line(uow, account, line_id)
+            _set_auto_renew(uow, account, line, turn_on)
+    except DomainError as error:
+        return _settings_error(request, runtime, account, error, auto_renew_line=line_id)
+    return redirect(f"/settings?saved=auto_renew_{'on' if turn_on else 'off'}")
+
+
+def _request_change(request: Request, runtime: Runtime, account: Account, kind: str, value: str) -> Response:
+    try:
+        _limit(request, runtime, account)
+        with runtime.unit_of_work() as uow:
+            contacts.request_change(uow, uow.session.merge(account), kind, value)
+    except DomainError as error:
+        return _settings_error(request, runtime, account, error, **{kind: value})
+    return redirect(f"/settings?saved={kind}_code_sent")
+
+
+def _confirm_change(request: Request, runtime: Runtime, account: Account, kind: str, code: str) -> Response:
+    try:
+        _limit(request, runtime, account)
+        if not CODE.match(code.strip()):
+            raise DomainError(ErrorCode.OTP_INVALID, field="code")
+        with runtime.unit_of_work() as uow:
+            contacts.confirm_change(uow, uow.session.merge(account), kind, code.strip())
+    except DomainError as error:  # a wrong code is still counted: the service's error commits it
+        return _settings_error(request, runtime, account, error, code_for=kind)
+    return redirect(f"/settings?saved={kind}")
+
+
+def _limit(request: Request, runtime: Runtime, account: Account) -> None:
+    if not runtime.rate_limits.hit("otp", f"ip:{client_address(request)}", f"account:{account.id}"):
+        raise DomainError(ErrorCode.RATE_LIMITED)
+
+
+def _own_line(uow: UnitOfWork, account: Account, line_id: int) -> Line:
+    """Settings change the viewer's own lines only (staff use the console for others')."""
+    line = lines.visible_line(uow, account, line_id)
+    if line.account_id != account.id:
+        raise DomainError(ErrorCode.NOT_FOUND)
+    return line
+
+
+def _saved_methods(uow: UnitOfWork, account: Account) -> list[SavedPaymentMethod]:
+    """The account's usable saved methods, newest first."""
+    return list(
+        uow.session.scalars(
+            select(SavedPaymentMethod)
+            .where(SavedPaymentMethod.account_id == account.id, SavedPaymentMethod.revoked_at.is_(None))
+            .order_by(SavedPaymentMethod.id.desc())
+        ).all()
+    )
+
+
+def _renewal_method(line: Line, methods: list[SavedPaymentMethod]) -> SavedPaymentMethod | None:
+    """The line's own saved method if still usable, else the newest one the account saved."""
+    by_id = {m.id: m for m in methods}
+    own = by_id.get(line.auto_renew_method_id) if line.auto_renew_method_id else None
+    return own or (methods[0] if methods else None)
+
+
+def _set_auto_renew(uow: UnitOfWork, actor: Account, line: Line, enabled: bool) -> None:
+    """Turning it on needs a method saved with an earlier payment (Duckline never holds a card)."""
+    if enabled:
+        method = _renewal_method(line, _saved_methods(uow, actor))
+        if method is None:
+            raise DomainError(ErrorCode.SAVED_METHOD_REQUIRED, field="auto_renew")
+        line.auto_renew_method_id = method.id
+    line.auto_renew = enabled
+    line.updated_at = uow.now()
+    audit.record(
+        uow, actor.id, "line.auto_renew", f"line:{line.id}", enabled=enabled, method=line.auto_renew_method_id
+    )
+
+
+def _pending_change(uow: UnitOfWork, account: Account, kind: str) -> ContactChange | None:
+    """The change still waiting for its code, if its code can still be entered."""
+    change = uow.session.scalars(
+        select(ContactChange)
+        .where(ContactChange.account_id == account.id, ContactChange.kind == kind)
+        .order_by(ContactChange.id.desc())
+        .limit(1)
+    ).first()
+    if (
+        change is None
+        or change.consumed_at is not None
+        or change.expires_at <= uow.now()
+        or change.attempts >= uow.settings.otp_max_attempts
+    ):
+        return None
+    return change
+
+
+def _settings_error(
+    request: Request, runtime: Runtime, account: Account, error: DomainError, **context: Any
+) -> Response:
+    return _settings(
+        request,
+        runtime,
+        account,
+        status_code=STATUS[error.error.kind],
+        error=error_text(page_language(request, account), error),
+        error_field=error.field,
+        error_code=error.code,
+        **context,
+    )
+
+
+def _settings(request: Request, runtime: Runtime, account: Account, status_code: int = 200, **context: Any) -> Response:
+    with runtime.unit_of_work() as uow:
+        me = uow.session.get(Account, account.id) or account
+        methods = _saved_methods(uow, me)
+        own_lines = uow.session.scalars(
+            select(Line).where(Line.account_id == me.id, Line.status != LineStatus.RECYCLED).order_by(Line.id)
+        ).all()
+        line_rows = [
+            {
+                "line": line,
+                "method": payment_text(
+                    {"brand": m.card_brand, "last4": m.card_last4, "method": m.method.value, "wallet_account": None}
+                )
+                if (m := _renewal_method(line, methods))
+                else None,
+            }
+            for line in own_lines
+        ]
+        pending = {kind: _pending_change(uow, me, kind) for kind in (contacts.EMAIL, contacts.PHONE)}
+    return render(
+        request,
+        runtime,
+        "portal/settings.html",
+        me,
+        status_code=status_code,
+        me=me,
+        pending=pending,
+        preferences=contacts.effective_preferences(me),
+        channels=notifications.CHANNELS,
+        categories=notifications.CATEGORIES,
+        always_on=notifications.ALWAYS_ON,
+        line_rows=line_rows,
+        **context,
+    )
+
+
+# --- support ------------------------------------------------------------------------------
+
+
+@router.get("/support")
+def support_page(request: Request, runtime: RuntimeDep, account: SignedIn, cursor: str | None = None) -> Response:
+    return _support(request, runtime, account, cursor)
+
+
+@router.post("/support")
+def open_ticket(
+    request: Request,
+    runtime: RuntimeDep,
+    account: SignedIn,
+    subject: Annotated[str, Form(max_length=support.SUBJECT_MAX + 50)],
+    body: Text,
+    csrf_token: Csrf = "",
+) -> Response:
+    check_csrf(request, runtime, csrf_token)
+    try:
+        with runtime.unit_of_work() as uow:
+            ticket_id = support.open_ticket(uow, account, subject, body).id
+    except DomainError as error:
+        return _support(
+            request,
+            runtime,
+            account,
+            None,
+            status_code=STATUS[error.error.kind],
+            error=error_text(page_language(request, account), error),
+            error_field=error.field,
+            subject=subject,
+            body=body,
+        )
+    return redirect(f"/support/{ticket_id}?saved=opened")
+
+
+@router.get("/support/{ticket_id}")
+def ticket_page(
+    ticket_id: int, request: Request, runtime: RuntimeDep, account: SignedIn, saved: str | None = None
+) -> Response:
+    return _ticket(request, runtime, account, ticket_id, saved=saved)
+
+
+@router.post("/support/{ticket_id}/messages")
+def reply(
+    ticket_id: int, request: Request, runtime: RuntimeDep, account: SignedIn, body: Text, csrf_token: Csrf = ""
+) -> Response:
+    check_csrf(request, runtime, csrf_token)
+    try:
+        with runtime.unit_of_work() as uow:
+            support.reply(uow, account, support.visible_ticket(uow, account, ticket_id), body)
+    except DomainError as error:
+        if error.error is ErrorCode.NOT_FOUND:
+            return _not_found(request, runtime, account)
+        return _ticket(
+            request,
+            runtime,
+            account,
+            ticket_id,
+            status_code=STATUS[error.error.kind],
+            error=error_text(page_language(request, account), error),
+            error_field=error.field,
+            body=body,
+        )
+    return redirect(f"/support/{ticket_id}?saved=sent")
+
+
+def _support(
+    request: Request, runtime: Runtime, account: Account, cursor: str | None, status_code: int = 200, **context: Any
+) -> Response:
+    with runtime.unit_of_work() as uow:
+        rows, next_cursor = page(uow.session, support.for_account(account), Ticket.id, cursor, 20)
+        latest = support.latest_messages(uow, [t.id for t in rows])
+    return render(
+        request,
+        runtime,
+        "portal/support.html",
+        account,
+        status_code=status_code,
+        tickets=rows,
+        latest=latest,
+        next_cursor=next_cursor,
+        **context,
+    )
+
+
+def _ticket(
+    request: Request, runtime: Runtime, account: Account, ticket_id: int, status_code: int = 200, **context: Any
+) -> Response:
+    try:
+        with runtime.unit_of_work() as uow:
+            ticket = support.visible_ticket(uow, account, ticket_id)
+            messages = support.messages(uow, ticket)
+    except DomainError:
+        return _not_found(request, runtime, account)
+    return render(
+        request,
+        runtime,
+        "portal/ticket.html",
+        account,
+        status_code=status_code,
+        ticket=ticket,
+        messages=messages,
+        **context,
+    )
+
+
+def _not_found(request: Request, runtime: Runtime, account: Account) -> Response:
+    return _support(
+        request,
+        runtime,
+        account,
+        None,
+        status_code=404,
+        error=error_text(page_language(request, account), DomainError(ErrorCode.NOT_FOUND)),
+    )

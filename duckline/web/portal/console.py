@@ -1,0 +1,165 @@
+"""The staff console (/console): the dashboard here; subscribers, catalogue and operations in the
+console_*.py modules. Every route checks the staff member's role again on the server, every form
+carries the CSRF token, and every change goes through a service that writes the audit log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, cast
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_date
+from babel.numbers import format_decimal
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from sqlalchemy import case, func, select
+
+from duckline import i18n
+from duckline.adapters.db.tables import Line, Ticket, UsageRecord
+from duckline.domain.catalog import Unit
+from duckline.domain.lines import LineStatus
+from duckline.money import Money
+from duckline.services import numbers
+from duckline.web.api import billing
+from duckline.web.deps import RuntimeDep
+from duckline.web.portal import console_catalogue, console_operations, console_subscribers
+from duckline.web.portal.console_common import Staff, abilities, page
+from duckline.web.portal.rendering import page_language
+
+router = APIRouter(include_in_schema=False)
+router.include_router(console_subscribers.router)
+router.include_router(console_catalogue.router)
+router.include_router(console_operations.router)
+
+DAYS = 30
+CASE_KINDS = ("reconciliation", "payment_mismatch")
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    y: float
+    width: float
+    height: float
+    label: str  # the day
+    value: str  # the figure, formatted
+
+
+@dataclass(frozen=True)
+class Chart:
+    """A bar chart by day, laid out here so the page needs no script and no inline style."""
+
+    bars: list[Bar]
+    ticks: list[tuple[float, str]]
+    top: str  # the largest value, written at the top of the scale
+    width: int = 600
+    height: int = 170
+    base: int = 150  # y of the baseline; labels below it
+
+
+def bar_chart(days: list[date], values: list[int], show: Any, day_label: Any) -> Chart:
+    width, base, top_margin, left = 600, 150, 14, 4
+    slot = (width - left) / len(days)
+    peak = max([*values, 1])
+    bars = []
+    for i, (day, value) in enumerate(zip(days, values, strict=True)):
+        height = round((base - top_margin) * value / peak, 1) if value else 0.0
+        bars.append(
+            Bar(
+                x=round(left + i * slot + slot * 0.15, 1),
+                y=round(base - height, 1),
+                width=round(slot * 0.7, 1),
+                height=height,
+                label=day_label(day),
+                value=show(value),
+            )
+        )
+    ticks = [(round(left + i * slot + slot / 2, 1), day_label(day)) for i, day in enumerate(days) if i % 5 == 0]
+    return Chart(bars=bars, ticks=ticks, top=show(max(values, default=0)))
+
+
+def _day_index(column: Any, start: datetime) -> Any:
+    """Which of the last DAYS Hong Kong days a timestamp falls on, in SQL that every database runs."""
+    return case(*((column < start + timedelta(days=i + 1), i) for i in range(DAYS)), else_=DAYS)
+
+
+def _usage_by_day(runtime: Any, start: datetime, end: datetime) -> dict[Unit, list[int]]:
+    totals = {unit: [0] * DAYS for unit in Unit}
+    day = _day_index(UsageRecord.started_at, start)
+    with runtime.unit_of_work() as uow:
+        rows = uow.session.execute(
+            select(UsageRecord.unit, day, func.sum(UsageRecord.quantity))
+            .where(UsageRecord.started_at >= start, UsageRecord.started_at < end)
+            .group_by(UsageRecord.unit, day)
+        ).all()
+    for unit, index, quantity in rows:
+        if 0 <= index < DAYS:
+            totals[Unit(unit)][index] += int(quantity or 0)
+    return totals
+
+
+def _rounded(value: int, per: int) -> int:
+    return int((Decimal(value) / per).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+@router.get("/console")
+def dashboard(request: Request, runtime: RuntimeDep, actor: Staff) -> Response:
+    tz = ZoneInfo(runtime.settings.display_timezone)
+    locale = i18n.babel_locale(page_language(request, actor))
+    today = runtime.clock.now().astimezone(tz).date()
+    days = [today - timedelta(days=DAYS - 1 - i) for i in range(DAYS)]
+    start = datetime.combine(days[0], time(), tz)
+    end = datetime.combine(today + timedelta(days=1), time(), tz)
+
+    # The same figures as GET /api/v1/reports/revenue?by=day, for the same days.
+    report = billing.revenue(runtime, actor, by="day", since=days[0], until=today)
+    net: dict[str, list[int]] = {}
+    for row in report:
+        currency = str(row["currency"])
+        net.setdefault(currency, [0] * DAYS)[days.index(date.fromisoformat(str(row["day"])))] += cast(int, row["net"])
+    currency = runtime.settings.default_currency  # other currencies are listed beside the chart
+    revenue = net.get(currency, [0] * DAYS)
+
+    def day_label(day: date) -> str:
+        return format_date(day, "d/M", locale=locale)
+
+    def money(amount: int) -> str:
+        return Money(amount, currency).format(locale)
+
+    def count(value: int) -> str:
+        return format_decimal(value, locale=locale)
+
+    usage = _usage_by_day(runtime, start, end)
+    with runtime.unit_of_work() as uow:
+        open_cases = uow.session.scalar(
+            select(func.count()).select_from(Ticket).where(Ticket.kind.in_(CASE_KINDS), Ticket.status == "open")
+        )
+        lines_by_status = dict(uow.session.execute(select(Line.status, func.count()).group_by(Line.status)).all())
+        pool = numbers.pool_summary(uow) if abilities(actor)["pool"] else None
+    return page(
+        request,
+        runtime,
+        actor,
+        "dashboard.html",
+        title_key="Dashboard",
+        open_cases=int(open_cases or 0),
+        revenue_total=money(sum(revenue)),
+        other_currencies={c: Money(sum(v), c).format(locale) for c, v in net.items() if c != currency},
+        revenue_chart=bar_chart(days, revenue, money, day_label),
+        usage_charts=[
+            ("voice", bar_chart(days, [_rounded(v, 60) for v in usage[Unit.VOICE_SECONDS]], count, day_label)),
+            ("sms", bar_chart(days, usage[Unit.SMS], count, day_label)),
+            ("data", bar_chart(days, [_rounded(v, MB) for v in usage[Unit.DATA_BYTES]], count, day_label)),
+        ],
+        usage_totals={
+            "voice": count(_rounded(sum(usage[Unit.VOICE_SECONDS]), 60)),
+            "sms": count(sum(usage[Unit.SMS])),
+            "data": count(_rounded(sum(usage[Unit.DATA_BYTES]), MB)),
+        },
+        pool=pool,
+        lines_by_status=[(status.value, int(lines_by_status.get(status, 0))) for status in LineStatus],
+        period=(format_date(days[0], "medium", locale=locale), format_date(today, "medium", locale=locale)),
+    )

@@ -1,0 +1,544 @@
+"""Subscriber pages: registration and phone verification, password reset, the lines list, a
+line's dashboard (balances, expiry, eSIM) and its usage history.
+
+Each page calls the same services as the API (registration.py, password.py, lines.py) and holds
+no rule of its own; what it shows is formatted here only as numbers — every word comes from
+the templates, through gettext.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Annotated
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_skeleton
+from babel.numbers import format_decimal
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import Response
+from sqlalchemy import select
+
+from duckline import i18n
+from duckline.adapters.db.tables import Account, Line, Person
+from duckline.domain.esim import activation_code
+from duckline.domain.identity import DocumentType
+from duckline.domain.roles import STAFF
+from duckline.errors import DomainError, ErrorCode
+from duckline.runtime import Runtime
+from duckline.services import accounts, lines, usage_history
+from duckline.services.unit_of_work import UnitOfWork
+from duckline.web.deps import SESSION_COOKIE, RuntimeDep, client_address, phone_key, session_signer
+from duckline.web.errors import STATUS
+from duckline.web.portal.rendering import check_csrf, error_text, page_language, redirect, render
+from duckline.web.portal.session import SignedIn, Viewer
+
+router = APIRouter(include_in_schema=False)
+
+DOCUMENT_TYPES = tuple(t.value for t in DocumentType)
+REGISTRATION_FIELDS = (
+    "phone",
+    "document_type",
+    "document_number",
+    "name_en",
+    "name_zh",
+    "birth_date",
+    "guardian_document_type",
+    "guardian_document_number",
+    "guardian_name_en",
+    "guardian_name_zh",
+    "guardian_birth_date",
+)
+# Fields an error can point at on each form (others are shown at the top of the page).
+REGISTRATION_ERROR_FIELDS = {*REGISTRATION_FIELDS, "password", "document_image", "guardian"}
+CODE_ERROR_FIELDS = {"phone", "code", "password"}
+_SIX_DIGITS = re.compile(r"^\d{6}$")
+KIB, MIB, GIB = 1024, 1024**2, 1024**3
+
+
+# --- Sessions ---------------------------------------------------------------------------------
+
+
+def issue_session(uow: UnitOfWork, runtime: Runtime, account: Account) -> str:
+    """A portal session token for `account`, as the login page issues one."""
+    return accounts.issue_token(uow, account, "portal", timedelta(seconds=runtime.settings.session_max_age_seconds))
+
+
+def signed_in_redirect(runtime: Runtime, token: str, target: str) -> Response:
+    """Redirect to `target` carrying the signed session cookie for `token`."""
+    settings = runtime.settings
+    response = redirect(target)
+    response.set_cookie(
+        SESSION_COOKIE,
+        session_signer(runtime).sign(token).decode(),
+        max_age=settings.session_max_age_seconds,
+        httponly=True,
+        secure=settings.environment == "production",
+        samesite="lax",
+        path="/",
+    )
+    return response
+
+
+def _errors(language: str, error: DomainError, fields: set[str]) -> dict[str, str]:
+    """{form field: message}; "" holds an error that belongs to no field on the form."""
+    field = (error.field or "").replace(".", "_")
+    return {field if field in fields else "": error_text(language, error)}
+
+
+def _rate_limited(language: str) -> dict[str, str]:
+    return {"": error_text(language, DomainError(ErrorCode.RATE_LIMITED))}
+
+
+# --- Registration -----------------------------------------------------------------------------
+
+
+@router.get("/register")
+def register_page(request: Request, runtime: RuntimeDep, account: Viewer) -> Response:
+    if account is not None:
+        return redirect("/")
+    return _register_form(request, runtime, {}, {})
+
+
+def _register_form(
+    request: Request, runtime: RuntimeDep, form: dict[str, str], errors: dict[str, str], status_code: int = 200
+) -> Response:
+    return render(
+        request,
+        runtime,
+        "portal/register.html",
+        None,
+        status_code=status_code,
+        form=form,
+        errors=errors,
+        document_types=DOCUMENT_TYPES,
+        guardian_age=runtime.settings.min_age_without_guardian,
+        max_mb=runtime.settings.document_max_bytes // (1024 * 1024),
+        min_password=accounts.MIN_PASSWORD_LENGTH,
+        today=runtime.clock.now().astimezone(ZoneInfo(runtime.settings.display_timezone)).date().isoformat(),
+    )
+
+
+@router.post("/register")
+def register(
+    request: Request,
+    runtime: RuntimeDep,
+    csrf_token: Annotated[str, Form()] = "",
+    phone: Annotated[str, Form(max_length=30)] = "",
+    password: Annotated[str, Form(max_length=200)] = "",
+    document_type: Annotated[str, Form(max_length=30)] = "",
+    document_number: Annotated[str, Form(max_length=40)] = "",
+    name_en: Annotated[str, Form(max_length=100)] = "",
+    name_zh: Annotated[str, Form(max_length=30)] = "",
+    birth_date: Annotated[str, Form(max_length=10)] = "",
+    document_image: Annotated[UploadFile | None, File()] = None,
+    guardian_document_type: Annotated[str, Form(max_length=30)] = "",
+    guardian_document_number: Annotated[str, Form(max_length=40)] = "",
+    guardian_name_en: Annotated[str, Form(max_length=100)] = "",
+    guardian_name_zh: Annotated[str, Form(max_length=30)] = "",
+    guardian_birth_date: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    """As POST /api/v1/registrations; the errors come back next to their fields."""
+    check_csrf(request, runtime, csrf_token)
+    language = page_language(request, None)
+    typed = {
+        "phone": phone,
+        "document_type": document_type,
+        "document_number": document_number,
+        "name_en": name_en,
+        "name_zh": name_zh,
+        "birth_date": birth_date,
+        "guardian_document_type": guardian_document_type,
+        "guardian_document_number": guardian_document_number,
+        "guardian_name_en": guardian_name_en,
+        "guardian_name_zh": guardian_name_zh,
+        "guardian_birth_date": guardian_birth_date,
+    }
+    if not runtime.rate_limits.hit("otp", f"ip:{client_address(request)}"):
+        return _register_form(request, runtime, typed, _rate_limited(language), status_code=429)
+    try:
+        guardian = None
+        if guardian_document_type or guardian_document_number:
+            if not (guardian_document_type and guardian_document_number and guardian_birth_date):
+                raise DomainError(
+                    ErrorCode.GUARDIAN_REQUIRED, field="guardian", age=runtime.settings.min_age_without_guardian
+                )
+            guardian = accounts.IdentityInput(
+                guardian_document_type,
+                guardian_document_number,
+                guardian_name_en or None,
+                guardian_name_zh or None,
+                _parse_date(guardian_birth_date, "guardian.birth_date"),
+            )
+        image = document_image.file.read(runtime.settings.document_max_bytes + 1) if document_image else b""
+        form = accounts.Registration(
+            phone=phone,
+            password=password,
+            identity=accounts.IdentityInput(
+                document_type, document_number, name_en or None, name_zh or None, _parse_date(birth_date, "birth_date")
+            ),
+            document_image=image,
+            language=language,
+            guardian=guardian,
+        )
+        with runtime.unit_of_work() as uow:
+            account = accounts.register(uow, form)
+    except DomainError as error:
+        errors = _errors(language, error, REGISTRATION_ERROR_FIELDS)
+        return _register_form(request, runtime, typed, errors, status_code=STATUS[error.error.kind])
+    return redirect("/register/verify?" + urlencode({"phone": account.phone}))
+
+
+def _parse_date(text: str, field: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise DomainError(ErrorCode.BIRTH_DATE_INVALID, field=field) from exc
+
+
+@router.get("/register/verify")
+def verify_page(request: Request, runtime: RuntimeDep, phone: str = "") -> Response:
+    return _verify_form(request, runtime, phone[:30], {})
+
+
+def _verify_form(
+    request: Request, runtime: RuntimeDep, phone: str, errors: dict[str, str], status_code: int = 200, **extra: object
+) -> Response:
+    return render(
+        request,
+        runtime,
+        "portal/register_verify.html",
+        None,
+        status_code=status_code,
+        phone=phone,
+        errors=errors,
+        minutes=runtime.settings.otp_ttl_seconds // 60,
+        **extra,
+    )
+
+
+@router.post("/register/verify")
+def verify(
+    request: Request,
+    runtime: RuntimeDep,
+    csrf_token: Annotated[str, Form()] = "",
+    phone: Annotated[str, Form(max_length=30)] = "",
+    code: Annotated[str, Form(max_length=20)] = "",
+    action: Annotated[str, Form(max_length=10)] = "verify",
+) -> Response:
+    """As POST /api/v1/registrations/verify (or /resend): the code opens the first line, and
+    the new subscriber is signed in on the line's page."""
+    check_csrf(request, runtime, csrf_token)
+    language = page_language(request, None)
+    if not runtime.rate_limits.hit("otp", f"ip:{client_address(request)}", phone_key(runtime, phone)):
+        return _verify_form(request, runtime, phone, _rate_limited(language), status_code=429)
+    if action == "resend":
+        try:
+            with runtime.unit_of_work() as uow:
+                accounts.resend_code(uow, phone)
+        except DomainError as error:
+            errors = _errors(language, error, CODE_ERROR_FIELDS)
+            return _verify_form(request, runtime, phone, errors, STATUS[error.error.kind])
+        return _verify_form(request, runtime, phone, {}, sent=True)
+    try:
+        if not _SIX_DIGITS.match(code.strip()):
+            raise DomainError(ErrorCode.OTP_INVALID, field="code")
+        with runtime.unit_of_work() as uow:
+            account = accounts.verify_phone(uow, phone, code.strip())
+            line = lines.open_line(uow, account)
+            token = issue_session(uow, runtime, account)
+    except DomainError as error:
+        errors = _errors(language, error, CODE_ERROR_FIELDS)
+        already = error.error is ErrorCode.ACCOUNT_ALREADY_VERIFIED
+        return _verify_form(request, runtime, phone, errors, STATUS[error.error.kind], already_verified=already)
+    return signed_in_redirect(runtime, token, f"/lines/{line.id}")
+
+
+# --- Password reset ---------------------------------------------------------------------------
+
+
+@router.get("/password-reset")
+def password_reset_page(request: Request, runtime: RuntimeDep, account: Viewer) -> Response:
+    return _reset_form(request, runtime, account, "request", "", {})
+
+
+def _reset_form(
+    request: Request,
+    runtime: RuntimeDep,
+    account: Account | None,
+    step: str,
+    phone: str,
+    errors: dict[str, str],
+    status_code: int = 200,
+) -> Response:
+    return render(
+        request,
+        runtime,
+        "portal/password_reset.html",
+        account,
+        status_code=status_code,
+        step=step,
+        phone=phone,
+        errors=errors,
+        min_password=accounts.MIN_PASSWORD_LENGTH,
+        minutes=runtime.settings.otp_ttl_seconds // 60,
+    )
+
+
+@router.post("/password-reset")
+def password_reset(
+    request: Request,
+    runtime: RuntimeDep,
+    account: Viewer,
+    csrf_token: Annotated[str, Form()] = "",
+    step: Annotated[str, Form(max_length=10)] = "request",
+    phone: Annotated[str, Form(max_length=30)] = "",
+    code: Annotated[str, Form(max_length=20)] = "",
+    password: Annotated[str, Form(max_length=200)] = "",
+    action: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    """Step "request" (or the confirm step's resend button) as POST /api/v1/auth/password-reset,
+    step "confirm" as …/password-reset/confirm."""
+    check_csrf(request, runtime, csrf_token)
+    language = page_language(request, account)
+    if not runtime.rate_limits.hit("otp", f"ip:{client_address(request)}", phone_key(runtime, phone)):
+        return _reset_form(request, runtime, account, step, phone, _rate_limited(language), 429)
+    if step != "confirm" or action == "resend":
+        try:
+            with runtime.unit_of_work() as uow:
+                accounts.request_password_reset(uow, phone)
+        except DomainError as error:
+            errors = _errors(language, error, CODE_ERROR_FIELDS)
+            return _reset_form(request, runtime, account, "request", phone, errors, STATUS[error.error.kind])
+        return _reset_form(request, runtime, account, "confirm", phone, {})
+    try:
+        if not _SIX_DIGITS.match(code.strip()):
+            raise DomainError(ErrorCode.OTP_INVALID, field="code")
+        with runtime.unit_of_work() as uow:
+            accounts.reset_password(uow, phone, code.strip(), password)
+    except DomainError as error:
+        errors = _errors(language, error, CODE_ERROR_FIELDS)
+        return _reset_form(request, runtime, account, "confirm", phone, errors, STATUS[error.error.kind])
+    # Every session of the account was revoked, this browser's too.
+    response = _reset_form(request, runtime, None, "done", phone, {})
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+# --- Lines ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Countdown:
+    days: int
+    hours: int
+
+
+@dataclass(frozen=True)
+class LineSummary:
+    line: Line
+    plan_name: str | None
+    status: lines.LineStatusView
+    left: Countdown | None  # until expiry, if it is still ahead
+
+
+def _summary(uow: UnitOfWork, line: Line, language: str) -> LineSummary:
+    view = lines.status(uow, line)
+    plan_name = (view.plan.names.get(language) or view.plan.code) if view.plan else None
+    left = None
+    if line.expires_at is not None and line.expires_at > uow.now():
+        remaining = line.expires_at - uow.now()
+        left = Countdown(remaining.days, remaining.seconds // 3600)
+    return LineSummary(line, plan_name, view, left)
+
+
+@router.get("/")
+def home(request: Request, runtime: RuntimeDep, account: Viewer) -> Response:
+    """The subscriber's lines; staff go to the console, visitors to the login page."""
+    if account is None:
+        return redirect("/login")
+    if account.role in STAFF:
+        return redirect("/console")
+    language = page_language(request, account)
+    with runtime.unit_of_work() as uow:
+        owned = uow.session.scalars(select(Line).where(Line.account_id == account.id).order_by(Line.id)).all()
+        summaries = [_summary(uow, line, language) for line in owned]
+        person = uow.session.get(Person, account.person_id) if account.person_id else None
+    return render(
+        request, runtime, "portal/lines.html", account, summaries=summaries, person=person, **_formatters(language)
+    )
+
+
+@router.get("/lines/{line_id}")
+def line_page(line_id: int, request: Request, runtime: RuntimeDep, account: SignedIn) -> Response:
+    """A line's dashboard: plan, expiry, allowances, warnings, eSIM, features."""
+    language = page_language(request, account)
+    try:
+        with runtime.unit_of_work() as uow:
+            line = lines.visible_line(uow, account, line_id)
+            summary = _summary(uow, line, language)
+            profile = lines.esim_profile(uow, line)
+            owner = uow.session.get(Account, line.account_id)
+            person = uow.session.get(Person, owner.person_id) if owner and owner.person_id else None
+    except DomainError as error:
+        return _not_found(request, runtime, account, error)
+    return render(
+        request,
+        runtime,
+        "portal/line.html",
+        account,
+        summary=summary,
+        line=line,
+        profile=profile,
+        code=activation_code(profile.smdp_address, profile.matching_id),
+        person=person,
+        **_formatters(language),
+    )
+
+
+@router.get("/lines/{line_id}/usage")
+def usage_page(
+    line_id: int, request: Request, runtime: RuntimeDep, account: SignedIn, month: str | None = None
+) -> Response:
+    """Usage by day (charts) and the month's records with what each one charged."""
+    language = page_language(request, account)
+    tz = account.timezone or runtime.settings.display_timezone
+    today = runtime.clock.now().astimezone(ZoneInfo(tz)).date()
+    current = usage_history.Month(today.year, today.month)
+    chosen = usage_history.Month.parse(month, today)
+    if (chosen.year, chosen.month) > (current.year, current.month):
+        chosen = current
+    try:
+        with runtime.unit_of_work() as uow:
+            line = lines.visible_line(uow, account, line_id)
+            history = usage_history.month_usage(uow, line, chosen, tz)
+    except DomainError as error:
+        return _not_found(request, runtime, account, error)
+    locale = i18n.babel_locale(language)
+    charts = [
+        _chart("voice", [d.voice_seconds / 60 for d in history.days]),
+        _chart("sms", [float(d.sms) for d in history.days]),
+        _chart("data", [d.data_bytes / MIB for d in history.days]),
+    ]
+    return render(
+        request,
+        runtime,
+        "portal/line_usage.html",
+        account,
+        line=line,
+        history=history,
+        charts=charts,
+        month_label=format_skeleton("yMMMM", chosen.first_day, locale=locale),
+        previous_month=str(chosen.previous()),
+        next_month=str(chosen.next()) if chosen != current else None,
+        month_value=str(chosen),
+        current_month=str(current),
+        **_formatters(language),
+    )
+
+
+def _not_found(request: Request, runtime: Runtime, account: Account, error: DomainError) -> Response:
+    if error.error is not ErrorCode.NOT_FOUND:
+        raise error
+    return render(request, runtime, "portal/line_not_found.html", account, status_code=404)
+
+
+# --- Numbers for the templates (the words around them are in the templates) -------------------
+
+
+def _formatters(language: str) -> dict[str, object]:
+    locale = i18n.babel_locale(language)
+
+    def number(value: float, pattern: str = "#,##0") -> str:
+        return format_decimal(value, pattern, locale=locale)
+
+    def quantity(unit: str, amount: int, rounding: str = "nearest") -> list[tuple[str, str]]:
+        """[(number, unit key)] for an allowance amount in people's units.
+
+        Voice: whole minutes (remaining rounded down and used rounded up, so they add up to
+        the allowance); data: GB from 1 GB, else MB; SMS: a count. Unit keys: min, s, sms, gb, mb.
+        """
+        if unit == "voice_seconds":
+            minutes = amount / 60
+            whole = math.floor(minutes) if rounding == "down" else math.ceil(minutes) if rounding == "up" else minutes
+            return [(number(whole), "min")]
+        if unit == "data_bytes":
+            if amount >= GIB:
+                return [(number(amount / GIB, "#,##0.##"), "gb")]
+            return [(number(amount / MIB, "#,##0.#" if amount >= MIB or amount == 0 else "#,##0.###"), "mb")]
+        return [(number(amount), "sms")]
+
+    def duration(seconds: int) -> list[tuple[str, str]]:
+        """A call's length: minutes and seconds."""
+        minutes, rest = divmod(seconds, 60)
+        return ([(number(minutes), "min")] if minutes else []) + ([(number(rest), "s")] if rest or not minutes else [])
+
+    def day(value: date, skeleton: str = "MMMd") -> str:
+        return format_skeleton(skeleton, value, locale=locale)
+
+    return {"number": number, "quantity": quantity, "duration": duration, "day": day}
+
+
+@dataclass(frozen=True)
+class Bar:
+    index: int  # day of the month - 1
+    value: float
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+@dataclass(frozen=True)
+class Chart:
+    kind: str  # voice (minutes), sms (count), data (MB)
+    top: float  # the value at the top of the scale
+    bars: list[Bar]
+    ticks: list[tuple[int, float]]  # (day of the month, x of its label)
+    width: int = 320
+    height: int = 130
+    plot_top: int = 12
+    plot_bottom: int = 112
+    left: int = 34
+
+
+def _chart(kind: str, values: list[float]) -> Chart:
+    """Bar geometry for an inline SVG: one bar per day, scaled to a round maximum."""
+    chart = Chart(kind, 0, [], [])
+    top = _round_up(max(values, default=0))
+    slot = (chart.width - chart.left - 4) / max(len(values), 1)
+    plot = chart.plot_bottom - chart.plot_top
+    bars = []
+    for index, value in enumerate(values):
+        if value <= 0:
+            continue
+        height = max(plot * value / top, 1.5)
+        bars.append(
+            Bar(
+                index,
+                value,
+                round(chart.left + index * slot + slot * 0.15, 2),
+                round(chart.plot_bottom - height, 2),
+                round(slot * 0.7, 2),
+                round(height, 2),
+            )
+        )
+    ticks = [(d, round(chart.left + (d - 1) * slot + slot / 2, 2)) for d in (1, 5, 10, 15, 20, 25, 30) if d <= len(values)]
+    return Chart(kind, top, bars, ticks)
+
+
+def _round_up(value: float) -> float:
+    """1, 2, 5 × a power of ten at or above `value` (1 for nothing)."""
+    if value <= 0:
+        return 1
+    power = 10 ** math.floor(math.log10(value))
+    for step in (1, 2, 5, 10):
+        if value <= step * power:
+            return step * power
+    return 10 * power
+
+
+__all__ = ["issue_session", "router", "signed_in_redirect"]

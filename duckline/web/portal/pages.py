@@ -1,0 +1,127 @@
+"""Portal pages shared by everyone: log in and out, the language switch, the home page."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
+
+from duckline import i18n
+from duckline.domain.roles import STAFF
+from duckline.errors import DomainError, ErrorCode
+from duckline.services import accounts, contacts
+from duckline.web.deps import SESSION_COOKIE, RuntimeDep, client_address, phone_key, session_signer
+from duckline.web.portal.rendering import LANGUAGE_COOKIE, check_csrf, error_text, page_language, redirect, render
+from duckline.web.portal.session import Viewer
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/login")
+def login_page(request: Request, runtime: RuntimeDep, account: Viewer, next: str = "/") -> Response:
+    if account is not None:
+        return redirect("/console" if account.role in STAFF else "/")
+    return render(request, runtime, "portal/login.html", None, title_key="Log in", next=_safe(next))
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    runtime: RuntimeDep,
+    phone: Annotated[str, Form(max_length=30)],
+    password: Annotated[str, Form(max_length=200)],
+    csrf_token: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/",
+) -> Response:
+    check_csrf(request, runtime, csrf_token)
+    language = page_language(request, None)
+    if not runtime.rate_limits.hit("login", f"ip:{client_address(request)}", phone_key(runtime, phone)):
+        return render(
+            request,
+            runtime,
+            "portal/login.html",
+            None,
+            status_code=429,
+            next=_safe(next),
+            phone=phone,
+            error=error_text(language, DomainError(ErrorCode.RATE_LIMITED)),
+        )
+    settings = runtime.settings
+    try:
+        with runtime.unit_of_work() as uow:
+            account = accounts.authenticate(uow, phone, password)
+            token = accounts.issue_token(uow, account, "portal", timedelta(seconds=settings.session_max_age_seconds))
+    except DomainError as error:
+        return render(
+            request,
+            runtime,
+            "portal/login.html",
+            None,
+            status_code=401 if error.error is ErrorCode.LOGIN_FAILED else 409,
+            next=_safe(next),
+            phone=phone,
+            error=error_text(language, error),
+        )
+    target = _safe(next)
+    if account.role in STAFF and target == "/":
+        target = "/console"
+    response = redirect(target)
+    response.set_cookie(
+        SESSION_COOKIE,
+        session_signer(runtime).sign(token).decode(),
+        max_age=settings.session_max_age_seconds,
+        httponly=True,
+        secure=settings.environment == "production",
+        samesite="lax",
+        path="/",
+    )
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, runtime: RuntimeDep, csrf_token: Annotated[str, Form()] = "") -> Response:
+    from duckline.web.deps import session_token_from_cookie
+
+    check_csrf(request, runtime, csrf_token)
+    token = session_token_from_cookie(request, runtime)
+    if token:
+        with runtime.unit_of_work() as uow:
+            accounts.revoke_token(uow, token)
+    response = redirect("/login")
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.post("/language")
+def switch_language(
+    request: Request,
+    runtime: RuntimeDep,
+    account: Viewer,
+    language: Annotated[str, Form()],
+    csrf_token: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/",
+) -> Response:
+    """Remembered on the account when signed in, and in a cookie for visitors."""
+    check_csrf(request, runtime, csrf_token)
+    if language not in i18n.LANGUAGES:
+        language = i18n.DEFAULT_LANGUAGE
+    if account is not None:
+        with runtime.unit_of_work() as uow:
+            contacts.set_language(uow, uow.session.merge(account), language)
+    response = redirect(_safe(next))
+    response.set_cookie(
+        LANGUAGE_COOKIE,
+        language,
+        max_age=365 * 86400,
+        samesite="lax",
+        path="/",
+        secure=runtime.settings.environment == "production",
+    )
+    return response
+
+
+def _safe(target: str) -> str:
+    """Only same-site paths: never an open redirect."""
+    return target if target.startswith("/") and not target.startswith("//") else "/"

@@ -1,0 +1,575 @@
+"""Renewing from the portal: choose, see the exact price, pay, the result; bills and receipts.
+
+The pages call the services the API calls (orders.quote, checkout.place_order with an
+idempotency key, checkout.refresh, checkout.retry, receipt_documents.pdf) and hold no rules of
+their own. The payment provider sends the payer back to /payments/{id}/result (checkout fills in
+the payment id), which leads to the order's result page.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import date
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_skeleton
+from babel.numbers import format_decimal
+from dateutil.relativedelta import relativedelta
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
+from sqlalchemy import select
+
+from duckline import i18n
+from duckline.adapters.db.tables import Account, Line, Order, Payment, Plan, Receipt, Refund
+from duckline.adapters.db.types import is_id
+from duckline.adapters.payments import ProviderError
+from duckline.adapters.qr import qr_png
+from duckline.domain.catalog import PlanKind
+from duckline.domain.orders import OrderStatus, PaymentMethod, PaymentStatus
+from duckline.errors import DomainError, ErrorCode
+from duckline.money import Money
+from duckline.runtime import Runtime
+from duckline.services import catalog, checkout, lines, orders, promotions, receipt_documents
+from duckline.services.unit_of_work import UnitOfWork
+from duckline.web.api.billing import spending_by_month
+from duckline.web.billing_schemas import OrderIn
+from duckline.web.deps import RuntimeDep
+from duckline.web.errors import STATUS
+from duckline.web.portal.rendering import check_csrf, error_text, page_language, redirect, render
+from duckline.web.portal.session import SignedIn
+
+router = APIRouter(include_in_schema=False)
+
+GB, MB = 1024**3, 1024**2
+OPEN = (PaymentStatus.PENDING, PaymentStatus.REQUIRES_ACTION)
+DONE = (OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED)
+CHART_MONTHS = 12
+# The fields a renewal form has; any other field an error names is shown at the top of the page.
+FORM_FIELDS = ("plan_code", "promo_code", "payment_method")
+
+
+def return_url(runtime: Runtime) -> str:
+    """Where the provider sends the payer back. checkout fills in {payment_id} only; the page
+    there finds the order from the payment."""
+    return f"{runtime.settings.base_url}/payments/{{payment_id}}/result"
+
+
+def payment_methods(runtime: Runtime) -> list[str]:
+    """Card, Alipay, WeChat Pay as configured; never the sandbox's internal method."""
+    return [m.value for m in runtime.payments.methods() if m is not PaymentMethod.SANDBOX]
+
+
+def new_key() -> str:
+    """An idempotency key for one rendered order form: submitting it twice makes one order."""
+    return secrets.token_urlsafe(24)
+
+
+def quantity(language: str) -> Any:
+    """An allowance in human units: (number, unit) where unit is minutes, sms, GB or MB."""
+    locale = i18n.babel_locale(language)
+
+    def amount(unit: str, value: int) -> tuple[str, str]:
+        unit = str(unit)
+        if unit == "voice_seconds":
+            return format_decimal(value // 60, locale=locale), "minutes"
+        if unit == "sms":
+            return format_decimal(value, locale=locale), "sms"
+        if value >= GB:
+            return format_decimal(round(value / GB, 1), locale=locale), "GB"
+        return format_decimal(round(value / MB, 1), locale=locale), "MB"
+
+    return amount
+
+
+# --- choosing and quoting ------------------------------------------------------------------------
+
+
+@dataclass
+class Choice:
+    plan: str = ""
+    promo: str = ""
+    method: str = ""
+
+
+def _renew_context(
+    uow: UnitOfWork, account: Account, line_id: int, choice: Choice, language: str, quoting: bool
+) -> dict[str, Any]:
+    """The line, the catalogue in three groups, current automatic promotions, and — when asked —
+    the exact quote (or the errors that stop it, by field)."""
+    line = lines.visible_line(uow, account, line_id)
+    plans = catalog.list_plans(uow)
+    current = uow.session.get(Plan, line.plan_id) if line.plan_id else None
+    if not choice.plan and current is not None and current.kind is PlanKind.PLAN:
+        choice.plan = current.code  # the same plan again is ticked on arrival
+    context: dict[str, Any] = {
+        "line": line,
+        "current_plan": current,
+        "same_plans": [p for p in plans if p.kind is PlanKind.PLAN and p.id == line.plan_id],
+        "other_plans": [p for p in plans if p.kind is PlanKind.PLAN and p.id != line.plan_id],
+        "addon_plans": [p for p in plans if p.kind is PlanKind.ADDON],
+        "allowances": catalog.allowances_of(uow, [p.id for p in plans]),
+        "plan_names": {p.code: p.names.get(language) or p.names["en"] for p in plans},
+        "promotions": [p for p in promotions.current(uow, uow.now()) if p.code is None],
+        "quote": None,
+        "field_errors": {},
+        "error": None,
+        "status": 200,
+    }
+    if quoting and choice.plan:
+        try:
+            context["quote"] = orders.quote(uow, account, line.id, choice.plan, choice.promo or None, language)
+        except DomainError as exc:
+            _place_error(context, language, exc)
+    return context
+
+
+def _place_error(context: dict[str, Any], language: str, exc: DomainError) -> None:
+    context["status"] = STATUS[exc.error.kind]
+    if exc.field in FORM_FIELDS:
+        context["field_errors"][exc.field] = error_text(language, exc)
+    else:
+        context["error"] = error_text(language, exc)
+
+
+def _render_renew(
+    request: Request,
+    runtime: Runtime,
+    account: Account,
+    line_id: int,
+    choice: Choice,
+    quoting: bool,
+    failure: DomainError | None = None,
+) -> Response:
+    language = page_language(request, account)
+    methods = payment_methods(runtime)
+    if choice.method not in methods:
+        choice.method = methods[0]
+    try:
+        with runtime.unit_of_work() as uow:
+            context = _renew_context(uow, account, line_id, choice, language, quoting)
+    except DomainError as exc:
+        return _missing(request, runtime, account, exc)
+    if failure is not None:
+        if failure.field in FORM_FIELDS:
+            context["quote"] = None
+        _place_error(context, language, failure)
+    return render(
+        request,
+        runtime,
+        "portal/renew.html",
+        account,
+        status_code=context.pop("status"),
+        choice=choice,
+        methods=methods,
+        idempotency_key=new_key(),
+        quantity=quantity(language),
+        **context,
+    )
+
+
+@router.get("/lines/{line_id}/renew")
+def renew_page(
+    request: Request,
+    runtime: RuntimeDep,
+    account: SignedIn,
+    line_id: int,
+    plan: str = "",
+    promo: str = "",
+    method: str = "",
+) -> Response:
+    """Choose a renewal; with ?plan=… (and promo, method) the exact price is shown too."""
+    choice = Choice(plan.strip()[:40], promo.strip()[:40], method.strip()[:20])
+    return _render_renew(request, runtime, account, line_id, choice, quoting=bool(choice.plan))
+
+
+@router.post("/lines/{line_id}/renew")
+def place_renewal(
+    request: Request,
+    runtime: RuntimeDep,
+    account: SignedIn,
+    line_id: int,
+    plan: Annotated[str, Form(max_length=40)],
+    idempotency_key: Annotated[str, Form(min_length=8, max_length=100)],
+    method: Annotated[str, Form(max_length=20)] = "card",
+    promo: Annotated[str, Form(max_length=40)] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    """Order it exactly as POST /api/v1/orders does (same idempotency rules), then go and pay."""
+    check_csrf(request, runtime, csrf_token)
+    language = page_language(request, account)
+    choice = Choice(plan.strip(), promo.strip(), method.strip())
+    if choice.method not in payment_methods(runtime):
+        failure = DomainError(ErrorCode.PAYMENT_METHOD_UNAVAILABLE, field="payment_method")
+        return _render_renew(request, runtime, account, line_id, choice, True, failure)
+    body = OrderIn(
+        line_id=line_id,
+        plan_code=choice.plan,
+        promo_code=choice.promo or None,
+        payment_method=PaymentMethod(choice.method),
+    )
+    request_hash = hashlib.sha256(json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+    form = orders.OrderForm(
+        line_id=body.line_id,
+        plan_code=body.plan_code,
+        payment_method=body.payment_method,
+        promo_code=body.promo_code,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        auto_renew=body.auto_renew,
+    )
+    try:
+        placed = checkout.place_order(runtime, account.id, form, language, return_url(runtime))
+    except DomainError as exc:
+        return _render_renew(request, runtime, account, line_id, choice, True, exc)
+    return _next_step(runtime, placed.order_id, placed.payment_id)
+
+
+def _next_step(runtime: Runtime, order_id: int, payment_id: int | None) -> Response:
+    """Where the payer goes now: the provider's page, our QR page, or the result."""
+    action = None
+    if payment_id is not None:
+        with runtime.unit_of_work() as uow:
+            payment = uow.session.get(Payment, payment_id)
+            if payment is not None and payment.status in OPEN:
+                action = payment.next_action
+    if action and action.get("type") == "redirect" and action.get("url"):
+        return redirect(str(action["url"]))
+    if action and action.get("type") == "qr" and action.get("code_url"):
+        return redirect(f"/orders/{order_id}/pay?payment={payment_id}")
+    suffix = f"?payment={payment_id}" if payment_id is not None else ""
+    return redirect(f"/orders/{order_id}/result{suffix}")
+
+
+# --- back from the provider: the result ----------------------------------------------------------
+
+
+@router.get("/payments/{payment_id}/result")
+def payment_return(request: Request, runtime: RuntimeDep, account: SignedIn, payment_id: int) -> Response:
+    """The provider's return URL: on to the order's result page."""
+    try:
+        with runtime.unit_of_work() as uow:
+            payment = uow.session.get(Payment, payment_id) if is_id(payment_id) else None
+            if payment is None:
+                raise DomainError(ErrorCode.NOT_FOUND)
+            order = orders.visible_order(uow, account, payment.order_id)
+    except DomainError as exc:
+        return _missing(request, runtime, account, exc)
+    return redirect(f"/orders/{order.id}/result?payment={payment_id}")
+
+
+def _attempt(uow: UnitOfWork, order: Order, payment_id: int | None) -> Payment | None:
+    """The attempt the page is about: the one named (if it is this order's), else the latest."""
+    if payment_id is not None and is_id(payment_id):
+        named = uow.session.get(Payment, payment_id)
+        if named is not None and named.order_id == order.id:
+            return named
+    return uow.session.scalars(select(Payment).where(Payment.order_id == order.id).order_by(Payment.id.desc())).first()
+
+
+def _refresh_once(runtime: Runtime, account: Account, order_id: int, payment_id: int | None) -> None:
+    """Ask the provider now rather than wait for the webhook (as the API's return URL does);
+    only while the attempt is open. A provider that does not answer leaves the page 'processing'."""
+    with runtime.unit_of_work() as uow:
+        order = orders.visible_order(uow, account, order_id)
+        payment = _attempt(uow, order, payment_id)
+        open_id = payment.id if payment is not None and payment.status in OPEN and payment.provider_ref else None
+    if open_id is not None:
+        with contextlib.suppress(ProviderError):
+            checkout.refresh(runtime, open_id)
+
+
+def _result_state(order: Order, receipt: Receipt | None) -> str:
+    if order.status in DONE and receipt is not None:
+        return "success"
+    if order.status is OrderStatus.FAILED:
+        return "failed"
+    if order.status is OrderStatus.PAID:
+        return "paid"  # money taken, not applied (yet): reconciliation and support take over
+    if order.status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED, OrderStatus.REFUNDED):
+        return "closed"
+    return "processing"
+
+
+def _render_result(
+    request: Request,
+    runtime: Runtime,
+    account: Account,
+    order_id: int,
+    payment_id: int | None,
+    error: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    with runtime.unit_of_work() as uow:
+        order = orders.visible_order(uow, account, order_id)
+        payment = _attempt(uow, order, payment_id)
+        latest = _attempt(uow, order, None)
+        receipt = uow.session.scalars(
+            select(Receipt).where(Receipt.order_id == order.id, Receipt.kind == "receipt")
+        ).first()
+        line = uow.session.get(Line, order.line_id)
+    state = _result_state(order, receipt)
+    methods = payment_methods(runtime)
+    previous = latest.method.value if latest is not None else "card"
+    action = latest.next_action if latest is not None and latest.status in OPEN else None
+    return render(
+        request,
+        runtime,
+        "portal/order_result.html",
+        account,
+        status_code=status_code,
+        order=order,
+        payment=payment,
+        latest=latest,
+        receipt=receipt,
+        line=line,
+        state=state,
+        methods=methods,
+        retry_method=previous if previous in methods else methods[0],
+        continue_url=action.get("url") if action and action.get("type") == "redirect" else None,
+        continue_qr=bool(action and action.get("type") == "qr"),
+        error=error,
+    )
+
+
+@router.get("/orders/{order_id}/result")
+def order_result(
+    request: Request, runtime: RuntimeDep, account: SignedIn, order_id: int, payment: int | None = None
+) -> Response:
+    """Success (receipt, new expiry), failure (why, and try again), or processing (reloads)."""
+    try:
+        _refresh_once(runtime, account, order_id, payment)
+        return _render_result(request, runtime, account, order_id, payment)
+    except DomainError as exc:
+        return _missing(request, runtime, account, exc)
+
+
+@router.post("/orders/{order_id}/retry")
+def retry_payment(
+    request: Request,
+    runtime: RuntimeDep,
+    account: SignedIn,
+    order_id: int,
+    method: Annotated[str, Form(max_length=20)] = "card",
+    attempt: Annotated[int | None, Form()] = None,
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    """A new attempt (possibly with another method), as POST /api/v1/orders/{id}/payments.
+    The form names the attempt it saw fail: sent twice, the second finds the new attempt open
+    and goes to it instead of starting a third."""
+    check_csrf(request, runtime, csrf_token)
+    language = page_language(request, account)
+    try:
+        with runtime.unit_of_work() as uow:
+            order = orders.visible_order(uow, account, order_id)
+            latest = _attempt(uow, order, None)
+            if latest is not None and attempt is not None and latest.id != attempt and latest.status in OPEN:
+                return _next_step(runtime, order.id, latest.id)
+    except DomainError as exc:
+        return _missing(request, runtime, account, exc)
+    try:
+        if method not in payment_methods(runtime):
+            raise DomainError(ErrorCode.PAYMENT_METHOD_UNAVAILABLE, field="payment_method")
+        payment_id = checkout.retry(runtime, account.id, order_id, PaymentMethod(method), language, return_url(runtime))
+    except DomainError as exc:
+        return _render_result(
+            request, runtime, account, order_id, None, error_text(language, exc), STATUS[exc.error.kind]
+        )
+    return _next_step(runtime, order_id, payment_id)
+
+
+@router.get("/orders/{order_id}/pay")
+def qr_payment(
+    request: Request, runtime: RuntimeDep, account: SignedIn, order_id: int, payment: int | None = None
+) -> Response:
+    """A wallet that pays by scanning (WeChat Pay Native): the code, until the payment settles."""
+    try:
+        _refresh_once(runtime, account, order_id, payment)
+        with runtime.unit_of_work() as uow:
+            order = orders.visible_order(uow, account, order_id)
+            attempt = _attempt(uow, order, payment)
+    except DomainError as exc:
+        return _missing(request, runtime, account, exc)
+    action = attempt.next_action if attempt is not None and attempt.status in OPEN else None
+    if not action or action.get("type") != "qr" or not action.get("code_url"):
+        return redirect(f"/orders/{order_id}/result" + (f"?payment={attempt.id}" if attempt else ""))
+    image = base64.b64encode(qr_png(str(action["code_url"]), scale=5)).decode()
+    return render(
+        request,
+        runtime,
+        "portal/pay_qr.html",
+        account,
+        order=order,
+        payment=attempt,
+        qr_data_uri=f"data:image/png;base64,{image}",
+    )
+
+
+# --- bills and receipts --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    title: str
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+CHART_WIDTH, CHART_HEIGHT, CHART_TOP, CHART_BOTTOM = 360, 180, 14, 150
+
+
+def month_chart(months: list[dict[str, Any]], language: str, money: Any) -> dict[str, Any] | None:
+    """Net spending per month as bars, oldest to newest, the last CHART_MONTHS months up to now.
+    Coordinates are computed here; the template only places them (no inline styles)."""
+    if not months:
+        return None
+    locale = i18n.babel_locale(language)
+    slots = len(months)
+    step = CHART_WIDTH / slots
+    peak = max(max(m["net"] for m in months), 1)
+    bars = []
+    for index, month in enumerate(months):
+        height = round((CHART_BOTTOM - CHART_TOP) * max(month["net"], 0) / peak, 1)
+        label = format_skeleton("MMM", month["start"], locale=locale)
+        title = f"{format_skeleton('yMMM', month['start'], locale=locale)}: {money(month['net'], month['currency'])}"
+        bars.append(
+            Bar(
+                label=label,
+                title=title,
+                x=round(index * step + step * 0.2, 1),
+                y=round(CHART_BOTTOM - height, 1),
+                width=round(step * 0.6, 1),
+                height=height,
+            )
+        )
+    return {
+        "bars": bars,
+        "width": CHART_WIDTH,
+        "height": CHART_HEIGHT,
+        "baseline": CHART_BOTTOM,
+        "top": CHART_TOP,
+        "peak": money(peak, months[0]["currency"]),
+        "label_y": CHART_BOTTOM + 16,
+    }
+
+
+def _months(runtime: Runtime, account: Account) -> list[dict[str, Any]]:
+    """GET /api/v1/billing/months, newest first, with each month's first day."""
+    rows = spending_by_month(runtime, account)
+    return [
+        {
+            "month": r.month,
+            "start": date(int(r.month[:4]), int(r.month[5:7]), 1),
+            "currency": r.currency,
+            "paid": r.paid,
+            "refunded": r.refunded,
+            "net": r.net,
+        }
+        for r in rows
+    ]
+
+
+def _chart_months(months: list[dict[str, Any]], today: date) -> list[dict[str, Any]]:
+    """The chart's months: from the oldest with spending (at most a year back) to this month,
+    empty months included, in the main currency."""
+    if not months:
+        return []
+    currency = months[0]["currency"]
+    by_month = {m["month"]: m for m in months if m["currency"] == currency}
+    this_month = today.replace(day=1)
+    oldest = min(m["start"] for m in by_month.values())
+    first = max(oldest, this_month - relativedelta(months=CHART_MONTHS - 1))
+    out, cursor = [], first
+    while cursor <= this_month:
+        key = cursor.strftime("%Y-%m")
+        found = by_month.get(key)
+        out.append(found or {"month": key, "start": cursor, "currency": currency, "paid": 0, "refunded": 0, "net": 0})
+        cursor += relativedelta(months=1)
+    return out
+
+
+@router.get("/bills")
+def bills(request: Request, runtime: RuntimeDep, account: SignedIn) -> Response:
+    """Orders, receipts and credit notes (PDF), refunds, spending per month."""
+    language = page_language(request, account)
+    with runtime.unit_of_work() as uow:
+        order_rows = uow.session.execute(
+            select(Order, Line.msisdn)
+            .join(Line, Line.id == Order.line_id)
+            .where(Order.account_id == account.id)
+            .order_by(Order.id.desc())
+            .limit(100)
+        ).all()
+        receipts = uow.session.scalars(
+            select(Receipt).where(Receipt.account_id == account.id).order_by(Receipt.id.desc()).limit(100)
+        ).all()
+        refunds = uow.session.scalars(
+            select(Refund)
+            .join(Order, Order.id == Refund.order_id)
+            .where(Order.account_id == account.id)
+            .order_by(Refund.id.desc())
+            .limit(100)
+        ).all()
+    months = _months(runtime, account)
+    tz = ZoneInfo(account.timezone or runtime.settings.display_timezone)
+    today = runtime.clock.now().astimezone(tz).date()
+    locale = i18n.babel_locale(language)
+
+    def money(amount: int, currency: str = "HKD") -> str:
+        return Money(amount, currency).format(locale)
+
+    return render(
+        request,
+        runtime,
+        "portal/bills.html",
+        account,
+        orders=[(o, msisdn) for o, msisdn in order_rows],
+        receipts=receipts,
+        refunds=refunds,
+        months=months,
+        month_label=lambda d: format_skeleton("yMMM", d, locale=locale),
+        chart=month_chart(_chart_months(months, today), language, money),
+    )
+
+
+@router.get("/bills/receipts/{receipt_id:int}.pdf")
+def receipt_pdf(request: Request, runtime: RuntimeDep, account: SignedIn, receipt_id: int) -> Response:
+    """A receipt or credit note as PDF, in the page's language. Only the account's own."""
+    language = page_language(request, account)
+    with runtime.unit_of_work() as uow:
+        receipt = uow.session.get(Receipt, receipt_id) if is_id(receipt_id) else None
+        if receipt is None or receipt.account_id != account.id:
+            return _missing(request, runtime, account, DomainError(ErrorCode.NOT_FOUND))
+        pdf = receipt_documents.pdf(uow, receipt, language)
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": f'attachment; filename="{receipt.display_number}.pdf"',
+            "Cache-Control": "private, no-store",
+        },
+    )
+
+
+def _missing(request: Request, runtime: Runtime, account: Account, exc: DomainError) -> Response:
+    """A line or order that is not the viewer's looks exactly like one that does not exist."""
+    language = page_language(request, account)
+    return render(
+        request,
+        runtime,
+        "portal/renew_missing.html",
+        account,
+        status_code=STATUS[exc.error.kind],
+        message=error_text(language, exc),
+    )
+
+
+__all__ = ["router"]

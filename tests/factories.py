@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from datetime import date
 from typing import Any
 
@@ -54,15 +55,22 @@ def registration_form(phone: str, document_number: str, **overrides: Any) -> dic
 
 
 def last_code(runtime: Runtime, phone: str) -> str:
-    """The verification code in the last SMS the log channel wrote for `phone`."""
+    """The verification code in the last SMS the log channel wrote for `phone`. Under concurrency
+    another thread's worker round may be the one sending it: deliver and wait a little."""
     path = runtime.settings.log_dir / "sms-outbox.log"
-    for line in reversed(path.read_text(encoding="utf-8").splitlines()):
-        _, to, _, body = line.split("\t", 3)
-        if to == phone:
-            found = re.search(r"(?<!\d)\d{6}(?!\d)", body)
-            assert found, body
-            return found.group()
-    raise AssertionError(f"no SMS to {phone}")
+    deadline = time.monotonic() + 10
+    while True:
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        for line in reversed(lines):
+            _, to, _, body = line.split("\t", 3)
+            if to == phone:
+                found = re.search(r"(?<!\d)\d{6}(?!\d)", body)
+                assert found, body
+                return found.group()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no SMS to {phone}")
+        runtime.deliver_messages()
+        time.sleep(0.05)
 
 
 def register(

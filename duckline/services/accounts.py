@@ -306,7 +306,7 @@ def resubmit_identity(uow: UnitOfWork, account: Account, given: IdentityInput, d
     return person
 
 
-PASSWORD_RESET = "password_reset"
+PASSWORD_RESET = "password_reset"  # noqa: S105 - an OTP purpose, not a password
 
 
 def request_password_reset(uow: UnitOfWork, raw_phone: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from duckline.adapters.db.tables import Bucket, LedgerEntry, Line, Order, Payment, Plan
 from duckline.domain.catalog import Unit, Validity, Zone
@@ -134,7 +134,8 @@ def void_order_buckets(uow: UnitOfWork, order: Order) -> int:
         select(Bucket)
         .where(
             Bucket.line_id == order.line_id,
-            Bucket.source_ref.like(f"order:{order.id}%"),
+            # order:42 and its bonuses order:42:promotion:…, never order:420
+            or_(Bucket.source_ref == f"order:{order.id}", Bucket.source_ref.like(f"order:{order.id}:%")),
             Bucket.remaining > 0,
         )
         .with_for_update()

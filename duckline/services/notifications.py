@@ -323,11 +323,11 @@ def deliver_due(
     now = clock.now()
     with db.transaction() as session:
         for row in session.scalars(select(Notification).where(Notification.id.in_(list(outcomes)))):
-            status, error, reference = outcomes[row.id]
-            row.status, row.lease_until, row.last_error = status, None, error
-            if status == "sent":
-                row.sent_at, row.provider_ref = now, reference
-            elif status == "queued":
+            outcome, error, provider_ref = outcomes[row.id]
+            row.status, row.lease_until, row.last_error = outcome, None, error
+            if outcome == "sent":
+                row.sent_at, row.provider_ref = now, provider_ref
+            elif outcome == "queued":
                 row.next_attempt_at = now + policy.base_delay * (2 ** (row.attempts - 1))
     return sum(1 for status, _, _ in outcomes.values() if status == "sent")
 

@@ -55,7 +55,7 @@ def quote(
     priced = price(
         Money(plan.price_amount, plan.currency),
         plan.code,
-        promotions.automatic_rules(uow, now, language),
+        promotions.automatic_rules(uow, now, language, account.id),
         code_rule,
         now,
         first_renewal,

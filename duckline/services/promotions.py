@@ -38,7 +38,8 @@ class PromotionInput:
 
 
 def create(uow: UnitOfWork, actor: Account, form: PromotionInput) -> Promotion:
-    check_texts(form.name, "name")
+    if any(not (form.name.get(language) or "").strip() for language in ("en", "zh_Hant", "zh_Hans")):
+        raise DomainError(ErrorCode.VALIDATION_FAILED, field="name")
     if form.kind is PromotionKind.PERCENT_OFF and not 0 < form.percent_off <= 100:
         raise DomainError(ErrorCode.VALIDATION_FAILED, field="percent_off")
     if form.kind is PromotionKind.AMOUNT_OFF and form.amount_off <= 0:
@@ -117,8 +118,21 @@ def current(uow: UnitOfWork, now: datetime) -> list[Promotion]:
     )
 
 
-def automatic_rules(uow: UnitOfWork, now: datetime, language: str) -> list[PromotionRule]:
-    return [rule(p, language) for p in current(uow, now) if p.code is None]
+def automatic_rules(
+    uow: UnitOfWork, now: datetime, language: str, account_id: int | None = None
+) -> list[PromotionRule]:
+    """Automatic promotions running now that still have a use left (for this account too)."""
+    return [
+        rule(p, language)
+        for p in current(uow, now)
+        if p.code is None
+        and (p.max_uses is None or p.uses < p.max_uses)
+        and (
+            p.max_uses_per_account is None
+            or account_id is None
+            or used_by(uow, p.id, account_id) < p.max_uses_per_account
+        )
+    ]
 
 
 def code_rule(

@@ -90,7 +90,6 @@ def _record(uow: UnitOfWork, refund_id: int, provider_ref: str, succeeded: bool)
     payment.refunded_amount += row.amount
     if payment.refunded_amount >= payment.captured_amount:
         payment.status = PaymentStatus.REFUNDED
-    was_fulfilled = order.status is OrderStatus.FULFILLED
     order.refunded_amount += row.amount
     full = order.refunded_amount >= order.total_amount
     orders.move(
@@ -100,7 +99,7 @@ def _record(uow: UnitOfWork, refund_id: int, provider_ref: str, succeeded: bool)
         f"refund {row.id}: {row.reason}",
         row.actor_id,
     )
-    if full and was_fulfilled:
+    if full and order.fulfilled_at is not None:  # also when refunded in several parts
         fulfilment.void_order_buckets(uow, order)
     original = uow.session.scalars(
         select(Receipt).where(Receipt.order_id == order.id, Receipt.kind == receipts.RECEIPT)

@@ -67,9 +67,7 @@ def resolve(uow: UnitOfWork, actor: Account, ticket: Ticket, resolution: str) ->
 def visible_ticket(uow: UnitOfWork, viewer: Account, ticket_id: int) -> Ticket:
     """Staff see every ticket; a subscriber only their own, and others look like missing ones."""
     ticket = uow.session.get(Ticket, ticket_id) if is_id(ticket_id) else None
-    if ticket is None or (
-        viewer.role not in STAFF and (ticket.account_id != viewer.id or ticket.kind != SUBSCRIBER)
-    ):
+    if ticket is None or (viewer.role not in STAFF and (ticket.account_id != viewer.id or ticket.kind != SUBSCRIBER)):
         raise DomainError(ErrorCode.NOT_FOUND)
     return ticket
 

@@ -144,6 +144,8 @@ def month_usage(
             .group_by(LedgerEntry.usage_record_id, LedgerEntry.reason)
         )
         for record_id, reason, delta in ledger:
+            if record_id is None:  # the join makes it a record's; the column type allows None
+                continue
             target = charged if reason == "usage" else overage
             target[record_id] = -int(delta or 0)
     records = [

@@ -202,14 +202,6 @@ def test_promotions_are_validated(client: TestClient, clock: FrozenClock, admin_
     assert error(again) == (422, "validation_failed") and again.json()["error"]["field"] == "code"
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: a promotion whose name lacks a language is refused with 422 plan_invalid "
-        "('The plan is not valid: missing zh_Hant, zh_Hans', field 'name'): promotions.create reuses "
-        "catalog.check_texts, which raises the plan's error code"
-    ),
-    strict=True,
-)
 def test_a_promotion_name_needs_every_language(
     client: TestClient, clock: FrozenClock, admin_headers: dict[str, str]
 ) -> None:
@@ -357,14 +349,6 @@ def test_a_cancelled_order_gives_the_use_back(
     assert place_order(client, bob, promo_code="ONLYONE").status_code == 201
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: an automatic promotion with max_uses (or max_uses_per_account) that is used up is still "
-        "quoted (automatic_rules ignores the limits), and promotions.reserve then refuses every order "
-        "with 409 promo_code_used_up although no code was given"
-    ),
-    strict=True,
-)
 def test_a_used_up_automatic_promotion_stops_applying_without_blocking_orders(
     client: TestClient,
     runtime: Runtime,

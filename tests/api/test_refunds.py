@@ -195,15 +195,6 @@ def test_a_full_refund_takes_back_what_the_order_granted_and_is_unused(
     assert ledger_is_consistent(runtime, subscriber["line"]["id"])
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: refunds._record voids the order's buckets only when the order was FULFILLED just before "
-        "the refund; when the rest of a partially_refunded order is refunded (order -> refunded), "
-        "was_fulfilled is False and fulfilment.void_order_buckets is never called, so the fully "
-        "refunded order's allowances stay usable"
-    ),
-    strict=True,
-)
 def test_refunding_the_rest_after_a_partial_refund_voids_the_unused_buckets(
     client: TestClient,
     runtime: Runtime,
@@ -225,14 +216,6 @@ def test_refunding_the_rest_after_a_partial_refund_voids_the_unused_buckets(
     assert ledger_is_consistent(runtime, subscriber["line"]["id"])
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: fulfilment.void_order_buckets selects buckets with source_ref LIKE 'order:{id}%', so "
-        "fully refunding order 1 also voids the buckets of orders 10-19 (and 100-199, ...) on the "
-        "same line"
-    ),
-    strict=True,
-)
 def test_a_full_refund_voids_only_its_own_order_buckets(
     client: TestClient,
     runtime: Runtime,

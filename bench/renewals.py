@@ -36,6 +36,7 @@ import contextlib
 import ipaddress
 import os
 import platform
+import re
 import resource
 import secrets
 import shlex
@@ -118,7 +119,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--concurrency", type=int, default=8, help="client threads, one renewal in flight each")
     parser.add_argument("--seconds", type=float, default=30.0, help="cap on the timed run per database")
-    parser.add_argument("--renewals", type=int, default=20_000, help="cap on renewals in the timed run")
+    parser.add_argument(
+        "--renewals",
+        type=int,
+        default=None,
+        help="cap on renewals in the timed run (default: all the monthly cap allows, 34 per line less the warm-up)",
+    )
     parser.add_argument("--lines", type=int, default=2_000, help="subscribers, one active line each")
     parser.add_argument("--warmup", type=int, default=40, help="renewals before the clock starts (not counted)")
     parser.add_argument("--postgres-url", default=DEFAULT_PG, help="a loopback server; a throwaway database is made")
@@ -139,6 +145,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--py-spy", type=float, default=0.0, metavar="SECONDS", help="profile the server with py-spy during the run"
     )
     args = parser.parse_args(argv)
+    if args.renewals is None:
+        args.renewals = args.lines * RENEWALS_PER_LINE_MONTH - args.warmup
     if args.concurrency < 1 or args.lines < 1 or args.renewals < 1 or args.warmup < 0:
         parser.error("--concurrency, --lines and --renewals must be positive, --warmup not negative")
     if args.seconds <= 0:
@@ -775,6 +783,20 @@ def profile_report(profile: Profile, renewals: int) -> list[str]:
     return out
 
 
+def drain_webhooks(engine: Engine, limit: float) -> tuple[int, float]:
+    """Wait (at most `limit` seconds) until the worker has sent every webhook the sandbox owes."""
+    started = time.perf_counter()
+    while True:
+        with engine.connect() as connection:
+            left = connection.execute(
+                select(func.count()).select_from(SandboxWebhook).where(SandboxWebhook.deliveries == 0)
+            ).scalar_one()
+        waited = time.perf_counter() - started
+        if left == 0 or waited >= limit:
+            return int(left), waited
+        time.sleep(0.5)
+
+
 # --------------------------------------------------------------------------------------------
 # Checks afterwards
 
@@ -863,6 +885,17 @@ def verify(engine: Engine, renewals: list[Renewal], webhooks: bool) -> Checks:
 
 # --------------------------------------------------------------------------------------------
 # The run
+
+
+def access_log(log: str) -> Counter[tuple[str, str]]:
+    """uvicorn's access log lines, `... - "POST /api/v1/orders HTTP/1.1" 201 Created`, by route."""
+    found: Counter[tuple[str, str]] = Counter()
+    for row in log.splitlines():
+        match = re.search(r'"([A-Z]+) (\S+) HTTP/[\d.]+" (\d{3})', row)
+        if match:
+            path = re.sub(r"/sbx_\w+", "/{ref}", re.sub(r"/\d+(?=/|$)", "/{id}", match[2].split("?")[0]))
+            found[(f"{match[1]} {path}", match[3])] += 1
+    return found
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -954,6 +987,7 @@ def measure(
             else:
                 profile.error = f"py-spy exited {spy.returncode}: {stderr.decode(errors='replace').strip()[-300:]}"
             spy_out.unlink(missing_ok=True)
+    drained = drain_webhooks(engine, args.seconds) if args.webhooks else None
     peak_rss, rss = server.peak_rss_mib()
     server.stop()
     pg_after = pg_counters(engine, pg_name) if pg_name else {}
@@ -973,10 +1007,8 @@ def measure(
     per = max(len(ok), 1)
     log = server.log_text()
     tracebacks = log.count("Traceback (most recent call last)")
-    statuses = Counter(
-        word for row in log.splitlines() if '" ' in row and "HTTP/1.1" in row for word in row.rsplit('" ', 1)[1:2]
-    )
-    server_errors = sum(n for s, n in statuses.items() if s.split()[0].startswith("5"))
+    responses = access_log(log)
+    server_errors = sum(n for (_, status), n in responses.items() if status.startswith("5"))
     renewals_done = len(timed)
     capped = "the --seconds cap" if feed.capped_by_time else "--renewals"
     out = [
@@ -1020,6 +1052,8 @@ def measure(
             else ""
         ),
         f"  server memory:       peak RSS {peak_rss:.1f} MiB (VmHWM), {rss:.1f} MiB at the end",
+        "  access log (whole run, set-up included): "
+        + "; ".join(f"{route} {status} x{n:,}" for (route, status), n in sorted(responses.items())),
     ]
     if pg_name:
         delta = {k: pg_after[k] - pg_before[k] for k in PG_COUNTERS}
@@ -1032,6 +1066,14 @@ def measure(
         f"  server stop:         {'clean' if server.stopped_cleanly else 'KILLED after 20 s'}"
         f" (SIGINT, exit code {server.exit_code})"
     )
+    if drained is not None:
+        left, waited = drained
+        checks.info.append(f"after the run, waited {waited:.1f} s for the worker's webhook backlog: {left} left")
+    if args.webhooks:
+        failed = [row for row in log.splitlines() if "webhook to " in row]
+        checks.info.append(
+            f"worker: {len(failed)} webhook posts failed" + (f", e.g. {failed[0].strip()[:160]}" if failed else "")
+        )
     out += [f"  {line}" for line in checks.info]
     out += [f"  {'PASS' if ok_ else 'FAIL'}  {what}" for ok_, what in checks.lines]
     out.append(f"  {'PASS' if not errors and not tracebacks else 'FAIL'}  no failed renewals, no server tracebacks")

@@ -11,12 +11,18 @@ batches of --batch, spread at random over the lines. Afterwards, also measured a
 * for 50 sampled lines, `balances.rebuild_remaining` (from the ledger) equals
   `projected_remaining` (the buckets).
 
+With --streams N the timed run is N processes at once, each with its own connection pool and a
+disjoint share of the lines (batch i goes to stream i mod N and uses only that stream's lines), as
+several network elements reporting at the same time would; throughput is then all records over
+the wall-clock time of the whole run.
+
 Bounded: the timed run stops after --max-seconds per database (default 120) even if not all
 records were applied. Touches nothing but loopback: a temp SQLite file, and a throwaway
 `duckline_bench_<random>` database on a loopback PostgreSQL server, dropped at the end.
 
     .venv/bin/python bench/usage_ingest.py --db both
     .venv/bin/python bench/usage_ingest.py --db postgresql --records 20000 --breakdown
+    .venv/bin/python bench/usage_ingest.py --db postgresql --streams 2
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import cProfile
 import gc
 import ipaddress
 import math
+import multiprocessing
 import os
 import platform
 import pstats
@@ -122,6 +129,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="also time each statement of ingest (adds a little overhead to the timed run)",
     )
     parser.add_argument("--cprofile", type=int, default=0, metavar="N", help="cProfile N extra batches and print it")
+    parser.add_argument(
+        "--streams", type=int, default=1, help="processes ingesting at once, each on its own share of the lines"
+    )
     args = parser.parse_args(argv)
     if args.lines < 1 or args.batch < 1 or args.records < 1:
         parser.error("--lines, --batch and --records must be positive")
@@ -129,6 +139,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error(f"--batch is limited to {usage.MAX_BATCH} by the service")
     if args.max_seconds <= 0:
         parser.error("--max-seconds must be positive")
+    if not 1 <= args.streams <= min(args.lines, 64):
+        parser.error("--streams must be between 1 and 64 (and no more than --lines)")
+    if args.streams > 1 and args.breakdown:
+        parser.error("--breakdown times one stream only: use it without --streams")
     if args.db in ("postgresql", "both"):
         check_loopback(parser, args.postgres_url)
     return args
@@ -166,6 +180,8 @@ def reproduce_command(args: argparse.Namespace, db: str) -> str:
         "--max-seconds",
         f"{args.max_seconds:g}",
     ]
+    if args.streams > 1:
+        parts += ["--streams", str(args.streams)]
     if db == "postgresql":
         parts += ["--postgres-url", make_url(args.postgres_url).render_as_string(hide_password=True)]
     if args.breakdown:
@@ -353,8 +369,14 @@ def populate(engine: Engine, args: argparse.Namespace) -> World:
 # Records, generated per batch from the seed (outside the timer)
 
 
+def stream_of(args: argparse.Namespace, index: int) -> int:
+    return index % args.streams
+
+
 def make_batch(world: World, args: argparse.Namespace, index: int, id_prefix: str = "r") -> list[usage.UsageInput]:
+    """Batch `index`: records on the lines of its stream (every line when there is one stream)."""
     rng = random.Random(args.seed * 1_000_003 + index)
+    msisdns = world.msisdns[stream_of(args, index) :: args.streams]
     kinds = [k for k, _, _ in KINDS]
     weights = [w for _, w, _ in KINDS]
     quantity = {k: q for k, _, q in KINDS}
@@ -365,7 +387,7 @@ def make_batch(world: World, args: argparse.Namespace, index: int, id_prefix: st
         records.append(
             usage.UsageInput(
                 record_id=f"{id_prefix}{args.seed}-{index:06d}-{n:05d}",
-                msisdn=world.msisdns[rng.randrange(len(world.msisdns))],
+                msisdn=msisdns[rng.randrange(len(msisdns))],
                 kind=kind,
                 zone=Zone.HK,
                 quantity=quantity[kind](rng),
@@ -385,11 +407,11 @@ def batch_sizes(args: argparse.Namespace) -> list[int]:
 
 
 STATEMENT_KINDS = [
-    ("lines lookup (SELECT lines ... IN)", "SELECT lines.id"),
+    ("lines lookup (SELECT lines)", "SELECT lines.id"),
     ("bucket lock (SELECT buckets ... FOR UPDATE)", "SELECT buckets.id"),
     ("usage insert (ON CONFLICT DO NOTHING RETURNING)", "INSERT INTO usage_records"),
-    ("bucket updates (UPDATE executemany)", "UPDATE buckets"),
-    ("ledger insert (INSERT executemany)", "INSERT INTO ledger_entries"),
+    ("bucket update (UPDATE buckets)", "UPDATE buckets"),
+    ("ledger insert (INSERT INTO ledger_entries)", "INSERT INTO ledger_entries"),
     ("repeat lookup (SELECT usage_records)", "SELECT usage_records"),
 ]
 
@@ -454,10 +476,10 @@ class Breakdown:
                 self.draw += time.perf_counter() - started
                 self.draw_calls += 1
 
-        usage.balances.draw = timed_draw  # type: ignore[assignment]  # the module object, for this process only
+        usage.balances.draw = timed_draw  # the module object, for this process only
 
         def detach() -> None:
-            usage.balances.draw = original_draw  # type: ignore[assignment]
+            usage.balances.draw = original_draw
             for name, hook in hooks:
                 event.remove(engine, name, hook)
 
@@ -531,37 +553,23 @@ def bucket_totals(runtime: Runtime) -> tuple[int, int]:
     return int(remaining), int(ledger)
 
 
-def run_database(db: str, args: argparse.Namespace) -> bool:
-    database = sqlite_database() if db == "sqlite" else postgres_database(args.postgres_url)
-    with database as (url, tmp):
-        setup_started = time.perf_counter()
-        engine = make_engine(url)
-        upgrade(engine)
-        world = populate(engine, args)
-        engine.dispose()
-        runtime = Runtime(Settings(environment="test", database_url=url, log_dir=Path(tmp) / "var"))
-        try:
-            return measure(db, args, runtime, world, time.perf_counter() - setup_started)
-        finally:
-            runtime.close()
+@dataclass
+class TimedRun:
+    latencies: list[float]  # seconds per batch (ingest + commit)
+    tally: Tally
+    done: list[int]  # the batches applied
+    seconds: float  # what throughput divides by
+    capped: bool
 
 
-def measure(db: str, args: argparse.Namespace, runtime: Runtime, world: World, setup_seconds: float) -> bool:
-    engine = runtime.db.engine
-    version = server_version(engine)
-    sizes = batch_sizes(args)
-    initial_remaining, _ = bucket_totals(runtime)
-    breakdown = Breakdown() if args.breakdown else None
-    detach = breakdown.attach(engine) if breakdown else None
-
-    # Timed run: records generated per batch before its timer starts.
+def run_one_stream(
+    args: argparse.Namespace, runtime: Runtime, world: World, sizes: list[int], breakdown: Breakdown | None
+) -> TimedRun:
+    """Batch after batch in this process; each batch's records are generated before its timer starts."""
     latencies: list[float] = []
     tally = Tally()
     capped = False
-    gc.collect()
-    load_before = os.getloadavg()[0]
     run_started = time.perf_counter()
-    timed = 0.0
     for index, size in enumerate(sizes):
         if time.perf_counter() - run_started > args.max_seconds:
             capped = True
@@ -573,16 +581,126 @@ def measure(db: str, args: argparse.Namespace, runtime: Runtime, world: World, s
             ingested = time.perf_counter()
         finished = time.perf_counter()
         latencies.append(finished - started)
-        timed += finished - started
         if breakdown:
             breakdown.ingest += ingested - started
             breakdown.commit += finished - ingested
             breakdown.batches += 1
         tally.add(outcome)
+    return TimedRun(latencies, tally, list(range(len(latencies))), sum(latencies), capped)
+
+
+def stream_worker(
+    args: argparse.Namespace,
+    url: str,
+    log_dir: Path,
+    world: World,
+    batches: list[tuple[int, int]],
+    start: Any,
+    results: Any,
+) -> None:
+    """One stream of --streams, in its own process: (index, size) batches, all generated up front."""
+    runtime = Runtime(Settings(environment="test", database_url=url, log_dir=log_dir))
+    try:
+        work = [(index, make_batch(world, args, index)[:size]) for index, size in batches]
+        with runtime.unit_of_work() as uow:  # a pooled connection before the clock starts
+            uow.session.execute(select(1))
+        latencies: list[float] = []
+        done: list[int] = []
+        tally = Tally()
+        capped = False
+        start.wait()
+        run_started = time.perf_counter()
+        for index, records in work:
+            if time.perf_counter() - run_started > args.max_seconds:
+                capped = True
+                break
+            started = time.perf_counter()
+            with runtime.unit_of_work() as uow:
+                outcome = usage.ingest(uow, SOURCE, records)
+            latencies.append(time.perf_counter() - started)
+            done.append(index)
+            tally.add(outcome)
+        results.put((latencies, tally, done, capped, None))
+    except Exception as exc:  # reported by the parent, which then fails the run
+        results.put(([], Tally(), [], False, f"{type(exc).__name__}: {exc}"))
+        raise
+    finally:
+        runtime.close()
+
+
+def run_streams(args: argparse.Namespace, url: str, log_dir: Path, world: World, sizes: list[int]) -> TimedRun:
+    """--streams processes at once, released together; throughput over the wall-clock time of all."""
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(args.streams + 1)
+    results = context.Queue()
+    shares: list[list[tuple[int, int]]] = [[] for _ in range(args.streams)]
+    for index, size in enumerate(sizes):
+        shares[stream_of(args, index)].append((index, size))
+    workers = [
+        context.Process(target=stream_worker, args=(args, url, log_dir, world, share, start, results))
+        for share in shares
+    ]
+    for worker in workers:
+        worker.start()
+    start.wait(timeout=600)
+    started = time.perf_counter()
+    run = TimedRun([], Tally(), [], 0.0, False)
+    by_index: list[tuple[int, float]] = []
+    errors = []
+    for _ in workers:
+        latencies, tally, done, capped, error = results.get(timeout=args.max_seconds + 600)
+        by_index += zip(done, latencies, strict=True)
+        run.capped = run.capped or capped
+        for name in vars(run.tally):
+            setattr(run.tally, name, getattr(run.tally, name) + getattr(tally, name))
+        if error:
+            errors.append(error)
+    run.seconds = time.perf_counter() - started
+    for worker in workers:
+        worker.join()
+    if errors:
+        raise RuntimeError("a stream failed: " + "; ".join(errors))
+    by_index.sort()
+    run.done, run.latencies = [i for i, _ in by_index], [t for _, t in by_index]
+    return run
+
+
+def run_database(db: str, args: argparse.Namespace) -> bool:
+    database = sqlite_database() if db == "sqlite" else postgres_database(args.postgres_url)
+    with database as (url, tmp):
+        setup_started = time.perf_counter()
+        engine = make_engine(url)
+        upgrade(engine)
+        world = populate(engine, args)
+        engine.dispose()
+        runtime = Runtime(Settings(environment="test", database_url=url, log_dir=Path(tmp) / "var"))
+        try:
+            return measure(db, args, runtime, world, time.perf_counter() - setup_started, url, Path(tmp) / "var")
+        finally:
+            runtime.close()
+
+
+def measure(
+    db: str, args: argparse.Namespace, runtime: Runtime, world: World, setup_seconds: float, url: str, log_dir: Path
+) -> bool:
+    engine = runtime.db.engine
+    version = server_version(engine)
+    sizes = batch_sizes(args)
+    initial_remaining, _ = bucket_totals(runtime)
+    breakdown = Breakdown() if args.breakdown else None
+    detach = breakdown.attach(engine) if breakdown else None
+
+    gc.collect()
+    load_before = os.getloadavg()[0]
+    if args.streams == 1:
+        run = run_one_stream(args, runtime, world, sizes, breakdown)
+    else:
+        run = run_streams(args, url, log_dir, world, sizes)
     load_after = os.getloadavg()[0]
     if detach:
         detach()
-    batches_done = len(latencies)
+    latencies, tally, timed, capped = run.latencies, run.tally, run.seconds, run.capped
+    batches_done = len(run.done)
 
     # Memory: tracemalloc slows every allocation, so it runs on a few extra batches of fresh
     # records after the timed run rather than during it.
@@ -610,8 +728,9 @@ def measure(db: str, args: argparse.Namespace, runtime: Runtime, world: World, s
     before_remaining, before_ledger = bucket_totals(runtime)
     replay = Tally()
     replay_started = time.perf_counter()
-    replayed_batches = min(REPLAY_BATCHES, batches_done)
-    for index in range(replayed_batches):
+    replayed = run.done[:REPLAY_BATCHES]
+    replayed_batches = len(replayed)
+    for index in replayed:
         records = make_batch(world, args, index)[: sizes[index]]
         with runtime.unit_of_work() as uow:
             replay.add(usage.ingest(uow, SOURCE, records))
@@ -632,7 +751,7 @@ def measure(db: str, args: argparse.Namespace, runtime: Runtime, world: World, s
             rebuilt, projected = balances.rebuild_remaining(uow, line_id), balances.projected_remaining(uow, line_id)
             if rebuilt != projected:
                 mismatches.append((line_id, rebuilt, projected))
-    timed_ok = tally.applied == tally.records and tally.records == sum(sizes[:batches_done])
+    timed_ok = tally.applied == tally.records and tally.records == sum(sizes[i] for i in run.done)
     # Charged usage is exactly what left the buckets (memory and profile batches included).
     drained = initial_remaining - after_remaining
 
@@ -648,11 +767,17 @@ def measure(db: str, args: argparse.Namespace, runtime: Runtime, world: World, s
         + ", ".join(f"{k.unit.value} {v:,}" for k, v in world.allowance.items()),
         f"  records:             {tally.records:,} in {batches_done} batches of {args.batch:,} over"
         f" {len(world.line_ids):,} lines"
+        + (
+            f", by {args.streams} streams at once (each on its own 1/{args.streams} of the lines)"
+            if args.streams > 1
+            else ""
+        )
         + (f"  (STOPPED by the {args.max_seconds:g} s cap; {args.records:,} asked)" if capped else ""),
         f"  outcomes:            applied {tally.applied:,}, duplicate {tally.duplicate:,}, conflict {tally.conflict:,},"
         f" rejected {tally.rejected:,}; {tally.with_overage:,} records ran into overage"
         f" ({100 * tally.with_overage / max(tally.records, 1):.1f}%)",
-        f"  throughput:          {rate:,.0f} records/s  ({timed:.2f} s in ingest + commit)"
+        f"  throughput:          {rate:,.0f} records/s  ({timed:.2f} s in ingest + commit"
+        + (f", wall clock of all {args.streams} streams)" if args.streams > 1 else ")")
         + ("  [with --breakdown hooks]" if breakdown else ""),
         f"  batch latency:       p50 {1000 * percentile(latencies, 50):.1f} ms,"
         f" p95 {1000 * percentile(latencies, 95):.1f} ms, p99 {1000 * percentile(latencies, 99):.1f} ms,"

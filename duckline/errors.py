@@ -9,6 +9,7 @@ from typing import Any
 
 class Kind(Enum):
     INVALID = "invalid"  # 422
+    BAD_REQUEST = "bad_request"  # 400: the request itself cannot be trusted or read
     NOT_FOUND = "not_found"  # 404
     CONFLICT = "conflict"  # 409
     UNAUTHENTICATED = "unauthenticated"  # 401
@@ -90,10 +91,11 @@ class ErrorCode(Enum):
     PROMO_CODE_USED_UP = (Kind.CONFLICT, "This promo code has been used the maximum number of times.")
     PAYMENT_METHOD_UNAVAILABLE = (Kind.INVALID, "This payment method is not available.")
     PAYMENT_PROVIDER_ERROR = (Kind.UNAVAILABLE, "The payment provider did not answer. Please try again.")
-    WEBHOOK_SIGNATURE_INVALID = (Kind.INVALID, "The webhook signature is not valid.")
+    WEBHOOK_SIGNATURE_INVALID = (Kind.BAD_REQUEST, "The webhook signature is not valid.")
     REFUND_NOT_ALLOWED = (Kind.CONFLICT, "This order cannot be refunded: {reason}")
     REFUND_AMOUNT_INVALID = (Kind.INVALID, "The refund amount must be between 1 and {max} minor units.")
     REASON_REQUIRED = (Kind.INVALID, "A reason is required.")
+    CASE_ALREADY_RESOLVED = (Kind.CONFLICT, "This case has already been resolved.")
     SAVED_METHOD_REQUIRED = (Kind.CONFLICT, "Auto-renew needs a saved payment method.")
     EMAIL_TAKEN = (Kind.CONFLICT, "This email address is already used by another account.")
     PREFERENCE_ALWAYS_ON = (

@@ -94,8 +94,8 @@ def template_messages() -> list[tuple[str, str]]:
     from babel.messages.extract import extract_from_dir
 
     found = extract_from_dir(
-        str(TEMPLATES_DIR), method_map=[("**.html", "jinja2.ext:babel_extract")],
+        str(TEMPLATES_DIR),
+        method_map=[("**.html", "jinja2.ext:babel_extract")],
         options_map={"**.html": {"extensions": "jinja2.ext.i18n"}},
     )
-    return [(message, filename) for filename, _line, message, _comments, _context in found
-            if isinstance(message, str)]
+    return [(message, filename) for filename, _line, message, _comments, _context in found if isinstance(message, str)]

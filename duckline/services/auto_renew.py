@@ -19,6 +19,7 @@ from duckline.domain.orders import PaymentStatus
 from duckline.errors import DomainError
 from duckline.services import checkout, events, orders
 from duckline.services.checkout import App
+from duckline.services.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +38,36 @@ def run(app: App) -> Report:
     return report
 
 
+def _cannot_order(app: App, line_id: int, attempt: int, last: bool, error: DomainError, report: Report) -> None:
+    """The renewal could not even be ordered (plan retired, monthly limit): count the attempt and
+    tell the subscriber, as for a declined card."""
+    with app.unit_of_work() as uow:
+        line = uow.session.get(Line, line_id, with_for_update=True)
+        if line is None or line.expires_at is None or _due_attempt(uow, line) != attempt:
+            return
+        uow.session.add(
+            AutoRenewAttempt(
+                line_id=line.id, period_end=line.expires_at, attempt=attempt, outcome="error", created_at=uow.now()
+            )
+        )
+        events.raise_event(
+            uow,
+            events.AUTO_RENEW_FAILED,
+            line.account_id,
+            None,
+            line_id=line.id,
+            msisdn=line.msisdn,
+            attempt=attempt + 1,
+            final=last,
+            reason=error.code,
+        )
+    report.declined.append(line_id)
+    if last:
+        report.gave_up.append(line_id)
+
+
 def _due(app: App) -> list[tuple[int, int]]:
     settings = app.settings
-    schedule = [timedelta(hours=h) for h in settings.auto_renew_retry_hours]
     with app.unit_of_work() as uow:
         now = uow.now()
         candidates = uow.session.scalars(
@@ -52,21 +80,25 @@ def _due(app: App) -> list[tuple[int, int]]:
             )
             .order_by(Line.id)
         ).all()
-        due = []
-        for line in candidates:
-            assert line.expires_at is not None
-            tried = (
-                uow.session.scalar(
-                    select(func.count())
-                    .select_from(AutoRenewAttempt)
-                    .where(AutoRenewAttempt.line_id == line.id, AutoRenewAttempt.period_end == line.expires_at)
-                )
-                or 0
-            )
-            first_try = line.expires_at - timedelta(hours=settings.auto_renew_hours_before)
-            if tried < len(schedule) and now >= first_try + schedule[tried]:
-                due.append((line.id, int(tried)))
-        return due
+        return [(line.id, attempt) for line in candidates if (attempt := _due_attempt(uow, line)) is not None]
+
+
+def _due_attempt(uow: UnitOfWork, line: Line) -> int | None:
+    """The attempt number due now for the line's current period, if any."""
+    settings = uow.settings
+    if line.expires_at is None:
+        return None
+    tried = int(
+        uow.session.scalar(
+            select(func.count())
+            .select_from(AutoRenewAttempt)
+            .where(AutoRenewAttempt.line_id == line.id, AutoRenewAttempt.period_end == line.expires_at)
+        )
+        or 0
+    )
+    schedule = [timedelta(hours=h) for h in settings.auto_renew_retry_hours]
+    first_try = line.expires_at - timedelta(hours=settings.auto_renew_hours_before)
+    return tried if tried < len(schedule) and uow.now() >= first_try + schedule[tried] else None
 
 
 def _attempt(app: App, line_id: int, attempt: int, report: Report) -> None:
@@ -75,6 +107,10 @@ def _attempt(app: App, line_id: int, attempt: int, report: Report) -> None:
         with app.unit_of_work() as uow:
             line = uow.session.get(Line, line_id, with_for_update=True)
             assert line is not None and line.expires_at is not None
+            # Asked again under the line's lock: another scheduler may have renewed it since the
+            # due list was made, and then nothing is due for the new period yet.
+            if _due_attempt(uow, line) != attempt:
+                return
             period_end = line.expires_at
             with uow.session.begin_nested():
                 row = AutoRenewAttempt(
@@ -105,6 +141,7 @@ def _attempt(app: App, line_id: int, attempt: int, report: Report) -> None:
         return  # another scheduler took this attempt
     except DomainError as error:
         log.warning("auto-renew of line %s not possible: %s", line_id, error)
+        _cannot_order(app, line_id, attempt, last, error, report)
         return
     # A provider that is down is recorded as a failed payment; the next attempt retries.
     with suppress(DomainError):

@@ -75,6 +75,7 @@ def _check_payment(app: App, payment_id: int, report: Report) -> None:
         order = uow.session.get(Order, payment.order_id, with_for_update=True)
         assert order is not None
         if outcome and outcome.changed and order.status is OrderStatus.FULFILLED:
+            tickets.settle_open(uow, order.id, "applied automatically by reconciliation")
             tickets.open_ticket(
                 uow,
                 tickets.RECONCILIATION,
@@ -120,6 +121,7 @@ def _apply_or_refund(app: App, order_id: int, report: Report) -> None:
         try:
             with uow.session.begin_nested():
                 fulfilment.fulfil(uow, order)
+            tickets.settle_open(uow, order.id, "applied automatically by reconciliation")
             tickets.open_ticket(
                 uow,
                 tickets.RECONCILIATION,
@@ -140,6 +142,7 @@ def _apply_or_refund(app: App, order_id: int, report: Report) -> None:
         with app.unit_of_work() as uow:
             order = uow.session.get(Order, order_id)
             assert order is not None
+            tickets.settle_open(uow, order_id, "refunded automatically by reconciliation")
             tickets.open_ticket(
                 uow,
                 tickets.RECONCILIATION,
@@ -159,13 +162,22 @@ def resolve(app: App, actor: Account, ticket_id: int, action: str, reason: str) 
     """Staff settle a case: apply the paid order, refund it (to the original method), or close it."""
     if not reason.strip():
         raise DomainError(ErrorCode.REASON_REQUIRED, field="reason")
+    with app.unit_of_work() as uow:
+        ticket = uow.session.get(Ticket, ticket_id)
+        if ticket is None:
+            raise DomainError(ErrorCode.NOT_FOUND)
+        if ticket.status == "resolved":
+            raise DomainError(ErrorCode.CASE_ALREADY_RESOLVED)
+        order_id = ticket.order_id
+        order = uow.session.get(Order, order_id) if order_id else None
+        stray = refunds.stray_payment(uow, order_id) if order_id else None
     if action == "refund":
-        with app.unit_of_work() as uow:
-            ticket = uow.session.get(Ticket, ticket_id)
-            if ticket is None or ticket.order_id is None:
-                raise DomainError(ErrorCode.NOT_FOUND)
-            order_id = ticket.order_id
-        refunds.refund(app, actor.id, order_id, None, reason)
+        if order is None:
+            raise DomainError(ErrorCode.NOT_FOUND)
+        if stray is not None:  # a flagged or duplicate capture: give that money back
+            refunds.refund_payment(app, actor.id, stray, reason)
+        else:
+            refunds.refund(app, actor.id, order.id, None, reason)
     with app.unit_of_work() as uow:
         ticket = uow.session.get(Ticket, ticket_id, with_for_update=True)
         if ticket is None:

@@ -133,3 +133,75 @@ def _record(uow: UnitOfWork, refund_id: int, provider_ref: str, succeeded: bool)
 
 def staff_refund(app: App, actor: Account, order_id: int, amount: int | None, reason: str) -> Refund:
     return refund(app, actor.id, order_id, amount, reason)
+
+
+def stray_payment(uow: UnitOfWork, order_id: int) -> int | None:
+    """Money captured that the order does not account for: a flagged payment (wrong amount) or
+    a second capture for an order another payment already paid."""
+    captured = uow.session.scalars(
+        select(Payment)
+        .where(
+            Payment.order_id == order_id,
+            Payment.status.in_((PaymentStatus.FLAGGED, PaymentStatus.SUCCEEDED)),
+        )
+        .order_by(Payment.id)
+    ).all()
+    flagged = [p for p in captured if p.status is PaymentStatus.FLAGGED]
+    if flagged:
+        return flagged[0].id
+    extra = [p for p in captured if p.status is PaymentStatus.SUCCEEDED][1:]
+    return extra[0].id if extra else None
+
+
+def refund_payment(app: App, actor_id: int | None, payment_id: int, reason: str) -> Refund:
+    """Refund one captured payment in full, outside the order's own accounting."""
+    with app.unit_of_work() as uow:
+        payment = uow.session.get(Payment, payment_id, with_for_update=True)
+        if payment is None or payment.captured_amount - payment.refunded_amount <= 0:
+            raise DomainError(ErrorCode.REFUND_NOT_ALLOWED, reason="nothing left to refund")
+        amount = payment.captured_amount - payment.refunded_amount
+        row = Refund(
+            order_id=payment.order_id,
+            payment_id=payment.id,
+            amount=amount,
+            currency=payment.currency,
+            reason=reason.strip()[:300],
+            status="pending",
+            actor_id=actor_id,
+            created_at=uow.now(),
+        )
+        uow.session.add(row)
+        uow.session.flush()
+        refund_id, provider, ref, currency = row.id, payment.provider, payment.provider_ref, payment.currency
+    try:
+        answer = app.payments.by_name(provider).refund(
+            ref or "", Money(amount, currency), f"refund_{refund_id}", reason
+        )
+    except ProviderError as exc:
+        with app.unit_of_work() as uow:
+            failed = uow.session.get(Refund, refund_id)
+            assert failed is not None
+            failed.status = "failed"
+        raise DomainError(ErrorCode.PAYMENT_PROVIDER_ERROR) from exc
+    with app.unit_of_work() as uow:
+        recorded = uow.session.get(Refund, refund_id)
+        payment = uow.session.get(Payment, payment_id, with_for_update=True)
+        assert recorded is not None and payment is not None
+        recorded.provider_ref = answer.provider_ref
+        recorded.status = "succeeded" if answer.succeeded else "failed"
+        if answer.succeeded:
+            payment.refunded_amount += amount
+            payment.status = PaymentStatus.REFUNDED
+            order = uow.session.get(Order, payment.order_id)
+            events.raise_event(
+                uow,
+                events.RENEWAL_REFUNDED,
+                order.account_id if order else None,
+                payment.order_id,
+                amount=amount,
+                currency=currency,
+                credit_note="",
+            )
+            if actor_id is not None:
+                audit.record(uow, actor_id, "payment.refunded", f"payment:{payment.id}", amount=amount, reason=reason)
+        return recorded

@@ -93,12 +93,12 @@ def latest_messages(uow: UnitOfWork, ticket_ids: list[int]) -> dict[int, TicketM
     return {row.ticket_id: row for row in rows}
 
 
-def for_account(account: Account) -> Select[tuple[Ticket]]:
+def for_account(account: Account) -> Select[Ticket]:
     """A subscriber's own tickets, as a query to page through."""
     return select(Ticket).where(Ticket.account_id == account.id, Ticket.kind == SUBSCRIBER)
 
 
-def for_staff(status: str | None = None, kind: str | None = None) -> Select[tuple[Ticket]]:
+def for_staff(status: str | None = None, kind: str | None = None) -> Select[Ticket]:
     """Every ticket, for staff, optionally of one status and one kind."""
     query = select(Ticket)
     if status is not None:

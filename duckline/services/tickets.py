@@ -42,10 +42,21 @@ def open_ticket(
 def resolve(uow: UnitOfWork, actor: Account, ticket: Ticket, resolution: str) -> Ticket:
     if not resolution.strip():
         raise DomainError(ErrorCode.REASON_REQUIRED, field="reason")
+    if ticket.status == "resolved":
+        raise DomainError(ErrorCode.CASE_ALREADY_RESOLVED)
     ticket.status, ticket.resolution = "resolved", resolution.strip()
     ticket.resolved_by, ticket.resolved_at = actor.id, uow.now()
     audit.record(uow, actor.id, "ticket.resolved", f"ticket:{ticket.id}", resolution=ticket.resolution)
     return ticket
+
+
+def settle_open(uow: UnitOfWork, order_id: int, resolution: str) -> int:
+    """Close the order's open cases that an automatic action has just settled."""
+    settled = 0
+    for ticket in uow.session.scalars(select(Ticket).where(Ticket.order_id == order_id, Ticket.status == "open")):
+        ticket.status, ticket.resolution, ticket.resolved_at = "resolved", resolution, uow.now()
+        settled += 1
+    return settled
 
 
 def open_for_order(uow: UnitOfWork, order_id: int) -> Ticket | None:

@@ -2,25 +2,26 @@
 
 A batch is applied with a handful of set-based statements, not a round trip per record.
 The buckets the batch can draw from are locked first, always in the same order (by id), so two
-batches for one line's allowance apply one after the other and never spend the same amount twice.
-The records then go in with ON CONFLICT DO NOTHING on (source, record_id): a retried or repeated
-batch inserts nothing and so charges nothing.
+batches drawing on one line's allowance apply one after the other and never spend the same amount
+twice. The records then go in with ON CONFLICT DO NOTHING on (source, record_id): a retried or
+repeated batch inserts nothing and so charges nothing.
 
-On PostgreSQL each step is one fixed statement whose values travel as arrays (`= ANY(:ids)`,
-`unnest(...)`), so its text and plan are the same whatever the batch size; other databases
-(SQLite) run the equivalent portable statements.
+On PostgreSQL (psycopg) each step is one fixed statement whose values travel as arrays
+(`= ANY(...)`, `unnest(...)`): its text, and so its prepared plan, is the same whatever the batch
+size. Other databases (SQLite) run the equivalent portable statements.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, Connection, DateTime, String, Table, bindparam, select, text, update
-from sqlalchemy.dialects.postgresql import ARRAY
+import psycopg
+from psycopg.types.array import ListBinaryDumper
+from sqlalchemy import Connection, Table, bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -83,10 +84,10 @@ def ingest(uow: UnitOfWork, source: str, records: list[UsageInput]) -> BatchOutc
     if len(records) > MAX_BATCH:
         raise DomainError(ErrorCode.USAGE_BATCH_TOO_LARGE, field="records", max=MAX_BATCH)
     for record in records:
-        if record.started_at.tzinfo is None:  # as the UTC column type would refuse it
+        if record.started_at.tzinfo is None:  # what the UTC column type refuses too
             raise ValueError(f"usage record {record.record_id!r}: started_at has no time zone")
     now = uow.now()
-    db = _PostgresStatements(uow) if uow.session.bind.dialect.name == "postgresql" else _Statements(uow)  # type: ignore[union-attr]
+    db = _statements(uow)
 
     outcomes: list[RecordOutcome | None] = [None] * len(records)
     first_index: dict[str, int] = {}
@@ -105,21 +106,21 @@ def ingest(uow: UnitOfWork, source: str, records: list[UsageInput]) -> BatchOutc
         else:
             outcomes[index] = RecordOutcome(record.record_id, "rejected", error="line_not_found")
 
-    # Only lines in service draw from buckets; on the others everything is overage.
+    # Only lines in service draw from buckets; everything used on the others is overage.
     buckets = db.lock_buckets([r for r in known if lines[r.msisdn].in_service], lines)
     inserted = db.insert_new(source, known, lines, now)
 
-    bucket_by_id = {b.id: b for line_buckets in buckets.values() for b in line_buckets}
-    touched: set[int] = set()
+    touched: dict[int, balances.Bucket] = {}
     ledger = _LedgerRows()
     for record in sorted((r for r in known if r.record_id in inserted), key=lambda r: (r.started_at, r.record_id)):
         line, usage_id, unit, zone = lines[record.msisdn], inserted[record.record_id], record.kind.unit, record.zone
         if line.in_service:
-            draws, overage = balances.draw(buckets.get(line.id, []), unit, zone, record.quantity, record.started_at)
+            line_buckets = buckets.get(line.id, [])
+            draws, overage = balances.draw(line_buckets, unit, zone, record.quantity, record.started_at)
         else:
-            draws, overage = [], record.quantity  # the network let it through: keep it, as overage
+            line_buckets, draws, overage = [], [], record.quantity  # the network let it through: keep it
         for taken in draws:
-            touched.add(taken.bucket_id)
+            touched[taken.bucket_id] = next(b for b in line_buckets if b.id == taken.bucket_id)
             ledger.add(line.id, taken.bucket_id, unit, zone, -taken.amount, "usage", usage_id)
         if overage:
             ledger.add(line.id, None, unit, zone, -overage, "overage", usage_id)
@@ -128,7 +129,7 @@ def ingest(uow: UnitOfWork, source: str, records: list[UsageInput]) -> BatchOutc
         )
 
     if touched:
-        db.update_remaining([bucket_by_id[i] for i in sorted(touched)])
+        db.update_remaining([touched[i] for i in sorted(touched)])
     if ledger.line_id:
         db.insert_ledger(ledger, now)
     repeated = [r for r in known if r.record_id not in inserted]
@@ -145,7 +146,7 @@ class _Line:
 
 @dataclass
 class _LedgerRows:
-    """Ledger entries to write, column by column (as the array statements want them)."""
+    """Ledger entries to write, column by column (as the array statements take them)."""
 
     line_id: list[int] = field(default_factory=list)
     bucket_id: list[int | None] = field(default_factory=list)
@@ -167,34 +168,47 @@ class _LedgerRows:
         self.usage_record_id.append(usage_id)
 
 
-def _bucket(row: Any) -> balances.Bucket:
-    id_, _line_id, unit, zone, remaining, valid_from, valid_until = row
-    return balances.Bucket(id_, Unit(unit), Zone(zone), remaining, valid_from, valid_until)
+_UNIT_OF = {u.value: u for u in Unit}
+_ZONE_OF = {z.value: z for z in Zone}
 
 
-def _same(row: Any, record: UsageInput, line: _Line) -> bool:
-    """Whether a stored usage row (line_id, unit, zone, quantity, started_at) is this record."""
-    return tuple(row) == (line.id, record.kind.unit.value, record.zone.value, record.quantity, record.started_at)
+def _by_line(rows: Sequence[Any]) -> dict[int, list[balances.Bucket]]:
+    """Rows of (id, line_id, unit, zone, remaining, valid_from, valid_until), as buckets by line."""
+    by_line: dict[int, list[balances.Bucket]] = {}
+    for id_, line_id, unit, zone, remaining, valid_from, valid_until in rows:
+        by_line.setdefault(line_id, []).append(
+            balances.Bucket(id_, _UNIT_OF[unit], _ZONE_OF[zone], remaining, valid_from, valid_until)
+        )
+    return by_line
 
 
-def _repeat(record: UsageInput, same: bool) -> RecordOutcome:
-    """A record seen before: harmless if the same record comes again, a conflict if its content differs."""
-    if same:
+def _repeat_outcome(record: UsageInput, line: _Line, stored: Sequence[Any]) -> RecordOutcome:
+    """A record seen before: harmless if the same record comes again, a conflict if its content
+    differs. `stored` is (line_id, unit, zone, quantity, started_at) as first received."""
+    if tuple(stored) == (line.id, record.kind.unit.value, record.zone.value, record.quantity, record.started_at):
         return RecordOutcome(record.record_id, "duplicate")
     return RecordOutcome(record.record_id, "conflict", error=ErrorCode.USAGE_RECORD_CONFLICT.code)
+
+
+def _statements(uow: UnitOfWork) -> _Statements:
+    connection = uow.session.connection()
+    if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
+        return _PostgresStatements(connection)
+    return _Statements(connection)
 
 
 class _Statements:
     """The steps of a batch in portable SQL (what SQLite runs)."""
 
-    def __init__(self, uow: UnitOfWork) -> None:
-        self.uow = uow
-        self.connection: Connection = uow.session.connection()
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
 
     def find_lines(self, msisdns: set[str]) -> dict[str, _Line]:
+        if not msisdns:
+            return {}
         rows = self.connection.execute(
             select(_lines.c.id, _lines.c.msisdn, _lines.c.status).where(_lines.c.msisdn.in_(msisdns))
-        )
+        ).all()
         return {msisdn: _Line(id_, can_use_service(LineStatus(status))) for id_, msisdn, status in rows}
 
     def lock_buckets(self, records: list[UsageInput], lines: dict[str, _Line]) -> dict[int, list[balances.Bucket]]:
@@ -215,7 +229,7 @@ class _Statements:
             .where(_buckets.c.line_id.in_(line_ids), _buckets.c.remaining > 0)
             .order_by(_buckets.c.id)
             .with_for_update()
-        )
+        ).all()
         return _by_line(rows)
 
     def insert_new(
@@ -245,7 +259,7 @@ class _Statements:
                 }
                 for r in records
             ],
-        )
+        ).all()
         return {record_id: id_ for id_, record_id in rows}
 
     def update_remaining(self, buckets: list[balances.Bucket]) -> None:
@@ -255,6 +269,7 @@ class _Statements:
         )
 
     def insert_ledger(self, rows: _LedgerRows, now: datetime) -> None:
+        columns = (rows.line_id, rows.bucket_id, rows.unit, rows.zone, rows.delta, rows.reason, rows.usage_record_id)
         self.connection.execute(
             _ledger.insert(),
             [
@@ -268,16 +283,7 @@ class _Statements:
                     "usage_record_id": usage_id,
                     "created_at": now,
                 }
-                for line_id, bucket_id, unit, zone, delta, reason, usage_id in zip(
-                    rows.line_id,
-                    rows.bucket_id,
-                    rows.unit,
-                    rows.zone,
-                    rows.delta,
-                    rows.reason,
-                    rows.usage_record_id,
-                    strict=True,
-                )
+                for line_id, bucket_id, unit, zone, delta, reason, usage_id in zip(*columns, strict=True)
             ],
         )
 
@@ -285,7 +291,7 @@ class _Statements:
         if not records:
             return []
         stored = {
-            row.record_id: row
+            row[0]: row[1:]
             for row in self.connection.execute(
                 select(
                     _usage.c.record_id,
@@ -297,82 +303,69 @@ class _Statements:
                 ).where(_usage.c.source == source, _usage.c.record_id.in_([r.record_id for r in records]))
             )
         }
-        return [_repeat(r, _same(stored[r.record_id][1:], r, lines[r.msisdn])) for r in records]
+        return [_repeat_outcome(r, lines[r.msisdn], stored[r.record_id]) for r in records]
 
 
-_BIGINTS, _STRINGS, _TIMES = ARRAY(BigInteger), ARRAY(String), ARRAY(DateTime(timezone=True))
+class _Array(list[Any]):
+    """A list that psycopg sends as a binary array (see `_PostgresStatements`): a thousand
+    timestamps encode in ~0.4 ms that way, against ~9 ms in the default text form."""
+
 
 _PG_FIND_LINES = text(
-    "SELECT lines.id, lines.msisdn, lines.status FROM lines WHERE lines.msisdn = ANY(:msisdns)"
-).bindparams(bindparam("msisdns", type_=_STRINGS))
+    "SELECT lines.id, lines.msisdn, lines.status FROM lines WHERE lines.msisdn = ANY(CAST(:msisdns AS VARCHAR[]))"
+)
 
-# One row per (line, unit, zone) the batch uses, with the span of its records' start times:
-# exactly the buckets `balances.draw` could take from (remaining > 0, valid at some start time).
+# `wanted` has one row per (line, unit, zone) used by the batch, with the span of its records'
+# start times: so only the buckets `balances.draw` could take from are locked (remaining > 0 and
+# valid at one of those times), not expired ones or those of other units.
 _PG_LOCK_BUCKETS = text(
     """
     SELECT buckets.id, buckets.line_id, buckets.unit, buckets.zone, buckets.remaining,
            buckets.valid_from, buckets.valid_until
     FROM buckets
-    JOIN unnest(:line_ids, :units, :zones, :first_starts, :last_starts)
-         AS wanted(line_id, unit, zone, first_start, last_start)
+    JOIN unnest(
+        CAST(:line_ids AS BIGINT[]), CAST(:units AS VARCHAR[]), CAST(:zones AS VARCHAR[]),
+        CAST(:first_starts AS TIMESTAMPTZ[]), CAST(:last_starts AS TIMESTAMPTZ[])
+    ) AS wanted (line_id, unit, zone, first_start, last_start)
       ON buckets.line_id = wanted.line_id AND buckets.unit = wanted.unit AND buckets.zone = wanted.zone
-    WHERE buckets.remaining > 0
+    WHERE buckets.line_id = ANY(CAST(:line_ids AS BIGINT[])) AND buckets.remaining > 0
       AND buckets.valid_from <= wanted.last_start AND buckets.valid_until > wanted.first_start
     ORDER BY buckets.id
     FOR UPDATE OF buckets
     """
-).bindparams(
-    bindparam("line_ids", type_=_BIGINTS),
-    bindparam("units", type_=_STRINGS),
-    bindparam("zones", type_=_STRINGS),
-    bindparam("first_starts", type_=_TIMES),
-    bindparam("last_starts", type_=_TIMES),
 )
 
 _PG_INSERT_USAGE = text(
     """
     INSERT INTO usage_records (source, record_id, line_id, unit, zone, quantity, started_at, received_at)
     SELECT :source, r.record_id, r.line_id, r.unit, r.zone, r.quantity, r.started_at, :received_at
-    FROM unnest(:record_ids, :line_ids, :units, :zones, :quantities, :started_ats)
-         AS r(record_id, line_id, unit, zone, quantity, started_at)
+    FROM unnest(
+        CAST(:record_ids AS VARCHAR[]), CAST(:line_ids AS BIGINT[]), CAST(:units AS VARCHAR[]),
+        CAST(:zones AS VARCHAR[]), CAST(:quantities AS BIGINT[]), CAST(:started_ats AS TIMESTAMPTZ[])
+    ) AS r (record_id, line_id, unit, zone, quantity, started_at)
     ON CONFLICT (source, record_id) DO NOTHING
     RETURNING usage_records.id, usage_records.record_id
     """
-).bindparams(
-    bindparam("source", type_=String()),
-    bindparam("received_at", type_=DateTime(timezone=True)),
-    bindparam("record_ids", type_=_STRINGS),
-    bindparam("line_ids", type_=_BIGINTS),
-    bindparam("units", type_=_STRINGS),
-    bindparam("zones", type_=_STRINGS),
-    bindparam("quantities", type_=_BIGINTS),
-    bindparam("started_ats", type_=_TIMES),
 )
 
 _PG_UPDATE_REMAINING = text(
     """
     UPDATE buckets SET remaining = v.remaining
-    FROM unnest(:ids, :remaining) AS v(id, remaining)
+    FROM unnest(CAST(:ids AS BIGINT[]), CAST(:remaining AS BIGINT[])) AS v (id, remaining)
     WHERE buckets.id = v.id
     """
-).bindparams(bindparam("ids", type_=_BIGINTS), bindparam("remaining", type_=_BIGINTS))
+)
 
 _PG_INSERT_LEDGER = text(
     """
     INSERT INTO ledger_entries (line_id, bucket_id, unit, zone, delta, reason, usage_record_id, created_at)
     SELECT e.line_id, e.bucket_id, e.unit, e.zone, e.delta, e.reason, e.usage_record_id, :created_at
-    FROM unnest(:line_ids, :bucket_ids, :units, :zones, :deltas, :reasons, :usage_record_ids)
-         AS e(line_id, bucket_id, unit, zone, delta, reason, usage_record_id)
+    FROM unnest(
+        CAST(:line_ids AS BIGINT[]), CAST(:bucket_ids AS BIGINT[]), CAST(:units AS VARCHAR[]),
+        CAST(:zones AS VARCHAR[]), CAST(:deltas AS BIGINT[]), CAST(:reasons AS VARCHAR[]),
+        CAST(:usage_record_ids AS BIGINT[])
+    ) AS e (line_id, bucket_id, unit, zone, delta, reason, usage_record_id)
     """
-).bindparams(
-    bindparam("created_at", type_=DateTime(timezone=True)),
-    bindparam("line_ids", type_=_BIGINTS),
-    bindparam("bucket_ids", type_=_BIGINTS),
-    bindparam("units", type_=_STRINGS),
-    bindparam("zones", type_=_STRINGS),
-    bindparam("deltas", type_=_BIGINTS),
-    bindparam("reasons", type_=_STRINGS),
-    bindparam("usage_record_ids", type_=_BIGINTS),
 )
 
 _PG_STORED = text(
@@ -380,20 +373,27 @@ _PG_STORED = text(
     SELECT usage_records.record_id, usage_records.line_id, usage_records.unit, usage_records.zone,
            usage_records.quantity, usage_records.started_at
     FROM usage_records
-    WHERE usage_records.source = :source AND usage_records.record_id = ANY(:record_ids)
+    WHERE usage_records.source = :source AND usage_records.record_id = ANY(CAST(:record_ids AS VARCHAR[]))
     """
-).bindparams(bindparam("source", type_=String()), bindparam("record_ids", type_=_STRINGS))
+)
 
 
 class _PostgresStatements(_Statements):
-    """The same steps on PostgreSQL, one fixed statement each with the values as arrays."""
+    """The same steps on PostgreSQL: one fixed statement each, the values as binary arrays."""
+
+    def __init__(self, connection: Connection) -> None:
+        super().__init__(connection)
+        driver = cast(psycopg.Connection[Any], connection.connection.driver_connection)
+        driver.adapters.register_dumper(_Array, ListBinaryDumper)  # this connection only, just `_Array`
 
     def find_lines(self, msisdns: set[str]) -> dict[str, _Line]:
-        rows = self.connection.execute(_PG_FIND_LINES, {"msisdns": list(msisdns)})
+        if not msisdns:
+            return {}
+        rows = self.connection.execute(_PG_FIND_LINES, {"msisdns": _Array(msisdns)}).all()
         return {msisdn: _Line(id_, can_use_service(LineStatus(status))) for id_, msisdn, status in rows}
 
     def lock_buckets(self, records: list[UsageInput], lines: dict[str, _Line]) -> dict[int, list[balances.Bucket]]:
-        spans: dict[tuple[int, str, str], list[datetime]] = {}
+        spans: dict[tuple[int, str, str], list[datetime]] = {}  # (line, unit, zone) → [first, last start]
         for r in records:
             key = (lines[r.msisdn].id, r.kind.unit.value, r.zone.value)
             span = spans.get(key)
@@ -405,17 +405,17 @@ class _PostgresStatements(_Statements):
                 span[1] = r.started_at
         if not spans:
             return {}
-        keys = sorted(spans)
+        keys = list(spans)
         rows = self.connection.execute(
             _PG_LOCK_BUCKETS,
             {
-                "line_ids": [k[0] for k in keys],
-                "units": [k[1] for k in keys],
-                "zones": [k[2] for k in keys],
-                "first_starts": [spans[k][0] for k in keys],
-                "last_starts": [spans[k][1] for k in keys],
+                "line_ids": _Array(k[0] for k in keys),
+                "units": _Array(k[1] for k in keys),
+                "zones": _Array(k[2] for k in keys),
+                "first_starts": _Array(spans[k][0] for k in keys),
+                "last_starts": _Array(spans[k][1] for k in keys),
             },
-        )
+        ).all()
         return _by_line(rows)
 
     def insert_new(
@@ -430,19 +430,20 @@ class _PostgresStatements(_Statements):
             {
                 "source": source,
                 "received_at": now,
-                "record_ids": [r.record_id for r in ordered],
-                "line_ids": [lines[r.msisdn].id for r in ordered],
-                "units": [r.kind.unit.value for r in ordered],
-                "zones": [r.zone.value for r in ordered],
-                "quantities": [r.quantity for r in ordered],
-                "started_ats": [r.started_at for r in ordered],
+                "record_ids": _Array(r.record_id for r in ordered),
+                "line_ids": _Array(lines[r.msisdn].id for r in ordered),
+                "units": _Array(r.kind.unit.value for r in ordered),
+                "zones": _Array(r.zone.value for r in ordered),
+                "quantities": _Array(r.quantity for r in ordered),
+                "started_ats": _Array(r.started_at for r in ordered),
             },
-        )
+        ).all()
         return {record_id: id_ for id_, record_id in rows}
 
     def update_remaining(self, buckets: list[balances.Bucket]) -> None:
         self.connection.execute(
-            _PG_UPDATE_REMAINING, {"ids": [b.id for b in buckets], "remaining": [b.remaining for b in buckets]}
+            _PG_UPDATE_REMAINING,
+            {"ids": _Array(b.id for b in buckets), "remaining": _Array(b.remaining for b in buckets)},
         )
 
     def insert_ledger(self, rows: _LedgerRows, now: datetime) -> None:
@@ -450,30 +451,21 @@ class _PostgresStatements(_Statements):
             _PG_INSERT_LEDGER,
             {
                 "created_at": now,
-                "line_ids": rows.line_id,
-                "bucket_ids": rows.bucket_id,
-                "units": rows.unit,
-                "zones": rows.zone,
-                "deltas": rows.delta,
-                "reasons": rows.reason,
-                "usage_record_ids": rows.usage_record_id,
+                "line_ids": _Array(rows.line_id),
+                "bucket_ids": _Array(rows.bucket_id),
+                "units": _Array(rows.unit),
+                "zones": _Array(rows.zone),
+                "deltas": _Array(rows.delta),
+                "reasons": _Array(rows.reason),
+                "usage_record_ids": _Array(rows.usage_record_id),
             },
         )
 
     def repeat_outcomes(self, source: str, records: list[UsageInput], lines: dict[str, _Line]) -> list[RecordOutcome]:
         if not records:
             return []
-        stored = {
-            row[0]: row[1:]
-            for row in self.connection.execute(
-                _PG_STORED, {"source": source, "record_ids": [r.record_id for r in records]}
-            )
-        }
-        return [_repeat(r, _same(stored[r.record_id], r, lines[r.msisdn])) for r in records]
-
-
-def _by_line(rows: Iterable[Any]) -> dict[int, list[balances.Bucket]]:
-    by_line: dict[int, list[balances.Bucket]] = {}
-    for row in rows:
-        by_line.setdefault(row[1], []).append(_bucket(row))
-    return by_line
+        rows = self.connection.execute(
+            _PG_STORED, {"source": source, "record_ids": _Array(r.record_id for r in records)}
+        )
+        stored = {row[0]: row[1:] for row in rows.all()}
+        return [_repeat_outcome(r, lines[r.msisdn], stored[r.record_id]) for r in records]

@@ -14,6 +14,7 @@ from duckline.errors import DomainError, ErrorCode, Kind
 
 STATUS = {
     Kind.INVALID: 422,
+    Kind.BAD_REQUEST: 400,
     Kind.NOT_FOUND: 404,
     Kind.CONFLICT: 409,
     Kind.UNAUTHENTICATED: 401,

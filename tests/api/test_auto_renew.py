@@ -37,7 +37,7 @@ from tests.factories import deliver, numbers, pay_on_sandbox, place_order, plan_
 
 PRICE = 8800
 DECLINED_CARD = "4000000000000002"
-NOTHING = {"renewed": [], "declined": [], "gave_up": []}
+NOTHING: dict[str, list[int]] = {"renewed": [], "declined": [], "gave_up": []}
 
 
 @pytest.fixture
@@ -275,13 +275,6 @@ def test_the_scheduled_jobs_run_auto_renew_before_lifecycle(
     assert events(runtime, "line.grace") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: when the auto-renew order cannot even be created (here the plan was retired; likewise the "
-    "monthly limit), auto_renew._attempt catches the DomainError, rolls back its attempt row and only logs: no "
-    "auto_renew.failed event (the subscriber is never told), nothing in the report, and the same attempt is "
-    "retried on every run until the line silently falls into grace",
-)
 def test_auto_renew_that_cannot_even_place_the_order_tells_the_subscriber(
     client: TestClient, runtime: Runtime, clock: FrozenClock, subscriber: dict[str, Any]
 ) -> None:

@@ -98,7 +98,7 @@ def reconcile(client: TestClient, subscriber: dict[str, Any]) -> dict[str, list[
     return dict(response.json())
 
 
-NOTHING = {"applied": [], "expired": [], "refunded": [], "unreachable": []}
+NOTHING: dict[str, list[int]] = {"applied": [], "expired": [], "refunded": [], "unreachable": []}
 
 
 def cases(client: TestClient, headers: dict[str, str], state: str = "open") -> list[dict[str, Any]]:
@@ -320,13 +320,6 @@ def test_renewal_paid_after_the_number_was_recycled_is_refunded_through_the_sand
     assert order_now(client, subscriber, renewal["id"])["status"] == "refunded"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: when the reconcile job refunds or applies an order that was 'paid but not applied', it opens a "
-    "second, already-resolved ticket and leaves the first one ('Order N paid but not applied', opened by "
-    "payments._captured) open, so the open queue keeps showing a case that is settled "
-    "(tickets.open_for_order exists but nothing calls it)",
-)
 @pytest.mark.parametrize("outcome", ["refunded", "applied"])
 def test_no_case_stays_open_once_the_job_has_settled_the_order(
     client: TestClient, runtime: Runtime, clock: FrozenClock, subscriber: dict[str, Any], outcome: str
@@ -535,12 +528,6 @@ def test_every_action_is_in_the_audit_log_with_who_and_why(
     assert sorted(e["target"] for e in resolved) == sorted(f"ticket:{c['id']}" for c in (to_apply, to_refund, to_close))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: POST /reconciliation/cases/{id}/resolve accepts a case that is already resolved and overwrites "
-    "its resolution, resolved_by and resolved_at (here a case auto-resolved as 'applied automatically' is "
-    "re-resolved as 'close: …' by support); it should refuse (409) and keep the first resolution",
-)
 def test_a_resolved_case_cannot_be_resolved_again(
     client: TestClient, runtime: Runtime, clock: FrozenClock, subscriber: dict[str, Any]
 ) -> None:

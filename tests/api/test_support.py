@@ -99,9 +99,7 @@ def test_staff_reply_is_sent_to_the_subscriber_in_their_language(
     ticket = open_ticket(client, alice["headers"])
     answer = "Please restart your phone and turn on data roaming. " * 6  # longer than 200 characters
 
-    replied = client.post(
-        f"/api/v1/tickets/{ticket['id']}/messages", json={"body": answer}, headers=people["support"]
-    )
+    replied = client.post(f"/api/v1/tickets/{ticket['id']}/messages", json={"body": answer}, headers=people["support"])
 
     assert replied.status_code == 201, replied.text
     assert [(m["staff"], m["body"]) for m in replied.json()["messages"]] == [(True, answer.strip())]
@@ -137,7 +135,9 @@ def test_a_subscriber_cannot_resolve_and_nothing_is_stored(
     alice = people["alice"]["headers"]
     ticket = open_ticket(client, alice)
 
-    refused = client.post(f"/api/v1/tickets/{ticket['id']}/messages", json={"body": "done", "resolve": True}, headers=alice)
+    refused = client.post(
+        f"/api/v1/tickets/{ticket['id']}/messages", json={"body": "done", "resolve": True}, headers=alice
+    )
 
     assert refused.status_code == 403
     assert count(runtime, TicketMessage) == 0
@@ -162,7 +162,9 @@ def test_another_subscriber_gets_404_for_every_ticket_route(
 def test_reconciliation_cases_are_for_staff_only(client: TestClient, runtime: Runtime, people: dict[str, Any]) -> None:
     alice = people["alice"]
     with runtime.unit_of_work() as uow:
-        case = tickets.open_ticket(uow, tickets.RECONCILIATION, "Order paid, not applied", "internal", alice["id"], None)
+        case = tickets.open_ticket(
+            uow, tickets.RECONCILIATION, "Order paid, not applied", "internal", alice["account"]["id"], None
+        )
 
     assert client.get("/api/v1/tickets", headers=alice["headers"]).json()["items"] == []
     assert client.get(f"/api/v1/tickets/{case.id}", headers=alice["headers"]).status_code == 404

@@ -388,10 +388,10 @@ def provider(request: pytest.FixtureRequest, settings: Settings, clock: FrozenCl
                 {"wallet_account": "abc***@example.com"},
             )
     elif name == "wechatpay":
-        keys = wechatpay_keys()
+        wechat_keys = wechatpay_keys()
         with (
-            fake_wechatpay(keys) as wechat,
-            running(wechatpay_settings(settings, wechat, keys), clock) as (runtime, client),
+            fake_wechatpay(wechat_keys) as wechat,
+            running(wechatpay_settings(settings, wechat, wechat_keys), clock) as (runtime, client),
         ):
             wechat.routes["POST", "/v3/pay/transactions/native"] = (
                 200,
@@ -402,12 +402,12 @@ def provider(request: pytest.FixtureRequest, settings: Settings, clock: FrozenCl
                 trade = wechatpay_trade(ref, "SUCCESS", amount)
                 wechat.routes["GET", f"/v3/pay/transactions/out-trade-no/{ref}"] = (200, trade)
                 paid = {**trade, "success_time": "2026-11-24T10:00:03+08:00", "payer": {"openid": "oUpF8uMuAJO_M2"}}
-                return wechatpay_notification(keys, paid, timestamp=int(clock.now().timestamp()))
+                return wechatpay_notification(wechat_keys, paid, timestamp=int(clock.now().timestamp()))
 
             def wechat_forged(ref: str, amount: int) -> Signed:
                 trade = wechatpay_trade(ref, "SUCCESS", amount)
                 return wechatpay_notification(
-                    keys, trade, timestamp=int(clock.now().timestamp()), signing_key=keys.stranger
+                    wechat_keys, trade, timestamp=int(clock.now().timestamp()), signing_key=wechat_keys.stranger
                 )
 
             yield Provider(
@@ -463,11 +463,6 @@ def test_provider_notification_not_signed_by_the_provider_changes_nothing(provid
     assert_fulfilled_once(runtime, client, subscriber, order["id"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a notification whose signature does not verify is answered 422 (ErrorCode.WEBHOOK_SIGNATURE_INVALID "
-    "is Kind.INVALID, mapped to 422), although the route documents 400 and InvalidSignature says 'answered 400'",
-)
 @pytest.mark.parametrize("provider", ["sandbox", *REAL_PROVIDERS], indirect=True)
 def test_notification_that_does_not_verify_is_answered_400(provider: Provider) -> None:
     subscriber = renewal_subscriber(provider.client, provider.runtime)

@@ -207,14 +207,6 @@ def test_20_fulfilments_at_once_number_receipts_1_to_20(
 # --- two auto-renew schedulers ----------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: auto-renew charges a line twice when two schedulers run at once. _attempt() takes period_end "
-    "from the line as it is when the attempt starts, not the expiry _due() found due, so a scheduler whose due "
-    "list was made before another one renewed the line inserts (line, NEW expiry, attempt 0) - no unique "
-    "conflict - and renews and charges again: expiry +2 months, two renewal orders, two receipts. With two "
-    "auto_renew.run() threads over 10 due lines, 8 of 10 lines were charged twice (SQLite and PostgreSQL).",
-)
 def test_a_scheduler_with_a_stale_due_list_does_not_charge_a_renewed_line_again(
     client: TestClient, runtime: Runtime, clock: FrozenClock
 ) -> None:

@@ -228,13 +228,16 @@ class LedgerEntry(Base):
 
     __tablename__ = "ledger_entries"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    line_id: Mapped[int] = mapped_column(ForeignKey("lines.id"), index=True)
+    # No foreign keys on line_id and usage_record_id (migration 0005): on the usage hot path each
+    # would cost a check per row. A ledger row's line is its bucket's line, and its usage record is
+    # inserted in the same transaction.
+    line_id: Mapped[int] = mapped_column(BigId, index=True)
     bucket_id: Mapped[int | None] = mapped_column(ForeignKey("buckets.id"), index=True)
     unit: Mapped[Unit] = mapped_column(enum_column(Unit))
     zone: Mapped[Zone] = mapped_column(enum_column(Zone, 4))
     delta: Mapped[int] = mapped_column(BigInteger)  # + grant, - usage; overage rows have no bucket
     reason: Mapped[str] = mapped_column(String(20))  # grant, usage, overage, adjustment
-    usage_record_id: Mapped[int | None] = mapped_column(ForeignKey("usage_records.id"))
+    usage_record_id: Mapped[int | None] = mapped_column(BigId)
     created_at: Mapped[datetime]
 
 
@@ -245,7 +248,9 @@ class UsageRecord(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     source: Mapped[str] = mapped_column(String(60))
     record_id: Mapped[str] = mapped_column(String(100))
-    line_id: Mapped[int] = mapped_column(ForeignKey("lines.id"))
+    # No foreign key (migration 0005): usage.ingest takes the line id from `lines` in the same
+    # transaction (lines are never deleted), and a check per row is costly on the hot path.
+    line_id: Mapped[int] = mapped_column(BigId)
     unit: Mapped[Unit] = mapped_column(enum_column(Unit))
     zone: Mapped[Zone] = mapped_column(enum_column(Zone, 4))
     quantity: Mapped[int] = mapped_column(BigInteger)  # what was charged and what was overage: the ledger

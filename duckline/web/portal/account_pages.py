@@ -46,20 +46,30 @@ def settings_page(request: Request, runtime: RuntimeDep, account: SignedIn, save
 
 @router.post("/settings/email")
 def request_email_change(
-    request: Request, runtime: RuntimeDep, account: SignedIn, email: Annotated[str, Form(max_length=254)], csrf_token: Csrf = ""
+    request: Request,
+    runtime: RuntimeDep,
+    account: SignedIn,
+    email: Annotated[str, Form(max_length=254)],
+    csrf_token: Csrf = "",
 ) -> Response:
     """Send a code to the new address; nothing changes until it comes back."""
     check_csrf(request, runtime, csrf_token)
     try:
         address = str(_email.validate_python(email.strip()))
     except ValidationError:
-        return _settings_error(request, runtime, account, DomainError(ErrorCode.VALIDATION_FAILED, field="email"), email=email)
+        return _settings_error(
+            request, runtime, account, DomainError(ErrorCode.VALIDATION_FAILED, field="email"), email=email
+        )
     return _request_change(request, runtime, account, contacts.EMAIL, address)
 
 
 @router.post("/settings/phone")
 def request_phone_change(
-    request: Request, runtime: RuntimeDep, account: SignedIn, phone: Annotated[str, Form(max_length=30)], csrf_token: Csrf = ""
+    request: Request,
+    runtime: RuntimeDep,
+    account: SignedIn,
+    phone: Annotated[str, Form(max_length=30)],
+    csrf_token: Csrf = "",
 ) -> Response:
     check_csrf(request, runtime, csrf_token)
     return _request_change(request, runtime, account, contacts.PHONE, phone)
@@ -67,7 +77,11 @@ def request_phone_change(
 
 @router.post("/settings/email/verify")
 def confirm_email_change(
-    request: Request, runtime: RuntimeDep, account: SignedIn, code: Annotated[str, Form(max_length=20)], csrf_token: Csrf = ""
+    request: Request,
+    runtime: RuntimeDep,
+    account: SignedIn,
+    code: Annotated[str, Form(max_length=20)],
+    csrf_token: Csrf = "",
 ) -> Response:
     check_csrf(request, runtime, csrf_token)
     return _confirm_change(request, runtime, account, contacts.EMAIL, code)
@@ -75,7 +89,11 @@ def confirm_email_change(
 
 @router.post("/settings/phone/verify")
 def confirm_phone_change(
-    request: Request, runtime: RuntimeDep, account: SignedIn, code: Annotated[str, Form(max_length=20)], csrf_token: Csrf = ""
+    request: Request,
+    runtime: RuntimeDep,
+    account: SignedIn,
+    code: Annotated[str, Form(max_length=20)],
+    csrf_token: Csrf = "",
 ) -> Response:
     check_csrf(request, runtime, csrf_token)
     return _confirm_change(request, runtime, account, contacts.PHONE, code)
@@ -201,6 +219,13 @@ def _renewal_method(line: Line, methods: list[SavedPaymentMethod]) -> SavedPayme
     return own or (methods[0] if methods else None)
 
 
+def _masked(method: SavedPaymentMethod | None) -> str | None:
+    """Brand and last four digits (or the wallet's name), never more."""
+    if method is None:
+        return None
+    return payment_text({"brand": method.card_brand, "last4": method.card_last4, "method": method.method.value})
+
+
 def _set_auto_renew(uow: UnitOfWork, actor: Account, line: Line, enabled: bool) -> None:
     """Turning it on needs a method saved with an earlier payment (Duckline never holds a card)."""
     if enabled:
@@ -210,9 +235,7 @@ def _set_auto_renew(uow: UnitOfWork, actor: Account, line: Line, enabled: bool) 
         line.auto_renew_method_id = method.id
     line.auto_renew = enabled
     line.updated_at = uow.now()
-    audit.record(
-        uow, actor.id, "line.auto_renew", f"line:{line.id}", enabled=enabled, method=line.auto_renew_method_id
-    )
+    audit.record(uow, actor.id, "line.auto_renew", f"line:{line.id}", enabled=enabled, method=line.auto_renew_method_id)
 
 
 def _pending_change(uow: UnitOfWork, account: Account, kind: str) -> ContactChange | None:
@@ -255,17 +278,7 @@ def _settings(request: Request, runtime: Runtime, account: Account, status_code:
         own_lines = uow.session.scalars(
             select(Line).where(Line.account_id == me.id, Line.status != LineStatus.RECYCLED).order_by(Line.id)
         ).all()
-        line_rows = [
-            {
-                "line": line,
-                "method": payment_text(
-                    {"brand": m.card_brand, "last4": m.card_last4, "method": m.method.value, "wallet_account": None}
-                )
-                if (m := _renewal_method(line, methods))
-                else None,
-            }
-            for line in own_lines
-        ]
+        line_rows = [{"line": line, "method": _masked(_renewal_method(line, methods))} for line in own_lines]
         pending = {kind: _pending_change(uow, me, kind) for kind in (contacts.EMAIL, contacts.PHONE)}
     return render(
         request,

@@ -53,32 +53,45 @@ class Chart:
     """A bar chart by day, laid out here so the page needs no script and no inline style."""
 
     bars: list[Bar]
-    ticks: list[tuple[float, str]]
+    ticks: list[tuple[float, str, str]]  # x, label, text-anchor
     top: str  # the largest value, written at the top of the scale
-    width: int = 600
-    height: int = 170
-    base: int = 150  # y of the baseline; labels below it
+    width: int
+    height: int
+    base: int  # y of the baseline; day labels below it
 
 
-def bar_chart(days: list[date], values: list[int], show: Any, day_label: Any) -> Chart:
-    width, base, top_margin, left = 600, 150, 14, 4
+def bar_chart(
+    days: list[date], values: list[int], show: Any, day_label: Any, width: int = 600, height: int = 170, every: int = 5
+) -> Chart:
+    """Bars scaled to the largest value; a day label under every `every`-th bar."""
+    base, top_margin, left = height - 20, 14, 4
     slot = (width - left) / len(days)
     peak = max([*values, 1])
     bars = []
     for i, (day, value) in enumerate(zip(days, values, strict=True)):
-        height = round((base - top_margin) * value / peak, 1) if value else 0.0
+        bar_height = round((base - top_margin) * value / peak, 1) if value else 0.0
         bars.append(
             Bar(
                 x=round(left + i * slot + slot * 0.15, 1),
-                y=round(base - height, 1),
+                y=round(base - bar_height, 1),
                 width=round(slot * 0.7, 1),
-                height=height,
+                height=bar_height,
                 label=day_label(day),
                 value=show(value),
             )
         )
-    ticks = [(round(left + i * slot + slot / 2, 1), day_label(day)) for i, day in enumerate(days) if i % 5 == 0]
-    return Chart(bars=bars, ticks=ticks, top=show(max(values, default=0)))
+    # The first label starts at the left edge and the last (today) ends at the right one: none is cut off.
+    last = len(days) - 1
+    ticks = [
+        (
+            left if i == 0 else width - 1 if i == last else round(left + i * slot + slot / 2, 1),
+            day_label(day),
+            "start" if i == 0 else "end" if i == last else "middle",
+        )
+        for i, day in enumerate(days)
+        if (i % every == 0 and last - i >= every / 2) or i == last
+    ]
+    return Chart(bars=bars, ticks=ticks, top=show(max(values, default=0)), width=width, height=height, base=base)
 
 
 def _day_index(column: Any, start: datetime) -> Any:
@@ -132,6 +145,9 @@ def dashboard(request: Request, runtime: RuntimeDep, actor: Staff) -> Response:
     def count(value: int) -> str:
         return format_decimal(value, locale=locale)
 
+    def small(values: list[int]) -> Chart:
+        return bar_chart(days, values, count, day_label, width=240, height=130, every=10)
+
     usage = _usage_by_day(runtime, start, end)
     with runtime.unit_of_work() as uow:
         open_cases = uow.session.scalar(
@@ -144,15 +160,15 @@ def dashboard(request: Request, runtime: RuntimeDep, actor: Staff) -> Response:
         runtime,
         actor,
         "dashboard.html",
-        title_key="Dashboard",
         open_cases=int(open_cases or 0),
         revenue_total=money(sum(revenue)),
         other_currencies={c: Money(sum(v), c).format(locale) for c, v in net.items() if c != currency},
         revenue_chart=bar_chart(days, revenue, money, day_label),
-        usage_charts=[
-            ("voice", bar_chart(days, [_rounded(v, 60) for v in usage[Unit.VOICE_SECONDS]], count, day_label)),
-            ("sms", bar_chart(days, usage[Unit.SMS], count, day_label)),
-            ("data", bar_chart(days, [_rounded(v, MB) for v in usage[Unit.DATA_BYTES]], count, day_label)),
+        revenue_narrow=bar_chart(days, revenue, money, day_label, width=300, height=150, every=10),
+        usage_charts=[  # three side by side: a narrower drawing keeps their text legible
+            ("voice", small([_rounded(v, 60) for v in usage[Unit.VOICE_SECONDS]])),
+            ("sms", small(usage[Unit.SMS])),
+            ("data", small([_rounded(v, MB) for v in usage[Unit.DATA_BYTES]])),
         ],
         usage_totals={
             "voice": count(_rounded(sum(usage[Unit.VOICE_SECONDS]), 60)),

@@ -89,9 +89,8 @@ def plans(request: Request, runtime: RuntimeDep, actor: Staff) -> Response:
         runtime,
         actor,
         "plans.html",
-        title_key="Plans",
         plans=sorted(rows, key=lambda p: (p.status.value, p.kind.value, p.price_amount, p.code)),
-        allowances={plan_id: [measure_of(a) + (a.zone.value,) for a in rows] for plan_id, rows in allowances.items()},
+        allowances={plan_id: [(*measure_of(a), a.zone.value) for a in rows] for plan_id, rows in allowances.items()},
     )
 
 
@@ -141,7 +140,6 @@ def _plan_page(
         "plan_form.html",
         status_for(failure) if failure else 200,
         failure=failure,
-        title_key="Edit plan" if editing else "New plan",
         form=form,
         editing=editing,
         measures=list(MEASURES),
@@ -161,7 +159,7 @@ def edit_plan(code: str, request: Request, runtime: RuntimeDep, actor: Catalogue
             plan = catalog.get_plan(uow, code)
             form = _plan_form(plan, catalog.allowances_of(uow, [plan.id])[plan.id])
     except DomainError as error:
-        return page(request, runtime, actor, "not_found.html", status_for(error), title_key="Not found")
+        return page(request, runtime, actor, "not_found.html", status_for(error))
     return _plan_page(request, runtime, actor, form, code)
 
 
@@ -243,7 +241,9 @@ def create_plan(request: Request, runtime: RuntimeDep, actor: CatalogueEditor, f
 
 
 @router.post("/console/plans/{plan_code}")
-def update_plan(plan_code: str, request: Request, runtime: RuntimeDep, actor: CatalogueEditor, form: Posted) -> Response:
+def update_plan(
+    plan_code: str, request: Request, runtime: RuntimeDep, actor: CatalogueEditor, form: Posted
+) -> Response:
     """The code and kind cannot change; lines already on the plan keep what they were granted."""
     check_csrf(request, runtime, text(form, "csrf_token"))
     return _save_plan(request, runtime, actor, _submitted(form, plan_code), plan_code)
@@ -258,7 +258,7 @@ def retire_plan(
         with runtime.unit_of_work() as uow:
             catalog.retire_plan(uow, actor, plan_code)
     except DomainError as error:
-        return page(request, runtime, actor, "not_found.html", status_for(error), title_key="Not found")
+        return page(request, runtime, actor, "not_found.html", status_for(error))
     return redirect(f"/console/plans?done=plan_retired#plan-{plan_code}")
 
 
@@ -301,8 +301,13 @@ def _promotions_page(
         "promotions.html",
         status_for(failure) if failure else 200,
         failure=failure,
-        title_key="Promotions",
         promotions=rows,
+        bonus_shown={
+            p.id: [
+                (*measure_of(Allowance(Unit(b["unit"]), Zone(b["zone"]), int(b["amount"]))), b["zone"]) for b in p.bonus
+            ]
+            for p in rows
+        },
         running={p.id for p in rows if p.active and p.starts_at <= now and (p.ends_at is None or p.ends_at > now)},
         plan_codes=plan_codes,
         form=form or _promotion_form(runtime, actor),

@@ -36,10 +36,11 @@ Admin = Annotated[Account, staff_with(ADMINS)]
 class FormProblem(Exception):
     """A form value the console cannot read; `key` names the message the page shows."""
 
-    def __init__(self, key: str, field: str | None = None) -> None:
+    def __init__(self, key: str, field: str | None = None, status: int = 422) -> None:
         super().__init__(key)
         self.key = key
         self.field = field
+        self.status = status
 
 
 def abilities(actor: Account) -> dict[str, bool]:
@@ -76,7 +77,7 @@ def page(
 
 
 def status_for(failure: DomainError | FormProblem) -> int:
-    return STATUS[failure.error.kind] if isinstance(failure, DomainError) else 422
+    return STATUS[failure.error.kind] if isinstance(failure, DomainError) else failure.status
 
 
 async def form_data(request: Request) -> FormData:

@@ -4,7 +4,7 @@ reconciliation job, the number pool, and the audit log."""
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
@@ -15,7 +15,7 @@ from duckline.adapters.db.types import is_id
 from duckline.domain.orders import OrderStatus
 from duckline.errors import DomainError, ErrorCode
 from duckline.runtime import Runtime
-from duckline.services import audit, jobs, numbers, reconciliation
+from duckline.services import audit, jobs, numbers, reconciliation, refunds
 from duckline.web.deps import RuntimeDep
 from duckline.web.pagination import page as keyset_page
 from duckline.web.portal.console_common import (
@@ -68,11 +68,28 @@ def _cases(runtime: Runtime) -> dict[str, Any]:
             payments[payment.order_id].append(payment)
         line_ids = {o.line_id for o in orders.values()}
         msisdns = dict(s.execute(select(Line.id, Line.msisdn).where(Line.id.in_(line_ids))).all()) if line_ids else {}
+        account_ids = {t.account_id for t in open_cases if t.account_id}
+        phones = (
+            dict(s.execute(select(Account.id, Account.phone).where(Account.id.in_(account_ids))).all())
+            if account_ids
+            else {}
+        )
+        # A refund is offered when the order can be refunded, or when money was captured that the
+        # order does not account for (a wrong amount, a second capture): the service refunds that.
+        refundable = {
+            o.id
+            for o in orders.values()
+            if o.status in refunds.REFUNDABLE or refunds.stray_payment(uow, o.id) is not None
+        }
         return {
-            "open_cases": [(t, orders.get(t.order_id or 0), _category(t, orders.get(t.order_id or 0))) for t in open_cases],
+            "refundable": refundable,
+            "open_cases": [
+                (t, orders.get(t.order_id or 0), _category(t, orders.get(t.order_id or 0))) for t in open_cases
+            ],
             "resolved_cases": [(t, orders.get(t.order_id or 0)) for t in resolved],
             "payments": payments,
             "msisdns": {order_id: msisdns.get(o.line_id) for order_id, o in orders.items()},
+            "phones": phones,
         }
 
 
@@ -91,7 +108,6 @@ def _reconciliation_page(
         "reconciliation.html",
         status_for(failure) if failure else 200,
         failure=failure,
-        title_key="Reconciliation",
         job=job,
         form=form,
         **_cases(runtime),
@@ -130,12 +146,10 @@ def resolve(
             if ticket is None or ticket.kind not in CASE_KINDS:
                 raise DomainError(ErrorCode.NOT_FOUND)
             if ticket.status != "open":  # a settled case keeps its first resolution
-                raise FormProblem("already_resolved")
+                raise FormProblem("already_resolved", status=409)
         reconciliation.resolve(runtime, actor, ticket_id, action, cleaned)
     except (DomainError, FormProblem) as failure:
-        return _reconciliation_page(
-            request, runtime, actor, failure, case_id=ticket_id, action=action, reason=reason
-        )
+        return _reconciliation_page(request, runtime, actor, failure, case_id=ticket_id, action=action, reason=reason)
     return redirect(f"/console/reconciliation?done=case_{action}#resolved")
 
 
@@ -144,7 +158,7 @@ def run_reconciliation(request: Request, runtime: RuntimeDep, actor: Admin, csrf
     """Run the reconciliation job now (it also runs on its schedule)."""
     check_csrf(request, runtime, csrf_token)
     report = jobs.run(runtime, "reconcile")
-    counts = {name: len(report.get(name) or []) for name in JOB_COUNTS}  # type: ignore[arg-type]
+    counts = {name: len(cast(list[int], report.get(name) or [])) for name in JOB_COUNTS}
     with runtime.unit_of_work() as uow:
         audit.record(uow, actor.id, "job.run", "job:reconcile", **counts)
     query = "&".join(f"{name}={n}" for name, n in counts.items())
@@ -170,7 +184,6 @@ def _numbers_page(
         "numbers.html",
         status_for(failure) if failure else 200,
         failure=failure,
-        title_key="Number pool",
         summary=summary,
         submitted=submitted,
         added=_count(request.query_params.get("added")),
@@ -220,14 +233,23 @@ def audit_log(request: Request, runtime: RuntimeDep, actor: Admin, cursor: str |
                 else {}
             )
     except DomainError as error:
-        return page(request, runtime, actor, "audit.html", status_for(error), failure=error, title_key="Audit log",
-                    entries=[], actors={}, next_cursor=None, first_page=True)
+        return page(
+            request,
+            runtime,
+            actor,
+            "audit.html",
+            status_for(error),
+            failure=error,
+            entries=[],
+            actors={},
+            next_cursor=None,
+            first_page=True,
+        )
     return page(
         request,
         runtime,
         actor,
         "audit.html",
-        title_key="Audit log",
         entries=rows,
         actors=actors,
         next_cursor=next_cursor,

@@ -39,7 +39,7 @@ def search(request: Request, runtime: RuntimeDep, actor: Staff, q: str = "") -> 
     query = q.strip()[: staff_search.MAX_QUERY]
     with runtime.unit_of_work() as uow:
         results = staff_search.search(uow, query) if query else []
-    return page(request, runtime, actor, "subscribers.html", title_key="Subscribers", q=query, results=results)
+    return page(request, runtime, actor, "subscribers.html", q=query, results=results)
 
 
 def _subscriber(runtime: Runtime, account_id: int) -> dict[str, Any]:
@@ -92,7 +92,7 @@ def _detail(
     try:
         context = _subscriber(runtime, account_id)
     except DomainError as error:
-        return page(request, runtime, actor, "not_found.html", status_for(error), title_key="Not found")
+        return page(request, runtime, actor, "not_found.html", status_for(error))
     return page(
         request,
         runtime,
@@ -100,7 +100,6 @@ def _detail(
         "subscriber.html",
         status_for(failure) if failure else 200,
         failure=failure,
-        title_key="Subscriber",
         form=form,
         **context,
     )
@@ -153,15 +152,23 @@ def refund(
     with runtime.unit_of_work() as uow:
         order = uow.session.get(Order, order_id) if is_id(order_id) else None
         if order is None:
-            return page(request, runtime, actor, "not_found.html", 404, title_key="Not found")
+            return page(request, runtime, actor, "not_found.html", 404)
         account_id, currency = order.account_id, order.currency
     try:
         minor = parse_money(amount, currency, "amount") if amount.strip() else None
         if minor == 0:
             raise FormProblem("amount", "amount")
-        refunds.staff_refund(runtime, actor, order_id, minor, required_text(reason, "reason", 300))
+        made = refunds.staff_refund(runtime, actor, order_id, minor, required_text(reason, "reason", 300))
     except (DomainError, FormProblem) as failure:
         return _detail(
-            request, runtime, actor, account_id, failure, refund_order=order_id, refund_amount=amount, refund_reason=reason
+            request,
+            runtime,
+            actor,
+            account_id,
+            failure,
+            refund_order=order_id,
+            refund_amount=amount,
+            refund_reason=reason,
         )
-    return redirect(f"/console/subscribers/{account_id}?done=refunded#order-{order_id}")
+    done = "refunded" if made.status == "succeeded" else "refund_failed"
+    return redirect(f"/console/subscribers/{account_id}?done={done}#order-{order_id}")

@@ -12,11 +12,11 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_skeleton
+from babel.dates import format_skeleton, format_time
 from babel.numbers import format_decimal
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import Response
@@ -171,14 +171,14 @@ def register(
                 guardian_document_number,
                 guardian_name_en or None,
                 guardian_name_zh or None,
-                _parse_date(guardian_birth_date, "guardian.birth_date"),
+                _parse_date(guardian_birth_date),
             )
         image = document_image.file.read(runtime.settings.document_max_bytes + 1) if document_image else b""
         form = accounts.Registration(
             phone=phone,
             password=password,
             identity=accounts.IdentityInput(
-                document_type, document_number, name_en or None, name_zh or None, _parse_date(birth_date, "birth_date")
+                document_type, document_number, name_en or None, name_zh or None, _parse_date(birth_date)
             ),
             document_image=image,
             language=language,
@@ -192,11 +192,14 @@ def register(
     return redirect("/register/verify?" + urlencode({"phone": account.phone}))
 
 
-def _parse_date(text: str, field: str) -> date:
+def _parse_date(text: str) -> date:
+    """A date from an <input type=date>. One that cannot be read goes to the service as a date in
+    the future, which it refuses (BIRTH_DATE_INVALID on that field) in its usual order, so the
+    errors come in the same order as the form's fields."""
     try:
         return date.fromisoformat(text.strip())
-    except ValueError as exc:
-        raise DomainError(ErrorCode.BIRTH_DATE_INVALID, field=field) from exc
+    except ValueError:
+        return date.max
 
 
 @router.get("/register/verify")
@@ -367,9 +370,8 @@ def home(request: Request, runtime: RuntimeDep, account: Viewer) -> Response:
         owned = uow.session.scalars(select(Line).where(Line.account_id == account.id).order_by(Line.id)).all()
         summaries = [_summary(uow, line, language) for line in owned]
         person = uow.session.get(Person, account.person_id) if account.person_id else None
-    return render(
-        request, runtime, "portal/lines.html", account, summaries=summaries, person=person, **_formatters(language)
-    )
+    formatters = _formatters(language, account.timezone)
+    return render(request, runtime, "portal/lines.html", account, summaries=summaries, person=person, **formatters)
 
 
 @router.get("/lines/{line_id}")
@@ -395,7 +397,7 @@ def line_page(line_id: int, request: Request, runtime: RuntimeDep, account: Sign
         profile=profile,
         code=activation_code(profile.smdp_address, profile.matching_id),
         person=person,
-        **_formatters(language),
+        **_formatters(language, account.timezone),
     )
 
 
@@ -418,10 +420,11 @@ def usage_page(
     except DomainError as error:
         return _not_found(request, runtime, account, error)
     locale = i18n.babel_locale(language)
+    data_unit, data_size = ("gb", GIB) if max(d.data_bytes for d in history.days) >= GIB else ("mb", MIB)
     charts = [
-        _chart("voice", [d.voice_seconds / 60 for d in history.days]),
-        _chart("sms", [float(d.sms) for d in history.days]),
-        _chart("data", [d.data_bytes / MIB for d in history.days]),
+        _chart("voice", "min", [d.voice_seconds / 60 for d in history.days]),
+        _chart("sms", "sms", [float(d.sms) for d in history.days]),
+        _chart("data", data_unit, [d.data_bytes / data_size for d in history.days]),
     ]
     return render(
         request,
@@ -436,7 +439,8 @@ def usage_page(
         next_month=str(chosen.next()) if chosen != current else None,
         month_value=str(chosen),
         current_month=str(current),
-        **_formatters(language),
+        tz=tz,
+        **_formatters(language, tz),
     )
 
 
@@ -449,8 +453,9 @@ def _not_found(request: Request, runtime: Runtime, account: Account, error: Doma
 # --- Numbers for the templates (the words around them are in the templates) -------------------
 
 
-def _formatters(language: str) -> dict[str, object]:
+def _formatters(language: str, tz: str) -> dict[str, Any]:
     locale = i18n.babel_locale(language)
+    zone = ZoneInfo(tz)
 
     def number(value: float, pattern: str = "#,##0") -> str:
         return format_decimal(value, pattern, locale=locale)
@@ -479,7 +484,12 @@ def _formatters(language: str) -> dict[str, object]:
     def day(value: date, skeleton: str = "MMMd") -> str:
         return format_skeleton(skeleton, value, locale=locale)
 
-    return {"number": number, "quantity": quantity, "duration": duration, "day": day}
+    def at(value: datetime, skeleton: str = "yMMMd") -> str:
+        """A date and a time to the minute, in the viewer's time zone: "24 Dec 2026 3:16 pm"."""
+        local = value.astimezone(zone)
+        return f"{format_skeleton(skeleton, local, locale=locale)} {format_time(local, 'short', locale=locale)}"
+
+    return {"number": number, "quantity": quantity, "duration": duration, "day": day, "at": at}
 
 
 @dataclass(frozen=True)
@@ -494,7 +504,8 @@ class Bar:
 
 @dataclass(frozen=True)
 class Chart:
-    kind: str  # voice (minutes), sms (count), data (MB)
+    kind: str  # voice, sms, data: the bars' class in portal.css
+    unit: str  # what the values count: min, sms, mb or gb
     top: float  # the value at the top of the scale
     bars: list[Bar]
     ticks: list[tuple[int, float]]  # (day of the month, x of its label)
@@ -502,12 +513,12 @@ class Chart:
     height: int = 130
     plot_top: int = 12
     plot_bottom: int = 112
-    left: int = 34
+    left: int = 42
 
 
-def _chart(kind: str, values: list[float]) -> Chart:
+def _chart(kind: str, unit: str, values: list[float]) -> Chart:
     """Bar geometry for an inline SVG: one bar per day, scaled to a round maximum."""
-    chart = Chart(kind, 0, [], [])
+    chart = Chart(kind, unit, 0, [], [])
     top = _round_up(max(values, default=0))
     slot = (chart.width - chart.left - 4) / max(len(values), 1)
     plot = chart.plot_bottom - chart.plot_top
@@ -526,8 +537,10 @@ def _chart(kind: str, values: list[float]) -> Chart:
                 round(height, 2),
             )
         )
-    ticks = [(d, round(chart.left + (d - 1) * slot + slot / 2, 2)) for d in (1, 5, 10, 15, 20, 25, 30) if d <= len(values)]
-    return Chart(kind, top, bars, ticks)
+    ticks = [
+        (d, round(chart.left + (d - 1) * slot + slot / 2, 2)) for d in (1, 5, 10, 15, 20, 25, 30) if d <= len(values)
+    ]
+    return Chart(kind, unit, top, bars, ticks)
 
 
 def _round_up(value: float) -> float:

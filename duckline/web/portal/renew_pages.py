@@ -13,9 +13,11 @@ import contextlib
 import hashlib
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_skeleton
@@ -30,6 +32,7 @@ from duckline.adapters.db.tables import Account, Line, Order, Payment, Plan, Rec
 from duckline.adapters.db.types import is_id
 from duckline.adapters.payments import ProviderError
 from duckline.adapters.qr import qr_png
+from duckline.config import Settings
 from duckline.domain.catalog import PlanKind
 from duckline.domain.orders import OrderStatus, PaymentMethod, PaymentStatus
 from duckline.errors import DomainError, ErrorCode
@@ -49,7 +52,7 @@ router = APIRouter(include_in_schema=False)
 GB, MB = 1024**3, 1024**2
 OPEN = (PaymentStatus.PENDING, PaymentStatus.REQUIRES_ACTION)
 DONE = (OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED)
-CHART_MONTHS = 12
+CHART_MONTHS, CHART_MIN_MONTHS = 12, 6
 # The fields a renewal form has; any other field an error names is shown at the top of the page.
 FORM_FIELDS = ("plan_code", "promo_code", "payment_method")
 
@@ -60,9 +63,36 @@ def return_url(runtime: Runtime) -> str:
     return f"{runtime.settings.base_url}/payments/{{payment_id}}/result"
 
 
+METHOD_ORDER = (PaymentMethod.CARD, PaymentMethod.ALIPAY, PaymentMethod.WECHATPAY)
+
+
 def payment_methods(runtime: Runtime) -> list[str]:
-    """Card, Alipay, WeChat Pay as configured; never the sandbox's internal method."""
-    return [m.value for m in runtime.payments.methods() if m is not PaymentMethod.SANDBOX]
+    """Card, Alipay, WeChat Pay (those configured, card first); never the sandbox's internal method."""
+    available = set(runtime.payments.methods())
+    return [m.value for m in METHOD_ORDER if m in available]
+
+
+def provider_origins(settings: Settings) -> list[str]:
+    """Origins a paying form's answer may redirect the browser to: our own base URL (the
+    sandbox's hosted page) and the Alipay gateway when Alipay is live. (Stripe answers with a
+    client secret and WeChat Pay with a QR code: neither redirects.)"""
+    urls = [settings.base_url] + ([settings.alipay_gateway] if settings.alipay_provider == "alipay" else [])
+    origins = []
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme in ("http", "https") and parts.netloc:
+            origins.append(f"{parts.scheme}://{parts.netloc}")
+    return list(dict.fromkeys(origins))
+
+
+def allow_provider_redirects(response: Response, runtime: Runtime) -> Response:
+    """Browsers check the redirect that answers a form against the CSP form-action of the page
+    that holds the form, so a page with a paying form names the providers' origins there."""
+    from duckline.web.app import CSP
+
+    origins = " ".join(provider_origins(runtime.settings))
+    response.headers["Content-Security-Policy"] = CSP.replace("form-action 'self'", f"form-action 'self' {origins}")
+    return response
 
 
 def new_key() -> str:
@@ -70,7 +100,7 @@ def new_key() -> str:
     return secrets.token_urlsafe(24)
 
 
-def quantity(language: str) -> Any:
+def quantity(language: str) -> Callable[[str, int], tuple[str, str]]:
     """An allowance in human units: (number, unit) where unit is minutes, sms, GB or MB."""
     locale = i18n.babel_locale(language)
 
@@ -159,7 +189,7 @@ def _render_renew(
         if failure.field in FORM_FIELDS:
             context["quote"] = None
         _place_error(context, language, failure)
-    return render(
+    page = render(
         request,
         runtime,
         "portal/renew.html",
@@ -171,6 +201,7 @@ def _render_renew(
         quantity=quantity(language),
         **context,
     )
+    return allow_provider_redirects(page, runtime)
 
 
 @router.get("/lines/{line_id}/renew")
@@ -301,13 +332,12 @@ def _render_result(
     runtime: Runtime,
     account: Account,
     order_id: int,
-    payment_id: int | None,
     error: str | None = None,
     status_code: int = 200,
 ) -> Response:
+    """The order's state; the retry form and the details follow its latest payment attempt."""
     with runtime.unit_of_work() as uow:
         order = orders.visible_order(uow, account, order_id)
-        payment = _attempt(uow, order, payment_id)
         latest = _attempt(uow, order, None)
         receipt = uow.session.scalars(
             select(Receipt).where(Receipt.order_id == order.id, Receipt.kind == "receipt")
@@ -317,14 +347,13 @@ def _render_result(
     methods = payment_methods(runtime)
     previous = latest.method.value if latest is not None else "card"
     action = latest.next_action if latest is not None and latest.status in OPEN else None
-    return render(
+    page = render(
         request,
         runtime,
         "portal/order_result.html",
         account,
         status_code=status_code,
         order=order,
-        payment=payment,
         latest=latest,
         receipt=receipt,
         line=line,
@@ -335,6 +364,7 @@ def _render_result(
         continue_qr=bool(action and action.get("type") == "qr"),
         error=error,
     )
+    return allow_provider_redirects(page, runtime)
 
 
 @router.get("/orders/{order_id}/result")
@@ -344,7 +374,7 @@ def order_result(
     """Success (receipt, new expiry), failure (why, and try again), or processing (reloads)."""
     try:
         _refresh_once(runtime, account, order_id, payment)
-        return _render_result(request, runtime, account, order_id, payment)
+        return _render_result(request, runtime, account, order_id)
     except DomainError as exc:
         return _missing(request, runtime, account, exc)
 
@@ -368,18 +398,16 @@ def retry_payment(
         with runtime.unit_of_work() as uow:
             order = orders.visible_order(uow, account, order_id)
             latest = _attempt(uow, order, None)
-            if latest is not None and attempt is not None and latest.id != attempt and latest.status in OPEN:
-                return _next_step(runtime, order.id, latest.id)
     except DomainError as exc:
         return _missing(request, runtime, account, exc)
+    if latest is not None and attempt is not None and latest.id != attempt and latest.status in OPEN:
+        return _next_step(runtime, order_id, latest.id)
     try:
         if method not in payment_methods(runtime):
             raise DomainError(ErrorCode.PAYMENT_METHOD_UNAVAILABLE, field="payment_method")
         payment_id = checkout.retry(runtime, account.id, order_id, PaymentMethod(method), language, return_url(runtime))
     except DomainError as exc:
-        return _render_result(
-            request, runtime, account, order_id, None, error_text(language, exc), STATUS[exc.error.kind]
-        )
+        return _render_result(request, runtime, account, order_id, error_text(language, exc), STATUS[exc.error.kind])
     return _next_step(runtime, order_id, payment_id)
 
 
@@ -423,7 +451,7 @@ class Bar:
     height: float
 
 
-CHART_WIDTH, CHART_HEIGHT, CHART_TOP, CHART_BOTTOM = 360, 180, 14, 150
+CHART_WIDTH, CHART_HEIGHT, CHART_TOP, CHART_BOTTOM = 320, 190, 18, 160
 
 
 def month_chart(months: list[dict[str, Any]], language: str, money: Any) -> dict[str, Any] | None:
@@ -478,8 +506,9 @@ def _months(runtime: Runtime, account: Account) -> list[dict[str, Any]]:
 
 
 def _chart_months(months: list[dict[str, Any]], today: date) -> list[dict[str, Any]]:
-    """The chart's months: from the oldest with spending (at most a year back) to this month,
-    empty months included, in the main currency."""
+    """The chart's months: from the oldest with spending (at most a year back, at least half a
+    year so one month is not one huge bar) to this month, empty months included, in the main
+    currency."""
     if not months:
         return []
     currency = months[0]["currency"]
@@ -487,6 +516,7 @@ def _chart_months(months: list[dict[str, Any]], today: date) -> list[dict[str, A
     this_month = today.replace(day=1)
     oldest = min(m["start"] for m in by_month.values())
     first = max(oldest, this_month - relativedelta(months=CHART_MONTHS - 1))
+    first = min(first, this_month - relativedelta(months=CHART_MIN_MONTHS - 1))
     out, cursor = [], first
     while cursor <= this_month:
         key = cursor.strftime("%Y-%m")

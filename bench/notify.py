@@ -24,26 +24,26 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aiosmtpd.controller import Controller  # noqa: E402
-from sqlalchemy import func, select, text  # noqa: E402
+from aiosmtpd.controller import Controller
+from sqlalchemy import func, select, text
 
-from duckline.adapters.db.engine import make_engine  # noqa: E402
-from duckline.adapters.db.migrate import upgrade  # noqa: E402
-from duckline.adapters.db.tables import Notification  # noqa: E402
-from duckline.adapters.email.smtp import SmtpEmailChannel  # noqa: E402
-from duckline.adapters.sms.smpp import SmppSmsChannel  # noqa: E402
-from duckline.config import Settings  # noqa: E402
-from duckline.money import Money  # noqa: E402
-from duckline.runtime import Runtime  # noqa: E402
-from duckline.services import notifications  # noqa: E402
-from tests.smsc import Smsc  # noqa: E402
+from duckline.adapters.db.engine import make_engine
+from duckline.adapters.db.migrate import upgrade
+from duckline.adapters.db.tables import Notification
+from duckline.adapters.email.smtp import SmtpEmailChannel
+from duckline.adapters.sms.smpp import SmppSmsChannel
+from duckline.config import Settings
+from duckline.money import Money
+from duckline.runtime import Runtime
+from duckline.services import notifications
+from tests.smsc import Smsc
 
 
 class Sink:
     def __init__(self) -> None:
         self.count = 0
 
-    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:  # noqa: N802
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
         self.count += 1
         return "250 OK"
 

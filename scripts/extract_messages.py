@@ -1,8 +1,9 @@
 """Rebuild duckline/locales/messages.pot from the code and merge it into each language's .po file.
 
-The message ids are the English texts of ``ErrorCode``, the notification ``MESSAGE_IDS``, the receipt
-PDF ``LABELS`` and the portal templates' ``_("…")``. Existing translations are kept; new messages arrive untranslated (or fuzzy, when
-Babel finds a close old one) and messages gone from the code are dropped. Run from the repository root:
+The message ids are the English texts of ``ErrorCode``, the notification ``MESSAGE_IDS``, the
+receipt PDF ``LABELS`` and the portal templates' ``_("…")``. Existing translations are kept; new
+messages arrive untranslated (or fuzzy, when Babel finds a close old one) and messages gone from
+the code are dropped. Run from the repository root:
 
     .venv/bin/python scripts/extract_messages.py
 """

@@ -24,8 +24,10 @@ from duckline.web.api import (
     me,
     operations,
     orders,
+    password,
     plans,
     registration,
+    support,
     usage,
     webhooks,
 )
@@ -72,8 +74,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     for module in (
         registration,
         auth,
+        password,
         me,
         account_settings,
+        support,
         lines,
         plans,
         usage,

@@ -75,8 +75,9 @@ def db_upgrade() -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="address to bind")] = None,
     port: Annotated[int | None, typer.Option(help="port to bind")] = None,
+    workers: Annotated[int, typer.Option(help="server processes (each builds its own engine)")] = 1,
 ) -> None:
-    """Serve the API (and portal) on HOST:PORT. Refuses an unmigrated database."""
+    """Serve the portal and the API on HOST:PORT. Refuses an unmigrated database."""
     import uvicorn
 
     from duckline.web.app import create_app
@@ -84,8 +85,20 @@ def serve(
     runtime = _runtime()
     settings = runtime.settings
     host, port = host or settings.host, port or settings.port
-    console.print(f"Duckline on http://{host}:{port}  (API docs: http://{host}:{port}/api/v1/docs)")
-    uvicorn.run(create_app(runtime=runtime), host=host, port=port, log_level="info")
+    console.print(f"Duckline on http://{host}:{port}  (portal: /, staff console: /console, API docs: /api/v1/docs)")
+    if workers > 1:  # each process builds its app from the same DUCKLINE_* settings
+        runtime.close()
+        uvicorn.run(
+            "duckline.web.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="info",
+            access_log=False,
+        )
+        return
+    uvicorn.run(create_app(runtime=runtime), host=host, port=port, log_level="info", access_log=False)
 
 
 @app.command("demo")

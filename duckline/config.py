@@ -95,7 +95,9 @@ class Settings(BaseSettings):
     # Channels: the demo writes to files under log_dir; production sets SMTP and SMPP or HTTP.
     sms_channel: Literal["log", "smpp", "http"] = "log"
     email_channel: Literal["log", "smtp"] = "log"
-    deliver_after_commit: bool = True  # send queued messages right away too (the worker retries)
+    # Send queued messages at once after the request's commit too, instead of waiting for the
+    # worker's next round; off by default so requests never wait on an SMSC or SMTP server.
+    deliver_after_commit: bool = False
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
     smtp_security: Literal["none", "starttls", "tls"] = "none"

@@ -115,6 +115,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         otp_max_sends_per_hour=100,
         password_time_cost=1,  # argon2id still, at a cost that keeps the suite quick
         password_memory_kib=1024,
+        deliver_after_commit=True,  # tests read codes from the SMS log right after the request
     )
 
 

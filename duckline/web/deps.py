@@ -23,7 +23,7 @@ CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -96,8 +96,13 @@ def require_roles(roles: Iterable[Role]) -> Callable[[Account], Account]:
     return check
 
 
-def language(request: Request) -> str:
+def request_language(request: Request) -> str:
     return getattr(request.state, "language", None) or i18n.negotiate(request.headers.get("accept-language"))
+
+
+async def language(request: Request) -> str:
+    """The caller's language, as a dependency (async: no thread hop for something this small)."""
+    return request_language(request)
 
 
 def client_address(request: Request) -> str:

@@ -220,9 +220,10 @@ class SandboxProvider:
                 "content-type": "application/json",
                 SIGNATURE_HEADER: sign(self.secret, body, int(self.clock.now().timestamp())),
             }
-            for _ in range(copies):
-                post(f"{self.base_url}/api/v1/webhooks/sandbox", body, headers)
-                posted += 1
+            answers = [post(f"{self.base_url}/api/v1/webhooks/sandbox", body, headers) for _ in range(copies)]
+            posted += copies
+            if not any(200 <= code < 300 for code in answers):
+                continue  # nobody took it: due again next round, like a provider's retry
             with self.db.transaction() as session:
                 hook = session.get(SandboxWebhook, hook_id)
                 if hook is not None:

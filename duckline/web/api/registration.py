@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile, status
 
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import accounts, lines
-from duckline.web.deps import RuntimeDep, client_address, language, phone_key
+from duckline.web.deps import RuntimeDep, client_address, phone_key, request_language
 from duckline.web.schemas import AccountOut, EsimOut, LineOut, PhoneIn, RegistrationOut, VerifiedOut, VerifyIn
 
 router = APIRouter(prefix="/registrations", tags=["registration"])
@@ -53,7 +53,7 @@ def register(
         password=password,
         identity=accounts.IdentityInput(document_type, document_number, name_en, name_zh, birth_date),
         document_image=image,
-        language=preferred_language or language(request),
+        language=preferred_language or request_language(request),
         email=email or None,
         guardian=guardian,
     )

@@ -9,7 +9,16 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, select, update
 
-from duckline.adapters.db.tables import Account, Bucket, EsimProfile, Line, LineEvent, Person, Plan
+from duckline.adapters.db.tables import (
+    Account,
+    Bucket,
+    EsimProfile,
+    Line,
+    LineEvent,
+    Person,
+    Plan,
+    SavedPaymentMethod,
+)
 from duckline.adapters.db.types import is_id
 from duckline.domain import alerts, esim
 from duckline.domain.catalog import PlanKind, PlanStatus, Validity
@@ -190,3 +199,35 @@ def status(uow: UnitOfWork, line: Line) -> LineStatusView:
         else None
     )
     return LineStatusView(line, plan, views, warnings, expiry)
+
+
+def saved_methods(uow: UnitOfWork, account: Account) -> list[SavedPaymentMethod]:
+    """The account's usable saved payment methods, newest first."""
+    return list(
+        uow.session.scalars(
+            select(SavedPaymentMethod)
+            .where(SavedPaymentMethod.account_id == account.id, SavedPaymentMethod.revoked_at.is_(None))
+            .order_by(SavedPaymentMethod.id.desc())
+        ).all()
+    )
+
+
+def renewal_method(uow: UnitOfWork, account: Account, line: Line) -> SavedPaymentMethod | None:
+    """The line's own saved method if still usable, else the newest one the account saved."""
+    methods = saved_methods(uow, account)
+    own = next((m for m in methods if m.id == line.auto_renew_method_id), None)
+    return own or (methods[0] if methods else None)
+
+
+def set_auto_renew(uow: UnitOfWork, actor: Account, line: Line, enabled: bool) -> Line:
+    """Turning it on needs a method saved with an earlier payment (Duckline never holds a card)."""
+    if enabled:
+        owner = uow.session.get(Account, line.account_id)
+        method = renewal_method(uow, owner, line) if owner else None
+        if method is None:
+            raise DomainError(ErrorCode.SAVED_METHOD_REQUIRED, field="auto_renew")
+        line.auto_renew_method_id = method.id
+    line.auto_renew = enabled
+    line.updated_at = uow.now()
+    audit.record(uow, actor.id, "line.auto_renew", f"line:{line.id}", enabled=enabled, method=line.auto_renew_method_id)
+    return line

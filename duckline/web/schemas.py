@@ -63,6 +63,7 @@ class LineOut(BaseModel):
     expires_at: datetime | None
     voicemail: bool
     caller_id: bool
+    auto_renew: bool = False
 
     @classmethod
     def of(cls, line: Line, plan_code: str | None = None) -> LineOut:
@@ -75,6 +76,7 @@ class LineOut(BaseModel):
             expires_at=line.expires_at,
             voicemail=line.voicemail,
             caller_id=line.caller_id,
+            auto_renew=line.auto_renew,
         )
 
 

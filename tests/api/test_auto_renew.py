@@ -289,3 +289,20 @@ def test_auto_renew_that_cannot_even_place_the_order_tells_the_subscriber(
     failures = events(runtime, "auto_renew.failed")
     assert [(f["line_id"], f["attempt"]) for f in failures] == [(subscriber["line"]["id"], 1)]
     assert count(runtime, AutoRenewAttempt) == 1
+
+
+def test_auto_renew_is_switched_through_the_api_and_needs_a_saved_method(
+    client: TestClient, runtime: Runtime, clock: FrozenClock, subscriber: dict[str, Any]
+) -> None:
+    url = f"/api/v1/lines/{subscriber['line']['id']}/auto-renew"
+    paid_order(client, runtime, clock, subscriber, auto_renew=False, save=False)
+    refused = client.patch(url, json={"enabled": True}, headers=subscriber["headers"])
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "saved_method_required"
+    assert the_line(runtime, subscriber).auto_renew is False
+
+    paid_order(client, runtime, clock, subscriber, auto_renew=True, save=True)
+    off = client.patch(url, json={"enabled": False}, headers=subscriber["headers"])
+    assert off.status_code == 200 and off.json()["auto_renew"] is False
+    on = client.patch(url, json={"enabled": True}, headers=subscriber["headers"])
+    assert on.status_code == 200 and on.json()["auto_renew"] is True
+    assert the_line(runtime, subscriber).auto_renew_method_id is not None

@@ -3,7 +3,6 @@ told, in their language), nobody sees another subscriber's ticket."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,19 +13,7 @@ from duckline.adapters.db.tables import Notification, Ticket, TicketMessage
 from duckline.domain.roles import Role
 from duckline.runtime import Runtime
 from duckline.services import tickets
-from duckline.web.api import support as support_api
-from duckline.web.app import API_PREFIX, create_app
 from tests.factories import numbers, register_and_verify, staff
-
-
-@pytest.fixture
-def client(runtime: Runtime) -> Iterator[TestClient]:
-    app = create_app(runtime=runtime)
-    # Until duckline/web/app.py registers the support router; a no-op once it does.
-    if not any(getattr(route, "path", "") == f"{API_PREFIX}/tickets" for route in app.routes):
-        app.include_router(support_api.router, prefix=API_PREFIX)
-    with TestClient(app, base_url="http://127.0.0.1") as test_client:
-        yield test_client
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from duckline.domain.roles import LINE_OPERATORS, STAFF
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import catalog, lines
 from duckline.web.api.plans import Language, render
+from duckline.web.billing_schemas import AutoRenewIn
 from duckline.web.deps import CurrentAccount, RuntimeDep, require_roles
 from duckline.web.pagination import page
 from duckline.web.schemas import ActivateIn, EsimOut, FeaturesIn, LineOut, LineStatusOut, Page
@@ -97,6 +98,14 @@ def set_features(line_id: int, body: FeaturesIn, runtime: RuntimeDep, viewer: Cu
     with runtime.unit_of_work() as uow:
         line = lines.visible_line(uow, viewer, line_id)
         return LineOut.of(lines.set_features(uow, viewer, line, body.voicemail, body.caller_id))
+
+
+@router.patch("/{line_id}/auto-renew", response_model=LineOut)
+def set_auto_renew(line_id: int, body: AutoRenewIn, runtime: RuntimeDep, viewer: CurrentAccount) -> LineOut:
+    """Renew automatically before expiry with the payment method saved at an earlier renewal."""
+    with runtime.unit_of_work() as uow:
+        line = lines.visible_line(uow, viewer, line_id)
+        return LineOut.of(lines.set_auto_renew(uow, viewer, line, body.enabled))
 
 
 @router.post("/{line_id}/activate", response_model=LineOut)

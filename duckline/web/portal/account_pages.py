@@ -19,7 +19,7 @@ from duckline.adapters.db.tables import Account, ContactChange, Line, SavedPayme
 from duckline.domain.lines import LineStatus
 from duckline.errors import DomainError, ErrorCode
 from duckline.runtime import Runtime
-from duckline.services import audit, contacts, lines, notifications, support
+from duckline.services import contacts, lines, notifications, support
 from duckline.services.receipt_documents import payment_text
 from duckline.services.unit_of_work import UnitOfWork
 from duckline.web.deps import RuntimeDep, client_address
@@ -201,24 +201,6 @@ def _own_line(uow: UnitOfWork, account: Account, line_id: int) -> Line:
     return line
 
 
-def _saved_methods(uow: UnitOfWork, account: Account) -> list[SavedPaymentMethod]:
-    """The account's usable saved methods, newest first."""
-    return list(
-        uow.session.scalars(
-            select(SavedPaymentMethod)
-            .where(SavedPaymentMethod.account_id == account.id, SavedPaymentMethod.revoked_at.is_(None))
-            .order_by(SavedPaymentMethod.id.desc())
-        ).all()
-    )
-
-
-def _renewal_method(line: Line, methods: list[SavedPaymentMethod]) -> SavedPaymentMethod | None:
-    """The line's own saved method if still usable, else the newest one the account saved."""
-    by_id = {m.id: m for m in methods}
-    own = by_id.get(line.auto_renew_method_id) if line.auto_renew_method_id else None
-    return own or (methods[0] if methods else None)
-
-
 def _masked(method: SavedPaymentMethod | None) -> str | None:
     """Brand and last four digits (or the wallet's name), never more."""
     if method is None:
@@ -227,15 +209,7 @@ def _masked(method: SavedPaymentMethod | None) -> str | None:
 
 
 def _set_auto_renew(uow: UnitOfWork, actor: Account, line: Line, enabled: bool) -> None:
-    """Turning it on needs a method saved with an earlier payment (Duckline never holds a card)."""
-    if enabled:
-        method = _renewal_method(line, _saved_methods(uow, actor))
-        if method is None:
-            raise DomainError(ErrorCode.SAVED_METHOD_REQUIRED, field="auto_renew")
-        line.auto_renew_method_id = method.id
-    line.auto_renew = enabled
-    line.updated_at = uow.now()
-    audit.record(uow, actor.id, "line.auto_renew", f"line:{line.id}", enabled=enabled, method=line.auto_renew_method_id)
+    lines.set_auto_renew(uow, actor, line, enabled)
 
 
 def _pending_change(uow: UnitOfWork, account: Account, kind: str) -> ContactChange | None:
@@ -274,11 +248,10 @@ def _settings_error(
 def _settings(request: Request, runtime: Runtime, account: Account, status_code: int = 200, **context: Any) -> Response:
     with runtime.unit_of_work() as uow:
         me = uow.session.get(Account, account.id) or account
-        methods = _saved_methods(uow, me)
         own_lines = uow.session.scalars(
             select(Line).where(Line.account_id == me.id, Line.status != LineStatus.RECYCLED).order_by(Line.id)
         ).all()
-        line_rows = [{"line": line, "method": _masked(_renewal_method(line, methods))} for line in own_lines]
+        line_rows = [{"line": line, "method": _masked(lines.renewal_method(uow, me, line))} for line in own_lines]
         pending = {kind: _pending_change(uow, me, kind) for kind in (contacts.EMAIL, contacts.PHONE)}
     return render(
         request,

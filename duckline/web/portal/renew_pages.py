@@ -230,6 +230,7 @@ def place_renewal(
     method: Annotated[str, Form(max_length=20)] = "card",
     promo: Annotated[str, Form(max_length=40)] = "",
     csrf_token: Annotated[str, Form()] = "",
+    auto_renew: Annotated[str | None, Form()] = None,
 ) -> Response:
     """Order it exactly as POST /api/v1/orders does (same idempotency rules), then go and pay."""
     check_csrf(request, runtime, csrf_token)
@@ -243,6 +244,7 @@ def place_renewal(
         plan_code=choice.plan,
         promo_code=choice.promo or None,
         payment_method=PaymentMethod(choice.method),
+        auto_renew=auto_renew == "1",
     )
     request_hash = hashlib.sha256(json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
     form = orders.OrderForm(

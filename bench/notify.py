@@ -79,17 +79,27 @@ def main() -> None:
     controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
     controller.start()
     smsc = Smsc("bench", "bench123").start()
-    runtime = Runtime(Settings(environment="test", database_url=url, log_dir=Path(tempfile.mkdtemp()),
-                               deliver_after_commit=False))
+    runtime = Runtime(
+        Settings(environment="test", database_url=url, log_dir=Path(tempfile.mkdtemp()), deliver_after_commit=False)
+    )
     sms = SmppSmsChannel("127.0.0.1", smsc.port, "bench", "bench123", "Duckline")
     mail = SmtpEmailChannel("127.0.0.1", smtp_port, "none", None, None, "Duckline <no-reply@duckline.example>")
 
     with runtime.unit_of_work() as uow:  # set-up, not timed
         for i in range(args.messages):
             channel, to = ("sms", f"+8526{1000000 + i:07d}") if i % 2 == 0 else ("email", f"user{i}@example.com")
-            notifications.send_to(uow, channel, to, "renewal_succeeded", "zh_Hant", msisdn="+852 5170 0000",
-                                  plan="數據王 30日", amount=Money(12800, "HKD"), expires=uow.now(),
-                                  receipt=f"R2026-{i:06d}")
+            notifications.send_to(
+                uow,
+                channel,
+                to,
+                "renewal_succeeded",
+                "zh_Hant",
+                msisdn="+852 5170 0000",
+                plan="數據王 30日",
+                amount=Money(12800, "HKD"),
+                expires=uow.now(),
+                receipt=f"R2026-{i:06d}",
+            )
 
     tracemalloc.start()
     deadline = time.monotonic() + args.seconds
@@ -122,10 +132,14 @@ def main() -> None:
     print(f"arrived:         {emails} emails at the SMTP server, {sms_parts} SMS parts at the SMSC")
     print(f"workers:         {args.workers}")
     print(f"throughput:      {sent / elapsed:,.0f} messages/s ({elapsed:.2f} s)")
-    print(f"memory:          tracemalloc peak {peak / 2**20:.1f} MiB; "
-          f"maxrss {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
-    print(f"reproduce:       .venv/bin/python bench/notify.py --messages {args.messages} --workers {args.workers} "
-          f"--db {args.db}")
+    print(
+        f"memory:          tracemalloc peak {peak / 2**20:.1f} MiB; "
+        f"maxrss {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+    )
+    print(
+        f"reproduce:       .venv/bin/python bench/notify.py --messages {args.messages} --workers {args.workers} "
+        f"--db {args.db}"
+    )
     if sent != args.messages or emails != args.messages // 2:
         print("FAIL: not every message arrived exactly once")
         sys.exit(1)

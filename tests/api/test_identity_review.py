@@ -40,11 +40,15 @@ def test_rejected_identity_blocks_the_line_until_resubmitted_and_approved(
     waiting = client.post(f"/api/v1/lines/{line_id}/activate", json={"plan_code": "starter"}, headers=admin_headers)
     assert waiting.status_code == 409 and waiting.json()["error"]["code"] == "kyc_not_verified"
 
-    no_reason = client.post(f"/api/v1/persons/{identity['id']}/kyc", json={"status": "rejected"},
-                            headers=support_headers)
+    no_reason = client.post(
+        f"/api/v1/persons/{identity['id']}/kyc", json={"status": "rejected"}, headers=support_headers
+    )
     assert no_reason.status_code == 422
-    rejected = client.post(f"/api/v1/persons/{identity['id']}/kyc",
-                           json={"status": "rejected", "reason": "The scan is unreadable"}, headers=support_headers)
+    rejected = client.post(
+        f"/api/v1/persons/{identity['id']}/kyc",
+        json={"status": "rejected", "reason": "The scan is unreadable"},
+        headers=support_headers,
+    )
     assert rejected.json()["kyc_status"] == "rejected"
     blocked = client.post(f"/api/v1/lines/{line_id}/activate", json={"plan_code": "starter"}, headers=admin_headers)
     assert blocked.json()["error"]["code"] == "kyc_rejected"
@@ -52,22 +56,46 @@ def test_rejected_identity_blocks_the_line_until_resubmitted_and_approved(
     mine = client.get("/api/v1/me/identity", headers=subscriber["headers"]).json()
     assert mine["kyc_reason"] == "The scan is unreadable"
 
-    bad = client.put("/api/v1/me/identity", headers=subscriber["headers"],
-                     data={"document_type": "hkid", "document_number": "A123456(4)", "birth_date": "1990-05-17",
-                           "name_en": "CHAN Tai Man"}, files={"document_image": ("id.png", PNG, "image/png")})
+    bad = client.put(
+        "/api/v1/me/identity",
+        headers=subscriber["headers"],
+        data={
+            "document_type": "hkid",
+            "document_number": "A123456(4)",
+            "birth_date": "1990-05-17",
+            "name_en": "CHAN Tai Man",
+        },
+        files={"document_image": ("id.png", PNG, "image/png")},
+    )
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "document_number_invalid"
     assert client.get("/api/v1/me/identity", headers=subscriber["headers"]).json()["kyc_status"] == "rejected"
 
-    again = client.put("/api/v1/me/identity", headers=subscriber["headers"],
-                       data={"document_type": "hkid", "document_number": hkid(1), "birth_date": "1990-05-17",
-                             "name_en": "CHAN Tai Man"}, files={"document_image": ("id.png", PNG, "image/png")})
+    again = client.put(
+        "/api/v1/me/identity",
+        headers=subscriber["headers"],
+        data={
+            "document_type": "hkid",
+            "document_number": hkid(1),
+            "birth_date": "1990-05-17",
+            "name_en": "CHAN Tai Man",
+        },
+        files={"document_image": ("id.png", PNG, "image/png")},
+    )
     assert again.status_code == 200, again.text
     assert again.json()["kyc_status"] == "pending_review" and again.json()["kyc_reason"] is None
     client.post(f"/api/v1/persons/{identity['id']}/kyc", json={"status": "verified"}, headers=support_headers)
     activated = client.post(f"/api/v1/lines/{line_id}/activate", json={"plan_code": "starter"}, headers=admin_headers)
     assert activated.status_code == 200 and activated.json()["status"] == "active"
 
-    locked = client.put("/api/v1/me/identity", headers=subscriber["headers"],
-                        data={"document_type": "hkid", "document_number": hkid(1), "birth_date": "1990-05-17",
-                              "name_en": "CHAN Tai Man"}, files={"document_image": ("id.png", PNG, "image/png")})
+    locked = client.put(
+        "/api/v1/me/identity",
+        headers=subscriber["headers"],
+        data={
+            "document_type": "hkid",
+            "document_number": hkid(1),
+            "birth_date": "1990-05-17",
+            "name_en": "CHAN Tai Man",
+        },
+        files={"document_image": ("id.png", PNG, "image/png")},
+    )
     assert locked.status_code == 409 and locked.json()["error"]["code"] == "identity_already_verified"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from duckline.adapters.db.tables import Account, Order, Payment, Receipt, Refund
-from duckline.adapters.payments import ProviderError
+from duckline.adapters.payments import ProviderError, RefundResult
 from duckline.domain.orders import OrderStatus, PaymentStatus
 from duckline.errors import DomainError, ErrorCode
 from duckline.money import Money
@@ -38,31 +38,48 @@ def refund(app: App, actor_id: int | None, order_id: int, amount: int | None, re
         amount = left if amount is None else amount
         if not 0 < amount <= left:
             raise DomainError(ErrorCode.REFUND_AMOUNT_INVALID, field="amount", max=left)
-        row = Refund(
-            order_id=order.id,
-            payment_id=payment.id,
-            amount=amount,
-            currency=order.currency,
-            reason=reason.strip()[:300],
-            status="pending",
-            actor_id=actor_id,
-            created_at=uow.now(),
+        refund_id = _reserve(uow, payment, amount, reason, actor_id)
+    answer = _ask_provider(app, refund_id)
+    with app.unit_of_work() as uow:
+        return _record(uow, refund_id, answer.provider_ref, answer.succeeded)
+
+
+def _reserve(uow: UnitOfWork, payment: Payment, amount: int, reason: str, actor_id: int | None) -> int:
+    """A pending refund row: it holds the amount while the provider is asked (outside any transaction)."""
+    row = Refund(
+        order_id=payment.order_id,
+        payment_id=payment.id,
+        amount=amount,
+        currency=payment.currency,
+        reason=reason.strip()[:300],
+        status="pending",
+        actor_id=actor_id,
+        created_at=uow.now(),
+    )
+    uow.session.add(row)
+    uow.session.flush()
+    return row.id
+
+
+def _ask_provider(app: App, refund_id: int) -> RefundResult:
+    with app.unit_of_work() as uow:
+        row = uow.session.get(Refund, refund_id)
+        payment = uow.session.get(Payment, row.payment_id) if row else None
+        assert row is not None and payment is not None
+        provider, ref, amount, reason = (
+            payment.provider,
+            payment.provider_ref,
+            Money(row.amount, row.currency),
+            row.reason,
         )
-        uow.session.add(row)
-        uow.session.flush()
-        refund_id, provider, ref = row.id, payment.provider, payment.provider_ref
     try:
-        answer = app.payments.by_name(provider).refund(
-            ref or "", Money(amount, row.currency), f"refund_{refund_id}", reason
-        )
+        return app.payments.by_name(provider).refund(ref or "", amount, f"refund_{refund_id}", reason)
     except ProviderError as exc:
         with app.unit_of_work() as uow:
             failed = uow.session.get(Refund, refund_id)
             assert failed is not None
             failed.status = "failed"
         raise DomainError(ErrorCode.PAYMENT_PROVIDER_ERROR) from exc
-    with app.unit_of_work() as uow:
-        return _record(uow, refund_id, answer.provider_ref, answer.succeeded)
 
 
 def _pending(uow: UnitOfWork, order_id: int) -> int:
@@ -160,29 +177,8 @@ def refund_payment(app: App, actor_id: int | None, payment_id: int, reason: str)
         if payment is None or payment.captured_amount - payment.refunded_amount <= 0:
             raise DomainError(ErrorCode.REFUND_NOT_ALLOWED, reason="nothing left to refund")
         amount = payment.captured_amount - payment.refunded_amount
-        row = Refund(
-            order_id=payment.order_id,
-            payment_id=payment.id,
-            amount=amount,
-            currency=payment.currency,
-            reason=reason.strip()[:300],
-            status="pending",
-            actor_id=actor_id,
-            created_at=uow.now(),
-        )
-        uow.session.add(row)
-        uow.session.flush()
-        refund_id, provider, ref, currency = row.id, payment.provider, payment.provider_ref, payment.currency
-    try:
-        answer = app.payments.by_name(provider).refund(
-            ref or "", Money(amount, currency), f"refund_{refund_id}", reason
-        )
-    except ProviderError as exc:
-        with app.unit_of_work() as uow:
-            failed = uow.session.get(Refund, refund_id)
-            assert failed is not None
-            failed.status = "failed"
-        raise DomainError(ErrorCode.PAYMENT_PROVIDER_ERROR) from exc
+        refund_id, currency = _reserve(uow, payment, amount, reason, actor_id), payment.currency
+    answer = _ask_provider(app, refund_id)
     with app.unit_of_work() as uow:
         recorded = uow.session.get(Refund, refund_id)
         payment = uow.session.get(Payment, payment_id, with_for_update=True)

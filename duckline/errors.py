@@ -88,6 +88,7 @@ class ErrorCode(Enum):
     PROMO_CODE_INVALID = (Kind.INVALID, "This promo code is not valid.")
     PROMO_CODE_EXPIRED = (Kind.INVALID, "This promo code has expired.")
     PROMO_CODE_NOT_APPLICABLE = (Kind.INVALID, "This promo code does not apply to this plan.")
+    PROMO_CODE_FIRST_RENEWAL_ONLY = (Kind.INVALID, "This promo code is only for a line's first renewal.")
     PROMO_CODE_USED_UP = (Kind.CONFLICT, "This promo code has been used the maximum number of times.")
     PAYMENT_METHOD_UNAVAILABLE = (Kind.INVALID, "This payment method is not available.")
     PAYMENT_PROVIDER_ERROR = (Kind.UNAVAILABLE, "The payment provider did not answer. Please try again.")

@@ -148,6 +148,8 @@ def code_rule(
     if promotion.ends_at is not None and promotion.ends_at <= now:
         raise DomainError(ErrorCode.PROMO_CODE_EXPIRED, field="promo_code")
     found = rule(promotion, language)
+    if found.first_renewal_only and not first_renewal:
+        raise DomainError(ErrorCode.PROMO_CODE_FIRST_RENEWAL_ONLY, field="promo_code")
     if not found.applies(plan_code, now, first_renewal):
         raise DomainError(ErrorCode.PROMO_CODE_NOT_APPLICABLE, field="promo_code")
     if promotion.max_uses is not None and promotion.uses >= promotion.max_uses:

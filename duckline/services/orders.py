@@ -13,9 +13,17 @@ from duckline.adapters.db.types import is_id
 from duckline.domain.catalog import Allowance, PlanKind, PlanStatus, Validity
 from duckline.domain.identity import KycStatus
 from duckline.domain.lines import LineStatus
-from duckline.domain.orders import COMMITTED_SPEND, OrderKind, OrderStatus, PaymentMethod, check_order_transition
+from duckline.domain.orders import (
+    COMMITTED_SPEND,
+    OPEN_FOR_PAYMENT,
+    OrderKind,
+    OrderStatus,
+    PaymentMethod,
+    check_order_transition,
+)
 from duckline.domain.pricing import Price, price
 from duckline.domain.renewal import Term, next_term, order_kind
+from duckline.domain.roles import STAFF
 from duckline.errors import DomainError, ErrorCode
 from duckline.money import Money
 from duckline.services import catalog, lines, promotions
@@ -229,8 +237,6 @@ def move(uow: UnitOfWork, order: Order, target: OrderStatus, reason: str, actor_
 
 
 def visible_order(uow: UnitOfWork, viewer: Account, order_id: int, lock: bool = False) -> Order:
-    from duckline.domain.roles import STAFF
-
     order = uow.session.get(Order, order_id, with_for_update=lock) if is_id(order_id) else None
     if order is None or (viewer.role not in STAFF and order.account_id != viewer.id):
         raise DomainError(ErrorCode.NOT_FOUND)
@@ -243,8 +249,6 @@ def is_line_live(line: Line, now: datetime) -> bool:
 
 def cancel(uow: UnitOfWork, order: Order, actor_id: int) -> None:
     """Give up on an unpaid order; a payment that still succeeds later is applied or refunded."""
-    from duckline.domain.orders import OPEN_FOR_PAYMENT
-
     if order.status not in OPEN_FOR_PAYMENT:
         raise DomainError(ErrorCode.ORDER_NOT_PAYABLE)
     move(uow, order, OrderStatus.CANCELLED, "cancelled by the subscriber", actor_id)

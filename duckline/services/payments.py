@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from duckline.adapters.db.tables import Order, Payment, SavedPaymentMethod
+from duckline.adapters.db.tables import Line, Order, Payment, SavedPaymentMethod
 from duckline.adapters.payments import ProviderPayment, WebhookNotice
 from duckline.domain.orders import OPEN_FOR_PAYMENT, OrderStatus, PaymentStatus, payment_can_become
 from duckline.errors import DomainError
@@ -123,8 +123,6 @@ def _is_latest(uow: UnitOfWork, order: Order, payment: Payment) -> bool:
 
 
 def _save_method(uow: UnitOfWork, order: Order, payment: Payment, token: str) -> None:
-    from duckline.adapters.db.tables import Line
-
     saved = SavedPaymentMethod(
         account_id=order.account_id,
         provider=payment.provider,

@@ -12,7 +12,14 @@ from duckline import i18n
 from duckline.domain.roles import STAFF
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import accounts, contacts
-from duckline.web.deps import SESSION_COOKIE, RuntimeDep, client_address, phone_key, session_signer
+from duckline.web.deps import (
+    SESSION_COOKIE,
+    RuntimeDep,
+    client_address,
+    phone_key,
+    session_signer,
+    session_token_from_cookie,
+)
 from duckline.web.portal.rendering import LANGUAGE_COOKIE, check_csrf, error_text, page_language, redirect, render
 from duckline.web.portal.session import Viewer
 
@@ -82,8 +89,6 @@ def login(
 
 @router.post("/logout")
 def logout(request: Request, runtime: RuntimeDep, csrf_token: Annotated[str, Form()] = "") -> Response:
-    from duckline.web.deps import session_token_from_cookie
-
     check_csrf(request, runtime, csrf_token)
     token = session_token_from_cookie(request, runtime)
     if token:

@@ -1,6 +1,6 @@
 """Rebuild duckline/locales/messages.pot from the code and merge it into each language's .po file.
 
-The message ids are the English texts of ``ErrorCode``, the notification ``MESSAGE_IDS``, the
+The message ids are the English texts of ``ErrorCode``, the notification and case ``MESSAGE_IDS``, the
 receipt PDF ``LABELS`` and the portal templates' ``_("…")``. Existing translations are kept; new
 messages arrive untranslated (or fuzzy, when Babel finds a close old one) and messages gone from
 the code are dropped. Run from the repository root:
@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from duckline import __version__, i18n
 from duckline.adapters.receipt_pdf import LABELS as RECEIPT_LABELS
 from duckline.errors import ErrorCode
+from duckline.services.case_texts import MESSAGE_IDS as CASE_MESSAGE_IDS
 from duckline.services.notifications import MESSAGE_IDS
 
 PROJECT = "duckline"
@@ -32,6 +33,7 @@ def collect() -> list[tuple[str, str, str]]:
     """(message id, source file, what the message is) for every message the code can show."""
     messages = [(code.message, "duckline/errors.py", f"ErrorCode.{code.name}") for code in ErrorCode]
     messages += [(text, "duckline/services/notifications.py", "notification texts") for text in MESSAGE_IDS]
+    messages += [(text, "duckline/services/case_texts.py", "reconciliation case texts") for text in CASE_MESSAGE_IDS]
     messages += [(text, "duckline/adapters/receipt_pdf.py", "LABELS (receipt PDF)") for text in RECEIPT_LABELS]
     messages += [(text, f"duckline/web/templates/{name}", "portal page") for text, name in i18n.template_messages()]
     return messages

@@ -11,7 +11,7 @@ from duckline.adapters.db.tables import Line, Order, Payment, SavedPaymentMethod
 from duckline.adapters.payments import ProviderPayment, WebhookNotice
 from duckline.domain.orders import OPEN_FOR_PAYMENT, OrderStatus, PaymentStatus, payment_can_become
 from duckline.errors import DomainError
-from duckline.services import events, fulfilment, orders, promotions, tickets
+from duckline.services import case_texts, events, fulfilment, orders, promotions, tickets
 from duckline.services.unit_of_work import UnitOfWork
 
 
@@ -69,12 +69,17 @@ def _captured(
     payment.captured_at = payment.updated_at = uow.now()
     if update.amount != payment.amount or (update.currency or payment.currency) != payment.currency:
         payment.status = PaymentStatus.FLAGGED
-        tickets.open_ticket(
+        tickets.open_case(
             uow,
             tickets.PAYMENT_MISMATCH,
-            f"Payment {payment.id} captured a different amount",
-            f"Order {order.id} expects {payment.amount} {payment.currency}; {payment.provider} captured "
-            f"{update.amount} {update.currency}. Not applied: refund or apply by hand.",
+            case_texts.AMOUNT_MISMATCH,
+            {
+                "payment": payment.id,
+                "order": order.id,
+                "provider": payment.provider,
+                "expected": case_texts.money(payment.amount, payment.currency),
+                "captured": case_texts.money(update.amount, update.currency or payment.currency),
+            },
             order.account_id,
             order.id,
         )
@@ -84,11 +89,11 @@ def _captured(
         _save_method(uow, order, payment, update.saved_token)
     if order.status in (OrderStatus.PAID, OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED):
         # A second attempt captured money for an order already paid: never apply it twice.
-        tickets.open_ticket(
+        tickets.open_case(
             uow,
             tickets.RECONCILIATION,
-            f"Second payment captured for order {order.id}",
-            f"Payment {payment.id} succeeded after the order was already paid; refund it.",
+            case_texts.SECOND_CAPTURE,
+            {"order": order.id, "payment": payment.id},
             order.account_id,
             order.id,
         )
@@ -99,11 +104,11 @@ def _captured(
             fulfilment.fulfil(uow, order)
     except DomainError as error:
         # Paid but cannot be applied (e.g. the number was recycled meanwhile): support decides.
-        tickets.open_ticket(
+        tickets.open_case(
             uow,
             tickets.RECONCILIATION,
-            f"Order {order.id} paid but not applied",
-            f"Fulfilment failed: {error.code}: {error}",
+            case_texts.PAID_NOT_APPLIED,
+            {"order": order.id, "reason": case_texts.error(error)},
             order.account_id,
             order.id,
         )

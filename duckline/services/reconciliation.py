@@ -18,7 +18,7 @@ from duckline.adapters.db.tables import Account, Order, Payment, Ticket
 from duckline.adapters.payments import ProviderError
 from duckline.domain.orders import OPEN_FOR_PAYMENT, OrderStatus, PaymentStatus
 from duckline.errors import DomainError, ErrorCode
-from duckline.services import audit, checkout, fulfilment, orders, promotions, refunds, tickets
+from duckline.services import audit, case_texts, checkout, fulfilment, orders, promotions, refunds, tickets
 from duckline.services.checkout import App
 
 log = logging.getLogger(__name__)
@@ -75,17 +75,15 @@ def _check_payment(app: App, payment_id: int, report: Report) -> None:
         order = uow.session.get(Order, payment.order_id, with_for_update=True)
         assert order is not None
         if outcome and outcome.changed and order.status is OrderStatus.FULFILLED:
-            tickets.settle_open(uow, order.id, "applied automatically by reconciliation")
-            tickets.open_ticket(
+            tickets.settle_open(uow, order.id, case_texts.APPLIED_AUTOMATICALLY)
+            tickets.open_case(
                 uow,
                 tickets.RECONCILIATION,
-                f"Order {order.id} applied by reconciliation",
-                f"Payment {payment.id} was captured by {payment.provider} but no confirmation "
-                "arrived; the renewal was applied.",
+                case_texts.APPLIED_WITHOUT_CONFIRMATION,
+                {"order": order.id, "payment": payment.id, "provider": payment.provider},
                 order.account_id,
                 order.id,
-                resolved=True,
-                resolution="applied automatically",
+                resolution=case_texts.APPLIED_AUTOMATICALLY,
             )
             report.applied.append(order.id)
         elif payment.status in (PaymentStatus.PENDING, PaymentStatus.REQUIRES_ACTION) and order.pay_by <= uow.now():
@@ -121,37 +119,35 @@ def _apply_or_refund(app: App, order_id: int, report: Report) -> None:
         try:
             with uow.session.begin_nested():
                 fulfilment.fulfil(uow, order)
-            tickets.settle_open(uow, order.id, "applied automatically by reconciliation")
-            tickets.open_ticket(
+            tickets.settle_open(uow, order.id, case_texts.APPLIED_AUTOMATICALLY)
+            tickets.open_case(
                 uow,
                 tickets.RECONCILIATION,
-                f"Order {order.id} applied by reconciliation",
-                "The order was paid but not applied; it has now been applied.",
+                case_texts.APPLIED_LATE,
+                {"order": order.id},
                 order.account_id,
                 order.id,
-                resolved=True,
-                resolution="applied automatically",
+                resolution=case_texts.APPLIED_AUTOMATICALLY,
             )
             report.applied.append(order.id)
             return
         except DomainError as error:
-            reason = f"paid but cannot be applied: {error.code}"
+            failure = error
     try:
-        refunds.refund(app, None, order_id, None, reason)
+        refunds.refund(app, None, order_id, None, f"paid but cannot be applied: {failure.code}")
         report.refunded.append(order_id)
         with app.unit_of_work() as uow:
             order = uow.session.get(Order, order_id)
             assert order is not None
-            tickets.settle_open(uow, order_id, "refunded automatically by reconciliation")
-            tickets.open_ticket(
+            tickets.settle_open(uow, order_id, case_texts.REFUNDED_AUTOMATICALLY)
+            tickets.open_case(
                 uow,
                 tickets.RECONCILIATION,
-                f"Order {order_id} refunded by reconciliation",
-                reason,
+                case_texts.REFUNDED_UNAPPLIABLE,
+                {"order": order_id, "reason": case_texts.error(failure)},
                 order.account_id,
                 order_id,
-                resolved=True,
-                resolution="refunded automatically",
+                resolution=case_texts.REFUNDED_AUTOMATICALLY,
             )
     except (DomainError, ProviderError) as error:
         log.warning("reconciliation could not refund order %s: %s", order_id, error)

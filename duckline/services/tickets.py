@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 
 from duckline.adapters.db.tables import Account, Ticket
 from duckline.errors import DomainError, ErrorCode
-from duckline.services import audit
+from duckline.services import audit, case_texts
 from duckline.services.unit_of_work import UnitOfWork
 
 RECONCILIATION = "reconciliation"
@@ -22,6 +24,8 @@ def open_ticket(
     order_id: int | None,
     resolved: bool = False,
     resolution: str | None = None,
+    topic: str | None = None,
+    params: dict[str, Any] | None = None,
 ) -> Ticket:
     ticket = Ticket(
         account_id=account_id,
@@ -30,6 +34,8 @@ def open_ticket(
         status="resolved" if resolved else "open",
         subject=subject,
         body=body,
+        topic=topic,
+        params=params,
         resolution=resolution,
         created_at=uow.now(),
         resolved_at=uow.now() if resolved else None,
@@ -37,6 +43,31 @@ def open_ticket(
     uow.session.add(ticket)
     uow.session.flush()
     return ticket
+
+
+def open_case(
+    uow: UnitOfWork,
+    kind: str,
+    topic: str,
+    params: dict[str, Any],
+    account_id: int | None,
+    order_id: int | None,
+    resolution: str | None = None,
+) -> Ticket:
+    """A case Duckline opens itself (already resolved when `resolution` says what was done)."""
+    subject, body = case_texts.render(topic, params, "en")
+    return open_ticket(
+        uow, kind, subject, body, account_id, order_id, resolution is not None, resolution, topic, params
+    )
+
+
+def describe(ticket: Ticket, language: str) -> tuple[str, str, str | None]:
+    """(subject, body, resolution) in the reader's language; what a person wrote stays as written."""
+    if ticket.topic in case_texts.TEXTS:
+        subject, body = case_texts.render(ticket.topic, ticket.params or {}, language)
+    else:
+        subject, body = ticket.subject, ticket.body
+    return subject, body, case_texts.resolution(ticket.resolution, language)
 
 
 def resolve(uow: UnitOfWork, actor: Account, ticket: Ticket, resolution: str) -> Ticket:

@@ -13,6 +13,7 @@ from duckline.domain.catalog import Unit, Zone
 from duckline.domain.orders import PaymentMethod
 from duckline.domain.pricing import PromotionKind
 from duckline.money import Money
+from duckline.services import tickets
 from duckline.services.orders import Quote
 from duckline.web.schemas import AllowanceIn
 
@@ -294,8 +295,10 @@ class CaseOut(BaseModel):
     id: int
     kind: str
     status: str
-    subject: str
-    body: str
+    topic: str | None = Field(description="What the case is about, for machines (amount_mismatch, paid_not_applied, …)")
+    params: dict[str, Any] = Field(description="The topic's values: ids, amounts in minor units, error codes")
+    subject: str = Field(description="In the caller's language")
+    body: str = Field(description="In the caller's language")
     order_id: int | None
     account_id: int | None
     order_status: str | None
@@ -303,17 +306,20 @@ class CaseOut(BaseModel):
     created_at: datetime
 
     @classmethod
-    def of(cls, t: Ticket, order: Order | None) -> CaseOut:
+    def of(cls, t: Ticket, order: Order | None, language: str) -> CaseOut:
+        subject, body, resolution = tickets.describe(t, language)
         return cls(
             id=t.id,
             kind=t.kind,
             status=t.status,
-            subject=t.subject,
-            body=t.body,
+            topic=t.topic,
+            params=t.params or {},
+            subject=subject,
+            body=body,
             order_id=t.order_id,
             account_id=t.account_id,
             order_status=order.status.value if order else None,
-            resolution=t.resolution,
+            resolution=resolution,
             created_at=t.created_at,
         )
 

@@ -209,7 +209,7 @@ def test_lost_webhook_is_found_by_asking_the_provider_and_the_order_is_applied(
     assert cases(client, subscriber["support"]) == []
     [case] = cases(client, subscriber["support"], "resolved")
     assert case["kind"] == "reconciliation" and case["order_id"] == order["id"]
-    assert case["order_status"] == "fulfilled" and case["resolution"] == "applied automatically"
+    assert case["order_status"] == "fulfilled" and case["resolution"] == "Applied automatically by reconciliation"
     assert count(runtime, Receipt) == 1
 
     before = snapshot(runtime)
@@ -287,7 +287,10 @@ def test_renewal_paid_after_the_number_was_recycled_is_refunded_through_the_sand
     assert paid["status"] == "paid" and paid["payments"][0]["status"] == "succeeded"
     [case] = cases(client, subscriber["support"])
     assert case["order_id"] == renewal["id"] and case["order_status"] == "paid"
-    assert "line_recycled" in case["body"]
+    assert (case["topic"], case["params"]["reason"]["error"]) == ("paid_not_applied", "line_recycled")
+    assert case["body"] == (
+        "The renewal could not be applied: This number has been recycled and can no longer be renewed."
+    )
 
     clock.advance(timedelta(minutes=settings.reconcile_after_minutes))
     assert reconcile(client, subscriber) == {**NOTHING, "refunded": [renewal["id"]]}
@@ -310,7 +313,8 @@ def test_renewal_paid_after_the_number_was_recycled_is_refunded_through_the_sand
         credit_notes = uow.session.scalars(select(Receipt).where(Receipt.kind == "credit_note")).all()
         assert [(c.order_id, c.amount) for c in credit_notes] == [(renewal["id"], PRICE)]
     visible = [c for c in cases(client, subscriber["support"], "all") if c["order_id"] == renewal["id"]]
-    assert any(c["status"] == "resolved" and c["resolution"] == "refunded automatically" for c in visible)
+    refunded_cases = [c for c in visible if c["status"] == "resolved"]
+    assert refunded_cases and {c["resolution"] for c in refunded_cases} == {"Refunded automatically by reconciliation"}
     assert all(c["order_status"] == "refunded" for c in visible)
 
     deliver(runtime, client, clock)  # the sandbox's refund notification changes nothing more
@@ -396,7 +400,7 @@ def paid_but_not_applied(
     deliver(runtime, client, clock)
     assert order_now(client, subscriber, renewal["id"])["status"] == "paid"
     [case] = [c for c in cases(client, subscriber["support"]) if c["order_id"] == renewal["id"]]
-    assert case["kind"] == "reconciliation" and "line_not_renewable" in case["body"]
+    assert case["kind"] == "reconciliation" and case["params"]["reason"]["error"] == "line_not_renewable"
     return renewal, case
 
 
@@ -500,6 +504,32 @@ def test_staff_close_a_mismatch_case_with_a_reason(
     assert {e["action"] for e in closed} == {"reconciliation.close", "ticket.resolved"}
 
 
+def test_a_case_is_machine_readable_and_reads_in_the_callers_language(
+    client: TestClient, runtime: Runtime, subscriber: dict[str, Any]
+) -> None:
+    order = pending_order(client, subscriber)
+    body, headers = sandbox_event(runtime, "payment.succeeded", sandbox_ref(order), "succeeded", 100)
+    assert client.post("/api/v1/webhooks/sandbox", content=body, headers=headers).status_code == 200
+    payment_id = order["payments"][0]["id"]
+
+    [english] = cases(client, subscriber["support"])
+    switched = client.patch("/api/v1/me", json={"language": "zh_Hans"}, headers=subscriber["support"])
+    assert switched.status_code == 200, switched.text
+    [simplified] = cases(client, subscriber["support"])
+
+    assert english["topic"] == simplified["topic"] == "amount_mismatch"
+    assert english["params"] == {
+        "payment": payment_id,
+        "order": order["id"],
+        "provider": "sandbox",
+        "expected": {"amount": PRICE, "currency": "HKD"},
+        "captured": {"amount": 100, "currency": "HKD"},
+    }
+    assert english["subject"] == f"Payment {payment_id} captured a different amount"
+    assert simplified["subject"] == f"付款 {payment_id} 收取的金额不符"
+    assert "实收 HK$1.00" in simplified["body"]
+
+
 def test_every_action_is_in_the_audit_log_with_who_and_why(
     client: TestClient, runtime: Runtime, clock: FrozenClock, subscriber: dict[str, Any]
 ) -> None:
@@ -539,5 +569,6 @@ def test_a_resolved_case_cannot_be_resolved_again(
 
     again = resolve(client, subscriber["support"], case["id"], "close", "looked at it again")
 
-    assert [c["resolution"] for c in cases(client, subscriber["support"], "resolved")] == ["applied automatically"]
+    resolved = cases(client, subscriber["support"], "resolved")
+    assert [c["resolution"] for c in resolved] == ["Applied automatically by reconciliation"]
     assert again.status_code == 409

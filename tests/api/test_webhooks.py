@@ -36,6 +36,7 @@ from duckline.clock import FrozenClock
 from duckline.config import Settings
 from duckline.domain.catalog import Validity
 from duckline.domain.roles import Role
+from duckline.money import Money
 from duckline.runtime import Runtime
 from duckline.services import catalog
 from duckline.web.app import create_app
@@ -253,7 +254,8 @@ def test_success_for_another_amount_is_flagged_for_staff_and_not_fulfilled(
     assert case["kind"] == "payment_mismatch" and case["status"] == "open"
     assert case["order_id"] == order["id"] and case["order_status"] == "payment_pending"
     assert case["account_id"] == subscriber["account"]["id"]
-    assert str(amount) in case["body"] and currency in case["body"]
+    assert case["params"]["captured"] == {"amount": amount, "currency": currency}
+    assert Money(amount, currency).format("en_HK") in case["body"]
     assert client.get("/api/v1/reconciliation/cases", headers=subscriber["headers"]).status_code == 403
 
 

@@ -508,6 +508,33 @@ def test_the_dashboard_draws_its_charts_on_the_server_without_inline_styles(
         assert ("Number pool" in text(page.text)) is (role == "admin")
 
 
+def test_a_case_reads_in_the_staff_members_language(
+    client: TestClient, runtime: Runtime, world: dict[str, Any]
+) -> None:
+    """Cases are stored as a topic and values, so a zh_Hant reader sees them in zh_Hant, with
+    money formatted, and an English reader in English."""
+    order = place_order(client, world["subscriber"]).json()
+    body, headers = sandbox_event(runtime, "payment.succeeded", sandbox_ref(order), "succeeded", 100)
+    assert client.post("/api/v1/webhooks/sandbox", content=body, headers=headers).status_code == 200
+    payment_id = order["payments"][0]["id"]
+    support = browser(client, runtime, world["phones"]["support"])
+
+    english = text(support.get("/console/reconciliation").text)
+    token = csrf(runtime, support)
+    switched = support.post("/language", data={"language": "zh_Hant", "csrf_token": token, "next": "/console"})
+    assert switched.status_code == 200
+    chinese = text(support.get("/console/reconciliation").text)
+    listed = text(support.get(f"/console/subscribers/{world['account_id']}").text)
+
+    expected = "HK$88.00"
+    assert f"Payment {payment_id} captured a different amount" in english
+    assert f"Order {order['id']} expects {expected}; Sandbox captured HK$1.00." in english
+    assert f"付款 {payment_id} 收取的金額不符" in chinese
+    assert f"訂單 {order['id']} 應收 {expected}；測試環境 實收 HK$1.00。" in chinese
+    assert "captured a different amount" not in chinese
+    assert f"付款 {payment_id} 收取的金額不符" in listed
+
+
 def test_console_pages_are_translated(
     client: TestClient, runtime: Runtime, clock: FrozenClock, world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -11,6 +11,7 @@ from duckline import i18n
 from duckline.adapters.receipt_pdf import LABELS as RECEIPT_LABELS
 from duckline.errors import ErrorCode
 from duckline.money import Money
+from duckline.services.case_texts import MESSAGE_IDS as CASE_IDS
 from duckline.services.notifications import MESSAGE_IDS as NOTIFICATION_IDS
 
 CHINESE = ("zh_Hant", "zh_Hans")
@@ -18,6 +19,7 @@ MESSAGE_IDS = list(
     dict.fromkeys(
         [code.message for code in ErrorCode]
         + list(NOTIFICATION_IDS)
+        + list(CASE_IDS)
         + list(RECEIPT_LABELS)
         + [text for text, _ in i18n.template_messages()]
     )

@@ -554,6 +554,10 @@ class Ticket(Base):
     status: Mapped[str] = mapped_column(String(10))  # open, resolved
     subject: Mapped[str] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)
+    # Cases that Duckline opens keep what they say as a topic and its parameters, so each reader
+    # sees them in their own language (subject and body keep the English text); see case_texts.
+    topic: Mapped[str | None] = mapped_column(String(40))
+    params: Mapped[dict[str, Any] | None]
     resolution: Mapped[str | None] = mapped_column(Text)
     resolved_by: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
     created_at: Mapped[datetime]

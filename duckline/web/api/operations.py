@@ -16,7 +16,7 @@ from duckline.domain.roles import STAFF, Role
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import jobs, outgoing_webhooks, promotions, reconciliation
 from duckline.web.billing_schemas import CaseOut, PromotionIn, PromotionOut, ResolveIn
-from duckline.web.deps import RuntimeDep, require_roles
+from duckline.web.deps import RuntimeDep, language, require_roles
 from duckline.web.pagination import page
 from duckline.web.schemas import Page
 
@@ -24,12 +24,14 @@ router = APIRouter(tags=["operations"])
 Staff = Annotated[Account, Depends(require_roles(STAFF))]
 Resolver = Annotated[Account, Depends(require_roles({Role.SUPPORT, Role.FINANCE, Role.ADMIN}))]
 Admin = Annotated[Account, Depends(require_roles({Role.ADMIN}))]
+Language = Annotated[str, Depends(language)]
 
 
 @router.get("/reconciliation/cases", response_model=Page[CaseOut])
 def cases(
     runtime: RuntimeDep,
     actor: Staff,
+    reader_language: Language,
     state: Annotated[str, Query(pattern="^(open|resolved|all)$")] = "open",
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -41,13 +43,17 @@ def cases(
     with runtime.unit_of_work() as uow:
         rows, next_cursor = page(uow.session, query, Ticket.id, cursor, limit)
         return Page[CaseOut](
-            items=[CaseOut.of(t, uow.session.get(Order, t.order_id) if t.order_id else None) for t in rows],
+            items=[
+                CaseOut.of(t, uow.session.get(Order, t.order_id) if t.order_id else None, reader_language) for t in rows
+            ],
             next_cursor=next_cursor,
         )
 
 
 @router.post("/reconciliation/cases/{ticket_id}/resolve", response_model=CaseOut)
-def resolve(ticket_id: int, body: ResolveIn, runtime: RuntimeDep, actor: Resolver) -> CaseOut:
+def resolve(
+    ticket_id: int, body: ResolveIn, runtime: RuntimeDep, actor: Resolver, reader_language: Language
+) -> CaseOut:
     """Apply the paid renewal, refund it to the original method, or close the case; a reason is required."""
     if not is_id(ticket_id):
         raise DomainError(ErrorCode.NOT_FOUND)
@@ -55,7 +61,8 @@ def resolve(ticket_id: int, body: ResolveIn, runtime: RuntimeDep, actor: Resolve
         raise DomainError(ErrorCode.FORBIDDEN)
     ticket = reconciliation.resolve(runtime, actor, ticket_id, body.action, body.reason)
     with runtime.unit_of_work() as uow:
-        return CaseOut.of(ticket, uow.session.get(Order, ticket.order_id) if ticket.order_id else None)
+        order = uow.session.get(Order, ticket.order_id) if ticket.order_id else None
+        return CaseOut.of(ticket, order, reader_language)
 
 
 @router.post("/jobs/{name}")

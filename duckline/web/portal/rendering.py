@@ -26,6 +26,7 @@ from duckline.domain.phone import display
 from duckline.errors import DomainError, ErrorCode
 from duckline.money import Money
 from duckline.runtime import Runtime
+from duckline.services import tickets
 from duckline.web.deps import csrf_token as session_csrf_token
 from duckline.web.deps import session_token_from_cookie
 
@@ -114,6 +115,7 @@ def render(
         money=money,
         date=date,
         when=when,
+        case=lambda ticket: tickets.describe(ticket, language),
         msisdn=display,
         path=request.url.path,
         now=runtime.clock.now(),

@@ -42,7 +42,15 @@ class Settings(BaseSettings):
     otp_resend_interval_seconds: int = 60
     otp_max_sends_per_hour: int = 5
     login_rate_limit: str = "10/minute"
+    # Consecutive wrong passwords that lock an account's sign-in, and for how long. A reset by SMS
+    # code unlocks it at once, so a stranger's guesses never keep the owner out for long.
+    login_lockout_failures: int = 5
+    login_lockout_minutes: int = 15
     otp_rate_limit: str = "5/minute"
+    # Where the limits count: memory:// holds per process; redis://host:6379/0 is shared by every
+    # process of a deployment (`serve --workers`, several hosts).
+    rate_limit_storage: str = "memory://"
+    rate_limit_prefix: str = "duckline"
 
     # argon2id cost; lower it only for tests, where hashing time dominates.
     password_time_cost: int = 3
@@ -76,6 +84,10 @@ class Settings(BaseSettings):
     stripe_secret_key: str = ""
     stripe_webhook_secret: str = ""
     stripe_api_base: str | None = None
+    stripe_publishable_key: str = ""  # pk_…: the payer's browser confirms the PaymentIntent with it
+    # Where the card page loads Stripe.js from; Stripe requires js.stripe.com itself. Tests point
+    # it at a stand-in on loopback.
+    stripe_js_url: str = "https://js.stripe.com/v3/"
     alipay_app_id: str = ""
     alipay_app_private_key: str = ""  # PEM
     alipay_public_key: str = ""  # PEM, Alipay's
@@ -128,7 +140,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _providers_need_their_keys(self) -> Settings:
         needs = {
-            "stripe": (self.card_provider == "stripe", ("stripe_secret_key", "stripe_webhook_secret")),
+            "stripe": (
+                self.card_provider == "stripe",
+                ("stripe_secret_key", "stripe_webhook_secret", "stripe_publishable_key"),
+            ),
             "alipay": (
                 self.alipay_provider == "alipay",
                 ("alipay_app_id", "alipay_app_private_key", "alipay_public_key"),

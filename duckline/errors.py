@@ -52,6 +52,11 @@ class ErrorCode(Enum):
     ACCOUNT_NOT_VERIFIED = (Kind.CONFLICT, "Verify your phone number first.")
     ACCOUNT_ALREADY_VERIFIED = (Kind.CONFLICT, "This phone number is already verified.")
     LOGIN_FAILED = (Kind.UNAUTHENTICATED, "The phone number or password is wrong.")
+    LOGIN_LOCKED = (
+        Kind.RATE_LIMITED,
+        "Too many wrong passwords: sign-in is locked for {minutes} minutes. "
+        "Reset the password with an SMS code to unlock it now.",
+    )
     RATE_LIMITED = (Kind.RATE_LIMITED, "Too many attempts. Try again in a minute.")
     AUTH_REQUIRED = (Kind.UNAUTHENTICATED, "Log in to continue.")
     CSRF_FAILED = (Kind.FORBIDDEN, "The form has expired. Reload the page and try again.")

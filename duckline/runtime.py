@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from limits import parse
-from limits.storage import MemoryStorage
+from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from duckline.adapters.db.engine import Database, make_engine
@@ -25,12 +26,17 @@ from duckline.domain.orders import PaymentMethod
 from duckline.services.notifications import deliver_due
 from duckline.services.unit_of_work import UnitOfWork
 
+if TYPE_CHECKING:
+    from duckline.adapters.payments.stripe_card import StripeJs
+
 
 class RateLimits:
-    """Moving-window limits on login and OTP, keyed by phone and by client address."""
+    """Moving-window limits on login and OTP, keyed by phone and by client address. In memory they
+    hold per process; several server processes share them through Redis (`rate_limit_storage`)."""
 
     def __init__(self, settings: Settings) -> None:
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        options = {"key_prefix": settings.rate_limit_prefix} if settings.rate_limit_storage.startswith("redis") else {}
+        self._limiter = MovingWindowRateLimiter(storage_from_string(settings.rate_limit_storage, **options))
         self._rules = {"login": parse(settings.login_rate_limit), "otp": parse(settings.otp_rate_limit)}
 
     def hit(self, rule: str, *keys: str) -> bool:
@@ -56,6 +62,7 @@ class Runtime:
         self.email = email or self._email_channel(settings)
         self.rate_limits = RateLimits(settings)
         self.sandbox: SandboxProvider | None = None
+        self.stripe_js: StripeJs | None = None  # set when cards go through Stripe: the card page needs it
         self.payments = self._payments(settings)
 
     def _payments(self, settings: Settings) -> Payments:
@@ -71,11 +78,12 @@ class Runtime:
             )
             providers.append(self.sandbox)
         if settings.card_provider == "stripe":
-            from duckline.adapters.payments.stripe_card import StripeCardProvider
+            from duckline.adapters.payments.stripe_card import StripeCardProvider, StripeJs
 
             providers.append(
                 StripeCardProvider(settings.stripe_secret_key, settings.stripe_webhook_secret, settings.stripe_api_base)
             )
+            self.stripe_js = StripeJs(settings.stripe_publishable_key, settings.stripe_js_url, settings.stripe_api_base)
         if settings.alipay_provider == "alipay":
             from duckline.adapters.payments.alipay import AlipayProvider
 

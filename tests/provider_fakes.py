@@ -7,11 +7,15 @@
   port, with notifications signed as each provider signs them; and the Settings that make a
   Runtime choose that provider (card_provider="stripe", alipay_provider="alipay",
   wechatpay_provider="wechatpay") against the fake.
+- The fake Stripe also plays the payer's side: it serves a stand-in for Stripe.js
+  (tests/stripe_js_standin.js) at /v3/ and takes the confirm call Stripe.js makes with the
+  publishable key and the client secret.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import threading
 from collections.abc import Iterator
@@ -19,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -32,7 +37,7 @@ from tests.adapters.test_alipay import APP_ID as ALIPAY_APP_ID
 from tests.adapters.test_alipay import FakeAlipay, KeyPair, notification_sign_content, rsa2_sign
 from tests.adapters.test_alipay import _keypair as alipay_keypair
 from tests.adapters.test_alipay import _serve as serve_alipay
-from tests.adapters.test_stripe_card import FakeStripe, stripe_signature
+from tests.adapters.test_stripe_card import FAKE_PAYMENT_METHODS, FakeStripe, Recorded, decode_form, stripe_signature
 from tests.adapters.test_stripe_card import _handler as stripe_handler
 from tests.adapters.test_stripe_card import event as stripe_event
 from tests.adapters.test_wechatpay import APPID as WECHAT_APPID
@@ -130,23 +135,92 @@ def with_settings(settings: Settings, **overrides: Any) -> Settings:
 
 STRIPE_SECRET_KEY = "sk_test_x"
 STRIPE_WEBHOOK_SECRET = "whsec_test"
+STRIPE_PUBLISHABLE_KEY = "pk_test_x"
+STRIPE_JS_STANDIN = Path(__file__).parent / "stripe_js_standin.js"
+_BROWSER_CONFIRM = re.compile(r"/v1/payment_intents/([^/]+)/confirm")
+_PAYER_STEPS = ("requires_payment_method", "requires_confirmation", "requires_action")
+
+
+def confirm_in_browser(fake: FakeStripe, pi_id: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """POST /v1/payment_intents/{id}/confirm as Stripe.js sends it: authorised by the publishable
+    key and the intent's client secret (not the secret key), the card as a payment method. A
+    decline answers 402 with the error and the intent, as Stripe does."""
+
+    def error(status: int, **fields: Any) -> tuple[int, dict[str, Any]]:
+        return status, {"error": {"type": "invalid_request_error", **fields}}
+
+    with fake.lock:
+        fake.requests.append(Recorded("POST", f"/v1/payment_intents/{pi_id}/confirm", {}, params))
+        intent = fake.intents.get(pi_id)
+        if params.get("key") != STRIPE_PUBLISHABLE_KEY:
+            return error(401, message="Invalid API Key provided")
+        if intent is None or params.get("client_secret") != intent["client_secret"]:
+            return error(404, code="resource_missing", message=f"No such payment_intent: '{pi_id}'")
+        if intent["status"] not in _PAYER_STEPS:
+            return error(
+                400,
+                code="payment_intent_unexpected_state",
+                message=f"This PaymentIntent's status is {intent['status']}: it cannot be confirmed.",
+            )
+        if params.get("payment_method") not in FAKE_PAYMENT_METHODS:
+            return error(400, code="resource_missing", message="No such PaymentMethod.")
+        fake.confirm(pi_id, params["payment_method"])
+        shown = fake.view(intent, [])
+        if intent["last_payment_error"]:
+            return 402, {"error": {**intent["last_payment_error"], "payment_intent": shown}}
+        return 200, shown
+
+
+def stripe_browser_handler(fake: FakeStripe) -> type[BaseHTTPRequestHandler]:
+    """The fake Stripe API, plus what the payer's browser meets: Stripe.js (the stand-in) at
+    /v3/ and the browser's confirm call, answered with CORS headers as api.stripe.com's are."""
+    api: Any = stripe_handler(fake)
+
+    class Handler(api):  # type: ignore[misc,valid-type]
+        def _reply(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("content-type", content_type)
+            self.send_header("content-length", str(len(body)))
+            self.send_header("access-control-allow-origin", "*")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            if urlsplit(self.path).path == "/v3/":
+                self._reply(200, STRIPE_JS_STANDIN.read_bytes(), "application/javascript; charset=utf-8")
+            else:
+                self._serve()
+
+        def do_POST(self) -> None:
+            found = _BROWSER_CONFIRM.fullmatch(urlsplit(self.path).path)
+            if found is None or "authorization" in {k.lower() for k in self.headers}:
+                self._serve()  # the server's own calls, with the secret key
+                return
+            raw = self.rfile.read(int(self.headers.get("content-length") or 0)).decode()
+            status, answer = confirm_in_browser(fake, found.group(1), decode_form(raw))
+            self._reply(status, json.dumps(answer).encode(), "application/json")
+
+    return Handler
 
 
 @contextmanager
 def fake_stripe() -> Iterator[FakeStripe]:
     fake = FakeStripe(secret_key=STRIPE_SECRET_KEY)
-    with serving(stripe_handler(fake)) as base:
+    with serving(stripe_browser_handler(fake)) as base:
         fake.base = base
         yield fake
 
 
 def stripe_settings(settings: Settings, fake: FakeStripe) -> Settings:
+    """Cards through Stripe, the server's calls and the payer's browser both going to the fake."""
     return with_settings(
         settings,
         card_provider="stripe",
         stripe_secret_key=STRIPE_SECRET_KEY,
         stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
+        stripe_publishable_key=STRIPE_PUBLISHABLE_KEY,
         stripe_api_base=fake.base,
+        stripe_js_url=f"{fake.base}/v3/",
     )
 
 
@@ -308,6 +382,7 @@ def wechatpay_notification(
 
 __all__ = [
     "ALIPAY_APP_ID",
+    "STRIPE_PUBLISHABLE_KEY",
     "STRIPE_WEBHOOK_SECRET",
     "AlipayKeys",
     "FakeAlipay",
@@ -318,6 +393,7 @@ __all__ = [
     "alipay_notification",
     "alipay_settings",
     "capture_webhooks",
+    "confirm_in_browser",
     "fake_alipay",
     "fake_stripe",
     "fake_wechatpay",

@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.exc import IntegrityError
 
 from duckline import i18n
@@ -17,7 +17,7 @@ from duckline.domain.identity import DocumentType, KycStatus
 from duckline.domain.phone import normalise_mobile
 from duckline.domain.roles import Role
 from duckline.errors import DomainError, ErrorCode
-from duckline.services import audit, otp
+from duckline.services import audit, notifications, otp
 from duckline.services.unit_of_work import UnitOfWork
 
 MIN_PASSWORD_LENGTH = 10
@@ -189,11 +189,58 @@ def authenticate(uow: UnitOfWork, raw_phone: str, password: str) -> Account:
     except DomainError:
         phone = raw_phone
     account = uow.session.scalars(select(Account).where(Account.phone == phone)).first()
+    now = uow.now()
+    if account is not None and account.locked_until is not None and account.locked_until > now:
+        raise DomainError(ErrorCode.LOGIN_LOCKED, minutes=_minutes_left(account.locked_until - now))
     if not uow.passwords.verify(account.password_hash if account else None, password) or account is None:
+        if account is not None:
+            _count_wrong_password(uow, account)
         raise DomainError(ErrorCode.LOGIN_FAILED)
     if account.phone_verified_at is None:
         raise DomainError(ErrorCode.ACCOUNT_NOT_VERIFIED, field="phone")
+    if account.failed_logins:
+        account.failed_logins = 0
     return account
+
+
+class WrongPassword(DomainError):
+    """A wrong password: the count (and a lock it causes) must be kept, so this is committed."""
+
+    commit = True
+
+
+def _count_wrong_password(uow: UnitOfWork, account: Account) -> None:
+    """One statement counts the failure and, at the threshold, locks and restarts the count, so
+    racing attempts are all counted and lock once."""
+    settings = uow.settings
+    reached = Account.failed_logins + 1 >= settings.login_lockout_failures
+    locked_until = uow.now() + timedelta(minutes=settings.login_lockout_minutes)
+    failures = uow.session.execute(
+        update(Account)
+        .where(Account.id == account.id)
+        .values(
+            failed_logins=case((reached, 0), else_=Account.failed_logins + 1),
+            locked_until=case((reached, locked_until), else_=Account.locked_until),
+        )
+        .returning(Account.failed_logins)
+        .execution_options(synchronize_session=False)
+    ).scalar_one()
+    if failures == 0:  # this attempt reached the threshold and locked
+        notifications.notify(
+            uow,
+            account,
+            "login_locked",
+            dedupe_key=f"login-locked:{account.id}:{int(locked_until.timestamp())}",
+            attempts=settings.login_lockout_failures,
+            minutes=settings.login_lockout_minutes,
+        )
+        audit.record(uow, account.id, "account.login_locked", f"account:{account.id}")
+        raise WrongPassword(ErrorCode.LOGIN_LOCKED, minutes=settings.login_lockout_minutes)
+    raise WrongPassword(ErrorCode.LOGIN_FAILED)
+
+
+def _minutes_left(left: timedelta) -> int:
+    return max(1, -(-int(left.total_seconds()) // 60))
 
 
 def issue_token(uow: UnitOfWork, account: Account, name: str, ttl: timedelta | None) -> str:
@@ -339,6 +386,7 @@ def reset_password(uow: UnitOfWork, raw_phone: str, code: str, new_password: str
         raise DomainError(ErrorCode.OTP_INVALID, field="code")  # as a wrong code: no enumeration
     otp.verify(uow, phone, PASSWORD_RESET, code)
     account.password_hash = uow.passwords.hash(new_password)
+    account.failed_logins, account.locked_until = 0, None  # the owner proved it: sign-in unlocks
     uow.session.execute(
         update(ApiToken)
         .where(ApiToken.account_id == account.id, ApiToken.revoked_at.is_(None))

@@ -72,6 +72,12 @@ TEMPLATES: dict[str, Template] = {
         "Your contact details were changed",
         "The phone number on your Duckline account was changed to {new}. If this was not you, contact support at once.",
     ),
+    "login_locked": Template(
+        SECURITY,
+        "Sign-in locked after wrong passwords",
+        "Someone entered a wrong password for your Duckline account {attempts} times, so sign-in is locked "
+        "for {minutes} minutes. If this was not you, reset your password with an SMS code.",
+    ),
     "renewal_succeeded": Template(
         PAYMENT,
         "Renewal confirmed: {msisdn}",

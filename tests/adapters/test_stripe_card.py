@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from duckline.adapters.payments import InvalidSignature, PaymentRequest, ProviderError, WebhookAck
-from duckline.adapters.payments.stripe_card import StripeCardProvider
+from duckline.adapters.payments.stripe_card import StripeCardProvider, StripeJs
 from duckline.domain.orders import PaymentMethod, PaymentStatus
 from duckline.money import Money
 
@@ -858,3 +858,28 @@ def test_a_signed_body_that_is_not_an_event_is_rejected(hooks: StripeCardProvide
 
 def test_ack_is_the_default() -> None:
     assert StripeCardProvider(SECRET_KEY, WEBHOOK_SECRET).ack() == WebhookAck()
+
+
+# --- the payer's browser ---------------------------------------------------------------------------
+
+
+def test_stripe_js_needs_stripe_s_documented_origins() -> None:
+    assert StripeJs("pk_test_x").csp_sources() == {
+        "script-src": ["https://js.stripe.com"],
+        "frame-src": ["https://js.stripe.com", "https://hooks.stripe.com"],
+        "connect-src": ["https://api.stripe.com"],
+    }
+
+
+def test_a_stand_in_for_stripe_js_and_its_api_is_allowed_too() -> None:
+    local = StripeJs("pk_test_x", "http://127.0.0.1:4010/v3/?v=1", api_base="http://127.0.0.1:4010/")
+
+    assert local.csp_sources() == {
+        "script-src": ["https://js.stripe.com", "http://127.0.0.1:4010"],
+        "frame-src": ["https://js.stripe.com", "https://hooks.stripe.com", "http://127.0.0.1:4010"],
+        "connect-src": ["https://api.stripe.com", "http://127.0.0.1:4010"],
+    }
+    # Stripe's own URLs add nothing twice; a URL that is not http(s) adds nothing at all.
+    assert StripeJs("pk_x", "https://js.stripe.com/v3/", "https://api.stripe.com").csp_sources() == (
+        StripeJs("pk_x", "javascript:alert(1)", "").csp_sources()
+    )

@@ -3,6 +3,7 @@ and the production refusal of development keys."""
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -344,3 +345,32 @@ def test_production_accepts_long_random_keys() -> None:
     settings = Settings(environment="production", secret_key=secret_key, data_key=data_key)
     assert settings.secret_key == secret_key and settings.data_key == data_key
     assert Settings(environment="production", secret_key="s" * 32, data_key="d" * 32).environment == "production"
+
+
+REDIS_URL = os.environ.get("DUCKLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def test_processes_sharing_redis_share_the_login_limit(runtime: Runtime, clock: FrozenClock) -> None:
+    """Two server processes (two runtimes) count against one limit when it lives in Redis, so
+    `serve --workers 2` does not double what an attacker may try."""
+    redis = pytest.importorskip("redis")
+    try:
+        redis.Redis.from_url(REDIS_URL).ping()
+    except redis.ConnectionError:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no Redis at {REDIS_URL}")
+    shared = {
+        "rate_limit_storage": REDIS_URL,
+        "rate_limit_prefix": f"duckline-test-{secrets.token_hex(6)}",  # nothing left from another run
+        "login_rate_limit": "3/minute",
+    }
+    first, second = (Runtime(runtime.settings.model_copy(update=shared), clock=clock) for _ in range(2))
+    try:
+        hits = [first.rate_limits.hit("login", "phone:1"), second.rate_limits.hit("login", "phone:1")]
+        hits += [first.rate_limits.hit("login", "phone:1"), second.rate_limits.hit("login", "phone:1")]
+        assert hits == [True, True, True, False]
+        assert second.rate_limits.hit("login", "phone:2")  # another key has its own count
+    finally:
+        first.close()
+        second.close()

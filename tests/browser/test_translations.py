@@ -17,12 +17,14 @@ from sqlalchemy import select
 from duckline import i18n
 from duckline.adapters.db.tables import Account, Line, Order, Receipt, Ticket
 from duckline.clock import FrozenClock
+from duckline.config import Settings
 from duckline.runtime import Runtime
 from duckline.services import demo, jobs, support
+from duckline.web.app import create_app
 from duckline.web.portal import rendering
 from duckline.web.portal.rendering import LANGUAGE_COOKIE
-from tests.factories import buy, deliver, pay_on_sandbox, place_order
-from tests.provider_fakes import sandbox_event, sandbox_ref
+from tests.factories import buy, deliver, idem, pay_on_sandbox, place_order
+from tests.provider_fakes import fake_stripe, sandbox_event, sandbox_ref, stripe_settings
 
 PASSWORD = demo.DEMO_PASSWORD
 SUBSCRIBER = "+85291234567"  # 陳大文, Voice Plus 30
@@ -162,3 +164,42 @@ def test_every_main_page_is_translated(client: TestClient, runtime: Runtime, wor
         f"{language}: {message!r}" for language, message in sorted(missing)
     )
     assert i18n.gettext("zh_Hant", "Bills") != "Bills"  # the catalogues are really loaded
+
+
+def test_the_card_payment_page_is_translated(settings: Settings, clock: FrozenClock) -> None:
+    """The card page (and the result page leading back to it) exists only when cards go through
+    Stripe: crawled with the fake Stripe, in the three languages, like the pages above."""
+    missing: set[tuple[str, str]] = set()
+    with fake_stripe() as stripe:
+        runtime = Runtime(stripe_settings(settings, stripe), clock=clock)
+        try:
+            with TestClient(create_app(runtime=runtime), base_url="http://127.0.0.1") as client:
+                with runtime.unit_of_work() as uow:
+                    demo.load(uow)
+                portal_login(client, SUBSCRIBER)
+                token = client.post("/api/v1/auth/tokens", json={"phone": SUBSCRIBER, "password": PASSWORD})
+                headers = {"Authorization": f"Bearer {token.json()['token']}", **idem()}
+                line_id = client.get("/api/v1/lines", headers=headers).json()["items"][0]["id"]
+                body = {"line_id": line_id, "plan_code": "hk-voice-30", "payment_method": "card"}
+                order = client.post("/api/v1/orders", json=body, headers=headers).json()
+                payment = order["payments"][-1]
+                assert payment["next_action"]["type"] == "stripe_client_secret", order
+                paths = (f"/orders/{order['id']}/card?payment={payment['id']}", f"/orders/{order['id']}/result")
+                before = rendering.missing_translations
+                rendering.missing_translations = missing
+                try:
+                    for language in LANGUAGES:
+                        switch(client, language, "/settings")
+                        for path in paths:
+                            page = client.get(path)
+                            assert page.status_code == 200, (language, path, page.text[:500])
+                            assert f'<html lang="{rendering.HTML_LANG[language]}">' in page.text, (language, path)
+                        assert f'href="{paths[0]}"' in page.text  # the result page leads back to the card page
+                finally:
+                    rendering.missing_translations = before
+        finally:
+            runtime.close()
+
+    assert not missing, "untranslated message ids:\n" + "\n".join(
+        f"{language}: {message!r}" for language, message in sorted(missing)
+    )

@@ -86,6 +86,26 @@ def test_pages_need_a_login(client: TestClient) -> None:
         assert response.status_code == 303 and response.headers["location"] == f"/login?next={path}"
 
 
+def test_the_login_form_locks_after_wrong_passwords_and_points_to_the_reset(
+    client: TestClient, runtime: Runtime
+) -> None:
+    numbers(runtime, 1)
+    phone = register_and_verify(client, runtime, 1)["phone"]
+    token = field(client.get("/login").text, "csrf_token")
+
+    def attempt(password: str) -> Any:
+        return client.post("/login", data={"phone": phone, "password": password, "csrf_token": token})
+
+    answers = [attempt("wrong password!") for _ in range(runtime.settings.login_lockout_failures)]
+    right = attempt(PASSWORD)
+
+    assert [a.status_code for a in answers[:-1]] == [401] * (len(answers) - 1)
+    assert answers[-1].status_code == right.status_code == 429
+    assert "sign-in is locked for 15 minutes" in text(right.text)
+    assert 'href="/password-reset"' in right.text
+    assert "duckline_session" not in client.cookies
+
+
 def test_a_form_without_its_csrf_token_changes_nothing(
     client: TestClient, runtime: Runtime, subscriber: dict[str, Any]
 ) -> None:

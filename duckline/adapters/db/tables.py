@@ -91,6 +91,9 @@ class Account(Base):
     phone_verified_at: Mapped[datetime | None]
     email: Mapped[str | None] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(String(200))
+    # Wrong passwords since the last good one; enough of them lock sign-in until locked_until.
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[datetime | None]
     role: Mapped[Role] = mapped_column(enum_column(Role), default=Role.SUBSCRIBER)
     language: Mapped[str] = mapped_column(String(10), default="en")
     timezone: Mapped[str] = mapped_column(String(40), default="Asia/Hong_Kong")

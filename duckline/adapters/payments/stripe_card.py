@@ -14,7 +14,9 @@ second intent (Stripe keeps idempotency keys for at least 24 hours).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 import stripe
 
@@ -34,6 +36,10 @@ if TYPE_CHECKING:
     from stripe.params import CustomerCreateParams, PaymentIntentCreateParams, RefundCreateParams
 
 SIGNATURE_HEADER = "stripe-signature"
+# What a page running Stripe.js must allow (Stripe's documented Content-Security-Policy sources).
+STRIPE_JS_ORIGIN = "https://js.stripe.com"
+STRIPE_HOOKS_ORIGIN = "https://hooks.stripe.com"  # 3-D Secure challenges are framed from here
+STRIPE_API_ORIGIN = "https://api.stripe.com"
 SAVED_METHOD_SEPARATOR = "|"
 MAX_NETWORK_RETRIES = 1  # the library's own retry (same idempotency key); the caller retries beyond that
 _METADATA_VALUE_LIMIT = 500  # Stripe's limit on one metadata value
@@ -60,6 +66,36 @@ _WEBHOOK_STATUS = {
     "payment_intent.canceled": PaymentStatus.CANCELLED,
     "payment_intent.requires_action": PaymentStatus.REQUIRES_ACTION,
 }
+
+
+@dataclass(frozen=True)
+class StripeJs:
+    """What the payer's browser needs to confirm a PaymentIntent with Stripe.js (the Payment
+    Element): the publishable key, where Stripe.js is loaded from, and the API it talks to."""
+
+    publishable_key: str
+    script_url: str = f"{STRIPE_JS_ORIGIN}/v3/"
+    api_base: str | None = None  # the server's API base when it is not Stripe's (a local fake)
+
+    def csp_sources(self) -> dict[str, list[str]]:
+        """Origins, per CSP directive, that the page running Stripe.js must allow: Stripe's own,
+        plus the origin of a Stripe.js or an API that stands in for Stripe's (tests, stripe-mock),
+        whose stand-in client talks to that API as Stripe.js talks to api.stripe.com."""
+        script = _origin(self.script_url)
+        return {
+            "script-src": _unique(STRIPE_JS_ORIGIN, script),
+            "frame-src": _unique(STRIPE_JS_ORIGIN, STRIPE_HOOKS_ORIGIN, script),
+            "connect-src": _unique(STRIPE_API_ORIGIN, _origin(self.api_base)),
+        }
+
+
+def _origin(url: str | None) -> str | None:
+    parts = urlsplit(url or "")
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") and parts.netloc else None
+
+
+def _unique(*origins: str | None) -> list[str]:
+    return list(dict.fromkeys(o for o in origins if o))
 
 
 class StripeCardProvider:

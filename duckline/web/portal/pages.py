@@ -20,6 +20,7 @@ from duckline.web.deps import (
     session_signer,
     session_token_from_cookie,
 )
+from duckline.web.errors import STATUS
 from duckline.web.portal.rendering import LANGUAGE_COOKIE, check_csrf, error_text, page_language, redirect, render
 from duckline.web.portal.session import Viewer
 
@@ -66,7 +67,7 @@ def login(
             runtime,
             "portal/login.html",
             None,
-            status_code=401 if error.error is ErrorCode.LOGIN_FAILED else 409,
+            status_code=STATUS[error.error.kind],
             next=_safe(next),
             phone=phone,
             error=error_text(language, error),

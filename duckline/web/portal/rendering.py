@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_date, format_datetime
+from babel.dates import format_date, format_time, get_datetime_format
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -93,6 +93,7 @@ def render(
     language = page_language(request, account)
     tz = ZoneInfo(account.timezone if account else runtime.settings.display_timezone)
     locale = i18n.babel_locale(language)
+    minute_pattern = str(get_datetime_format("medium", locale=locale)).replace("'", "")  # e.g. "{1}, {0}"
     csrf = form_csrf(request, runtime)
 
     def money(amount: int, currency: str = "HKD") -> str:
@@ -102,7 +103,13 @@ def render(
         return format_date(value.astimezone(tz).date(), style, locale=locale) if value else "—"
 
     def when(value: datetime | None) -> str:
-        return format_datetime(value.astimezone(tz), "medium", locale=locale) if value else "—"
+        """Date and time to the minute: seconds are noise to a reader."""
+        if value is None:
+            return "—"
+        shown = value.astimezone(tz)
+        return minute_pattern.format(
+            format_time(shown, "short", locale=locale), format_date(shown, "medium", locale=locale)
+        )
 
     html = env.get_template(template).render(
         _=gettext_for(language),

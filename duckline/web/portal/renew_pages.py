@@ -3,7 +3,9 @@
 The pages call the services the API calls (orders.quote, checkout.place_order with an
 idempotency key, checkout.refresh, checkout.retry, receipt_documents.pdf) and hold no rules of
 their own. The payment provider sends the payer back to /payments/{id}/result (checkout fills in
-the payment id), which leads to the order's result page.
+the payment id), which leads to the order's result page. Between the two, the payer is on the
+provider's page (a redirect), on our QR page (a wallet's code) or on our card page (Stripe's
+Payment Element confirms the intent in the browser, then returns to the same URL).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -47,6 +49,9 @@ from duckline.web.errors import STATUS
 from duckline.web.portal.rendering import check_csrf, error_text, page_language, redirect, render
 from duckline.web.portal.session import SignedIn
 
+if TYPE_CHECKING:  # the Stripe SDK is imported only when Stripe is configured (see Runtime)
+    from duckline.adapters.payments.stripe_card import StripeJs
+
 router = APIRouter(include_in_schema=False)
 
 GB, MB = 1024**3, 1024**2
@@ -64,6 +69,8 @@ def return_url(runtime: Runtime) -> str:
 
 
 METHOD_ORDER = (PaymentMethod.CARD, PaymentMethod.ALIPAY, PaymentMethod.WECHATPAY)
+# The Payment Element in the page's language (Stripe's locale codes).
+STRIPE_LOCALES = {"en": "en", "zh_Hant": "zh-HK", "zh_Hans": "zh"}
 
 
 def payment_methods(runtime: Runtime) -> list[str]:
@@ -92,6 +99,18 @@ def allow_provider_redirects(response: Response, runtime: Runtime) -> Response:
 
     origins = " ".join(provider_origins(runtime.settings))
     response.headers["Content-Security-Policy"] = CSP.replace("form-action 'self'", f"form-action 'self' {origins}")
+    return response
+
+
+def allow_stripe_js(response: Response, stripe_js: StripeJs) -> Response:
+    """The card page runs Stripe.js: its script, its frames (the Payment Element, 3-D Secure)
+    and its API calls are allowed there, and on no other page."""
+    from duckline.web.app import CSP
+
+    directives = dict(part.split(" ", 1) for part in CSP.split("; "))
+    for name, origins in stripe_js.csp_sources().items():
+        directives[name] = " ".join([directives.get(name, directives["default-src"]), *origins])
+    response.headers["Content-Security-Policy"] = "; ".join(f"{name} {value}" for name, value in directives.items())
     return response
 
 
@@ -264,7 +283,7 @@ def place_renewal(
 
 
 def _next_step(runtime: Runtime, order_id: int, payment_id: int | None) -> Response:
-    """Where the payer goes now: the provider's page, our QR page, or the result."""
+    """Where the payer goes now: the provider's page, our QR or card page, or the result."""
     action = None
     if payment_id is not None:
         with runtime.unit_of_work() as uow:
@@ -275,6 +294,8 @@ def _next_step(runtime: Runtime, order_id: int, payment_id: int | None) -> Respo
         return redirect(str(action["url"]))
     if action and action.get("type") == "qr" and action.get("code_url"):
         return redirect(f"/orders/{order_id}/pay?payment={payment_id}")
+    if _is_card_confirmation(action):
+        return redirect(f"/orders/{order_id}/card?payment={payment_id}")
     suffix = f"?payment={payment_id}" if payment_id is not None else ""
     return redirect(f"/orders/{order_id}/result{suffix}")
 
@@ -294,6 +315,11 @@ def payment_return(request: Request, runtime: RuntimeDep, account: SignedIn, pay
     except DomainError as exc:
         return _missing(request, runtime, account, exc)
     return redirect(f"/orders/{order.id}/result?payment={payment_id}")
+
+
+def _is_card_confirmation(action: dict[str, Any] | None) -> bool:
+    """An attempt the payer confirms on our card page with Stripe.js (its client secret)."""
+    return bool(action and action.get("type") == "stripe_client_secret" and action.get("client_secret"))
 
 
 def _attempt(uow: UnitOfWork, order: Order, payment_id: int | None) -> Payment | None:
@@ -364,6 +390,7 @@ def _render_result(
         retry_method=previous if previous in methods else methods[0],
         continue_url=action.get("url") if action and action.get("type") == "redirect" else None,
         continue_qr=bool(action and action.get("type") == "qr"),
+        continue_card=runtime.stripe_js is not None and _is_card_confirmation(action),
         error=error,
     )
     return allow_provider_redirects(page, runtime)
@@ -438,6 +465,39 @@ def qr_payment(
         payment=attempt,
         qr_data_uri=f"data:image/png;base64,{image}",
     )
+
+
+@router.get("/orders/{order_id}/card")
+def card_payment(
+    request: Request, runtime: RuntimeDep, account: SignedIn, order_id: int, payment: int | None = None
+) -> Response:
+    """A card payment the payer confirms here (Stripe's Payment Element), while the attempt is
+    open; Stripe then sends the browser to our return URL. Anything else goes to the result."""
+    try:
+        _refresh_once(runtime, account, order_id, payment)
+        with runtime.unit_of_work() as uow:
+            order = orders.visible_order(uow, account, order_id)
+            attempt = _attempt(uow, order, payment)
+    except DomainError as exc:
+        return _missing(request, runtime, account, exc)
+    action = attempt.next_action if attempt is not None and attempt.status in OPEN else None
+    stripe_js = runtime.stripe_js
+    if attempt is None or stripe_js is None or action is None or not _is_card_confirmation(action):
+        return redirect(f"/orders/{order_id}/result" + (f"?payment={attempt.id}" if attempt else ""))
+    page = render(
+        request,
+        runtime,
+        "portal/pay_card.html",
+        account,
+        order=order,
+        payment=attempt,
+        client_secret=str(action["client_secret"]),
+        stripe_js=stripe_js,
+        stripe_locale=STRIPE_LOCALES.get(page_language(request, account), "auto"),
+        return_to=return_url(runtime).format(payment_id=attempt.id),
+    )
+    page.headers["Cache-Control"] = "private, no-store"  # the client secret is for this visit only
+    return allow_stripe_js(page, stripe_js)
 
 
 # --- bills and receipts --------------------------------------------------------------------------

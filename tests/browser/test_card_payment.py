@@ -17,7 +17,7 @@ from sqlalchemy import select
 from duckline.adapters.db.tables import Order, Payment, Receipt
 from duckline.config import Settings
 from duckline.domain.orders import OrderStatus
-from tests.browser.conftest import SUBSCRIBER_EN, Live, choose_and_quote, log_in
+from tests.browser.conftest import SUBSCRIBER_EN, Live, choose_and_quote, log_in, screenshot
 from tests.browser.test_journeys import CSP_MESSAGE, RECEIPT_NUMBER
 from tests.provider_fakes import STRIPE_PUBLISHABLE_KEY, FakeStripe, fake_stripe, stripe_settings
 
@@ -69,6 +69,7 @@ def test_pay_by_card_on_the_card_page(page: Page, live: Live, stripe: FakeStripe
     error.wait_for(state="visible")
     assert error.inner_text() == "Your card was declined."
     assert "/card?payment=" in page.url and page.is_enabled("#card-pay")
+    screenshot(page, "card-declined", "desktop", "en")  # for people to look at (test-artifacts/)
 
     card_number.fill("4242 4242 4242 4242")
     with page.expect_navigation(url=re.compile(rf"/orders/{order_id}/result\?payment=\d+$")):

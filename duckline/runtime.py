@@ -171,4 +171,6 @@ class Runtime:
             self.deliver_messages()
 
     def close(self) -> None:
+        if self.email is not None:
+            self.email.close()
         self.db.dispose()

@@ -39,9 +39,11 @@ class Recorder:
     """An aiosmtpd handler that keeps what it receives; `replies` rejects a stage ("MAIL", "RCPT",
     "DATA") with the given reply instead of accepting it."""
 
-    def __init__(self, replies: dict[str, str] | None = None) -> None:
+    def __init__(self, replies: dict[str, str] | None = None, refused: frozenset[str] = frozenset()) -> None:
         self.replies = replies or {}
+        self.refused = refused  # recipients answered 550
         self.envelopes: list[Envelope] = []
+        self.peers: list[Any] = []  # the client's address and port of each delivery: one per connection
         self.over_tls: list[bool] = []
         self.logins: list[tuple[str, bytes]] = []
 
@@ -59,6 +61,8 @@ class Recorder:
     ) -> str:
         if "RCPT" in self.replies:
             return self.replies["RCPT"]
+        if address in self.refused:
+            return "550 5.1.1 No such user"
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         return "250 OK"
@@ -68,6 +72,7 @@ class Recorder:
             return self.replies["DATA"]
         assert server.transport is not None
         self.envelopes.append(envelope)
+        self.peers.append(session.peer)
         self.over_tls.append(server.transport.get_extra_info("ssl_object") is not None)
         return "250 Message accepted for delivery"
 
@@ -87,8 +92,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(handler: Recorder, **kwargs: Any) -> Iterator[int]:
-    port = free_port()
+def serve(handler: Recorder, port: int | None = None, **kwargs: Any) -> Iterator[int]:
+    port = port or free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
     controller.start()
     try:
@@ -324,3 +329,67 @@ def test_log_channel_appends_each_message(tmp_path: Path) -> None:
     assert entries[6].split("\t")[1:] == ["wong@example.hk", second, "Your code"]
     assert entries[7] == "    Your code is 123456"
     assert log.name == "log" and SmtpEmailChannel.name == "smtp"
+
+
+# --- connections are reused ----------------------------------------------------------------------
+
+
+def messages(n: int) -> list[EmailMessage]:
+    return [EmailMessage(TO, f"{SUBJECT} {i}", TEXT) for i in range(n)]
+
+
+def test_messages_in_a_row_share_one_connection_and_one_login() -> None:
+    handler = Recorder()
+    with serve(
+        handler, authenticator=handler.authenticator, auth_require_tls=False, auth_exclude_mechanism=["PLAIN"]
+    ) as port:
+        smtp = channel(port, username=USER, password=PASSWORD)
+        ids = [smtp.send(m) for m in messages(5)]
+        smtp.close()
+
+    assert len(set(ids)) == 5 and len(handler.envelopes) == 5
+    assert len(set(handler.peers)) == 1 and smtp.connections_opened == 1
+    assert handler.logins == [("LOGIN", USER.encode())]
+
+
+def test_a_connection_the_server_dropped_is_replaced_and_nothing_is_lost() -> None:
+    handler = Recorder()
+    port = free_port()
+    smtp = channel(port)
+    with serve(handler, port=port):
+        smtp.send(messages(1)[0])
+    with serve(handler, port=port):  # a restarted server: the kept connection is dead
+        smtp.send(messages(1)[0])
+        smtp.close()
+
+    assert len(handler.envelopes) == 2 and len(set(handler.peers)) == 2
+    assert smtp.connections_opened == 2
+
+
+def test_a_refused_recipient_leaves_the_connection_usable() -> None:
+    handler = Recorder(refused=frozenset({"nobody@example.hk"}))
+    with serve(handler) as port:
+        smtp = channel(port)
+        smtp.send(EmailMessage(TO, SUBJECT, TEXT))
+        with pytest.raises(PermanentFailure, match="550"):
+            smtp.send(EmailMessage("nobody@example.hk", SUBJECT, TEXT))
+        smtp.send(EmailMessage(TO, SUBJECT, TEXT))
+        smtp.close()
+
+    assert len(handler.envelopes) == 2 and len(set(handler.peers)) == 1
+
+
+def test_connections_are_retired_after_a_number_of_messages_or_when_idle_too_long() -> None:
+    handler = Recorder()
+    with serve(handler) as port:
+        capped = channel(port, max_messages_per_connection=2)
+        for m in messages(5):
+            capped.send(m)
+        capped.close()
+        never_idle = channel(port, max_idle_seconds=0)
+        for m in messages(2):
+            never_idle.send(m)
+        never_idle.close()
+
+    assert capped.connections_opened == 3 and never_idle.connections_opened == 2
+    assert len(handler.envelopes) == 7 and len(set(handler.peers)) == 5

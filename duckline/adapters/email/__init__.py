@@ -25,3 +25,7 @@ class EmailChannel(Protocol):
         """Send one message; return the channel's reference (e.g. the Message-ID). Raise
         PermanentFailure for a refusal that retrying cannot fix, any other exception to retry."""
         ...
+
+    def close(self) -> None:
+        """Let go of anything held open (connections), at shutdown."""
+        ...

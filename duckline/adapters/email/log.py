@@ -30,3 +30,6 @@ class LogEmailChannel:
             out.write(f"{stamp}\t{message.to}\t{reference}\t{subject}\n{body}")
         log.info("Email to %s: %s", message.to, subject)
         return reference
+
+    def close(self) -> None:
+        """Nothing is held open."""

@@ -1,4 +1,10 @@
-"""Send email through an SMTP server (plain, STARTTLS or implicit TLS) with the standard library."""
+"""Send email through an SMTP server (plain, STARTTLS or implicit TLS) with the standard library.
+
+Connections are kept and reused: connecting, TLS and AUTH cost several round trips, far more than
+one message. An idle connection is checked with NOOP before reuse, given up after
+`max_idle_seconds`, and retired after `max_messages_per_connection`; a connection that failed in
+any way the protocol does not recover from is closed, never reused.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,8 @@ import email.policy
 import logging
 import smtplib
 import ssl
+import threading
+import time
 from datetime import UTC, datetime
 from email.utils import format_datetime, make_msgid, parseaddr
 from typing import Literal
@@ -31,6 +39,20 @@ def _text(reply: bytes | str) -> str:
     return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
 
 
+def _answers(smtp: smtplib.SMTP) -> bool:
+    try:
+        return smtp.noop()[0] == 250
+    except (smtplib.SMTPException, OSError):
+        return False
+
+
+def _quit(smtp: smtplib.SMTP) -> None:
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        smtp.close()
+
+
 class SmtpEmailChannel:
     name = "smtp"
 
@@ -44,6 +66,8 @@ class SmtpEmailChannel:
         sender: str,
         timeout: float = 10.0,
         ssl_context: ssl.SSLContext | None = None,
+        max_idle_seconds: float = 30.0,
+        max_messages_per_connection: int = 100,
     ) -> None:
         if security not in _SECURITIES:
             raise ValueError(f"security must be one of {', '.join(_SECURITIES)}, not {security!r}")
@@ -61,6 +85,13 @@ class SmtpEmailChannel:
         address = parseaddr(sender)[1]
         self._envelope_from = address or sender
         self._domain = address.rpartition("@")[2] or None
+        self.max_idle_seconds = max_idle_seconds
+        self.max_messages_per_connection = max_messages_per_connection
+        # Idle connections: (connection, when last used, messages sent on it). Each send takes one
+        # out, so threads sending at once use connections of their own.
+        self._idle: list[tuple[smtplib.SMTP, float, int]] = []
+        self._lock = threading.Lock()
+        self.connections_opened = 0
 
     def send(self, message: EmailMessage) -> str:
         try:
@@ -69,11 +100,12 @@ class SmtpEmailChannel:
             raise PermanentFailure(f"cannot build the message: {exc}") from exc
         message_id = str(mime["Message-ID"])
         try:
-            smtp = self._connect()
+            smtp, sent = self._take()
             try:
-                if self.username is not None:
-                    smtp.login(self.username, self.password or "")
                 smtp.send_message(mime, from_addr=self._envelope_from, to_addrs=[message.to])
+            except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPDataError):
+                self._give_back(smtp, sent)  # smtplib has reset the transaction: still usable
+                raise
             except BaseException:
                 smtp.close()
                 raise
@@ -87,13 +119,44 @@ class SmtpEmailChannel:
             if _is_permanent(exc.smtp_code):
                 raise PermanentFailure(f"{exc.smtp_code} {_text(exc.smtp_error)}") from exc
             raise
-        # The server has accepted the message: a failing QUIT must not make the caller send it again.
-        try:
-            smtp.quit()
-        except (smtplib.SMTPException, OSError):
-            smtp.close()
+        self._give_back(smtp, sent + 1)
         log.info("Email to %s sent: %s", message.to, message_id)
         return message_id
+
+    def close(self) -> None:
+        """Say goodbye on every idle connection (at shutdown)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for smtp, _, _ in idle:
+            _quit(smtp)
+
+    def _take(self) -> tuple[smtplib.SMTP, int]:
+        """An idle connection that is recent and still answers NOOP, else a new one, logged in."""
+        while True:
+            with self._lock:
+                if not self._idle:
+                    break
+                smtp, used_at, sent = self._idle.pop()
+            if time.monotonic() - used_at <= self.max_idle_seconds and _answers(smtp):
+                return smtp, sent
+            _quit(smtp)
+        smtp = self._connect()
+        self.connections_opened += 1
+        try:
+            if self.username is not None:
+                smtp.login(self.username, self.password or "")
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp, 0
+
+    def _give_back(self, smtp: smtplib.SMTP, sent: int) -> None:
+        # A message the server accepted is sent, whatever happens to the connection afterwards.
+        if sent >= self.max_messages_per_connection:
+            _quit(smtp)
+            return
+        with self._lock:
+            self._idle.append((smtp, time.monotonic(), sent))
 
     def _build(self, message: EmailMessage) -> email.message.EmailMessage:
         mime = email.message.EmailMessage(policy=_POLICY)

@@ -42,15 +42,20 @@ class Settings(BaseSettings):
     otp_resend_interval_seconds: int = 60
     otp_max_sends_per_hour: int = 5
     login_rate_limit: str = "10/minute"
-    # Consecutive wrong passwords that lock an account's sign-in, and for how long. A reset by SMS
-    # code unlocks it at once, so a stranger's guesses never keep the owner out for long.
-    login_lockout_failures: int = 5
-    login_lockout_minutes: int = 15
     otp_rate_limit: str = "5/minute"
     # Where the limits count: memory:// holds per process; redis://host:6379/0 is shared by every
     # process of a deployment (`serve --workers`, several hosts).
     rate_limit_storage: str = "memory://"
     rate_limit_prefix: str = "duckline"
+    # Consecutive wrong passwords that lock an account's sign-in, and for how long. A reset by SMS
+    # code unlocks it at once, so a stranger's guesses never keep the owner out for long.
+    login_lockout_failures: int = 5
+    login_lockout_minutes: int = 15
+
+    # Online charging (Diameter Gy): what a request that names no amount is granted, per kind
+    # (voice seconds, SMS, data bytes), and how long a grant holds before it must be re-asked.
+    quota_default_units: dict[str, int] = {"voice": 300, "sms": 1, "data": 10 * 1024 * 1024}
+    quota_validity_seconds: int = 3600
 
     # argon2id cost; lower it only for tests, where hashing time dominates.
     password_time_cost: int = 3

@@ -266,6 +266,29 @@ class UsageRecord(Base):
     )
 
 
+class CreditSession(Base):
+    """A Diameter credit-control session (online charging): units reserved on a line until the
+    network element reports them used; its last answer, for a retransmitted request."""
+
+    __tablename__ = "credit_sessions"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(255), unique=True)
+    line_id: Mapped[int] = mapped_column(ForeignKey("lines.id"))
+    unit: Mapped[Unit] = mapped_column(enum_column(Unit))
+    zone: Mapped[Zone] = mapped_column(enum_column(Zone, 4))
+    status: Mapped[str] = mapped_column(String(10))  # open, closed
+    reserved: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[datetime]  # a reservation holds nothing after this
+    last_request_number: Mapped[int] = mapped_column(Integer)
+    last_answer: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    __table_args__ = (
+        Index("ix_credit_sessions_line_open", "line_id", "status", "unit", "zone"),
+        CheckConstraint("reserved >= 0", name="reserved_not_negative"),
+    )
+
+
 class Notification(Base):
     """Outbox: written in the same transaction as its cause, delivered by the worker afterwards.
 

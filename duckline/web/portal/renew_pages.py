@@ -440,21 +440,33 @@ def retry_payment(
     return _next_step(runtime, order_id, payment_id)
 
 
+def _payer_step(
+    runtime: Runtime, account: Account, order_id: int, payment_id: int | None
+) -> tuple[Order, Payment | None, dict[str, Any] | None]:
+    """The order, the attempt a payment page is about (asked about once first), and what the
+    payer still has to do for it: None once it has settled."""
+    _refresh_once(runtime, account, order_id, payment_id)
+    with runtime.unit_of_work() as uow:
+        order = orders.visible_order(uow, account, order_id)
+        attempt = _attempt(uow, order, payment_id)
+    return order, attempt, attempt.next_action if attempt is not None and attempt.status in OPEN else None
+
+
+def _to_result(order_id: int, attempt: Payment | None) -> Response:
+    return redirect(f"/orders/{order_id}/result" + (f"?payment={attempt.id}" if attempt else ""))
+
+
 @router.get("/orders/{order_id}/pay")
 def qr_payment(
     request: Request, runtime: RuntimeDep, account: SignedIn, order_id: int, payment: int | None = None
 ) -> Response:
     """A wallet that pays by scanning (WeChat Pay Native): the code, until the payment settles."""
     try:
-        _refresh_once(runtime, account, order_id, payment)
-        with runtime.unit_of_work() as uow:
-            order = orders.visible_order(uow, account, order_id)
-            attempt = _attempt(uow, order, payment)
+        order, attempt, action = _payer_step(runtime, account, order_id, payment)
     except DomainError as exc:
         return _missing(request, runtime, account, exc)
-    action = attempt.next_action if attempt is not None and attempt.status in OPEN else None
-    if not action or action.get("type") != "qr" or not action.get("code_url"):
-        return redirect(f"/orders/{order_id}/result" + (f"?payment={attempt.id}" if attempt else ""))
+    if attempt is None or not action or action.get("type") != "qr" or not action.get("code_url"):
+        return _to_result(order_id, attempt)
     image = base64.b64encode(qr_png(str(action["code_url"]), scale=5)).decode()
     return render(
         request,
@@ -474,16 +486,12 @@ def card_payment(
     """A card payment the payer confirms here (Stripe's Payment Element), while the attempt is
     open; Stripe then sends the browser to our return URL. Anything else goes to the result."""
     try:
-        _refresh_once(runtime, account, order_id, payment)
-        with runtime.unit_of_work() as uow:
-            order = orders.visible_order(uow, account, order_id)
-            attempt = _attempt(uow, order, payment)
+        order, attempt, action = _payer_step(runtime, account, order_id, payment)
     except DomainError as exc:
         return _missing(request, runtime, account, exc)
-    action = attempt.next_action if attempt is not None and attempt.status in OPEN else None
     stripe_js = runtime.stripe_js
     if attempt is None or stripe_js is None or action is None or not _is_card_confirmation(action):
-        return redirect(f"/orders/{order_id}/result" + (f"?payment={attempt.id}" if attempt else ""))
+        return _to_result(order_id, attempt)
     page = render(
         request,
         runtime,

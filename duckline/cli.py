@@ -1,9 +1,13 @@
-"""The `duckline` command: serve, migrate, load demo data, import numbers and usage, inspect lines."""
+"""The `duckline` command: serve, migrate, load demo data, import numbers and usage, inspect lines,
+run the worker and the online charging (Diameter Gy) server."""
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
+import signal
+import time
 from collections.abc import Iterator
 from contextlib import suppress
 from datetime import datetime
@@ -245,6 +249,39 @@ def worker() -> None:
     console.print("worker running; Ctrl-C to stop")
     with suppress(KeyboardInterrupt):
         Worker(runtime, runtime.settings.worker_interval_seconds).run_forever()
+
+
+@app.command()
+def ocs(
+    host: Annotated[str | None, typer.Option(help="address to bind")] = None,
+    port: Annotated[int | None, typer.Option(help="port to bind")] = None,
+) -> None:
+    """Run the online charging server (Diameter Gy, credit control) until interrupted."""
+    from duckline.adapters.diameter.server import GyServer
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("duckline").setLevel(logging.INFO)
+    runtime = _runtime()
+    server = GyServer(runtime, host, port)
+    server.start()
+    settings = runtime.settings
+    console.print(
+        f"Gy server {settings.diameter_origin_host} (realm {settings.diameter_realm}) on {server.host}:{server.port};"
+        f" peers: {', '.join(settings.diameter_peers) or 'none (set DUCKLINE_DIAMETER_PEERS)'}; Ctrl-C to stop"
+    )
+    signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop is a Ctrl-C too
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        console.print("stopping: disconnecting peers")
+    finally:
+        server.stop()
+        runtime.close()
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @staff_app.command("create")

@@ -56,6 +56,14 @@ class Settings(BaseSettings):
     # (voice seconds, SMS, data bytes), and how long a grant holds before it must be re-asked.
     quota_default_units: dict[str, int] = {"voice": 300, "sms": 1, "data": 10 * 1024 * 1024}
     quota_validity_seconds: int = 3600
+    # The Gy server (`duckline ocs`): where it listens, who it is, and which network elements may
+    # connect (Diameter URIs, e.g. "aaa://pgw1.operator.example:3868;transport=tcp"; no others).
+    diameter_host: str = "127.0.0.1"
+    diameter_port: int = 3868
+    diameter_origin_host: str = "ocs.duckline.example"
+    diameter_realm: str = "duckline.example"
+    diameter_peers: list[str] = []
+    diameter_max_threads: int = 16  # requests served at once, each in its own transaction
 
     # argon2id cost; lower it only for tests, where hashing time dominates.
     password_time_cost: int = 3

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from duckline.cli import app
+from duckline.clock import FrozenClock
+from duckline.config import Settings
 
 runner = CliRunner()
 
@@ -86,3 +93,36 @@ def test_demo_then_inspect_and_import(env: Path) -> None:
     sms_line = next(line for line in run("line", "status", "+85251700000").splitlines() if "sms" in line)
     remaining = int(re.split(r"[│|]", sms_line)[5].strip())
     assert remaining == 300 - 240 - 4  # plan SMS - demo usage - the four records inside the period
+
+
+def test_ocs_serves_credit_control_until_interrupted(env: Path) -> None:
+    from tests.adapters.test_diameter_gy import VOICE, NetworkElement, connect, free_port
+
+    run("db", "upgrade")
+    run("demo")
+    port = free_port()
+    server_env = {**os.environ, "DUCKLINE_DIAMETER_PEERS": '["aaa://pgw.cli.test"]'}
+    command = [sys.executable, "-m", "duckline.cli", "ocs", "--port", str(port)]
+    server = subprocess.Popen(  # noqa: S603 (our own command line)
+        command, env=server_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert server.stdout is not None
+    try:
+        banner = server.stdout.readline()  # printed once the port is bound
+        assert f"127.0.0.1:{port}" in banner, banner + server.stdout.read()
+        node, app, _ = connect(Settings(diameter_port=port), "pgw.cli.test")
+        try:
+            app.wait_for_ready(timeout=10)
+            element = NetworkElement(node, app, FrozenClock(datetime.now(UTC)))
+            answer = element.ask("cli;1", 0, 1, "+85251700000", asked={"cc_time": 60}, context=VOICE, mscc=False)
+            assert answer.result_code == 2001 and answer.granted_service_unit.cc_time == 60
+            server.send_signal(signal.SIGINT)  # it sends DPR, waits for the peer to leave, exits
+        finally:
+            # Each node's stop waits on the library's polling threads (a few seconds): at once.
+            stopping = threading.Thread(target=node.stop, kwargs={"force": True})
+            stopping.start()
+        assert server.wait(timeout=30) == 0, server.stdout.read()
+        stopping.join(timeout=30)
+    finally:
+        server.kill()
+        server.wait()

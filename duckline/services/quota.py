@@ -12,6 +12,7 @@ line asking at once are served one after the other and never both get the last u
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from enum import IntEnum
@@ -28,6 +29,7 @@ from duckline.services.usage import UsageInput, UsageKind
 SOURCE = "diameter"
 OPEN, CLOSED = "open", "closed"
 _KINDS = {kind.unit: kind for kind in UsageKind}
+RECORD_ID_MAX = 100  # usage_records.record_id
 
 
 class RequestType(IntEnum):
@@ -54,8 +56,9 @@ class ResultCode(IntEnum):
 class CreditRequest:
     """One credit-control request, as the network element means it.
 
-    `requested` is the units it asks for next (None: the default quantum for the kind); `used` the
-    units it consumed since its previous request (for an EVENT, the units to debit now).
+    `requested` is the units it asks for next (None: the default quantum for the kind), or for an
+    EVENT the units to debit now (None: one); `used` the units consumed since the previous request
+    of the session (UPDATE and TERMINATE only).
     """
 
     session_id: str
@@ -134,7 +137,7 @@ def _session(uow: UnitOfWork, session_id: str) -> CreditSession | None:
 
 def _decide(uow: UnitOfWork, request: CreditRequest, line: Line, session: CreditSession) -> CreditAnswer:
     settings = uow.settings
-    if request.used:
+    if request.used and request.request_type in (RequestType.UPDATE, RequestType.TERMINATE):
         _charge(uow, request, line, session)
     session.reserved = 0  # what was reserved is now used (charged above) or given back
     if request.request_type is RequestType.TERMINATE:
@@ -191,7 +194,7 @@ def _charge(
     uow: UnitOfWork, request: CreditRequest, line: Line, session: CreditSession, quantity: int | None = None
 ) -> None:
     record = UsageInput(
-        record_id=f"{request.session_id}#{request.request_number}",
+        record_id=_record_id(request.session_id, request.request_number),
         msisdn=line.msisdn,
         kind=_KINDS[session.unit],
         zone=session.zone,
@@ -199,6 +202,15 @@ def _charge(
         started_at=request.at or uow.now(),
     )
     usage.ingest(uow, SOURCE, [record])
+
+
+def _record_id(session_id: str, request_number: int) -> str:
+    """The usage record id of one request: readable when it fits the column, else the session id's
+    SHA-256 (RFC 6733 sets no length on a Session-Id)."""
+    suffix = f"#{request_number}"
+    if len(session_id) + len(suffix) <= RECORD_ID_MAX:
+        return session_id + suffix
+    return "sha256:" + hashlib.sha256(session_id.encode()).hexdigest() + suffix
 
 
 def _stored(session: CreditSession) -> CreditAnswer:

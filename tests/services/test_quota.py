@@ -93,6 +93,17 @@ def test_grants_never_exceed_what_is_left_after_other_sessions_reservations(
     assert ask(runtime, "d", 0, RequestType.INITIAL, msisdn, requested=7 * MB).granted == 6 * MB
 
 
+def test_a_session_id_longer_than_a_usage_record_id_is_charged_once(client: TestClient, runtime: Runtime) -> None:
+    subscriber = active_line(client, runtime)
+    session = "pgw.example.com;" + "7" * 200  # RFC 6733 sets no length on a Session-Id
+    ask(runtime, session, 0, RequestType.INITIAL, subscriber["line"]["msisdn"], requested=MB)
+
+    answers = [ask(runtime, session, 1, RequestType.TERMINATE, None, used=MB) for _ in range(2)]
+
+    assert answers == [CreditAnswer(ResultCode.SUCCESS)] * 2
+    assert remaining(client, subscriber)[DATA] == 9 * MB and charged(runtime) == 1
+
+
 def test_a_reservation_lapses_after_its_validity(client: TestClient, runtime: Runtime, clock: FrozenClock) -> None:
     subscriber = active_line(client, runtime)
     msisdn = subscriber["line"]["msisdn"]

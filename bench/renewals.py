@@ -144,6 +144,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--py-spy", type=float, default=0.0, metavar="SECONDS", help="profile the server with py-spy during the run"
     )
+    parser.add_argument(
+        "--server-workers", type=int, default=1, metavar="N", help="server processes (`duckline serve --workers N`)"
+    )
     args = parser.parse_args(argv)
     if args.renewals is None:
         args.renewals = args.lines * RENEWALS_PER_LINE_MONTH - args.warmup
@@ -162,6 +165,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         )
     if args.py_spy < 0:
         parser.error("--py-spy must not be negative")
+    if args.server_workers < 1:
+        parser.error("--server-workers must be at least 1")
     for setting in args.server_env:
         name, sep, _ = setting.partition("=")
         if not sep or not name.startswith("DUCKLINE_"):
@@ -198,6 +203,8 @@ def reproduce_command(args: argparse.Namespace, db: str) -> str:
         parts += ["--server-env", setting]
     if args.py_spy:
         parts += ["--py-spy", f"{args.py_spy:g}"]
+    if args.server_workers > 1:
+        parts += ["--server-workers", str(args.server_workers)]
     return shlex.join(parts)
 
 
@@ -393,12 +400,14 @@ def shown_env(env: dict[str, str]) -> str:
 class Server:
     """`duckline serve` in its own process (own session, so a Ctrl-C here reaches only us)."""
 
-    def __init__(self, env: dict[str, str], port: int, cwd: Path) -> None:
+    def __init__(self, env: dict[str, str], port: int, cwd: Path, workers: int = 1) -> None:
         self.port, self.base_url = port, f"http://127.0.0.1:{port}"
         self.log_path = cwd / "server.log"
         script = Path(sys.executable).with_name("duckline")
         command = [str(script)] if script.exists() else [sys.executable, "-m", "duckline.cli"]
         command += ["serve", "--host", "127.0.0.1", "--port", str(port)]
+        if workers > 1:
+            command += ["--workers", str(workers)]
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("DUCKLINE_")}
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(  # noqa: S603 - our own command line
@@ -459,6 +468,19 @@ class Server:
 # CPU accounting (Linux /proc)
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process and its children (with --server-workers, uvicorn's worker processes)."""
+    return process_cpu_seconds(pid) + sum(tree_cpu_seconds(child) for child in children(pid))
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
 def process_cpu_seconds(pid: int) -> float:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -504,7 +526,7 @@ def cpu_snapshot(server_pid: int, pids: list[int]) -> CpuSnapshot:
     return CpuSnapshot(
         time.perf_counter(),
         machine_cpu(),
-        process_cpu_seconds(server_pid),
+        tree_cpu_seconds(server_pid),
         own_cpu_seconds(),
         {pid: process_cpu_seconds(pid) for pid in pids},
     )
@@ -926,7 +948,7 @@ def run_database(db: str, args: argparse.Namespace) -> bool:
                 world = populate(engine, args.lines)
                 port = free_port()
                 env = server_env(url, port, Path(tmp) / "var", args.webhooks, args.server_env)
-                server = Server(env, port, Path(tmp))
+                server = Server(env, port, Path(tmp), args.server_workers)
                 try:
                     return measure(db, args, engine, pg_name, world, server, env, setup_started)
                 finally:
@@ -1011,11 +1033,16 @@ def measure(
     server_errors = sum(n for (_, status), n in responses.items() if status.startswith("5"))
     renewals_done = len(timed)
     capped = "the --seconds cap" if feed.capped_by_time else "--renewals"
+    processes = (
+        "one uvicorn process"
+        if args.server_workers == 1
+        else f"{args.server_workers} uvicorn worker processes (CPU summed over them; memory is the parent's)"
+    )
     out = [
         f"== {db}: {version}; load average {load_before:.2f} before, {load_after:.2f} after the timed run"
         f" ({cpus} CPUs, shared with the server, its database and anything else running)",
         f"  command:             {reproduce_command(args, db)}",
-        f"  server:              `duckline serve` pid {server.pid} on 127.0.0.1:{server.port}, one uvicorn process;"
+        f"  server:              `duckline serve` pid {server.pid} on 127.0.0.1:{server.port}, {processes};"
         f" env {shown_env(env)}",
         "                       DUCKLINE_PASSWORD_TIME_COST=1 / _MEMORY_KIB=1024 (defaults 3 / 65536) only speed up"
         " set-up (one argon2 verify per token); no timed request runs argon2.",

@@ -31,7 +31,8 @@ from duckline.domain.identity import KycStatus
 from duckline.domain.orders import OrderStatus
 from duckline.domain.roles import Role
 from duckline.runtime import Runtime
-from duckline.services import catalog
+from duckline.services import catalog, quota
+from duckline.services.usage import UsageKind
 from duckline.web.deps import SESSION_COOKIE, csrf_token, session_signer
 from duckline.web.portal import rendering
 from tests.factories import (
@@ -506,6 +507,30 @@ def test_the_dashboard_draws_its_charts_on_the_server_without_inline_styles(
         assert "style=" not in page.text and "<script>" not in page.text
         assert "HK$88.00" in text(page.text)  # revenue of the last 30 days
         assert ("Number pool" in text(page.text)) is (role == "admin")
+
+
+def test_the_subscriber_page_shows_what_the_network_has_reserved(
+    client: TestClient, runtime: Runtime, clock: FrozenClock, world: dict[str, Any]
+) -> None:
+    buy(client, runtime, clock, world["subscriber"])
+    msisdn = world["subscriber"]["line"]["msisdn"]
+
+    def credit(number: int, kind: quota.RequestType, **units: Any) -> quota.CreditAnswer:
+        request = quota.CreditRequest("pgw1;4711", number, kind, msisdn, UsageKind.DATA, **units)
+        with runtime.unit_of_work() as uow:
+            return quota.handle(uow, request)
+
+    assert credit(0, quota.RequestType.INITIAL, requested=1_000_000).granted == 1_000_000
+    support = browser(client, runtime, world["phones"]["support"])
+    path = f"/console/subscribers/{world['account_id']}"
+
+    during = text(support.get(path).text)
+    credit(1, quota.RequestType.TERMINATE, used=250_000)
+    after = text(support.get(path).text)
+
+    assert "Network sessions" in during and "pgw1;4711" in during
+    assert "Data, bytes · Hong Kong 1,000,000 bytes" in during
+    assert "pgw1;4711" not in after and "No session in progress." in after
 
 
 def test_a_case_reads_in_the_staff_members_language(

@@ -9,13 +9,24 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 
-from duckline.adapters.db.tables import Account, Line, Order, Payment, Person, Plan, Receipt, Refund, Ticket
+from duckline.adapters.db.tables import (
+    Account,
+    CreditSession,
+    Line,
+    Order,
+    Payment,
+    Person,
+    Plan,
+    Receipt,
+    Refund,
+    Ticket,
+)
 from duckline.adapters.db.types import is_id
 from duckline.domain.identity import KycStatus
 from duckline.domain.roles import Role
 from duckline.errors import DomainError, ErrorCode
 from duckline.runtime import Runtime
-from duckline.services import accounts, refunds, staff_search
+from duckline.services import accounts, quota, refunds, staff_search
 from duckline.web.deps import RuntimeDep
 from duckline.web.portal.console_common import (
     FormProblem,
@@ -67,6 +78,16 @@ def _subscriber(runtime: Runtime, account_id: int) -> dict[str, Any]:
         for receipt in s.scalars(select(Receipt).where(Receipt.order_id.in_(order_ids)).order_by(Receipt.id)):
             receipts[receipt.order_id].append(receipt)
         tickets = s.scalars(select(Ticket).where(Ticket.account_id == account.id).order_by(Ticket.id.desc())).all()
+        # What the network holds right now: open credit-control sessions whose grant still holds.
+        sessions = s.scalars(
+            select(CreditSession)
+            .where(
+                CreditSession.line_id.in_([line.id for line in lines]),
+                CreditSession.status == quota.OPEN,
+                CreditSession.expires_at > uow.now(),
+            )
+            .order_by(CreditSession.id)
+        ).all()
         return {
             "subscriber": account,
             "person": person,
@@ -77,6 +98,8 @@ def _subscriber(runtime: Runtime, account_id: int) -> dict[str, Any]:
             "refunds": order_refunds,
             "receipts": receipts,
             "tickets": tickets,
+            "credit_sessions": sessions,
+            "msisdns": {line.id: line.msisdn for line in lines},
             "refundable": {o.id for o in orders if o.status in refunds.REFUNDABLE},
         }
 

@@ -91,6 +91,11 @@ def serve(
     host, port = host or settings.host, port or settings.port
     console.print(f"Duckline on http://{host}:{port}  (portal: /, staff console: /console, API docs: /api/v1/docs)")
     if workers > 1:  # each process builds its app from the same DUCKLINE_* settings
+        if settings.rate_limit_storage.startswith("memory"):
+            console.print(
+                f"note: login and OTP limits are counted in each of the {workers} processes on its own;"
+                " set DUCKLINE_RATE_LIMIT_STORAGE=redis://… to share them"
+            )
         runtime.close()
         uvicorn.run(
             "duckline.web.app:create_app",

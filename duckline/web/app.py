@@ -31,6 +31,7 @@ from duckline.web.api import (
     usage,
     webhooks,
 )
+from duckline.web.csp import CSP
 from duckline.web.portal import portal_routers
 from duckline.web.portal.session import LoginRequired, StaffOnly
 from duckline.worker import Worker
@@ -38,10 +39,6 @@ from duckline.worker import Worker
 API_PREFIX = "/api/v1"
 # No inline scripts or styles anywhere; the API docs page loads its assets from a CDN, so it
 # gets its own policy.
-CSP = (
-    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-)
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:

@@ -42,6 +42,7 @@ from duckline.money import Money
 from duckline.runtime import Runtime
 from duckline.services import catalog, checkout, lines, orders, promotions, receipt_documents
 from duckline.services.unit_of_work import UnitOfWork
+from duckline.web import csp
 from duckline.web.api.billing import spending_by_month
 from duckline.web.billing_schemas import OrderIn
 from duckline.web.deps import RuntimeDep
@@ -95,22 +96,14 @@ def provider_origins(settings: Settings) -> list[str]:
 def allow_provider_redirects(response: Response, runtime: Runtime) -> Response:
     """Browsers check the redirect that answers a form against the CSP form-action of the page
     that holds the form, so a page with a paying form names the providers' origins there."""
-    from duckline.web.app import CSP
-
-    origins = " ".join(provider_origins(runtime.settings))
-    response.headers["Content-Security-Policy"] = CSP.replace("form-action 'self'", f"form-action 'self' {origins}")
+    response.headers["Content-Security-Policy"] = csp.policy({"form-action": provider_origins(runtime.settings)})
     return response
 
 
 def allow_stripe_js(response: Response, stripe_js: StripeJs) -> Response:
     """The card page runs Stripe.js: its script, its frames (the Payment Element, 3-D Secure)
     and its API calls are allowed there, and on no other page."""
-    from duckline.web.app import CSP
-
-    directives = dict(part.split(" ", 1) for part in CSP.split("; "))
-    for name, origins in stripe_js.csp_sources().items():
-        directives[name] = " ".join([directives.get(name, directives["default-src"]), *origins])
-    response.headers["Content-Security-Policy"] = "; ".join(f"{name} {value}" for name, value in directives.items())
+    response.headers["Content-Security-Policy"] = csp.policy(stripe_js.csp_sources())
     return response
 
 

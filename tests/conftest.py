@@ -28,6 +28,10 @@ from duckline.config import Settings
 from duckline.runtime import Runtime
 from duckline.web.app import create_app
 
+# The CLI's rich console sizes itself from COLUMNS when it is built; test workers (pytest-xdist)
+# have no terminal, and a narrow default would wrap the values the CLI tests look for.
+os.environ.setdefault("COLUMNS", "200")
+
 PG_SERVER = os.environ.get("DUCKLINE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 START = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)  # 10:00 in Hong Kong
 

@@ -16,8 +16,8 @@ class LogSmsChannel:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def send(self, to: str, body: str) -> str:
-        reference = f"log-{uuid.uuid4().hex[:12]}"
+    def send(self, to: str, body: str, reference: str | None = None) -> str:
+        reference = reference or f"log-{uuid.uuid4().hex[:12]}"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
         with self.path.open("a", encoding="utf-8") as out:

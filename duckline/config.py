@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     # Send queued messages at once after the request's commit too, instead of waiting for the
     # worker's next round; off by default so requests never wait on an SMSC or SMTP server.
     deliver_after_commit: bool = False
+    # How long a worker's claim on the messages it is sending holds without news from it; it renews
+    # the claim while it makes progress. A worker that dies leaves its messages waiting this long, so
+    # it is kept short beside otp_ttl_seconds: a code must arrive while it still works.
+    notification_lease_seconds: int = 30
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
     smtp_security: Literal["none", "starttls", "tls"] = "none"
@@ -148,6 +152,15 @@ class Settings(BaseSettings):
                     raise ValueError(
                         f"DUCKLINE_{name.upper()} must be set to a random value of at least 32 characters in production"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _leases_short_beside_codes(self) -> Settings:
+        if not 0 < self.notification_lease_seconds * 4 <= self.otp_ttl_seconds:
+            raise ValueError(
+                "DUCKLINE_NOTIFICATION_LEASE_SECONDS must be positive and at most a quarter of "
+                "DUCKLINE_OTP_TTL_SECONDS, so that a code a dead worker held still arrives in time"
+            )
         return self
 
     @model_validator(mode="after")

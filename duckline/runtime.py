@@ -23,7 +23,7 @@ from duckline.adapters.sms.log import LogSmsChannel
 from duckline.clock import Clock, SystemClock
 from duckline.config import Settings
 from duckline.domain.orders import PaymentMethod
-from duckline.services.notifications import deliver_due
+from duckline.services.notifications import DeliveryPolicy, deliver_due
 from duckline.services.unit_of_work import UnitOfWork
 
 if TYPE_CHECKING:
@@ -61,6 +61,7 @@ class Runtime:
         self.sms = sms or self._sms_channel(settings)
         self.email = email or self._email_channel(settings)
         self.rate_limits = RateLimits(settings)
+        self.delivery_policy = DeliveryPolicy.of(settings)
         self.sandbox: SandboxProvider | None = None
         self.stripe_js: StripeJs | None = None  # set when cards go through Stripe: the card page needs it
         self.payments = self._payments(settings)
@@ -156,7 +157,7 @@ class Runtime:
         return LogEmailChannel(settings.log_dir / "email-outbox.log")
 
     def deliver_messages(self) -> int:
-        return deliver_due(self.db, self.sms, self.email, self.clock)
+        return deliver_due(self.db, self.sms, self.email, self.clock, policy=self.delivery_policy)
 
     def check_schema(self) -> None:
         ensure_migrated(self.db.engine)

@@ -54,8 +54,23 @@ def registration_form(phone: str, document_number: str, **overrides: Any) -> dic
     return form
 
 
+def last_emailed_code(runtime: Runtime, address: str) -> str:
+    """The code in the last email the log channel wrote to `address`, as its owner reads it (the stored
+    message keeps no code once sent). Entries are a tab-separated header line, then the text indented."""
+    path = runtime.settings.log_dir / "email-outbox.log"
+    code, recipient = None, None
+    for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
+        if not line.startswith("    "):
+            recipient = line.split("\t")[1]
+        elif recipient == address and (found := re.search(r"(?<!\d)\d{6}(?!\d)", line)):
+            code = found.group()
+    assert code, f"no code emailed to {address}"
+    return code
+
+
 def last_code(runtime: Runtime, phone: str) -> str:
-    """The verification code in the last SMS the log channel wrote for `phone`. Under concurrency
+    """The verification code in the last SMS with a code the log channel wrote for `phone` (codes go
+    before other messages queued with them, so a notice may come after it). Under concurrency
     another thread's worker round may be the one sending it: deliver and wait a little."""
     path = runtime.settings.log_dir / "sms-outbox.log"
     deadline = time.monotonic() + 10
@@ -63,12 +78,11 @@ def last_code(runtime: Runtime, phone: str) -> str:
         lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
         for line in reversed(lines):
             _, to, _, body = line.split("\t", 3)
-            if to == phone:
-                found = re.search(r"(?<!\d)\d{6}(?!\d)", body)
-                assert found, body
+            found = re.search(r"(?<!\d)\d{6}(?!\d)", body) if to == phone else None
+            if found:
                 return found.group()
         if time.monotonic() > deadline:
-            raise AssertionError(f"no SMS to {phone}")
+            raise AssertionError(f"no SMS with a code to {phone}")
         runtime.deliver_messages()
         time.sleep(0.05)
 

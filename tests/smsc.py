@@ -99,6 +99,7 @@ class Submission:
     short_message: bytes
     message_id: str | None  # None when the submit_sm was refused
     status: int
+    user_message_reference: int | None = None  # the ESME's own reference (TLV 0x0204), if it sent one
 
     @property
     def udh(self) -> bytes:
@@ -138,6 +139,7 @@ class Smsc:
         self.binds: list[tuple[str, str, int]] = []  # (command, system_id, status)
         self.unbinds = 0
         self.answer_submits = True  # False: read submit_sm and say nothing (a hung SMSC)
+        self.answer_first: int | None = None  # answer this many submit_sm, then hang like the above
         self._statuses: dict[str, int] = {}
         self._lock = threading.Lock()
         self._counter = 0
@@ -312,9 +314,10 @@ class _Handler(socketserver.BaseRequestHandler):
                 short_message=short_message,
                 message_id=message_id,
                 status=status,
+                user_message_reference=getattr(pdu, "user_message_reference", None),
             )
         )
-        if not smsc.answer_submits:
+        if not smsc.answer_submits or (smsc.answer_first is not None and len(smsc.submissions) > smsc.answer_first):
             return
         self._answer(pdu, "submit_sm_resp", status, message_id=message_id or "")
 

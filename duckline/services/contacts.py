@@ -77,12 +77,18 @@ def request_change(uow: UnitOfWork, account: Account, kind: str, raw_value: str)
     )
     uow.session.add(change)
     minutes = settings.otp_ttl_seconds // 60
-    if kind == PHONE:
-        notifications.send_to(uow, "sms", value, "otp", account.language, account.id, code=code, minutes=minutes)
-    else:
-        notifications.send_to(
-            uow, "email", value, "email_verify", account.language, account.id, code=code, minutes=minutes
-        )
+    channel, template = ("sms", "otp") if kind == PHONE else ("email", "email_verify")
+    notifications.send_to(
+        uow,
+        channel,
+        value,
+        template,
+        account.language,
+        account.id,
+        valid_until=change.expires_at,
+        code=code,
+        minutes=minutes,
+    )
     return change
 
 

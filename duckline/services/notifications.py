@@ -7,14 +7,15 @@ Message texts are gettext message ids (English), translated in duckline/locales.
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date
 from jinja2 import Environment, PackageLoader, select_autoescape
-from sqlalchemy import or_, select, update
+from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from duckline import i18n
@@ -23,6 +24,7 @@ from duckline.adapters.db.tables import Account, Notification
 from duckline.adapters.email import EmailChannel, EmailMessage, PermanentFailure
 from duckline.adapters.sms import SmsChannel
 from duckline.clock import Clock
+from duckline.config import Settings
 from duckline.domain.phone import display
 from duckline.money import Money
 from duckline.services.unit_of_work import UnitOfWork
@@ -41,6 +43,8 @@ ALWAYS_ON = frozenset({SECURITY, PAYMENT, SERVICE})  # cannot be turned off: the
 DEFAULT_OFF = frozenset({MARKETING})
 CATEGORIES = (SECURITY, PAYMENT, SERVICE, REMINDERS, SUPPORT, MARKETING)
 CHANNELS = ("sms", "email")
+URGENT, ROUTINE = 0, 1  # delivery priority: messages with a one-time code go first
+MASK = "••••••"  # what is left of a one-time code once its message is settled
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class Template:
     category: str
     subject: str
     text: str
+    carries_code: bool = False  # its `code` parameter is a one-time code: kept only until delivered
 
 
 TEMPLATES: dict[str, Template] = {
@@ -55,11 +60,13 @@ TEMPLATES: dict[str, Template] = {
         SECURITY,
         "Your verification code",
         "Your Duckline verification code is {code}. It expires in {minutes} minutes. Never share it with anyone.",
+        carries_code=True,
     ),
     "email_verify": Template(
         SECURITY,
         "Confirm your email address",
         "Your Duckline code to confirm this email address is {code}. It expires in {minutes} minutes.",
+        carries_code=True,
     ),
     "email_changed": Template(
         SECURITY,
@@ -176,16 +183,20 @@ def send_to(
     language: str,
     account_id: int | None = None,
     dedupe_key: str | None = None,
+    *,
+    valid_until: datetime | None = None,
     **params: Any,
 ) -> Notification | None:
     """Queue one message to one address. With a dedupe_key it is queued at most once, ever:
-    the unique constraint decides, so concurrent schedulers cannot both queue it."""
+    the unique constraint decides, so concurrent schedulers cannot both queue it. A message is not
+    sent after `valid_until` (when the code it carries expires)."""
     if (
         dedupe_key is not None
         and uow.session.scalar(select(Notification.id).where(Notification.dedupe_key == dedupe_key)) is not None
     ):
         return None
     subject, text = render(kind, language, params)
+    code = str(params["code"]) if TEMPLATES[kind].carries_code else None
     row = Notification(
         account_id=account_id,
         channel=channel,
@@ -198,6 +209,10 @@ def send_to(
         status="queued",
         attempts=0,
         next_attempt_at=uow.now(),
+        priority=URGENT if code else ROUTINE,
+        reference=f"dl-{uuid.uuid4().hex}",
+        one_time_code=code,
+        expires_at=valid_until,
         dedupe_key=dedupe_key,
         created_at=uow.now(),
     )
@@ -254,13 +269,19 @@ def msisdn(value: str) -> str:
 class DeliveryPolicy:
     max_attempts: int = 6
     base_delay: timedelta = timedelta(seconds=30)  # then 1, 2, 4, 8 minutes …
-    lease: timedelta = timedelta(minutes=5)
+    # How long a claim holds without news from its worker, which renews it while it makes progress:
+    # short, so that what a dead worker held (codes too) goes out again well before a code expires.
+    lease: timedelta = timedelta(seconds=30)
+
+    @classmethod
+    def of(cls, settings: Settings) -> DeliveryPolicy:
+        return cls(lease=timedelta(seconds=settings.notification_lease_seconds))
 
 
-def claim(db: Database, clock: Clock, limit: int, policy: DeliveryPolicy) -> list[int]:
-    """Take up to `limit` due messages for this worker. SKIP LOCKED lets two workers claim
-    different rows at once (SQLite serialises writers instead); a claim whose worker died is
-    taken back when its lease runs out."""
+def claim(db: Database, clock: Clock, limit: int, policy: DeliveryPolicy, token: str | None = None) -> list[int]:
+    """Take up to `limit` due messages for this worker, codes first, under `token`. SKIP LOCKED
+    lets two workers claim different rows at once (SQLite serialises writers instead); a claim
+    whose worker died is taken back when its lease runs out."""
     now = clock.now()
     with db.transaction() as session:
         ids = list(
@@ -272,7 +293,7 @@ def claim(db: Database, clock: Clock, limit: int, policy: DeliveryPolicy) -> lis
                         (Notification.status == "sending") & (Notification.lease_until < now),
                     )
                 )
-                .order_by(Notification.id)
+                .order_by(Notification.priority, Notification.id)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             ).all()
@@ -281,9 +302,50 @@ def claim(db: Database, clock: Clock, limit: int, policy: DeliveryPolicy) -> lis
             session.execute(
                 update(Notification)
                 .where(Notification.id.in_(ids))
-                .values(status="sending", lease_until=now + policy.lease, attempts=Notification.attempts + 1)
+                .values(
+                    status="sending",
+                    claim=token or uuid.uuid4().hex,
+                    lease_until=now + policy.lease,
+                    attempts=Notification.attempts + 1,
+                )
             )
     return ids
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    id: int
+    channel: str
+    recipient: str
+    subject: str | None
+    body: str
+    html: str | None
+    reference: str
+    one_time_code: str | None
+    expires_at: datetime | None
+    attempts: int
+
+    @classmethod
+    def of(cls, row: Notification) -> _Outgoing:
+        return cls(
+            row.id,
+            row.channel,
+            row.recipient,
+            row.subject,
+            row.body,
+            row.html,
+            row.reference,
+            row.one_time_code,
+            row.expires_at,
+            row.attempts,
+        )
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    kind: str  # sent, refused (for good), error (worth retrying), expired (not sent)
+    error: str | None = None
+    provider_ref: str | None = None
 
 
 def deliver_due(
@@ -294,50 +356,129 @@ def deliver_due(
     limit: int = 100,
     policy: DeliveryPolicy | None = None,
 ) -> int:
-    """Send what is due; returns how many were sent. Safe to run in several workers at once.
+    """Send what is due, codes first; returns how many were sent. Safe to run in several workers.
 
-    One transaction claims a batch, the sends happen outside any transaction, one transaction
-    records every outcome. A worker that dies mid-batch leaves its claims to expire and be
-    retried: delivery is at least once, and exactly once whenever workers finish their rounds.
+    One transaction claims a batch; each message is sent outside any transaction, under its own
+    reference, and its outcome recorded at once in a short transaction of its own, so a worker
+    that dies loses at most the outcome of the message it was sending: that one goes again with
+    the same reference (the gateway can drop the repeat), the rest of its batch as soon as its
+    short lease runs out. The lease is renewed as long as the batch makes progress.
     """
     policy = policy or DeliveryPolicy()
-    claimed = claim(db, clock, limit, policy)
+    token = uuid.uuid4().hex
+    claimed = claim(db, clock, limit, policy, token)
     if not claimed:
         return 0
     with db.transaction() as session:
-        rows = session.scalars(select(Notification).where(Notification.id.in_(claimed))).all()
-        batch = [(r.id, r.channel, r.recipient, r.subject, r.body, r.html, r.attempts) for r in rows]
-    outcomes: dict[int, tuple[str, str | None, str | None]] = {}
-    for notification_id, channel, recipient, subject, body, html, attempts in batch:
-        try:
-            if channel == "sms":
-                reference = sms.send(recipient, body)
-            elif email is not None:
-                reference = email.send(EmailMessage(recipient, subject or "", body, html))
-            else:
-                raise PermanentFailure("no email channel configured")
-            outcomes[notification_id] = ("sent", None, reference)
-        except PermanentFailure as exc:
-            outcomes[notification_id] = ("failed", str(exc)[:500], None)
-        except Exception as exc:  # a temporary failure: retried with back-off
-            log.warning("notification %s attempt %s failed: %r", notification_id, attempts, exc)
-            outcomes[notification_id] = (
-                "failed" if attempts >= policy.max_attempts else "queued",
-                repr(exc)[:500],
-                None,
+        rows = session.scalars(
+            select(Notification).where(Notification.id.in_(claimed)).order_by(Notification.priority, Notification.id)
+        ).all()
+        batch = [_Outgoing.of(row) for row in rows]
+    held, renewed_at, sent = set(claimed), clock.now(), 0
+    for message in batch:
+        if clock.now() - renewed_at >= policy.lease / 2:
+            held, renewed_at = _renew(db, clock, token, policy), clock.now()
+        if message.id not in held:
+            continue  # our lease ran out and another worker has taken the message
+        outcome = _send(message, sms, email, clock)
+        if _record(db, clock, token, message, outcome, policy) and outcome.kind == "sent":
+            sent += 1
+    return sent
+
+
+def _send(message: _Outgoing, sms: SmsChannel, email: EmailChannel | None, clock: Clock) -> _Outcome:
+    if message.expires_at is not None and message.expires_at <= clock.now():
+        return _Outcome("expired", "not sent: its code had expired")
+    try:
+        if message.channel == "sms":
+            reference = sms.send(message.recipient, message.body, reference=message.reference)
+        elif email is not None:
+            reference = email.send(
+                EmailMessage(message.recipient, message.subject or "", message.body, message.html, message.reference)
             )
+        else:
+            raise PermanentFailure("no email channel configured")
+        return _Outcome("sent", provider_ref=reference)
+    except PermanentFailure as exc:
+        return _Outcome("refused", _struck(str(exc), message.one_time_code)[:500])
+    except Exception as exc:  # a temporary failure: retried with back-off
+        error = _struck(repr(exc), message.one_time_code)
+        log.warning("notification %s attempt %s failed: %s", message.id, message.attempts, error)
+        return _Outcome("error", error[:500])
+
+
+def _record(
+    db: Database, clock: Clock, token: str, message: _Outgoing, outcome: _Outcome, policy: DeliveryPolicy
+) -> bool:
+    """Write one message's outcome, unless our claim on it was taken back meanwhile (then the worker
+    holding it now decides). A message that is settled for good loses its code. One statement: a
+    claimed row changes only under its claim, so what the batch read of it still holds."""
     now = clock.now()
+    values: dict[str, Any] = {"lease_until": None, "claim": None, "last_error": outcome.error}
+    if outcome.kind == "sent":
+        values |= {"status": "sent", "sent_at": now, "provider_ref": outcome.provider_ref}
+    elif outcome.kind == "error" and message.attempts < policy.max_attempts:
+        retry_at = now + policy.base_delay * (2 ** (message.attempts - 1))
+        # A retry that would bring a code after it expired is not worth waiting for.
+        expired = message.expires_at is not None and retry_at >= message.expires_at
+        values |= {"status": "expired" if expired else "queued", "next_attempt_at": retry_at}
+    else:
+        values["status"] = "expired" if outcome.kind == "expired" else "failed"
+    if values["status"] != "queued" and message.one_time_code:
+        values |= _without_code(message, outcome.error)
+    # A disk flush per message would slow delivery down: should the database server itself crash
+    # and lose this outcome, the message merely goes again under its reference.
+    with db.transaction(wait_for_disk=False) as session:
+        result = cast(
+            CursorResult[Any],
+            session.execute(
+                update(Notification)
+                .where(Notification.id == message.id, Notification.claim == token, Notification.status == "sending")
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            ),
+        )
+    return result.rowcount == 1
+
+
+def _renew(db: Database, clock: Clock, token: str, policy: DeliveryPolicy) -> set[int]:
+    """Extend our lease on what we still hold, and say which messages those are."""
     with db.transaction() as session:
-        for row in session.scalars(select(Notification).where(Notification.id.in_(list(outcomes)))):
-            outcome, error, provider_ref = outcomes[row.id]
-            row.status, row.lease_until, row.last_error = outcome, None, error
-            if outcome == "sent":
-                row.sent_at, row.provider_ref = now, provider_ref
-            elif outcome == "queued":
-                row.next_attempt_at = now + policy.base_delay * (2 ** (row.attempts - 1))
-    return sum(1 for status, _, _ in outcomes.values() if status == "sent")
+        return set(
+            session.scalars(
+                update(Notification)
+                .where(Notification.claim == token, Notification.status == "sending")
+                .values(lease_until=clock.now() + policy.lease)
+                .returning(Notification.id)
+                .execution_options(synchronize_session=False)
+            )
+        )
 
 
-def queue_sms(uow: UnitOfWork, to: str, template: str, language: str, **params: object) -> Notification | None:
+def _without_code(message: _Outgoing, error: str | None) -> dict[str, Any]:
+    """The stored texts of a settled message (sent, failed for good, expired) without its code."""
+    code = message.one_time_code
+    return {
+        "one_time_code": None,
+        "body": _struck(message.body, code),
+        "subject": message.subject and _struck(message.subject, code),
+        "html": message.html and _struck(message.html, code),
+        "last_error": error and _struck(error, code),
+    }
+
+
+def _struck(text: str, code: str | None) -> str:
+    return text.replace(code, MASK) if code else text
+
+
+def queue_sms(
+    uow: UnitOfWork,
+    to: str,
+    template: str,
+    language: str,
+    *,
+    valid_until: datetime | None = None,
+    **params: object,
+) -> Notification | None:
     """A message to a phone number that may have no account yet (registration codes)."""
-    return send_to(uow, "sms", to, template, language, None, None, **params)
+    return send_to(uow, "sms", to, template, language, None, None, valid_until=valid_until, **params)

@@ -49,7 +49,9 @@ def send(uow: UnitOfWork, phone: str, purpose: str, language: str) -> OtpChallen
         created_at=now,
     )
     uow.session.add(challenge)
-    notifications.queue_sms(uow, phone, "otp", language, code=code, minutes=settings.otp_ttl_seconds // 60)
+    notifications.queue_sms(
+        uow, phone, "otp", language, valid_until=challenge.expires_at, code=code, minutes=settings.otp_ttl_seconds // 60
+    )
     return challenge
 
 

@@ -198,6 +198,20 @@ def test_message_without_html_is_a_single_text_part() -> None:
     assert mail["Message-ID"] == message_id
 
 
+def test_the_same_message_sent_again_has_the_same_message_id() -> None:
+    """A message sent again (its worker died before recording it) keeps its Message-ID, by which mail
+    systems recognise a repeat."""
+    handler = Recorder()
+    with serve(handler) as port:
+        sender = channel(port)
+        first = sender.send(EmailMessage(TO, SUBJECT, TEXT, reference="n17.4f9c2a"))
+        again = sender.send(EmailMessage(TO, SUBJECT, TEXT, reference="n17.4f9c2a"))
+        other = sender.send(EmailMessage(TO, SUBJECT, TEXT, reference="n18.77d0e1"))
+
+    assert first == again == "<n17.4f9c2a@duckline.hk>" != other
+    assert [received(e)["Message-ID"] for e in handler.envelopes] == [first, again, other]
+
+
 def test_auth_login_with_the_right_password_delivers() -> None:
     handler = Recorder()
     with serve(

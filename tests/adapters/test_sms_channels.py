@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -237,6 +238,24 @@ def test_empty_text_is_a_permanent_failure() -> None:
         split("")
 
 
+def test_the_same_message_sent_again_carries_the_same_references(smsc: Smsc) -> None:
+    """A message sent again (its worker died before recording it) goes with the same user_message_reference
+    and the same concatenation reference, so the SMSC and the handset can tell it is a repeat."""
+    body = repeat_to(RENEWAL_HANT, 200)
+    sender = channel(smsc)
+
+    sender.send(TO, body, reference="dl-notification-17")
+    sender.send(TO, body, reference="dl-notification-17")
+    sender.send(TO, body, reference="dl-notification-18")
+
+    first, again, other = smsc.submissions[0:3], smsc.submissions[3:6], smsc.submissions[6:9]
+    assert {p.user_message_reference for p in first + again} == {first[0].user_message_reference}
+    assert first[0].user_message_reference is not None
+    assert other[0].user_message_reference != first[0].user_message_reference
+    assert [p.short_message for p in again] == [p.short_message for p in first]  # UDH reference included
+    assert smsc.messages(TO_DIGITS) == [body, body, body]
+
+
 # -- HTTP gateway --
 
 SECRET = "gw-secret-0123456789"
@@ -259,9 +278,10 @@ def signature_ok(secret: str, timestamp: str, body: bytes, header: str) -> bool:
     return hmac.compare_digest(header, f"v1={expected}")
 
 
-@pytest.fixture
-def gateway() -> Iterator[Gateway]:
-    state = Gateway(secret=SECRET)
+@contextmanager
+def serve_gateway(secret: str = SECRET) -> Iterator[Gateway]:
+    """An SMS gateway on loopback that checks the signature and keeps what it was sent."""
+    state = Gateway(secret=secret)
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -300,6 +320,12 @@ def gateway() -> Iterator[Gateway]:
         thread.join(timeout=5)
 
 
+@pytest.fixture
+def gateway() -> Iterator[Gateway]:
+    with serve_gateway() as state:
+        yield state
+
+
 def gateway_channel(gateway: Gateway, secret: str = SECRET) -> HttpGatewaySmsChannel:
     return HttpGatewaySmsChannel(gateway.url, secret, "Duckline", timeout=5.0)
 
@@ -317,6 +343,15 @@ def test_gateway_gets_signed_json_and_its_id_is_returned(gateway: Gateway) -> No
     assert headers["Content-Type"].startswith("application/json")
     assert abs(int(headers["Duckline-Timestamp"]) - time.time()) < 60
     assert gateway.bad_signatures == 0
+
+
+def test_the_same_message_sent_again_carries_the_same_reference(gateway: Gateway) -> None:
+    sender = gateway_channel(gateway)
+
+    sender.send(TO, "hello", reference="dl-notification-17")
+    sender.send(TO, "hello", reference="dl-notification-17")
+
+    assert [m["reference"] for m in gateway.received] == ["dl-notification-17", "dl-notification-17"]
 
 
 def test_the_signature_verifies_with_the_secret_only(gateway: Gateway) -> None:

@@ -9,9 +9,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from stdnum import luhn
 
-from duckline.adapters.db.tables import Account, DocumentImage, Person, PoolNumber
+from duckline.adapters.db.tables import Account, DocumentImage, Notification, Person, PoolNumber
 from duckline.clock import FrozenClock
+from duckline.config import Settings
 from duckline.runtime import Runtime
+from duckline.web.app import create_app
 from tests.factories import PNG, cn_resident_id, hk_mobile, hkid, last_code, numbers, register
 
 
@@ -205,3 +207,22 @@ def test_verification_sms_is_in_the_subscribers_language(client: TestClient, run
     register(client, hk_mobile(10), hkid(10), preferred_language="zh_Hant")
     log = (runtime.settings.log_dir / "sms-outbox.log").read_text(encoding="utf-8")
     assert "驗證碼" in log
+
+
+def test_the_demo_outbox_shows_codes_as_sent_though_the_stored_messages_keep_none(
+    settings: Settings, clock: FrozenClock
+) -> None:
+    runtime = Runtime(
+        settings.model_copy(update={"environment": "development", "worker_in_process": False}), clock=clock
+    )
+    with TestClient(create_app(runtime=runtime), base_url="http://127.0.0.1") as client:
+        numbers(runtime, 1)
+        phone = hk_mobile(11)
+        assert register(client, phone, hkid(11)).status_code == 201
+        code = last_code(runtime, phone)
+        outbox = client.get("/api/v1/demo/outbox").json()
+    with runtime.unit_of_work() as uow:
+        stored = uow.session.scalars(select(Notification)).one()
+    runtime.close()
+    assert outbox[0]["to"] == phone and code in outbox[0]["body"]
+    assert stored.status == "sent" and code not in stored.body

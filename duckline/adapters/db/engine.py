@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -57,11 +57,17 @@ class Database:
         return self.engine.dialect.name == "sqlite"
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
+    def transaction(self, *, wait_for_disk: bool = True) -> Iterator[Session]:
         """Commit when the block ends; roll back if it raises, unless the exception says its
-        work must be kept (`commit = True`, e.g. a counted wrong OTP attempt)."""
+        work must be kept (`commit = True`, e.g. a counted wrong OTP attempt).
+
+        `wait_for_disk=False` is for small writes whose loss the caller survives: on PostgreSQL
+        the commit then returns before the disk has it (synchronous_commit off), so only a crash
+        of the database server, never of this process, can lose it; SQLite ignores it."""
         with self._sessions() as session:
             session.begin()
+            if not wait_for_disk and not self.is_sqlite:
+                session.execute(text("SET LOCAL synchronous_commit TO OFF"))
             try:
                 yield session
             except BaseException as exc:

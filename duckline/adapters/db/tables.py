@@ -292,9 +292,12 @@ class CreditSession(Base):
 class Notification(Base):
     """Outbox: written in the same transaction as its cause, delivered by the worker afterwards.
 
-    A worker claims rows (status sending, with a lease) so two workers never send one message;
-    a claim whose worker died is taken back when its lease runs out. `dedupe_key` makes
-    reminders happen once however often the scheduler runs.
+    A worker claims rows (status sending, its `claim` token, a short lease it renews while it makes
+    progress) so two workers never send one message; a claim whose worker died is taken back when
+    its lease runs out. Every attempt at a message carries its `reference`, so a gateway can drop a
+    repeat. `dedupe_key` makes reminders happen once however often the scheduler runs. A one-time
+    code is kept (in the texts and `one_time_code`) only until the message is sent, fails for good
+    or expires, then struck out.
     """
 
     __tablename__ = "notifications"
@@ -307,10 +310,15 @@ class Notification(Base):
     subject: Mapped[str | None] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)
     html: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(10), default="queued")  # queued, sending, sent, failed
+    status: Mapped[str] = mapped_column(String(10), default="queued")  # queued, sending, sent, failed, expired
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     next_attempt_at: Mapped[datetime | None]
     lease_until: Mapped[datetime | None]
+    claim: Mapped[str | None] = mapped_column(String(32))  # the worker round holding the lease
+    priority: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # 0 first: codes
+    reference: Mapped[str] = mapped_column(String(64))  # ours, the same on every attempt
+    one_time_code: Mapped[str | None] = mapped_column(String(32))  # struck from the texts once settled
+    expires_at: Mapped[datetime | None]  # not worth sending after this (its code no longer works)
     last_error: Mapped[str | None] = mapped_column(String(500))
     provider_ref: Mapped[str | None] = mapped_column(String(200))
     dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)

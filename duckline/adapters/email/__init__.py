@@ -12,6 +12,9 @@ class EmailMessage:
     subject: str
     text: str
     html: str | None = None
+    # Ours, the same on every attempt at one message (a dot-atom: letters, digits, "-", "."): the
+    # channel makes its Message-ID from it, so a repeat is recognisably the same message.
+    reference: str | None = None
 
 
 class PermanentFailure(Exception):

@@ -21,7 +21,7 @@ class LogEmailChannel:
     def send(self, message: EmailMessage) -> str:
         """Append one entry: a tab-separated line (time, to, reference, subject), then the text
         indented by four spaces, so every entry starts at the beginning of a line."""
-        reference = f"log-{uuid.uuid4().hex[:12]}"
+        reference = message.reference or f"log-{uuid.uuid4().hex[:12]}"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
         subject = " ".join(message.subject.split())

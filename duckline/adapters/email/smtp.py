@@ -1,5 +1,9 @@
 """Send email through an SMTP server (plain, STARTTLS or implicit TLS) with the standard library.
 
+A message with our reference gets the Message-ID <reference@sender's domain>, the same on every attempt,
+so a repeat (a worker died after the server accepted it, before recording that) is recognisably the same
+message to the mail systems that drop duplicates by Message-ID.
+
 Connections are kept and reused: connecting, TLS and AUTH cost several round trips, far more than
 one message. An idle connection is checked with NOOP before reuse, given up after
 `max_idle_seconds`, and retired after `max_messages_per_connection`; a connection that failed in
@@ -12,6 +16,7 @@ import email.message
 import email.policy
 import logging
 import smtplib
+import socket
 import ssl
 import threading
 import time
@@ -164,7 +169,11 @@ class SmtpEmailChannel:
         mime["To"] = message.to
         mime["Subject"] = message.subject
         mime["Date"] = format_datetime(datetime.now(UTC))
-        mime["Message-ID"] = make_msgid(domain=self._domain)
+        mime["Message-ID"] = (
+            make_msgid(domain=self._domain)
+            if message.reference is None
+            else f"<{message.reference}@{self._domain or socket.getfqdn()}>"
+        )
         mime.set_content(message.text, charset="utf-8")
         if message.html is not None:
             mime.add_alternative(message.html, subtype="html", charset="utf-8")

@@ -4,7 +4,8 @@ POST {"to", "from", "text", "reference"} as UTF-8 JSON with two headers:
     Duckline-Timestamp: <unix seconds>
     Duckline-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>
 where <body> is the exact octets of the request body. The gateway should check the signature, refuse a
-timestamp far from its clock (replays), and may use "reference" to drop duplicates.
+timestamp far from its clock (replays), and may use "reference" to drop duplicates: every attempt at one
+message carries the same reference (a worker that died after sending, before recording it, sends again).
 
 A 2xx answer is accepted: the gateway's "id" from its JSON answer (else our reference) is returned. A 4xx
 other than 408 and 429 is a refusal retrying cannot fix (PermanentFailure); 5xx, 408, 429, redirects and
@@ -58,8 +59,8 @@ class HttpGatewaySmsChannel:
         if self._own_client:
             self._client.close()
 
-    def send(self, to: str, body: str) -> str:
-        reference = f"dl-{uuid.uuid4().hex}"
+    def send(self, to: str, body: str, reference: str | None = None) -> str:
+        reference = reference or f"dl-{uuid.uuid4().hex}"
         payload = {"to": to, "from": self.sender, "text": body, "reference": reference}
         content = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         timestamp = str(int(time.time()))

@@ -11,12 +11,18 @@ long one. Long messages are split by smpplib.gsm.make_parts with a 6-octet conca
 UDHI); the parts are checked so that no part ends inside a character (a GSM escape pair or a UTF-16
 surrogate pair, e.g. HKSCS characters like 𨋢), since handsets decode each part on its own.
 
+SMPP has no idempotency key. A message sent again (its worker died before recording that it was sent) goes
+with the same user_message_reference (TLV 0x0204, the ESME's own reference, 16 bits) and, when it is long,
+the same concatenation reference, both taken from our reference for the message: an SMSC that keeps them
+can drop the repeat, and a handset puts identical parts together instead of showing two messages.
+
 Delivery receipts (registered_delivery) come back as deliver_sm on a receiver or transceiver session,
 which this channel does not keep open: requesting them is only useful once something reads them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
@@ -132,12 +138,13 @@ class SmppSmsChannel:
         self.source_addr_ton = ton if source_addr_ton is None else source_addr_ton
         self.source_addr_npi = npi if source_addr_npi is None else source_addr_npi
 
-    def send(self, to: str, body: str) -> str:
+    def send(self, to: str, body: str, reference: str | None = None) -> str:
         match = _E164.fullmatch(to)
         if match is None:
             raise PermanentFailure(f"not an E.164 number: {to!r}")
         destination = match.group(1)
-        parts, data_coding, esm_class = split(body)
+        user_reference, concatenation_reference = _smpp_references(reference) if reference else (None, None)
+        parts, data_coding, esm_class = split(body, concatenation_reference)
 
         client = smpplib.client.Client(
             self.host, self.port, timeout=self.timeout, logger_name=_WIRE_LOGGER, allow_unknown_opt_params=True
@@ -148,7 +155,7 @@ class SmppSmsChannel:
             client.bind_transmitter(system_id=self.system_id, password=self.password, system_type=self.system_type)
             try:
                 for part in parts:
-                    message_ids.append(self._submit(client, destination, part, data_coding, esm_class))
+                    message_ids.append(self._submit(client, destination, part, data_coding, esm_class, user_reference))
             except (PermanentFailure, SmppStatusError):
                 _unbind_quietly(client)  # the session is sound, only the message was refused
                 raise
@@ -159,7 +166,10 @@ class SmppSmsChannel:
         log.info("SMS to %s sent over SMPP in %d part(s): %s", to, len(parts), ",".join(message_ids))
         return ",".join(message_ids)
 
-    def _submit(self, client: Any, destination: str, part: bytes, data_coding: int, esm_class: int) -> str:
+    def _submit(
+        self, client: Any, destination: str, part: bytes, data_coding: int, esm_class: int, user_reference: int | None
+    ) -> str:
+        optional = {} if user_reference is None else {"user_message_reference": user_reference}
         pdu = client.send_message(
             source_addr_ton=self.source_addr_ton,
             source_addr_npi=self.source_addr_npi,
@@ -173,6 +183,7 @@ class SmppSmsChannel:
                 c.SMPP_SMSC_DELIVERY_RECEIPT_BOTH if self.registered_delivery else c.SMPP_SMSC_DELIVERY_RECEIPT_NONE
             ),
             short_message=part,
+            **optional,
         )
         try:
             resp = _await_response(client, pdu.sequence, "submit_sm_resp", self.timeout)
@@ -184,8 +195,15 @@ class SmppSmsChannel:
         return message_id.decode("ascii", "replace") if isinstance(message_id, bytes) else str(message_id)
 
 
-def split(body: str) -> tuple[list[bytes], int, int]:
-    """The parts (UDH included) of a message, its data_coding and its esm_class."""
+def _smpp_references(reference: str) -> tuple[int, int]:
+    """The user_message_reference (16 bits) and the concatenation reference (8 bits) for our reference."""
+    digest = hashlib.sha256(reference.encode("utf-8")).digest()
+    return int.from_bytes(digest[:2], "big"), digest[2]
+
+
+def split(body: str, concatenation_reference: int | None = None) -> tuple[list[bytes], int, int]:
+    """The parts (UDH included) of a message, its data_coding and its esm_class. The parts of a long
+    message share `concatenation_reference`, or a random one."""
     if not body:
         raise PermanentFailure("empty message")
     encoding = c.SMPP_ENCODING_ISO10646 if _NOT_GSM_SAFE.intersection(body) else c.SMPP_ENCODING_DEFAULT
@@ -203,6 +221,8 @@ def split(body: str) -> tuple[list[bytes], int, int]:
             encoded = b"".join(part[_UDH_LENGTH:] for part in parts)
             reference = parts[0][3]  # 05 00 03 ref total seq: keep make_parts' random reference
             parts = _concatenate(encoded, part_size, broken, unit, reference, len(body))
+        if concatenation_reference is not None:  # 05 00 03 ref total seq
+            parts = [part[:3] + bytes([concatenation_reference]) + part[4:] for part in parts]
     return parts, data_coding, esm_class
 
 

@@ -6,9 +6,9 @@ from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
-from sqlalchemy import select
 
-from duckline.adapters.db.tables import Notification, Person
+from duckline.adapters.db.tables import Person
+from duckline.adapters.sms.log import LogSmsChannel
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import accounts
 from duckline.web.deps import CurrentAccount, RuntimeDep
@@ -53,9 +53,8 @@ def resubmit_identity(
 
 @router.get("/demo/outbox", tags=["demo"])
 def demo_outbox(runtime: RuntimeDep, limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[dict[str, str]]:
-    """Demo only (development mode): the SMS the log channel 'sent', newest first, to read OTPs."""
-    if runtime.settings.environment != "development":
+    """Demo only (development mode, SMS through the log channel): the SMS it 'sent', newest first,
+    to read OTPs — as the subscriber got them; the stored messages keep no codes once sent."""
+    if runtime.settings.environment != "development" or not isinstance(runtime.sms, LogSmsChannel):
         raise DomainError(ErrorCode.NOT_FOUND)
-    with runtime.unit_of_work() as uow:
-        rows = uow.session.scalars(select(Notification).order_by(Notification.id.desc()).limit(limit)).all()
-        return [{"to": r.recipient, "body": r.body, "status": r.status, "at": r.created_at.isoformat()} for r in rows]
+    return runtime.sms.recent(limit)

@@ -41,6 +41,11 @@ LOSE_WEBHOOK = "4000000000000077"  # succeeds, but its notification never arrive
 
 @pytest.fixture
 def subscriber(client: TestClient, runtime: Runtime) -> dict[str, Any]:
+    return subscriber_and_staff(client, runtime)
+
+
+def subscriber_and_staff(client: TestClient, runtime: Runtime) -> dict[str, Any]:
+    """A verified subscriber with a pending line, staff of each kind (their headers), plan "monthly"."""
     numbers(runtime, 3)
     admin, admin_headers = staff(runtime, Role.ADMIN, 1)
     _, support = staff(runtime, Role.SUPPORT, 2)

@@ -3,13 +3,13 @@ from a notification or a status query. They are recorded as Duckline records its
 row, the order's state, a credit note, a full refund taking back what is still unused, the
 subscriber told; and staff see a case, left open where something cannot be undone.
 
-Money is never counted twice. A refund Duckline asked for is recognised by the reference Duckline
-gave it, when the provider echoes it; otherwise by arithmetic under the order's lock: a provider
-that reports the payment's total refunded so far (Stripe, Alipay, the sandbox) has refunded
-something new only beyond what Duckline has recorded plus what it is still waiting to hear about
-(pending refunds of its own). A provider that reports refunds one at a time (WeChat Pay) names
-each, and a name already recorded is a repeat. A repeated or late notice, or a query answer older
-than what is recorded, therefore finds nothing new.
+Money is never counted twice. A provider that reports the payment's total refunded so far
+(Stripe, Alipay, the sandbox) has refunded something new only beyond what Duckline has recorded
+plus what it is still waiting to hear about (pending refunds of its own), computed under the
+order's lock; so Duckline's own refunds need no recognising, and a repeated or late notice, or a
+query answer older than what is recorded, finds nothing new. A provider that reports refunds one
+at a time (WeChat Pay) names each: Duckline's own by the reference Duckline gave it, the others
+by the provider's id, recorded once per payment (a unique constraint).
 
 A refund first gives back money the order did not need (a second capture, a capture of the wrong
 amount); only what is beyond that refunds the order itself.
@@ -90,17 +90,20 @@ def held(uow: UnitOfWork, order: Order) -> int:
 
 
 def _not_yet_recorded(uow: UnitOfWork, payment: Payment, update: ProviderPayment | WebhookNotice) -> int:
-    if isinstance(update, WebhookNotice) and _is_ours(uow, payment, update.refund_reference):
-        return 0  # Duckline's own: recorded by the request that asked for it
     waiting = _pending(uow, payment)
     room = payment.captured_amount - payment.refunded_amount - waiting
-    if isinstance(update, WebhookNotice) and update.refund_id is not None:
+    if isinstance(update, WebhookNotice) and update.refund_id is not None:  # one refund, named
+        if _is_ours(uow, payment, update.refund_reference):
+            return 0  # recorded by the request that asked for it
         seen = uow.session.scalar(
             select(Refund.id).where(Refund.payment_id == payment.id, Refund.provider_ref == update.refund_id)
         )
         amount = 0 if seen is not None else update.refund_amount or 0
     else:
-        # A payment reported refunded without an amount is refunded in full.
+        # The total so far; a payment reported refunded without an amount is refunded in full.
+        # While a refund of ours is pending, a total that leaves it out (it was sent before the
+        # provider made ours) is taken to include it: never counted twice, and any part left out
+        # now is found by the next report, once ours is recorded (its own notice, a query).
         total = update.refunded_amount or (payment.captured_amount if update.status is PaymentStatus.REFUNDED else 0)
         amount = total - payment.refunded_amount - waiting
     return max(0, min(amount, room))

@@ -11,6 +11,8 @@ through Stripe, Alipay and WeChat Pay's notifications.
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -359,3 +361,58 @@ def test_a_second_capture_refunded_in_the_dashboard_gives_the_extra_back_and_kee
     assert by_topic["second_capture"]["status"] == "resolved"
     assert by_topic["second_capture"]["resolution"] == "Refunded at the payment provider"
     assert by_topic["extra_refunded_at_provider"]["status"] == "resolved"
+
+
+def test_a_dashboard_refund_reported_while_one_of_ours_is_pending_is_counted_in_full_once_ours_is_done(
+    client: TestClient, runtime: Runtime, clock: FrozenClock, subscriber: dict[str, Any], monkeypatch: Any
+) -> None:
+    order = buy(client, runtime, clock, subscriber)
+    refund_in_dashboard(runtime, order, 3000)
+    [dashboard] = capture_webhooks(runtime, clock)  # "3000 refunded in all", sent before ours is made
+    assert runtime.sandbox is not None
+    asked = runtime.sandbox.refund
+
+    def dashboard_notice_meanwhile(*args: Any) -> Any:
+        _, body, headers = dashboard  # arrives while our refund is pending, which it leaves out
+        checkout.handle_webhook(runtime, "sandbox", headers, body)
+        return asked(*args)
+
+    monkeypatch.setattr(runtime.sandbox, "refund", dashboard_notice_meanwhile)
+    ours = client.post(
+        f"/api/v1/orders/{order['id']}/refunds",
+        json={"amount": 2000, "reason": "goodwill"},
+        headers=subscriber["finance"],
+    )
+    assert ours.status_code == 200, ours.text
+    for notice in capture_webhooks(runtime, clock):  # the sandbox's notice of ours: "5000 in all"
+        post(client, notice)
+    post(client, dashboard)
+
+    final = order_now(client, subscriber, order["id"])
+    assert (final["status"], final["refunded_amount"]) == ("partially_refunded", 5000)
+    assert sum(amount for _, amount in credit_notes(client, subscriber)) == 5000
+    assert sum(amount for amount, _, actor in refunds_of(runtime, order["id"]) if actor is None) == 3000
+
+
+@pytest.mark.postgres_only
+def test_copies_of_a_refund_notice_arriving_at_once_record_it_once(
+    client: TestClient, runtime: Runtime, clock: FrozenClock, subscriber: dict[str, Any]
+) -> None:
+    order = buy(client, runtime, clock, subscriber)
+    refund_in_dashboard(runtime, order, 3000)
+    [notice] = capture_webhooks(runtime, clock)
+    copies = [notice] + [again(runtime, notice) for _ in range(7)]  # other event ids: all get past the dedup
+    start = threading.Barrier(len(copies))
+
+    def deliver_copy(i: int) -> None:
+        _, body, headers = copies[i]
+        start.wait()
+        checkout.handle_webhook(runtime, "sandbox", headers, body)
+
+    with ThreadPoolExecutor(max_workers=len(copies)) as pool:
+        list(pool.map(deliver_copy, range(len(copies))))
+
+    assert order_now(client, subscriber, order["id"])["refunded_amount"] == 3000
+    assert refunds_of(runtime, order["id"]) == [(3000, "succeeded", None)]
+    assert credit_notes(client, subscriber) == [("CN2026-000001", 3000)]
+    assert len(told(runtime, subscriber)) == 1

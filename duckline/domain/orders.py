@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 from duckline.errors import DomainError, ErrorCode
@@ -58,6 +59,10 @@ COMMITTED_SPEND = frozenset(
 )
 
 
+# Orders that took money (it may since have gone back, in part or in full).
+PAID_FOR = frozenset({OrderStatus.PAID, OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED})
+
+
 def check_order_transition(current: OrderStatus, target: OrderStatus) -> None:
     if target not in _ORDER[current]:
         raise DomainError(ErrorCode.ORDER_TRANSITION_NOT_ALLOWED, current=current.value, target=target.value)
@@ -111,3 +116,11 @@ class PaymentMethod(StrEnum):
     ALIPAY = "alipay"
     WECHATPAY = "wechatpay"
     SANDBOX = "sandbox"
+
+
+def held_amount(status: OrderStatus, total: int, refunded: int, captures: Iterable[tuple[int, int]]) -> int:
+    """Money captured for an order beyond what the order keeps, not yet given back: a second
+    capture for an order already paid, or a capture of the wrong amount. It is the subscriber's
+    and must be refunded; it is never revenue. `captures` is (captured, refunded) per payment."""
+    kept = total - refunded if status in PAID_FOR else 0
+    return max(0, sum(max(0, captured - back) for captured, back in captures) - kept)

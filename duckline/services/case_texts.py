@@ -30,6 +30,9 @@ APPLIED_WITHOUT_CONFIRMATION, APPLIED_LATE, REFUNDED_UNAPPLIABLE = (
     "applied_late",
     "refunded_unappliable",
 )
+# Refunds made at the provider (its dashboard), not through Duckline.
+REFUNDED_AT_PROVIDER, REFUNDED_AT_PROVIDER_AFTER_USE = "refunded_at_provider", "refunded_at_provider_after_use"
+PARTLY_REFUNDED_AT_PROVIDER, EXTRA_REFUNDED_AT_PROVIDER = "partly_refunded_at_provider", "extra_refunded_at_provider"
 
 TEXTS: dict[str, CaseText] = {
     AMOUNT_MISMATCH: CaseText(
@@ -57,12 +60,35 @@ TEXTS: dict[str, CaseText] = {
         "Order {order} refunded by reconciliation",
         "The order was paid but could not be applied ({reason}); it was refunded to the original payment method.",
     ),
+    REFUNDED_AT_PROVIDER: CaseText(
+        "Order {order} refunded at {provider}",
+        "{provider} refunded {amount} of payment {payment} outside Duckline. Credit note {credit_note} was "
+        "issued and what the order granted was taken back.",
+    ),
+    REFUNDED_AT_PROVIDER_AFTER_USE: CaseText(
+        "Order {order} refunded at {provider}",
+        "{provider} refunded {amount} of payment {payment} outside Duckline. Credit note {credit_note} was "
+        "issued and the unused allowances were taken back; what the subscriber had already used cannot be.",
+    ),
+    PARTLY_REFUNDED_AT_PROVIDER: CaseText(
+        "Order {order} partly refunded at {provider}",
+        "{provider} refunded {amount} of payment {payment} outside Duckline. Credit note {credit_note} was "
+        "issued; nothing the order granted was taken back. Decide whether to refund the rest.",
+    ),
+    EXTRA_REFUNDED_AT_PROVIDER: CaseText(
+        "Extra payment for order {order} refunded at {provider}",
+        "{provider} refunded {amount} of payment {payment}, money the order did not need. The order is unchanged.",
+    ),
 }
 
 # Resolutions written by Duckline itself (a person's resolution is shown as they wrote it).
 APPLIED_AUTOMATICALLY = "Applied automatically by reconciliation"
 REFUNDED_AUTOMATICALLY = "Refunded automatically by reconciliation"
-AUTOMATIC_RESOLUTIONS = frozenset({APPLIED_AUTOMATICALLY, REFUNDED_AUTOMATICALLY})
+RECORDED_AUTOMATICALLY = "Recorded automatically"
+REFUNDED_AT_THE_PROVIDER = "Refunded at the payment provider"
+AUTOMATIC_RESOLUTIONS = frozenset(
+    {APPLIED_AUTOMATICALLY, REFUNDED_AUTOMATICALLY, RECORDED_AUTOMATICALLY, REFUNDED_AT_THE_PROVIDER}
+)
 
 PROVIDER_NAMES = {"sandbox": "Sandbox", "stripe": "Stripe", "alipay": "Alipay", "wechatpay": "WeChat Pay"}
 

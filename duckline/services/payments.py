@@ -11,7 +11,7 @@ from duckline.adapters.db.tables import Line, Order, Payment, SavedPaymentMethod
 from duckline.adapters.payments import ProviderPayment, WebhookNotice
 from duckline.domain.orders import OPEN_FOR_PAYMENT, OrderStatus, PaymentStatus, payment_can_become
 from duckline.errors import DomainError
-from duckline.services import case_texts, events, fulfilment, orders, promotions, tickets
+from duckline.services import case_texts, events, fulfilment, orders, promotions, provider_refunds, tickets
 from duckline.services.unit_of_work import UnitOfWork
 
 
@@ -32,12 +32,18 @@ def apply(uow: UnitOfWork, payment_id: int, update: ProviderPayment | WebhookNot
     assert order is not None
     uow.session.refresh(payment, with_for_update=True)
     _copy_details(payment, update)
+    if payment.captured_at is not None and provider_refunds.reports_refund(update):
+        return _refunded(uow, order, payment, update, source)  # money we hold went back
     target = update.status
     if target is payment.status or not payment_can_become(payment.status, target):
         return Outcome(order.status, payment.status, False, f"{source}: no change ({target.value})")
 
     if target is PaymentStatus.SUCCEEDED:
-        return _captured(uow, order, payment, update, source)
+        captured = _captured(uow, order, payment, update, source)
+        if payment.captured_at is not None and provider_refunds.reports_refund(update):
+            # Captured and already partly refunded by the time we hear of it (a status query).
+            return _refunded(uow, order, payment, update, captured.note)
+        return captured
     payment.status, payment.updated_at = target, uow.now()
     if target is PaymentStatus.FAILED:
         payment.failure_code = update.failure_code or payment.failure_code
@@ -55,11 +61,21 @@ def apply(uow: UnitOfWork, payment_id: int, update: ProviderPayment | WebhookNot
     elif target is PaymentStatus.REFUNDED:
         # A refund can arrive before the success it refunds (out of order): the money went
         # back, so the order is never applied; the late success is then stale and ignored.
+        # (A refund of money already captured is recorded by _refunded, above.)
         payment.refunded_amount = max(payment.refunded_amount, update.refunded_amount or payment.amount)
         if order.status in OPEN_FOR_PAYMENT:
             orders.move(uow, order, OrderStatus.CANCELLED, f"payment {payment.id} refunded before capture")
             promotions.release(uow, order)
     return Outcome(order.status, payment.status, True, f"{source}: {target.value}")
+
+
+def _refunded(
+    uow: UnitOfWork, order: Order, payment: Payment, update: ProviderPayment | WebhookNotice, source: str
+) -> Outcome:
+    amount = provider_refunds.record(uow, order, payment, update)
+    if amount == 0:
+        return Outcome(order.status, payment.status, False, f"{source}: refund already recorded")
+    return Outcome(order.status, payment.status, True, f"{source}: {amount} refunded at the provider")
 
 
 def _captured(

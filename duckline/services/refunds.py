@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import func, select
 
 from duckline.adapters.db.tables import Account, Order, Payment, Receipt, Refund
@@ -10,8 +12,10 @@ from duckline.domain.orders import OrderStatus, PaymentStatus
 from duckline.errors import DomainError, ErrorCode
 from duckline.money import Money
 from duckline.services import audit, events, fulfilment, orders, receipts
-from duckline.services.checkout import App
 from duckline.services.unit_of_work import UnitOfWork
+
+if TYPE_CHECKING:  # checkout → payments → provider_refunds → refunds: no import cycle at run time
+    from duckline.services.checkout import App
 
 REFUNDABLE = (OrderStatus.PAID, OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED)
 
@@ -107,33 +111,7 @@ def _record(uow: UnitOfWork, refund_id: int, provider_ref: str, succeeded: bool)
     payment.refunded_amount += row.amount
     if payment.refunded_amount >= payment.captured_amount:
         payment.status = PaymentStatus.REFUNDED
-    order.refunded_amount += row.amount
-    full = order.refunded_amount >= order.total_amount
-    orders.move(
-        uow,
-        order,
-        OrderStatus.REFUNDED if full else OrderStatus.PARTIALLY_REFUNDED,
-        f"refund {row.id}: {row.reason}",
-        row.actor_id,
-    )
-    if full and order.fulfilled_at is not None:  # also when refunded in several parts
-        fulfilment.void_order_buckets(uow, order)
-    original = uow.session.scalars(
-        select(Receipt).where(Receipt.order_id == order.id, Receipt.kind == receipts.RECEIPT)
-    ).first()
-    note = receipts.issue(
-        uow,
-        receipts.CREDIT_NOTE,
-        order,
-        row.amount,
-        {
-            "refund_of": original.display_number if original else None,
-            "reason": row.reason,
-            "payment": fulfilment.payment_label(payment),
-            "plan_names": order.quote["plan_names"],
-        },
-        refund_id=row.id,
-    )
+    note = credit(uow, order, payment, row, row.amount, f"refund {row.id}: {row.reason}")
     events.raise_event(
         uow,
         events.RENEWAL_REFUNDED,
@@ -146,6 +124,32 @@ def _record(uow: UnitOfWork, refund_id: int, provider_ref: str, succeeded: bool)
     if row.actor_id is not None:
         audit.record(uow, row.actor_id, "order.refunded", f"order:{order.id}", amount=row.amount, reason=row.reason)
     return row
+
+
+def credit(uow: UnitOfWork, order: Order, payment: Payment, row: Refund, amount: int, why: str) -> Receipt:
+    """`amount` of the order's price given back by the refund `row` (through Duckline or at the
+    provider): the order's state, what a full refund takes back while unused, a credit note."""
+    order.refunded_amount += amount
+    full = order.refunded_amount >= order.total_amount
+    orders.move(uow, order, OrderStatus.REFUNDED if full else OrderStatus.PARTIALLY_REFUNDED, why, row.actor_id)
+    if full and order.fulfilled_at is not None:  # also when refunded in several parts
+        fulfilment.void_order_buckets(uow, order)
+    original = uow.session.scalars(
+        select(Receipt).where(Receipt.order_id == order.id, Receipt.kind == receipts.RECEIPT)
+    ).first()
+    return receipts.issue(
+        uow,
+        receipts.CREDIT_NOTE,
+        order,
+        amount,
+        {
+            "refund_of": original.display_number if original else None,
+            "reason": row.reason,
+            "payment": fulfilment.payment_label(payment),
+            "plan_names": order.quote["plan_names"],
+        },
+        refund_id=row.id,
+    )
 
 
 def staff_refund(app: App, actor: Account, order_id: int, amount: int | None, reason: str) -> Refund:

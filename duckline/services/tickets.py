@@ -94,3 +94,14 @@ def open_for_order(uow: UnitOfWork, order_id: int) -> Ticket | None:
     return uow.session.scalars(
         select(Ticket).where(Ticket.order_id == order_id, Ticket.status == "open").order_by(Ticket.id)
     ).first()
+
+
+def settle_topics(uow: UnitOfWork, order_id: int, topics: frozenset[str], resolution: str) -> int:
+    """Close the order's open cases about one of `topics`: what they asked for has just happened."""
+    settled = 0
+    for ticket in uow.session.scalars(
+        select(Ticket).where(Ticket.order_id == order_id, Ticket.status == "open", Ticket.topic.in_(topics))
+    ):
+        ticket.status, ticket.resolution, ticket.resolved_at = "resolved", resolution, uow.now()
+        settled += 1
+    return settled

@@ -573,7 +573,9 @@ def test_webhook_partial_refund_keeps_the_payment_succeeded(provider: WeChatPayP
     body = _notification("REFUND.SUCCESS", _refund_resource(5000), keys.apiv3, event_id="EV-R2")
     notice = provider.parse_webhook(_headers(body, keys.platform), body)
     assert notice.status is PaymentStatus.SUCCEEDED
-    assert notice.refunded_amount == 5000
+    # One refund, named: not what the payment has had refunded in all, which the notice does not say.
+    assert (notice.refund_amount, notice.refunded_amount) == (5000, 0)
+    assert (notice.refund_id, notice.refund_reference) == ("50000000382019052709732678859", "rf_000007")
 
 
 def test_webhook_failed_refund_carries_no_refunded_amount(provider: WeChatPayProvider, keys: Keys) -> None:

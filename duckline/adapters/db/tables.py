@@ -572,9 +572,13 @@ class Refund(Base):
     reason: Mapped[str] = mapped_column(String(300))
     status: Mapped[str] = mapped_column(String(12))  # succeeded, failed
     provider_ref: Mapped[str | None] = mapped_column(String(100))
-    actor_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))  # None: reconciliation, or the provider
     created_at: Mapped[datetime]
-    __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        # A refund the provider names is recorded once, however often its notice comes.
+        UniqueConstraint("payment_id", "provider_ref", name="uq_refunds_payment_provider_ref"),
+    )
 
 
 class Ticket(Base):

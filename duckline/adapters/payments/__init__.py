@@ -51,7 +51,7 @@ class ProviderPayment:
     failure_code: str | None = None
     failure_message: str | None = None
     saved_token: str | None = None
-    refunded_amount: int = 0
+    refunded_amount: int = 0  # all that the payment has had refunded so far
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,7 @@ class WebhookNotice:
     status: PaymentStatus  # what the payment now is, per this event
     amount: int | None  # captured amount, to be checked against the order
     currency: str | None
+    # All that the payment has had refunded so far, when the provider says (0 when it does not).
     refunded_amount: int = 0
     payload: dict[str, Any] = field(default_factory=dict)
     card_brand: str | None = None
@@ -71,6 +72,13 @@ class WebhookNotice:
     wallet_account: str | None = None
     failure_code: str | None = None
     saved_token: str | None = None
+    # A notice about one refund: the provider's id for it and its amount (a provider that reports
+    # refunds one by one, without the total, names them so a repeat is recognised), and the
+    # reference Duckline gave it when Duckline asked for it ("refund_<id>"); None for a refund
+    # made elsewhere, e.g. in the provider's dashboard.
+    refund_id: str | None = None
+    refund_amount: int | None = None
+    refund_reference: str | None = None
 
 
 @dataclass(frozen=True)

@@ -270,9 +270,11 @@ class AlipayProvider:
             status=status,
             amount=amount,
             currency=currency,
-            refunded_amount=refunded,
+            refunded_amount=refunded,  # refund_fee: the trade's total refunded so far
             payload=dict(fields),
             wallet_account=fields.get("buyer_logon_id") or None,
+            # out_biz_no: the out_request_no of the refund this notice is about (ours: refund_<id>)
+            refund_reference=(fields.get("out_biz_no") or None) if refunded > 0 else None,
         )
 
     def ack(self) -> WebhookAck:

@@ -3,6 +3,8 @@
 Like a real provider it has a hosted payment page (served under /sandbox by the web app),
 keeps its own state (tables sandbox_*), confirms payments later by an HMAC-signed webhook
 (Stripe-style `t=…,v1=…` header), can deliver a webhook twice, and answers status queries.
+Its dashboard can refund a payment behind Duckline's back (`refund_in_dashboard`), as a
+merchant can at any real provider.
 Test cards decide the outcome; only the brand and last four digits are kept:
 
     4242 4242 4242 4242   succeeds
@@ -125,10 +127,7 @@ class SandboxProvider:
                 return RefundResult(f"re_{refund_reference}", True)
             if payment.status not in ("succeeded", "refunded") or payment.refunded + amount.amount > payment.amount:
                 return RefundResult(f"re_{refund_reference}", False, "nothing left to refund")
-            payment.refunded += amount.amount
-            if payment.refunded == payment.amount:
-                payment.status = "refunded"
-            self._queue(session, payment, "refund.succeeded", event_id=f"evt_{refund_reference}")
+            self._refund(session, payment, amount.amount, f"re_{refund_reference}", refund_reference)
             return RefundResult(f"re_{refund_reference}", True)
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookNotice:
@@ -159,6 +158,7 @@ class SandboxProvider:
             card_last4=data.get("last4"),
             failure_code=data.get("failure_code"),
             saved_token=data.get("saved_token"),
+            refund_reference=(data.get("refund") or {}).get("reference"),
         )
 
     def ack(self) -> WebhookAck:
@@ -189,6 +189,17 @@ class SandboxProvider:
                 payment.status = "succeeded" if approve else "declined"
                 self._queue(session, payment, "payment.succeeded" if approve else "payment.failed")
             return self._after(payment)
+
+    def refund_in_dashboard(self, provider_ref: str, amount: int, lose_webhook: bool = False) -> str:
+        """The merchant refunds from the provider's dashboard, not through Duckline: the money goes
+        back and a notification follows (or is lost), with no reference of Duckline's."""
+        with self.db.transaction() as session:
+            payment = self._payment(session, provider_ref, lock=True)
+            if payment.status not in ("succeeded", "refunded") or not 0 < amount <= payment.amount - payment.refunded:
+                raise ProviderError("nothing left to refund")
+            refund_id = f"re_{secrets.token_hex(8)}"
+            self._refund(session, payment, amount, refund_id, None, lost=lose_webhook)
+            return refund_id
 
     def payment_page(self, provider_ref: str) -> SandboxPayment:
         with self.db.transaction() as session:
@@ -249,14 +260,42 @@ class SandboxProvider:
             payment.status = "succeeded"
             self._queue(session, payment, "payment.succeeded", lost=card.outcome == "lose_webhook")
 
+    def _refund(
+        self,
+        session: Any,
+        payment: SandboxPayment,
+        amount: int,
+        refund_id: str,
+        reference: str | None,
+        lost: bool = False,
+    ) -> None:
+        payment.refunded += amount
+        if payment.refunded == payment.amount:
+            payment.status = "refunded"
+        self._queue(
+            session,
+            payment,
+            "refund.succeeded",
+            event_id=f"evt_{reference}" if reference else None,
+            lost=lost,
+            refund={"id": refund_id, "amount": amount, "reference": reference},
+        )
+
     def _queue(
-        self, session: Any, payment: SandboxPayment, event_type: str, event_id: str | None = None, lost: bool = False
+        self,
+        session: Any,
+        payment: SandboxPayment,
+        event_type: str,
+        event_id: str | None = None,
+        lost: bool = False,
+        refund: dict[str, Any] | None = None,
     ) -> None:
         event_id = event_id or f"evt_{secrets.token_hex(10)}"
+        data = self._data(payment) | ({"refund": refund} if refund else {})
         session.add(
             SandboxWebhook(
                 event_id=event_id,
-                payload={"id": event_id, "type": event_type, "created": int(time.time()), "data": self._data(payment)},
+                payload={"id": event_id, "type": event_type, "created": int(time.time()), "data": data},
                 deliveries=0,
                 deliver_after=self.clock.now() + self.webhook_delay,
                 lost=lost,

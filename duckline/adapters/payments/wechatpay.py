@@ -260,7 +260,9 @@ class WeChatPayProvider:
             "payload": event,
         }
         if event_type.startswith("REFUND."):
-            # A refund notice carries the order total and this one refund's amount, but no currency.
+            # A refund notice carries the order total and this one refund's amount, but no currency
+            # and not what was refunded before: it is reported as one refund, named by WeChat Pay's
+            # refund_id (and our out_refund_no), so a repeated notice is recognised.
             # The payment was captured, so the total is reported as captured (currency: the order's).
             # Only a refund of the whole total makes the payment REFUNDED; a partial one leaves it
             # SUCCEEDED. A failed refund (REFUND.ABNORMAL / REFUND.CLOSED) refunds nothing.
@@ -272,7 +274,10 @@ class WeChatPayProvider:
                 status=PaymentStatus.REFUNDED if full else PaymentStatus.SUCCEEDED,
                 amount=total or None,
                 currency=None,
-                refunded_amount=refunded,
+                refunded_amount=total if full else 0,  # all of it, or: not said
+                refund_id=_text(resource.get("refund_id")) if refunded else None,
+                refund_amount=refunded or None,
+                refund_reference=_text(resource.get("out_refund_no")) if refunded else None,
             )
         state = str(resource.get("trade_state", ""))
         status = (
@@ -295,6 +300,10 @@ def _order_total(amount: Mapping[str, Any]) -> int:
     `payer_currency`, not `currency`; it is used only when `total` is absent."""
     value = amount.get("total", amount.get("payer_total", 0))
     return int(value)
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value else None
 
 
 def _check_out_trade_no(reference: str) -> None:

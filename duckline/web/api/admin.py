@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import select
 
 from duckline.adapters.db.tables import Account, AuditEntry, Person
@@ -12,7 +12,7 @@ from duckline.adapters.db.types import is_id
 from duckline.domain.identity import KycStatus
 from duckline.domain.roles import KYC_REVIEWERS, NUMBER_POOL_MANAGERS, Role
 from duckline.errors import DomainError, ErrorCode
-from duckline.services import accounts, audit, numbers
+from duckline.services import accounts, audit, identity_documents, numbers
 from duckline.web.deps import RuntimeDep, require_roles
 from duckline.web.pagination import page
 from duckline.web.schemas import AuditOut, KycIn, NumbersIn, NumbersOut, Page, PersonOut
@@ -46,6 +46,29 @@ def get_person(person_id: int, runtime: RuntimeDep, actor: Reviewer) -> PersonOu
         if person is None:
             raise DomainError(ErrorCode.NOT_FOUND)
         return PersonOut.of(person)
+
+
+@router.get(
+    "/persons/{person_id}/document",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "application/pdf": {}}}},
+)
+def identity_document(person_id: int, runtime: RuntimeDep, actor: Reviewer) -> Response:
+    """The scan of the identity document under review, decrypted for this answer only, never
+    cached; identity reviewers only, and every view is in the audit log. Images are shown inline,
+    a PDF is downloaded."""
+    with runtime.unit_of_work() as uow:
+        scan = identity_documents.view(uow, actor, person_id)
+    disposition = "attachment" if scan.content_type == "application/pdf" else "inline"
+    return Response(
+        scan.content,
+        media_type=scan.content_type,
+        headers={
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Disposition": f'{disposition}; filename="{scan.filename}"',
+        },
+    )
 
 
 @router.post("/persons/{person_id}/kyc", response_model=PersonOut)

@@ -10,12 +10,12 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import select
 
-from duckline.adapters.db.tables import Account, Order, Payment, Plan, Receipt
+from duckline.adapters.db.tables import Account, Order, Receipt
 from duckline.adapters.db.types import is_id
-from duckline.domain.orders import OrderStatus, PaymentStatus
+from duckline.domain.orders import OrderStatus
 from duckline.domain.roles import STAFF, Role
 from duckline.errors import DomainError, ErrorCode
-from duckline.services import receipt_documents, refunds
+from duckline.services import receipt_documents, refunds, reports
 from duckline.web.api.plans import Language
 from duckline.web.billing_schemas import MonthTotal, ReceiptOut, RefundIn, RefundOut
 from duckline.web.deps import CurrentAccount, RuntimeDep, require_roles
@@ -108,7 +108,9 @@ def revenue(
     since: date | None = None,
     until: date | None = None,
 ) -> list[dict[str, object]]:
-    """Revenue (paid minus refunded) by day, plan or payment method, over [since, until] (HK dates)."""
+    """Revenue (paid minus refunded) by day, plan or payment method, over [since, until] (HK dates);
+    each order counted once. `captured` is all the providers captured; `held`, money captured beyond
+    an order's price (a second capture) and not yet refunded, is the subscriber's, not revenue."""
     tz = ZoneInfo(runtime.settings.display_timezone)
     today = runtime.clock.now().astimezone(tz).date()
     until = until or today
@@ -118,24 +120,4 @@ def revenue(
     start = datetime.combine(since, time(), tz)
     end = datetime.combine(until + timedelta(days=1), time(), tz)
     with runtime.unit_of_work() as uow:
-        rows = uow.session.execute(
-            select(Order, Plan.code, Payment.method)
-            .join(Plan, Plan.id == Order.plan_id)
-            .join(
-                Payment,
-                (Payment.order_id == Order.id)
-                & (Payment.status.in_((PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED))),
-            )
-            .where(Order.status.in_(PAID), Order.created_at >= start, Order.created_at < end)
-        ).all()
-    totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
-    for order, plan_code, method in rows:
-        key = {"day": order.created_at.astimezone(tz).date().isoformat(), "plan": plan_code, "method": method.value}[by]
-        bucket = totals[(key, order.currency)]
-        bucket[0] += order.total_amount
-        bucket[1] += order.refunded_amount
-        bucket[2] += 1
-    return [
-        {by: k, "currency": c, "orders": n, "gross": g, "refunded": r, "net": g - r}
-        for (k, c), (g, r, n) in sorted(totals.items())
-    ]
+        return reports.revenue(uow, by, start, end, tz)

@@ -130,9 +130,11 @@ def dashboard(request: Request, runtime: RuntimeDep, actor: Staff) -> Response:
     # The same figures as GET /api/v1/reports/revenue?by=day, for the same days.
     report = billing.revenue(runtime, actor, by="day", since=days[0], until=today)
     net: dict[str, list[int]] = {}
+    held: dict[str, int] = {}  # captured beyond an order's price, to refund: shown apart, never as revenue
     for row in report:
         currency = str(row["currency"])
         net.setdefault(currency, [0] * DAYS)[days.index(date.fromisoformat(str(row["day"])))] += cast(int, row["net"])
+        held[currency] = held.get(currency, 0) + cast(int, row["held"])
     currency = runtime.settings.default_currency  # other currencies are listed beside the chart
     revenue = net.get(currency, [0] * DAYS)
 
@@ -163,6 +165,7 @@ def dashboard(request: Request, runtime: RuntimeDep, actor: Staff) -> Response:
         open_cases=int(open_cases or 0),
         revenue_total=money(sum(revenue)),
         other_currencies={c: Money(sum(v), c).format(locale) for c, v in net.items() if c != currency},
+        held=[Money(amount, c).format(locale) for c, amount in sorted(held.items()) if amount],
         revenue_chart=bar_chart(days, revenue, money, day_label),
         revenue_narrow=bar_chart(days, revenue, money, day_label, width=300, height=150, every=10),
         usage_charts=[  # three side by side: a narrower drawing keeps their text legible

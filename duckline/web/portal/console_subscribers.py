@@ -26,7 +26,7 @@ from duckline.domain.identity import KycStatus
 from duckline.domain.roles import Role
 from duckline.errors import DomainError, ErrorCode
 from duckline.runtime import Runtime
-from duckline.services import accounts, quota, refunds, staff_search
+from duckline.services import accounts, identity_documents, quota, refunds, staff_search
 from duckline.web.deps import RuntimeDep
 from duckline.web.portal.console_common import (
     FormProblem,
@@ -91,6 +91,7 @@ def _subscriber(runtime: Runtime, account_id: int) -> dict[str, Any]:
         return {
             "subscriber": account,
             "person": person,
+            "document": identity_documents.info(uow, person.id) if person else None,  # never its bytes
             "lines": lines,
             "orders": orders,
             "plans": plans,

@@ -1,7 +1,7 @@
 """outbox references: one reference per message for every attempt, claim tokens for short renewed
 leases, codes first, and one-time codes struck from stored messages once they are settled
 
-Revision ID: 0009c
+Revision ID: 0009
 Revises: 0008
 Create Date: 2026-11-30 10:00:00.000000
 """
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0009c"
+revision: str = "0009"
 down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

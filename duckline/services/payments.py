@@ -42,7 +42,8 @@ def apply(uow: UnitOfWork, payment_id: int, update: ProviderPayment | WebhookNot
         captured = _captured(uow, order, payment, update, source)
         if payment.captured_at is not None and provider_refunds.reports_refund(update):
             # Captured and already partly refunded by the time we hear of it (a status query).
-            return _refunded(uow, order, payment, update, captured.note)
+            refunded = _refunded(uow, order, payment, update, captured.note)
+            return refunded if refunded.changed else captured
         return captured
     payment.status, payment.updated_at = target, uow.now()
     if target is PaymentStatus.FAILED:

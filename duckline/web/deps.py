@@ -51,19 +51,23 @@ def session_token_from_cookie(request: Request, runtime: Runtime) -> str | None:
         return None
 
 
+def request_credential(request: Request, runtime: Runtime) -> tuple[str, bool] | None:
+    """The token the request signs in with and whether it came in the session cookie: a bearer
+    token for API clients, else the signed cookie for browsers."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip(), False
+    cookie = session_token_from_cookie(request, runtime)
+    return (cookie, True) if cookie else None
+
+
 def optional_account(request: Request, runtime: RuntimeDep) -> Account | None:
     """The caller, if any. Bearer tokens for API clients; the signed cookie for browsers, whose
     unsafe requests must also carry the CSRF token."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    from_cookie = False
-    if scheme.lower() == "bearer" and token:
-        credential = token.strip()
-    else:
-        credential = session_token_from_cookie(request, runtime) or ""
-        from_cookie = True
-    if not credential:
+    found = request_credential(request, runtime)
+    if found is None:
         return None
+    credential, from_cookie = found
     with runtime.unit_of_work() as uow:
         account = accounts.account_for_token(uow, credential)
     if account is None:

@@ -15,6 +15,7 @@ from duckline.web.deps import (
     client_address,
     csrf_token,
     phone_key,
+    request_credential,
     session_signer,
     session_token_from_cookie,
 )
@@ -50,11 +51,14 @@ def login(body: LoginIn, request: Request, response: Response, runtime: RuntimeD
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
 def logout(request: Request, response: Response, runtime: RuntimeDep, account: CurrentAccount) -> None:
-    token = session_token_from_cookie(request, runtime)
-    if token:
+    """End the credential this request signed in with (the bearer token, or the session behind the
+    cookie); the account's other tokens and sessions go on working."""
+    found = request_credential(request, runtime)
+    if found is not None:
         with runtime.unit_of_work() as uow:
-            accounts.revoke_token(uow, token)
-    response.delete_cookie(SESSION_COOKIE, path="/")
+            accounts.revoke_token(uow, found[0])
+    if found is None or found[1]:
+        response.delete_cookie(SESSION_COOKIE, path="/")
 
 
 @router.get("/session", response_model=SessionOut)

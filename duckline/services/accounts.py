@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import NoReturn, Protocol
 
-from sqlalchemy import case, select, update
+from sqlalchemy import case, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from duckline import i18n
 from duckline.adapters.db.tables import Account, ApiToken, DocumentImage, Person
 from duckline.adapters.db.types import is_id
+from duckline.adapters.protection import Passwords
 from duckline.domain import identity
 from duckline.domain.identity import DocumentType, KycStatus
 from duckline.domain.phone import normalise_mobile
@@ -182,61 +185,99 @@ def _unverified_account(uow: UnitOfWork, raw_phone: str) -> Account:
     return account
 
 
-def authenticate(uow: UnitOfWork, raw_phone: str, password: str) -> Account:
+class SignInApp(Protocol):
+    passwords: Passwords
+
+    def unit_of_work(self) -> AbstractContextManager[UnitOfWork]: ...
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    account: Account
+    token: str
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    account_id: int | None  # None: no account has this number
+    password_hash: str | None
+    locks: bool  # this attempt was the last one allowed: sign-in is locked unless it is right
+
+
+def sign_in(app: SignInApp, raw_phone: str, password: str, token_name: str, ttl: timedelta | None) -> SignedIn:
+    """Check a phone and password and issue a token for the account.
+
+    The attempt is counted, and committed, before the password is checked, so however many come
+    at once, no more than `login_lockout_failures` wrong passwords are ever checked before sign-in
+    locks; the one that reaches the limit locks it unless it turns out to be right. The check
+    (argon2, slow on purpose) runs outside any transaction, so it holds no row lock."""
+    with app.unit_of_work() as uow:
+        attempt = _count_attempt(uow, raw_phone)
+    right = app.passwords.verify(attempt.password_hash, password)
+    if attempt.account_id is None:
+        raise DomainError(ErrorCode.LOGIN_FAILED)
+    with app.unit_of_work() as uow:
+        account = uow.session.get(Account, attempt.account_id)
+        assert account is not None  # accounts are never deleted
+        if not right:
+            _wrong_password(uow, account, attempt)
+        # The owner proved it: the count starts again (and a lock this attempt took is lifted).
+        account.failed_logins, account.locked_until = 0, None
+        if account.phone_verified_at is not None:
+            return SignedIn(account, issue_token(uow, account, token_name, ttl))
+    raise DomainError(ErrorCode.ACCOUNT_NOT_VERIFIED, field="phone")
+
+
+def _count_attempt(uow: UnitOfWork, raw_phone: str) -> _Attempt:
+    """One conditional UPDATE: unless sign-in is locked, count this attempt as a failure (until it
+    proves right) and, at the limit, lock sign-in and start the count again. Racing attempts are
+    each counted once, in turn, so the attempt after the limit finds the lock."""
     settings = uow.settings
     try:
         phone = normalise_mobile(raw_phone, settings.allowed_regions, settings.default_region)
     except DomainError:
         phone = raw_phone
-    account = uow.session.scalars(select(Account).where(Account.phone == phone)).first()
     now = uow.now()
-    if account is not None and account.locked_until is not None and account.locked_until > now:
-        raise DomainError(ErrorCode.LOGIN_LOCKED, minutes=_minutes_left(account.locked_until - now))
-    if not uow.passwords.verify(account.password_hash if account else None, password) or account is None:
-        if account is not None:
-            _count_wrong_password(uow, account)
-        raise DomainError(ErrorCode.LOGIN_FAILED)
-    if account.phone_verified_at is None:
-        raise DomainError(ErrorCode.ACCOUNT_NOT_VERIFIED, field="phone")
-    if account.failed_logins:
-        account.failed_logins = 0
-    return account
+    reaches = Account.failed_logins + 1 >= settings.login_lockout_failures
+    counted = uow.session.execute(
+        update(Account)
+        .where(Account.phone == phone, or_(Account.locked_until.is_(None), Account.locked_until <= now))
+        .values(
+            failed_logins=case((reaches, 0), else_=Account.failed_logins + 1),
+            locked_until=case((reaches, now + timedelta(minutes=settings.login_lockout_minutes)), else_=None),
+        )
+        .returning(Account.id, Account.password_hash, Account.locked_until)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if counted is not None:
+        return _Attempt(counted.id, counted.password_hash, counted.locked_until is not None)
+    locked_until = uow.session.scalar(select(Account.locked_until).where(Account.phone == phone))
+    if locked_until is not None and locked_until > now:
+        raise DomainError(ErrorCode.LOGIN_LOCKED, minutes=_minutes_left(locked_until - now))
+    return _Attempt(None, None, False)
 
 
 class WrongPassword(DomainError):
-    """A wrong password: the count (and a lock it causes) must be kept, so this is committed."""
+    """A wrong password: the lock notice it may queue must be kept, so this is committed."""
 
     commit = True
 
 
-def _count_wrong_password(uow: UnitOfWork, account: Account) -> None:
-    """One statement counts the failure and, at the threshold, locks and restarts the count, so
-    racing attempts are all counted and lock once."""
+def _wrong_password(uow: UnitOfWork, account: Account, attempt: _Attempt) -> NoReturn:
+    if not attempt.locks:
+        raise DomainError(ErrorCode.LOGIN_FAILED)
     settings = uow.settings
-    reached = Account.failed_logins + 1 >= settings.login_lockout_failures
-    locked_until = uow.now() + timedelta(minutes=settings.login_lockout_minutes)
-    failures = uow.session.execute(
-        update(Account)
-        .where(Account.id == account.id)
-        .values(
-            failed_logins=case((reached, 0), else_=Account.failed_logins + 1),
-            locked_until=case((reached, locked_until), else_=Account.locked_until),
-        )
-        .returning(Account.failed_logins)
-        .execution_options(synchronize_session=False)
-    ).scalar_one()
-    if failures == 0:  # this attempt reached the threshold and locked
-        notifications.notify(
-            uow,
-            account,
-            "login_locked",
-            dedupe_key=f"login-locked:{account.id}:{int(locked_until.timestamp())}",
-            attempts=settings.login_lockout_failures,
-            minutes=settings.login_lockout_minutes,
-        )
-        audit.record(uow, account.id, "account.login_locked", f"account:{account.id}")
-        raise WrongPassword(ErrorCode.LOGIN_LOCKED, minutes=settings.login_lockout_minutes)
-    raise WrongPassword(ErrorCode.LOGIN_FAILED)
+    locked_until = account.locked_until or uow.now()
+    notifications.notify(
+        uow,
+        account,
+        "login_locked",
+        dedupe_key=f"login-locked:{account.id}:{int(locked_until.timestamp())}",
+        attempts=settings.login_lockout_failures,
+        minutes=settings.login_lockout_minutes,
+    )
+    audit.record(uow, account.id, "account.login_locked", f"account:{account.id}")
+    raise WrongPassword(ErrorCode.LOGIN_LOCKED, minutes=settings.login_lockout_minutes)
 
 
 def _minutes_left(left: timedelta) -> int:

@@ -34,19 +34,19 @@ def login(body: LoginIn, request: Request, response: Response, runtime: RuntimeD
     """Start a browser session. Unsafe requests made with it must send the X-CSRF-Token header."""
     _check_rate(request, runtime, body.phone)
     settings = runtime.settings
-    with runtime.unit_of_work() as uow:
-        account = accounts.authenticate(uow, body.phone, body.password)
-        token = accounts.issue_token(uow, account, "session", timedelta(seconds=settings.session_max_age_seconds))
+    signed = accounts.sign_in(
+        runtime, body.phone, body.password, "session", timedelta(seconds=settings.session_max_age_seconds)
+    )
     response.set_cookie(
         SESSION_COOKIE,
-        session_signer(runtime).sign(token).decode(),
+        session_signer(runtime).sign(signed.token).decode(),
         max_age=settings.session_max_age_seconds,
         httponly=True,
         secure=settings.environment == "production",
         samesite="lax",
         path="/",
     )
-    return SessionOut(account=AccountOut.of(account), csrf_token=csrf_token(runtime, token))
+    return SessionOut(account=AccountOut.of(signed.account), csrf_token=csrf_token(runtime, signed.token))
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
@@ -72,7 +72,5 @@ def create_token(body: TokenIn, request: Request, runtime: RuntimeDep) -> TokenO
     """Exchange a phone and password for a bearer token (shown once; only its hash is kept)."""
     _check_rate(request, runtime, body.phone)
     ttl = timedelta(days=runtime.settings.api_token_ttl_days)
-    with runtime.unit_of_work() as uow:
-        account = accounts.authenticate(uow, body.phone, body.password)
-        token = accounts.issue_token(uow, account, body.name, ttl)
+    token = accounts.sign_in(runtime, body.phone, body.password, body.name, ttl).token
     return TokenOut(token=token, expires_at=runtime.clock.now() + ttl)

@@ -58,9 +58,9 @@ def login(
         )
     settings = runtime.settings
     try:
-        with runtime.unit_of_work() as uow:
-            account = accounts.authenticate(uow, phone, password)
-            token = accounts.issue_token(uow, account, "portal", timedelta(seconds=settings.session_max_age_seconds))
+        signed = accounts.sign_in(
+            runtime, phone, password, "portal", timedelta(seconds=settings.session_max_age_seconds)
+        )
     except DomainError as error:
         return render(
             request,
@@ -73,12 +73,12 @@ def login(
             error=error_text(language, error),
         )
     target = _safe(next)
-    if account.role in STAFF and target == "/":
+    if signed.account.role in STAFF and target == "/":
         target = "/console"
     response = redirect(target)
     response.set_cookie(
         SESSION_COOKIE,
-        session_signer(runtime).sign(token).decode(),
+        session_signer(runtime).sign(signed.token).decode(),
         max_age=settings.session_max_age_seconds,
         httponly=True,
         secure=settings.environment == "production",

@@ -6,13 +6,13 @@ import hashlib
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import NoReturn, Protocol
+from typing import Any, NoReturn, Protocol
 
 from sqlalchemy import case, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from duckline import i18n
-from duckline.adapters.db.tables import Account, ApiToken, DocumentImage, Person
+from duckline.adapters.db.tables import Account, ApiToken, DocumentImage, Guardian, Person
 from duckline.adapters.db.types import is_id
 from duckline.adapters.protection import Passwords
 from duckline.domain import identity
@@ -57,14 +57,13 @@ def register(uow: UnitOfWork, form: Registration) -> Account:
     today = uow.today_local()
 
     checked = _check_identity(uow, form.identity, today, field_prefix="")
-    guardian: Person | None = None
+    guardian: _CheckedIdentity | None = None
     if identity.age_on(checked.birth_date, today) < settings.min_age_without_guardian:
         if form.guardian is None:
             raise DomainError(ErrorCode.GUARDIAN_REQUIRED, field="guardian", age=settings.min_age_without_guardian)
-        adult = _check_identity(uow, form.guardian, today, field_prefix="guardian.")
-        if identity.age_on(adult.birth_date, today) < 18:
+        guardian = _check_identity(uow, form.guardian, today, field_prefix="guardian.")
+        if identity.age_on(guardian.birth_date, today) < 18:
             raise DomainError(ErrorCode.GUARDIAN_NOT_ADULT, field="guardian.birth_date")
-        guardian = _find_or_add_person(uow, adult)
     content_type = identity.check_document_image(form.document_image, settings.document_max_bytes)
 
     if uow.session.scalar(select(Account.id).where(Account.phone == phone)) is not None:
@@ -72,7 +71,7 @@ def register(uow: UnitOfWork, form: Registration) -> Account:
     if uow.session.scalar(select(Person.id).where(Person.document_hash == checked.document_hash)):
         raise DomainError(ErrorCode.IDENTITY_TAKEN, field="document_number")
 
-    person = checked.to_person(uow, guardian)
+    person = checked.to_person(uow)
     account = Account(
         phone=phone,
         password_hash=uow.passwords.hash(form.password),
@@ -84,6 +83,11 @@ def register(uow: UnitOfWork, form: Registration) -> Account:
     # The unique constraints decide races that the look-ups above cannot see.
     try:
         with uow.session.begin_nested():
+            if guardian is not None:
+                adult = guardian.to_guardian(uow)
+                uow.session.add(adult)
+                uow.session.flush()
+                person.guardian_id = adult.id
             uow.session.add(person)
             uow.session.flush()
             account.person_id = person.id
@@ -116,20 +120,27 @@ class _CheckedIdentity:
     name: identity.PersonName
     birth_date: date
 
-    def to_person(self, uow: UnitOfWork, guardian: Person | None) -> Person:
+    def _protected(self, uow: UnitOfWork) -> dict[str, Any]:
+        return {
+            "document_type": self.document_type,
+            "document_hash": self.document_hash,
+            "document_cipher": uow.protector.encrypt(self.number.encode()),
+            "document_masked": identity.mask_document_number(self.number),
+            "name_en": self.name.english,
+            "name_zh": self.name.chinese,
+            "birth_date": self.birth_date,
+            "created_at": uow.now(),
+        }
+
+    def to_person(self, uow: UnitOfWork) -> Person:
         return Person(
-            document_type=self.document_type,
-            document_hash=self.document_hash,
-            document_cipher=uow.protector.encrypt(self.number.encode()),
-            document_masked=identity.mask_document_number(self.number),
-            name_en=self.name.english,
-            name_zh=self.name.chinese,
-            birth_date=self.birth_date,
-            guardian_id=guardian.id if guardian else None,
+            **self._protected(uow),
             kyc_status=KycStatus.VERIFIED if uow.settings.kyc_auto_approve else KycStatus.PENDING_REVIEW,
             line_count=0,
-            created_at=uow.now(),
         )
+
+    def to_guardian(self, uow: UnitOfWork) -> Guardian:
+        return Guardian(**self._protected(uow))
 
 
 def _check_identity(uow: UnitOfWork, given: IdentityInput, today: date, field_prefix: str) -> _CheckedIdentity:
@@ -147,16 +158,6 @@ def _check_identity(uow: UnitOfWork, given: IdentityInput, today: date, field_pr
         error.field = f"{field_prefix}{error.field}" if error.field else error.field
         raise
     return _CheckedIdentity(doc_type, number, uow.protector.lookup_hash(doc_type.value, number), name, birth)
-
-
-def _find_or_add_person(uow: UnitOfWork, checked: _CheckedIdentity) -> Person:
-    found = uow.session.scalars(select(Person).where(Person.document_hash == checked.document_hash)).first()
-    if found is not None:
-        return found
-    person = checked.to_person(uow, None)
-    uow.session.add(person)
-    uow.session.flush()
-    return person
 
 
 def resend_code(uow: UnitOfWork, raw_phone: str) -> None:
@@ -367,7 +368,7 @@ def resubmit_identity(uow: UnitOfWork, account: Account, given: IdentityInput, d
     )
     if other is not None:
         raise DomainError(ErrorCode.IDENTITY_TAKEN, field="document_number")
-    fresh = checked.to_person(uow, None)
+    fresh = checked.to_person(uow)
     for column in (
         "document_type",
         "document_hash",

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from stdnum import luhn
 
-from duckline.adapters.db.tables import Account, DocumentImage, Person, PoolNumber
+from duckline.adapters.db.tables import Account, DocumentImage, Guardian, Person, PoolNumber
 from duckline.clock import FrozenClock
 from duckline.runtime import Runtime
 from tests.factories import PNG, cn_resident_id, hk_mobile, hkid, last_code, numbers, register
@@ -145,8 +145,48 @@ def test_under_16_needs_an_adult_who_registers_too(client: TestClient, runtime: 
     assert accepted.status_code == 201, accepted.text
     with runtime.unit_of_work() as uow:
         minor = uow.session.scalars(select(Person).where(Person.guardian_id.is_not(None))).one()
-        guardian = uow.session.get(Person, minor.guardian_id)
+        guardian = uow.session.get(Guardian, minor.guardian_id)
         assert guardian is not None and guardian.name_zh == "陳大文"
+        assert uow.session.scalar(select(func.count()).select_from(Person)) == 1  # the adult is no subscriber
+
+
+def test_an_adult_named_as_guardian_can_still_register_themselves(client: TestClient, runtime: Runtime) -> None:
+    """Naming someone as a minor's adult takes nothing from them: not their identity's place,
+    nor any of the lines their identity may hold."""
+    numbers(runtime, 3)
+    adult = {"document_number": hkid(41), "name_en": "CHAN Siu Ming", "birth_date": "1980-01-01"}
+    as_guardian = {f"guardian_{field}": value for field, value in adult.items()} | {"guardian_document_type": "hkid"}
+    for n in (42, 43):  # two children name the same adult
+        child = register(client, hk_mobile(n), hkid(n), birth_date="2015-03-01", **as_guardian)
+        assert child.status_code == 201, child.text
+        code = last_code(runtime, hk_mobile(n))
+        assert (
+            client.post("/api/v1/registrations/verify", json={"phone": hk_mobile(n), "code": code}).status_code == 200
+        )
+
+    own = register(
+        client, hk_mobile(41), adult["document_number"], **{k: v for k, v in adult.items() if k != "document_number"}
+    )
+    assert own.status_code == 201, own.text
+    code = last_code(runtime, hk_mobile(41))
+    verified = client.post("/api/v1/registrations/verify", json={"phone": hk_mobile(41), "code": code})
+    assert verified.status_code == 200, verified.text
+
+    with runtime.unit_of_work() as uow:
+        number_hash = uow.protector.lookup_hash("hkid", hkid(41).replace("(", "").replace(")", ""))
+        persons = uow.session.scalars(select(Person).where(Person.document_hash == number_hash)).all()
+        assert len(persons) == 1 and persons[0].line_count == 1  # the adult's own line, counted once
+        children = uow.session.scalars(select(Person).where(Person.guardian_id.is_not(None))).all()
+        assert [c.line_count for c in children] == [1, 1]  # each child's line on the child's identity
+        guardians = [uow.session.get(Guardian, c.guardian_id) for c in children]
+        for guardian in guardians:
+            assert guardian is not None and guardian.document_hash == number_hash
+            # Kept as protected as the subscriber's own identity.
+            assert hkid(41)[:7].encode() not in guardian.document_cipher
+            assert (
+                uow.protector.decrypt(guardian.document_cipher) == hkid(41).replace("(", "").replace(")", "").encode()
+            )
+            assert guardian.document_masked == "A0******" and guardian.name_en == "CHAN Siu Ming"
 
 
 def test_same_phone_or_identity_cannot_register_twice(client: TestClient, runtime: Runtime) -> None:

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from duckline import i18n
-from duckline.adapters.db.tables import Account, Line, OtpChallenge, Person
+from duckline.adapters.db.tables import Account, Guardian, Line, OtpChallenge, Person
 from duckline.domain.catalog import Unit
 from duckline.domain.roles import Role
 from duckline.runtime import Runtime
@@ -300,7 +300,7 @@ def test_an_under_16_registers_with_an_adult(client: TestClient, runtime: Runtim
     assert registered.status_code == 303, registered.text
     with runtime.unit_of_work() as uow:
         child = uow.session.scalars(select(Person).where(Person.guardian_id.is_not(None))).one()
-        assert uow.session.get(Person, child.guardian_id).name_en == "CHAN Siu Ming"  # type: ignore[union-attr]
+        assert uow.session.get(Guardian, child.guardian_id).name_en == "CHAN Siu Ming"  # type: ignore[union-attr]
 
 
 # --- lines -------------------------------------------------------------------------------------

@@ -47,8 +47,14 @@ class Registration:
     guardian: IdentityInput | None = None
 
 
-def register(uow: UnitOfWork, form: Registration) -> Account:
-    """Create an unverified account with its identity record, and text it a verification code."""
+def register(uow: UnitOfWork, form: Registration) -> str:
+    """Create an unverified account with its identity record, and text it a verification code.
+    Returns the number (E.164) the code goes to.
+
+    A number or an identity document that already has an account gets the same answer, so that
+    registration tells nobody who is a customer: then no account is made and no code is sent, and
+    the owner of that account is told by SMS (and email) that someone tried. The password is hashed
+    either way, so both answers take as long."""
     settings = uow.settings
     phone = normalise_mobile(form.phone, settings.allowed_regions, settings.default_region)
     if len(form.password) < MIN_PASSWORD_LENGTH:
@@ -65,19 +71,17 @@ def register(uow: UnitOfWork, form: Registration) -> Account:
         if identity.age_on(guardian.birth_date, today) < 18:
             raise DomainError(ErrorCode.GUARDIAN_NOT_ADULT, field="guardian.birth_date")
     content_type = identity.check_document_image(form.document_image, settings.document_max_bytes)
+    password_hash = uow.passwords.hash(form.password)
 
-    if uow.session.scalar(select(Account.id).where(Account.phone == phone)) is not None:
-        raise DomainError(ErrorCode.PHONE_TAKEN, field="phone")
-    if uow.session.scalar(select(Person.id).where(Person.document_hash == checked.document_hash)):
-        raise DomainError(ErrorCode.IDENTITY_TAKEN, field="document_number")
-
+    if _tell_owners(uow, phone, checked):
+        return phone
     person = checked.to_person(uow)
     account = Account(
         phone=phone,
-        password_hash=uow.passwords.hash(form.password),
+        password_hash=password_hash,
         role=Role.SUBSCRIBER,
         language=language,
-        email=form.email,
+        email=_unused_email(uow, form.email),
         created_at=uow.now(),
     )
     # The unique constraints decide races that the look-ups above cannot see.
@@ -93,10 +97,9 @@ def register(uow: UnitOfWork, form: Registration) -> Account:
             account.person_id = person.id
             uow.session.add(account)
             uow.session.flush()
-    except IntegrityError as exc:
-        message = str(exc.orig).lower()
-        code = ErrorCode.PHONE_TAKEN if "phone" in message else ErrorCode.IDENTITY_TAKEN
-        raise DomainError(code, field="phone" if code is ErrorCode.PHONE_TAKEN else "document_number") from exc
+    except IntegrityError:
+        _tell_owners(uow, phone, checked)  # the winner of the race is an owner like any other
+        return phone
     uow.session.add(
         DocumentImage(
             person_id=person.id,
@@ -109,7 +112,37 @@ def register(uow: UnitOfWork, form: Registration) -> Account:
     )
     otp.send(uow, phone, REGISTER, language)
     audit.record(uow, account.id, "account.registered", f"account:{account.id}", kyc=person.kyc_status.value)
-    return account
+    return phone
+
+
+def _tell_owners(uow: UnitOfWork, phone: str, checked: _CheckedIdentity) -> bool:
+    """Whether the number or the identity is taken; if so, tell the accounts that hold them. At
+    most one notice an hour per account and kind, so nobody can flood an owner with them."""
+    by_phone = uow.session.scalars(select(Account).where(Account.phone == phone)).first()
+    person = uow.session.scalars(select(Person).where(Person.document_hash == checked.document_hash)).first()
+    by_identity = uow.session.scalars(select(Account).where(Account.person_id == person.id)).first() if person else None
+    hour = int(uow.now().timestamp()) // 3600
+    if by_phone is not None:
+        notifications.notify(uow, by_phone, "registration_attempt_phone", f"registration-attempt:{by_phone.id}:{hour}")
+        audit.record(uow, by_phone.id, "account.registration_attempted", f"account:{by_phone.id}", via="phone")
+    if person is not None and by_identity is not None and by_identity is not by_phone:
+        notifications.notify(
+            uow,
+            by_identity,
+            "registration_attempt_identity",
+            f"registration-attempt-identity:{by_identity.id}:{hour}",
+            document=person.document_masked,
+        )
+        audit.record(uow, by_identity.id, "account.registration_attempted", f"account:{by_identity.id}", via="identity")
+    return by_phone is not None or person is not None
+
+
+def _unused_email(uow: UnitOfWork, email: str | None) -> str | None:
+    """An address another account already gives is left out (it can be added, with a code, in the
+    settings): refusing it would tell whose it is."""
+    if email and uow.session.scalar(select(Account.id).where(Account.email == email)) is None:
+        return email
+    return None
 
 
 @dataclass(frozen=True)
@@ -161,7 +194,14 @@ def _check_identity(uow: UnitOfWork, given: IdentityInput, today: date, field_pr
 
 
 def resend_code(uow: UnitOfWork, raw_phone: str) -> None:
-    account = _unverified_account(uow, raw_phone)
+    """A new code for a registration waiting for one. Any other number gets the same answer and
+    nothing is sent: the endpoint must not reveal who is registered."""
+    try:
+        account = _unverified_account(uow, raw_phone)
+    except DomainError as error:
+        if error.error is not ErrorCode.OTP_INVALID:
+            raise
+        return
     otp.send(uow, account.phone, REGISTER, account.language)
 
 
@@ -178,11 +218,9 @@ def _unverified_account(uow: UnitOfWork, raw_phone: str) -> Account:
     settings = uow.settings
     phone = normalise_mobile(raw_phone, settings.allowed_regions, settings.default_region)
     account = uow.session.scalars(select(Account).where(Account.phone == phone)).first()
-    if account is None:
+    if account is None or account.phone_verified_at is not None:
         # Same answer as a wrong code: the endpoint must not reveal who is registered.
         raise DomainError(ErrorCode.OTP_INVALID, field="code")
-    if account.phone_verified_at is not None:
-        raise DomainError(ErrorCode.ACCOUNT_ALREADY_VERIFIED, field="phone")
     return account
 
 

@@ -185,11 +185,12 @@ def register(
             guardian=guardian,
         )
         with runtime.unit_of_work() as uow:
-            account = accounts.register(uow, form)
+            registered_phone = accounts.register(uow, form)
     except DomainError as error:
         errors = _errors(language, error, REGISTRATION_ERROR_FIELDS)
         return _register_form(request, runtime, typed, errors, status_code=STATUS[error.error.kind])
-    return redirect("/register/verify?" + urlencode({"phone": account.phone}))
+    # A taken number or identity lands here too: the page must not tell who is a customer.
+    return redirect("/register/verify?" + urlencode({"phone": registered_phone}))
 
 
 def _parse_date(text: str) -> date:
@@ -255,8 +256,7 @@ def verify(
             token = issue_session(uow, runtime, account)
     except DomainError as error:
         errors = _errors(language, error, CODE_ERROR_FIELDS)
-        already = error.error is ErrorCode.ACCOUNT_ALREADY_VERIFIED
-        return _verify_form(request, runtime, phone, errors, STATUS[error.error.kind], already_verified=already)
+        return _verify_form(request, runtime, phone, errors, STATUS[error.error.kind])
     return signed_in_redirect(runtime, token, f"/lines/{line.id}")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -13,7 +13,7 @@ from itsdangerous import BadSignature, TimestampSigner
 from duckline import i18n
 from duckline.adapters.db.tables import Account
 from duckline.domain.phone import normalise_mobile
-from duckline.domain.roles import Role
+from duckline.domain.roles import Caller, Role, caller_of
 from duckline.errors import DomainError, ErrorCode
 from duckline.runtime import Runtime
 from duckline.services import accounts
@@ -80,24 +80,48 @@ def optional_account(request: Request, runtime: RuntimeDep) -> Account | None:
     return account
 
 
-def current_account(account: Annotated[Account | None, Depends(optional_account)]) -> Account:
-    if account is None:
-        raise DomainError(ErrorCode.AUTH_REQUIRED)
-    return account
+class Callers:
+    """A dependency that declares the kinds of caller a route is for, and refuses the others.
+    Every route has exactly one (tests/api/test_callers.py walks the routes to check)."""
+
+    accepted: frozenset[Caller] = frozenset()
 
 
-CurrentAccount = Annotated[Account, Depends(current_account)]
+class Accepts(Callers):
+    """The signed-in caller, if of a kind in `callers` (and, when given, of one of `roles`); anyone
+    else gets 401 when nobody is signed in, 403 otherwise."""
 
+    def __init__(self, *callers: Caller, roles: Iterable[Role] | None = None) -> None:
+        self.roles = frozenset(roles) if roles is not None else None
+        self.accepted = frozenset(callers) | frozenset(caller_of(r) for r in self.roles or ())
 
-def require_roles(roles: Iterable[Role]) -> Callable[[Account], Account]:
-    allowed = frozenset(roles)
-
-    def check(account: CurrentAccount) -> Account:
-        if account.role not in allowed:
-            raise DomainError(ErrorCode.FORBIDDEN)
+    def __call__(self, account: Annotated[Account | None, Depends(optional_account)]) -> Account:
+        allowed = caller_of(account.role if account else None) in self.accepted
+        if account is None or not allowed or (self.roles is not None and account.role not in self.roles):
+            raise DomainError(ErrorCode.AUTH_REQUIRED if account is None else ErrorCode.FORBIDDEN)
         return account
 
-    return check
+
+class Public(Callers):
+    """For anyone, signed in or not. Reads no credential: a route that shows more to some
+    callers asks for `optional_account` itself."""
+
+    accepted = frozenset(Caller)
+
+    async def __call__(self) -> None:
+        return None
+
+
+PUBLIC = Depends(Public())  # dependencies=[PUBLIC] on a route (or a router) for anyone
+# The signed-in caller, by the kinds of caller a route is for:
+CurrentAccount = Annotated[Account, Depends(Accepts(Caller.SUBSCRIBER, Caller.STAFF, Caller.NETWORK))]
+Subscriber = Annotated[Account, Depends(Accepts(Caller.SUBSCRIBER))]
+SubscriberOrStaff = Annotated[Account, Depends(Accepts(Caller.SUBSCRIBER, Caller.STAFF))]
+
+
+def require_roles(roles: Iterable[Role]) -> Accepts:
+    """Staff (or machines) with one of these roles."""
+    return Accepts(roles=roles)
 
 
 def request_language(request: Request) -> str:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request, Response, status
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import accounts
 from duckline.web.deps import (
+    PUBLIC,
     SESSION_COOKIE,
     CurrentAccount,
     RuntimeDep,
@@ -29,7 +30,7 @@ def _check_rate(request: Request, runtime: RuntimeDep, phone: str) -> None:
         raise DomainError(ErrorCode.RATE_LIMITED)
 
 
-@router.post("/login", response_model=SessionOut)
+@router.post("/login", response_model=SessionOut, dependencies=[PUBLIC])
 def login(body: LoginIn, request: Request, response: Response, runtime: RuntimeDep) -> SessionOut:
     """Start a browser session. Unsafe requests made with it must send the X-CSRF-Token header."""
     _check_rate(request, runtime, body.phone)
@@ -67,7 +68,7 @@ def session(request: Request, runtime: RuntimeDep, account: CurrentAccount) -> S
     return SessionOut(account=AccountOut.of(account), csrf_token=csrf_token(runtime, token) if token else "")
 
 
-@router.post("/tokens", status_code=status.HTTP_201_CREATED, response_model=TokenOut)
+@router.post("/tokens", status_code=status.HTTP_201_CREATED, response_model=TokenOut, dependencies=[PUBLIC])
 def create_token(body: TokenIn, request: Request, runtime: RuntimeDep) -> TokenOut:
     """Exchange a phone and password for a bearer token (shown once; only its hash is kept)."""
     _check_rate(request, runtime, body.phone)

@@ -9,10 +9,10 @@ from fastapi import APIRouter, File, Form, Request, UploadFile, status
 
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import accounts, lines
-from duckline.web.deps import RuntimeDep, client_address, phone_key, request_language
+from duckline.web.deps import PUBLIC, RuntimeDep, client_address, phone_key, request_language
 from duckline.web.schemas import AccountOut, EsimOut, LineOut, PhoneIn, RegistrationOut, VerifiedOut, VerifyIn
 
-router = APIRouter(prefix="/registrations", tags=["registration"])
+router = APIRouter(prefix="/registrations", tags=["registration"], dependencies=[PUBLIC])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=RegistrationOut)

@@ -13,6 +13,7 @@ from duckline.domain.roles import STAFF
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import accounts, contacts
 from duckline.web.deps import (
+    PUBLIC,
     SESSION_COOKIE,
     RuntimeDep,
     client_address,
@@ -34,7 +35,7 @@ def login_page(request: Request, runtime: RuntimeDep, account: Viewer, next: str
     return render(request, runtime, "portal/login.html", None, title_key="Log in", next=_safe(next))
 
 
-@router.post("/login")
+@router.post("/login", dependencies=[PUBLIC])
 def login(
     request: Request,
     runtime: RuntimeDep,
@@ -88,7 +89,7 @@ def login(
     return response
 
 
-@router.post("/logout")
+@router.post("/logout", dependencies=[PUBLIC])
 def logout(request: Request, runtime: RuntimeDep, csrf_token: Annotated[str, Form()] = "") -> Response:
     check_csrf(request, runtime, csrf_token)
     token = session_token_from_cookie(request, runtime)

@@ -89,9 +89,11 @@ class Callers:
 
 class Accepts(Callers):
     """The signed-in caller, if of a kind in `callers` (and, when given, of one of `roles`); anyone
-    else gets 401 when nobody is signed in, 403 otherwise."""
+    else gets 401 when nobody is signed in, 403 otherwise. (Routes for anyone use PUBLIC.)"""
 
     def __init__(self, *callers: Caller, roles: Iterable[Role] | None = None) -> None:
+        if Caller.ANONYMOUS in callers:
+            raise ValueError("a route for anyone declares PUBLIC")
         self.roles = frozenset(roles) if roles is not None else None
         self.accepted = frozenset(callers) | frozenset(caller_of(r) for r in self.roles or ())
 

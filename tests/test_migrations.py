@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from duckline.adapters.db.engine import make_engine
 from duckline.adapters.db.migrate import NotMigrated, current_revision, ensure_migrated, head_revision, upgrade
-from duckline.adapters.db.tables import Base
+from duckline.adapters.db.tables import Account, Base, Guardian, Person
 from duckline.config import Settings
 from duckline.runtime import Runtime
 from duckline.web.app import create_app
@@ -48,27 +50,99 @@ def test_upgrade_is_repeatable(tmp_path: Path) -> None:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An engine on a database with no tables yet, to migrate step by step."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'old.db'}"
+        engine = make_engine(f"sqlite:///{tmp_path / 'steps.db'}")
+        yield engine
+        engine.dispose()
         return
     if PG_SKIP_REASON:
         pytest.skip(PG_SKIP_REASON)
     server = make_url(PG_SERVER)
-    name = f"duckline_migrate_{uuid.uuid4().hex[:10]}"
+    name = f"duckline_steps_{uuid.uuid4().hex[:10]}"
     admin = make_engine(server.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    engine = make_engine(server.set(database=name).render_as_string(hide_password=False))
+    yield engine
+    engine.dispose()
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
-def test_messages_stored_before_0009_get_references_and_lose_settled_codes(empty_database: str) -> None:
-    engine = make_engine(empty_database)
+def test_adults_named_as_guardians_leave_the_persons_table(empty_database: Engine) -> None:
+    """Before 0011 an adult a minor named was stored as a person, which took the identity place
+    of their own registration. The migration moves them to guardians, and frees the place of those
+    who never registered themselves (whoever has an account of their own keeps their person)."""
+    upgrade(empty_database, "0008")
+    now = datetime(2026, 11, 30, tzinfo=UTC)
+
+    def person(id: int, key: str, name: str, born: date, lines: int, guardian: int | None = None) -> dict[str, Any]:
+        return {
+            "id": id,
+            "document_type": "hkid",
+            "document_hash": key,
+            "document_cipher": b"sealed",
+            "document_masked": f"{key[0].upper()}{id}******",
+            "name_en": name,
+            "name_zh": None,
+            "birth_date": born,
+            "guardian_id": guardian,
+            "kyc_status": "verified",
+            "kyc_reason": None,
+            "line_count": lines,
+            "created_at": now,
+        }
+
+    with empty_database.begin() as db:
+        db.execute(
+            insert(Person.__table__),
+            [
+                person(1, "named-only", "CHAN", date(1980, 1, 1), 0),
+                person(2, "subscriber", "WONG", date(1982, 2, 2), 1),
+                person(3, "child-1", "CHAN JR", date(2015, 3, 3), 1, guardian=1),
+                person(4, "child-2", "WONG JR", date(2016, 4, 4), 1, guardian=2),
+                person(5, "child-3", "CHAN III", date(2017, 5, 5), 0, guardian=1),
+            ],
+        )
+        db.execute(
+            insert(Account.__table__),
+            [
+                {
+                    "id": 10 + p,
+                    "phone": f"+8526100000{p}",
+                    "password_hash": "x",
+                    "role": "subscriber",
+                    "language": "en",
+                    "timezone": "Asia/Hong_Kong",
+                    "person_id": p,
+                    "preferences": {},
+                    "created_at": now,
+                }
+                for p in (2, 3, 4, 5)
+            ],
+        )
+
+    upgrade(empty_database)
+
+    with Session(empty_database) as session:
+        left = {p.id: p for p in session.scalars(select(Person))}
+        assert sorted(left) == [2, 3, 4, 5]  # the adult who never registered is no longer a person
+        named = {p.name_en: session.get(Guardian, p.guardian_id) for p in left.values() if p.guardian_id}
+        assert {k: (g.document_hash, g.name_en, g.birth_date) for k, g in named.items() if g} == {
+            "CHAN JR": ("named-only", "CHAN", date(1980, 1, 1)),
+            "CHAN III": ("named-only", "CHAN", date(1980, 1, 1)),
+            "WONG JR": ("subscriber", "WONG", date(1982, 2, 2)),
+        }
+        assert {g.document_cipher for g in named.values() if g} == {b"sealed"}
+        assert left[2].line_count == 1  # the subscriber's own identity and lines are untouched
+    ensure_migrated(empty_database)
+
+
+def test_messages_stored_before_0009_get_references_and_lose_settled_codes(empty_database: Engine) -> None:
+    engine = empty_database
     upgrade(engine, "0008")
     insert = text(
         "INSERT INTO notifications (channel, recipient, template, language, body, html, status, attempts,"
@@ -92,7 +166,6 @@ def test_messages_stored_before_0009_get_references_and_lose_settled_codes(empty
         rows = connection.execute(
             text("SELECT reference, body, html, one_time_code, priority FROM notifications ORDER BY id")
         ).all()
-    engine.dispose()
     assert [r.reference for r in rows] == ["dl-1", "dl-2", "dl-3", "dl-4"]
     sent, failed, queued, other = rows
     assert "314159" not in sent.body and "••••••" in sent.body

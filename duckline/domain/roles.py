@@ -19,3 +19,20 @@ NUMBER_POOL_MANAGERS = frozenset({Role.ADMIN})
 LINE_OPERATORS = frozenset({Role.SUPPORT, Role.ADMIN})
 KYC_REVIEWERS = frozenset({Role.SUPPORT, Role.ADMIN})
 USAGE_REPORTERS = frozenset({Role.NETWORK})
+
+
+class Caller(StrEnum):
+    """The kinds of caller a route may be for: each route declares the ones it accepts."""
+
+    ANONYMOUS = "anonymous"
+    SUBSCRIBER = "subscriber"
+    STAFF = "staff"
+    NETWORK = "network"  # a network element's API key
+
+
+def caller_of(role: Role | None) -> Caller:
+    if role is None:
+        return Caller.ANONYMOUS
+    if role in STAFF:
+        return Caller.STAFF
+    return Caller.NETWORK if role is Role.NETWORK else Caller.SUBSCRIBER

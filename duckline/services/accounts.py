@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any, NoReturn, Protocol
 
-from sqlalchemy import case, select, update
+from sqlalchemy import case, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from duckline import i18n
-from duckline.adapters.db.tables import Account, ApiToken, DocumentImage, Person
+from duckline.adapters.db.tables import Account, ApiToken, DocumentImage, Guardian, Person
 from duckline.adapters.db.types import is_id
+from duckline.adapters.protection import Passwords
 from duckline.domain import identity
 from duckline.domain.identity import DocumentType, KycStatus
 from duckline.domain.phone import normalise_mobile
@@ -44,8 +47,14 @@ class Registration:
     guardian: IdentityInput | None = None
 
 
-def register(uow: UnitOfWork, form: Registration) -> Account:
-    """Create an unverified account with its identity record, and text it a verification code."""
+def register(uow: UnitOfWork, form: Registration) -> str:
+    """Create an unverified account with its identity record, and text it a verification code.
+    Returns the number (E.164) the code goes to.
+
+    A number or an identity document that already has an account gets the same answer, so that
+    registration tells nobody who is a customer: then no account is made and no code is sent, and
+    the owner of that account is told by SMS (and email) that someone tried. The password is hashed
+    either way, so both answers take as long."""
     settings = uow.settings
     phone = normalise_mobile(form.phone, settings.allowed_regions, settings.default_region)
     if len(form.password) < MIN_PASSWORD_LENGTH:
@@ -54,42 +63,43 @@ def register(uow: UnitOfWork, form: Registration) -> Account:
     today = uow.today_local()
 
     checked = _check_identity(uow, form.identity, today, field_prefix="")
-    guardian: Person | None = None
+    guardian: _CheckedIdentity | None = None
     if identity.age_on(checked.birth_date, today) < settings.min_age_without_guardian:
         if form.guardian is None:
             raise DomainError(ErrorCode.GUARDIAN_REQUIRED, field="guardian", age=settings.min_age_without_guardian)
-        adult = _check_identity(uow, form.guardian, today, field_prefix="guardian.")
-        if identity.age_on(adult.birth_date, today) < 18:
+        guardian = _check_identity(uow, form.guardian, today, field_prefix="guardian.")
+        if identity.age_on(guardian.birth_date, today) < 18:
             raise DomainError(ErrorCode.GUARDIAN_NOT_ADULT, field="guardian.birth_date")
-        guardian = _find_or_add_person(uow, adult)
     content_type = identity.check_document_image(form.document_image, settings.document_max_bytes)
+    password_hash = uow.passwords.hash(form.password)
 
-    if uow.session.scalar(select(Account.id).where(Account.phone == phone)) is not None:
-        raise DomainError(ErrorCode.PHONE_TAKEN, field="phone")
-    if uow.session.scalar(select(Person.id).where(Person.document_hash == checked.document_hash)):
-        raise DomainError(ErrorCode.IDENTITY_TAKEN, field="document_number")
-
-    person = checked.to_person(uow, guardian)
+    if _tell_owners(uow, phone, checked):
+        return phone
+    person = checked.to_person(uow)
     account = Account(
         phone=phone,
-        password_hash=uow.passwords.hash(form.password),
+        password_hash=password_hash,
         role=Role.SUBSCRIBER,
         language=language,
-        email=form.email,
+        email=_unused_email(uow, form.email),
         created_at=uow.now(),
     )
     # The unique constraints decide races that the look-ups above cannot see.
     try:
         with uow.session.begin_nested():
+            if guardian is not None:
+                adult = guardian.to_guardian(uow)
+                uow.session.add(adult)
+                uow.session.flush()
+                person.guardian_id = adult.id
             uow.session.add(person)
             uow.session.flush()
             account.person_id = person.id
             uow.session.add(account)
             uow.session.flush()
-    except IntegrityError as exc:
-        message = str(exc.orig).lower()
-        code = ErrorCode.PHONE_TAKEN if "phone" in message else ErrorCode.IDENTITY_TAKEN
-        raise DomainError(code, field="phone" if code is ErrorCode.PHONE_TAKEN else "document_number") from exc
+    except IntegrityError:
+        _tell_owners(uow, phone, checked)  # the winner of the race is an owner like any other
+        return phone
     uow.session.add(
         DocumentImage(
             person_id=person.id,
@@ -102,7 +112,37 @@ def register(uow: UnitOfWork, form: Registration) -> Account:
     )
     otp.send(uow, phone, REGISTER, language)
     audit.record(uow, account.id, "account.registered", f"account:{account.id}", kyc=person.kyc_status.value)
-    return account
+    return phone
+
+
+def _tell_owners(uow: UnitOfWork, phone: str, checked: _CheckedIdentity) -> bool:
+    """Whether the number or the identity is taken; if so, tell the accounts that hold them. At
+    most one notice an hour per account and kind, so nobody can flood an owner with them."""
+    by_phone = uow.session.scalars(select(Account).where(Account.phone == phone)).first()
+    person = uow.session.scalars(select(Person).where(Person.document_hash == checked.document_hash)).first()
+    by_identity = uow.session.scalars(select(Account).where(Account.person_id == person.id)).first() if person else None
+    hour = int(uow.now().timestamp()) // 3600
+    if by_phone is not None:
+        notifications.notify(uow, by_phone, "registration_attempt_phone", f"registration-attempt:{by_phone.id}:{hour}")
+        audit.record(uow, by_phone.id, "account.registration_attempted", f"account:{by_phone.id}", via="phone")
+    if person is not None and by_identity is not None and by_identity is not by_phone:
+        notifications.notify(
+            uow,
+            by_identity,
+            "registration_attempt_identity",
+            f"registration-attempt-identity:{by_identity.id}:{hour}",
+            document=person.document_masked,
+        )
+        audit.record(uow, by_identity.id, "account.registration_attempted", f"account:{by_identity.id}", via="identity")
+    return by_phone is not None or person is not None
+
+
+def _unused_email(uow: UnitOfWork, email: str | None) -> str | None:
+    """An address another account already gives is left out (it can be added, with a code, in the
+    settings): refusing it would tell whose it is."""
+    if email and uow.session.scalar(select(Account.id).where(Account.email == email)) is None:
+        return email
+    return None
 
 
 @dataclass(frozen=True)
@@ -113,20 +153,27 @@ class _CheckedIdentity:
     name: identity.PersonName
     birth_date: date
 
-    def to_person(self, uow: UnitOfWork, guardian: Person | None) -> Person:
+    def _protected(self, uow: UnitOfWork) -> dict[str, Any]:
+        return {
+            "document_type": self.document_type,
+            "document_hash": self.document_hash,
+            "document_cipher": uow.protector.encrypt(self.number.encode()),
+            "document_masked": identity.mask_document_number(self.number),
+            "name_en": self.name.english,
+            "name_zh": self.name.chinese,
+            "birth_date": self.birth_date,
+            "created_at": uow.now(),
+        }
+
+    def to_person(self, uow: UnitOfWork) -> Person:
         return Person(
-            document_type=self.document_type,
-            document_hash=self.document_hash,
-            document_cipher=uow.protector.encrypt(self.number.encode()),
-            document_masked=identity.mask_document_number(self.number),
-            name_en=self.name.english,
-            name_zh=self.name.chinese,
-            birth_date=self.birth_date,
-            guardian_id=guardian.id if guardian else None,
+            **self._protected(uow),
             kyc_status=KycStatus.VERIFIED if uow.settings.kyc_auto_approve else KycStatus.PENDING_REVIEW,
             line_count=0,
-            created_at=uow.now(),
         )
+
+    def to_guardian(self, uow: UnitOfWork) -> Guardian:
+        return Guardian(**self._protected(uow))
 
 
 def _check_identity(uow: UnitOfWork, given: IdentityInput, today: date, field_prefix: str) -> _CheckedIdentity:
@@ -146,18 +193,15 @@ def _check_identity(uow: UnitOfWork, given: IdentityInput, today: date, field_pr
     return _CheckedIdentity(doc_type, number, uow.protector.lookup_hash(doc_type.value, number), name, birth)
 
 
-def _find_or_add_person(uow: UnitOfWork, checked: _CheckedIdentity) -> Person:
-    found = uow.session.scalars(select(Person).where(Person.document_hash == checked.document_hash)).first()
-    if found is not None:
-        return found
-    person = checked.to_person(uow, None)
-    uow.session.add(person)
-    uow.session.flush()
-    return person
-
-
 def resend_code(uow: UnitOfWork, raw_phone: str) -> None:
-    account = _unverified_account(uow, raw_phone)
+    """A new code for a registration waiting for one. Any other number gets the same answer and
+    nothing is sent: the endpoint must not reveal who is registered."""
+    try:
+        account = _unverified_account(uow, raw_phone)
+    except DomainError as error:
+        if error.error is not ErrorCode.OTP_INVALID:
+            raise
+        return
     otp.send(uow, account.phone, REGISTER, account.language)
 
 
@@ -174,69 +218,105 @@ def _unverified_account(uow: UnitOfWork, raw_phone: str) -> Account:
     settings = uow.settings
     phone = normalise_mobile(raw_phone, settings.allowed_regions, settings.default_region)
     account = uow.session.scalars(select(Account).where(Account.phone == phone)).first()
-    if account is None:
+    if account is None or account.phone_verified_at is not None:
         # Same answer as a wrong code: the endpoint must not reveal who is registered.
         raise DomainError(ErrorCode.OTP_INVALID, field="code")
-    if account.phone_verified_at is not None:
-        raise DomainError(ErrorCode.ACCOUNT_ALREADY_VERIFIED, field="phone")
     return account
 
 
-def authenticate(uow: UnitOfWork, raw_phone: str, password: str) -> Account:
+class SignInApp(Protocol):
+    passwords: Passwords
+
+    def unit_of_work(self) -> AbstractContextManager[UnitOfWork]: ...
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    account: Account
+    token: str
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    account_id: int | None  # None: no account has this number
+    password_hash: str | None
+    locks: bool  # this attempt was the last one allowed: sign-in is locked unless it is right
+
+
+def sign_in(app: SignInApp, raw_phone: str, password: str, token_name: str, ttl: timedelta | None) -> SignedIn:
+    """Check a phone and password and issue a token for the account.
+
+    The attempt is counted, and committed, before the password is checked, so however many come
+    at once, no more than `login_lockout_failures` wrong passwords are ever checked before sign-in
+    locks; the one that reaches the limit locks it unless it turns out to be right. The check
+    (argon2, slow on purpose) runs outside any transaction, so it holds no row lock."""
+    with app.unit_of_work() as uow:
+        attempt = _count_attempt(uow, raw_phone)
+    right = app.passwords.verify(attempt.password_hash, password)
+    if attempt.account_id is None:
+        raise DomainError(ErrorCode.LOGIN_FAILED)
+    with app.unit_of_work() as uow:
+        account = uow.session.get(Account, attempt.account_id)
+        assert account is not None  # accounts are never deleted
+        if not right:
+            _wrong_password(uow, account, attempt)
+        # The owner proved it: the count starts again (and a lock this attempt took is lifted).
+        account.failed_logins, account.locked_until = 0, None
+        if account.phone_verified_at is not None:
+            return SignedIn(account, issue_token(uow, account, token_name, ttl))
+    raise DomainError(ErrorCode.ACCOUNT_NOT_VERIFIED, field="phone")
+
+
+def _count_attempt(uow: UnitOfWork, raw_phone: str) -> _Attempt:
+    """One conditional UPDATE: unless sign-in is locked, count this attempt as a failure (until it
+    proves right) and, at the limit, lock sign-in and start the count again. Racing attempts are
+    each counted once, in turn, so the attempt after the limit finds the lock."""
     settings = uow.settings
     try:
         phone = normalise_mobile(raw_phone, settings.allowed_regions, settings.default_region)
     except DomainError:
         phone = raw_phone
-    account = uow.session.scalars(select(Account).where(Account.phone == phone)).first()
     now = uow.now()
-    if account is not None and account.locked_until is not None and account.locked_until > now:
-        raise DomainError(ErrorCode.LOGIN_LOCKED, minutes=_minutes_left(account.locked_until - now))
-    if not uow.passwords.verify(account.password_hash if account else None, password) or account is None:
-        if account is not None:
-            _count_wrong_password(uow, account)
-        raise DomainError(ErrorCode.LOGIN_FAILED)
-    if account.phone_verified_at is None:
-        raise DomainError(ErrorCode.ACCOUNT_NOT_VERIFIED, field="phone")
-    if account.failed_logins:
-        account.failed_logins = 0
-    return account
+    reaches = Account.failed_logins + 1 >= settings.login_lockout_failures
+    counted = uow.session.execute(
+        update(Account)
+        .where(Account.phone == phone, or_(Account.locked_until.is_(None), Account.locked_until <= now))
+        .values(
+            failed_logins=case((reaches, 0), else_=Account.failed_logins + 1),
+            locked_until=case((reaches, now + timedelta(minutes=settings.login_lockout_minutes)), else_=None),
+        )
+        .returning(Account.id, Account.password_hash, Account.locked_until)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if counted is not None:
+        return _Attempt(counted.id, counted.password_hash, counted.locked_until is not None)
+    locked_until = uow.session.scalar(select(Account.locked_until).where(Account.phone == phone))
+    if locked_until is not None and locked_until > now:
+        raise DomainError(ErrorCode.LOGIN_LOCKED, minutes=_minutes_left(locked_until - now))
+    return _Attempt(None, None, False)
 
 
 class WrongPassword(DomainError):
-    """A wrong password: the count (and a lock it causes) must be kept, so this is committed."""
+    """A wrong password: the lock notice it may queue must be kept, so this is committed."""
 
     commit = True
 
 
-def _count_wrong_password(uow: UnitOfWork, account: Account) -> None:
-    """One statement counts the failure and, at the threshold, locks and restarts the count, so
-    racing attempts are all counted and lock once."""
+def _wrong_password(uow: UnitOfWork, account: Account, attempt: _Attempt) -> NoReturn:
+    if not attempt.locks:
+        raise DomainError(ErrorCode.LOGIN_FAILED)
     settings = uow.settings
-    reached = Account.failed_logins + 1 >= settings.login_lockout_failures
-    locked_until = uow.now() + timedelta(minutes=settings.login_lockout_minutes)
-    failures = uow.session.execute(
-        update(Account)
-        .where(Account.id == account.id)
-        .values(
-            failed_logins=case((reached, 0), else_=Account.failed_logins + 1),
-            locked_until=case((reached, locked_until), else_=Account.locked_until),
-        )
-        .returning(Account.failed_logins)
-        .execution_options(synchronize_session=False)
-    ).scalar_one()
-    if failures == 0:  # this attempt reached the threshold and locked
-        notifications.notify(
-            uow,
-            account,
-            "login_locked",
-            dedupe_key=f"login-locked:{account.id}:{int(locked_until.timestamp())}",
-            attempts=settings.login_lockout_failures,
-            minutes=settings.login_lockout_minutes,
-        )
-        audit.record(uow, account.id, "account.login_locked", f"account:{account.id}")
-        raise WrongPassword(ErrorCode.LOGIN_LOCKED, minutes=settings.login_lockout_minutes)
-    raise WrongPassword(ErrorCode.LOGIN_FAILED)
+    locked_until = account.locked_until or uow.now()
+    notifications.notify(
+        uow,
+        account,
+        "login_locked",
+        dedupe_key=f"login-locked:{account.id}:{int(locked_until.timestamp())}",
+        attempts=settings.login_lockout_failures,
+        minutes=settings.login_lockout_minutes,
+    )
+    audit.record(uow, account.id, "account.login_locked", f"account:{account.id}")
+    raise WrongPassword(ErrorCode.LOGIN_LOCKED, minutes=settings.login_lockout_minutes)
 
 
 def _minutes_left(left: timedelta) -> int:
@@ -326,7 +406,7 @@ def resubmit_identity(uow: UnitOfWork, account: Account, given: IdentityInput, d
     )
     if other is not None:
         raise DomainError(ErrorCode.IDENTITY_TAKEN, field="document_number")
-    fresh = checked.to_person(uow, None)
+    fresh = checked.to_person(uow)
     for column in (
         "document_type",
         "document_hash",

@@ -229,10 +229,11 @@ def _staff(uow: UnitOfWork) -> Account:
 def _subscriber(uow: UnitOfWork, admin: Account, demo: DemoSubscriber) -> None:
     if uow.session.scalar(select(Account.id).where(Account.phone == demo.phone)) is not None:
         return
-    account = accounts.register(
+    phone = accounts.register(
         uow,
         accounts.Registration(demo.phone, DEMO_PASSWORD, demo.identity, DEMO_DOCUMENT, demo.language),
     )
+    account = uow.session.scalars(select(Account).where(Account.phone == phone)).one()
     # Demo accounts skip the SMS round trip: mark the code used and the phone verified directly.
     account.phone_verified_at = uow.now()
     otp.expire_all(uow, account.phone)

@@ -85,6 +85,20 @@ TEMPLATES: dict[str, Template] = {
         "Someone entered a wrong password for your Duckline account {attempts} times, so sign-in is locked "
         "for {minutes} minutes. If this was not you, reset your password with an SMS code.",
     ),
+    "registration_attempt_phone": Template(
+        SECURITY,
+        "Someone tried to register your number",
+        "Someone tried to register a new Duckline account with this mobile number, which already has one, "
+        "so no account was made. If it was you, log in (or reset your password with an SMS code); if you "
+        "have not finished registering, ask for a new code on the verification page. If not, ignore this.",
+    ),
+    "registration_attempt_identity": Template(
+        SECURITY,
+        "Someone tried to register your identity document",
+        "Someone tried to register a new Duckline account with your identity document {document}, which "
+        "already has an account: this one. No account was made. If it was you, log in and add a line here. "
+        "If it was not you, contact support.",
+    ),
     "renewal_succeeded": Template(
         PAYMENT,
         "Renewal confirmed: {msisdn}",

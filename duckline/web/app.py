@@ -32,8 +32,9 @@ from duckline.web.api import (
     webhooks,
 )
 from duckline.web.csp import CSP
+from duckline.web.deps import PUBLIC
 from duckline.web.portal import portal_routers
-from duckline.web.portal.session import LoginRequired, StaffOnly
+from duckline.web.portal.session import LoginRequired, StaffOnly, SubscribersOnly
 from duckline.worker import Worker
 
 API_PREFIX = "/api/v1"
@@ -99,7 +100,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def staff_only(request: Request, exc: StaffOnly) -> Response:
         return PlainTextResponse("403 — staff only", status_code=403)
 
-    @app.get(f"{API_PREFIX}/health", tags=["meta"])
+    @app.exception_handler(SubscribersOnly)
+    async def subscribers_only(request: Request, exc: SubscribersOnly) -> Response:
+        return PlainTextResponse("403 — for subscribers only", status_code=403)
+
+    @app.get(f"{API_PREFIX}/health", tags=["meta"], dependencies=[PUBLIC])
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 

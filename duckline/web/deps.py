@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -13,7 +13,7 @@ from itsdangerous import BadSignature, TimestampSigner
 from duckline import i18n
 from duckline.adapters.db.tables import Account
 from duckline.domain.phone import normalise_mobile
-from duckline.domain.roles import Role
+from duckline.domain.roles import Caller, Role, caller_of
 from duckline.errors import DomainError, ErrorCode
 from duckline.runtime import Runtime
 from duckline.services import accounts
@@ -51,19 +51,23 @@ def session_token_from_cookie(request: Request, runtime: Runtime) -> str | None:
         return None
 
 
+def request_credential(request: Request, runtime: Runtime) -> tuple[str, bool] | None:
+    """The token the request signs in with and whether it came in the session cookie: a bearer
+    token for API clients, else the signed cookie for browsers."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip(), False
+    cookie = session_token_from_cookie(request, runtime)
+    return (cookie, True) if cookie else None
+
+
 def optional_account(request: Request, runtime: RuntimeDep) -> Account | None:
     """The caller, if any. Bearer tokens for API clients; the signed cookie for browsers, whose
     unsafe requests must also carry the CSRF token."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    from_cookie = False
-    if scheme.lower() == "bearer" and token:
-        credential = token.strip()
-    else:
-        credential = session_token_from_cookie(request, runtime) or ""
-        from_cookie = True
-    if not credential:
+    found = request_credential(request, runtime)
+    if found is None:
         return None
+    credential, from_cookie = found
     with runtime.unit_of_work() as uow:
         account = accounts.account_for_token(uow, credential)
     if account is None:
@@ -76,24 +80,50 @@ def optional_account(request: Request, runtime: RuntimeDep) -> Account | None:
     return account
 
 
-def current_account(account: Annotated[Account | None, Depends(optional_account)]) -> Account:
-    if account is None:
-        raise DomainError(ErrorCode.AUTH_REQUIRED)
-    return account
+class Callers:
+    """A dependency that declares the kinds of caller a route is for, and refuses the others.
+    Every route has exactly one (tests/api/test_callers.py walks the routes to check)."""
+
+    accepted: frozenset[Caller] = frozenset()
 
 
-CurrentAccount = Annotated[Account, Depends(current_account)]
+class Accepts(Callers):
+    """The signed-in caller, if of a kind in `callers` (and, when given, of one of `roles`); anyone
+    else gets 401 when nobody is signed in, 403 otherwise. (Routes for anyone use PUBLIC.)"""
 
+    def __init__(self, *callers: Caller, roles: Iterable[Role] | None = None) -> None:
+        if Caller.ANONYMOUS in callers:
+            raise ValueError("a route for anyone declares PUBLIC")
+        self.roles = frozenset(roles) if roles is not None else None
+        self.accepted = frozenset(callers) | frozenset(caller_of(r) for r in self.roles or ())
 
-def require_roles(roles: Iterable[Role]) -> Callable[[Account], Account]:
-    allowed = frozenset(roles)
-
-    def check(account: CurrentAccount) -> Account:
-        if account.role not in allowed:
-            raise DomainError(ErrorCode.FORBIDDEN)
+    def __call__(self, account: Annotated[Account | None, Depends(optional_account)]) -> Account:
+        allowed = caller_of(account.role if account else None) in self.accepted
+        if account is None or not allowed or (self.roles is not None and account.role not in self.roles):
+            raise DomainError(ErrorCode.AUTH_REQUIRED if account is None else ErrorCode.FORBIDDEN)
         return account
 
-    return check
+
+class Public(Callers):
+    """For anyone, signed in or not. Reads no credential: a route that shows more to some
+    callers asks for `optional_account` itself."""
+
+    accepted = frozenset(Caller)
+
+    async def __call__(self) -> None:
+        return None
+
+
+PUBLIC = Depends(Public())  # dependencies=[PUBLIC] on a route (or a router) for anyone
+# The signed-in caller, by the kinds of caller a route is for:
+CurrentAccount = Annotated[Account, Depends(Accepts(Caller.SUBSCRIBER, Caller.STAFF, Caller.NETWORK))]
+Subscriber = Annotated[Account, Depends(Accepts(Caller.SUBSCRIBER))]
+SubscriberOrStaff = Annotated[Account, Depends(Accepts(Caller.SUBSCRIBER, Caller.STAFF))]
+
+
+def require_roles(roles: Iterable[Role]) -> Accepts:
+    """Staff (or machines) with one of these roles."""
+    return Accepts(roles=roles)
 
 
 def request_language(request: Request) -> str:

@@ -13,9 +13,9 @@ from duckline.adapters.payments import ProviderError
 from duckline.adapters.payments.sandbox import SandboxProvider
 from duckline.errors import DomainError, ErrorCode
 from duckline.money import Money
-from duckline.web.deps import RuntimeDep
+from duckline.web.deps import PUBLIC, RuntimeDep
 
-router = APIRouter(prefix="/sandbox", include_in_schema=False)
+router = APIRouter(prefix="/sandbox", include_in_schema=False, dependencies=[PUBLIC])
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 

@@ -101,7 +101,11 @@ class EsimOut(BaseModel):
 
 
 class RegistrationOut(BaseModel):
-    account: AccountOut
+    """The same for every registration that passes the checks, whether or not the number or the
+    identity already had an account (then the account's owner is told instead): nobody learns
+    from it who is a customer."""
+
+    phone: str = Field(description="where the code was sent (E.164)")
     next_step: str = "verify_phone"
 
 

@@ -162,7 +162,7 @@ def test_by_msisdn_status_serves_own_line_and_staff(client: TestClient, runtime:
         assert response.status_code == 200, response.text
         assert response.json()["line"]["id"] == w.alice["line"]["id"]
     expect_error(client.get(path, headers=w.bob["headers"]), 404, "not_found")
-    expect_error(client.get(path, headers=w.network_h), 404, "not_found")
+    expect_error(client.get(path, headers=w.network_h), 403, "forbidden")  # a network key is not for this
 
 
 def test_only_staff_list_another_accounts_lines(client: TestClient, runtime: Runtime) -> None:
@@ -369,8 +369,8 @@ def test_identity_numbers_are_only_shown_masked(client: TestClient, runtime: Run
             assert secret[2:] not in response.text
         expect_error(client.get(f"/api/v1/persons/{person_id}", headers=w.bob["headers"]), 403, "forbidden")
     assert client.get("/api/v1/me/identity", headers=w.alice["headers"]).json()["name_en"] == "CHAN Tai Man"
-    # Staff accounts have no identity record.
-    expect_error(client.get("/api/v1/me/identity", headers=w.support_h), 404, "not_found")
+    # Staff accounts have no identity record: the route is for subscribers.
+    expect_error(client.get("/api/v1/me/identity", headers=w.support_h), 403, "forbidden")
     expect_error(client.get("/api/v1/persons/999999", headers=w.support_h), 404, "not_found")
 
 

@@ -180,6 +180,32 @@ def test_logout_revokes_the_session(client: TestClient, runtime: Runtime) -> Non
     assert client.get("/api/v1/me", headers=subscriber["headers"]).status_code == 200
 
 
+def test_logout_with_a_bearer_token_revokes_that_token_only(client: TestClient, runtime: Runtime) -> None:
+    numbers(runtime, 1)
+    subscriber = register_and_verify(client, runtime, 1)
+
+    def new_token(name: str) -> dict[str, str]:
+        body = {"phone": subscriber["phone"], "password": PASSWORD, "name": name}
+        return {"Authorization": f"Bearer {client.post('/api/v1/auth/tokens', json=body).json()['token']}"}
+
+    laptop, script = new_token("laptop"), new_token("script")
+    csrf = login(client, subscriber["phone"]).json()["csrf_token"]  # a browser session too
+
+    out = client.post("/api/v1/auth/logout", headers=laptop)
+    assert out.status_code == 204, out.text
+    assert_auth_required(client.get("/api/v1/me", headers=laptop))
+    assert_auth_required(client.get(f"/api/v1/lines/{subscriber['line']['id']}/status", headers=laptop))
+    assert_auth_required(client.post("/api/v1/auth/logout", headers=laptop))
+    with runtime.unit_of_work() as uow:
+        revoked = uow.session.scalars(select(ApiToken.name).where(ApiToken.revoked_at.is_not(None))).all()
+        assert revoked == ["laptop"]
+
+    # The account's other tokens and its browser session go on working.
+    for headers in (script, subscriber["headers"]):
+        assert client.get("/api/v1/me", headers=headers).status_code == 200
+    assert client.get("/api/v1/auth/session").json()["csrf_token"] == csrf
+
+
 def test_a_session_ends_after_its_maximum_age(client: TestClient, runtime: Runtime, clock: FrozenClock) -> None:
     numbers(runtime, 1)
     subscriber = register_and_verify(client, runtime, 1)

@@ -3,6 +3,9 @@ the per-minute rate limits), tell the owner, and a reset by SMS code unlocks it 
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -12,6 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from duckline.adapters.db.tables import Account, AuditEntry, Notification
+from duckline.adapters.protection import Passwords
 from duckline.clock import FrozenClock
 from duckline.errors import DomainError
 from duckline.runtime import Runtime
@@ -108,8 +112,7 @@ def test_racing_wrong_passwords_are_all_counted(
 
     def attempt(_: int) -> str:
         try:
-            with runtime.unit_of_work() as uow:
-                accounts.authenticate(uow, phone, WRONG)
+            accounts.sign_in(runtime, phone, WRONG, "test", None)
         except DomainError as error:
             return error.code
         return "signed in"
@@ -119,3 +122,89 @@ def test_racing_wrong_passwords_are_all_counted(
 
     assert answers == ["login_failed"] * racers
     assert state(runtime, phone) == (racers, None)
+
+
+class HeldPasswords(Passwords):
+    """The real argon2 check, counted; checks of the wrong password wait until released, so a
+    test can look at the account while a burst of wrong guesses is being verified."""
+
+    def __init__(self, real: Passwords) -> None:
+        self._hasher, self._dummy = real._hasher, real._dummy
+        self.wrong_checks = 0
+        self.release = threading.Event()
+        self._lock = threading.Lock()
+
+    def verify(self, hashed: str | None, password: str) -> bool:
+        if password == WRONG:
+            with self._lock:
+                self.wrong_checks += 1
+            self.release.wait(timeout=30)
+        return super().verify(hashed, password)
+
+
+@pytest.fixture
+def held(runtime: Runtime) -> Iterator[HeldPasswords]:
+    real = runtime.passwords
+    runtime.passwords = held = HeldPasswords(real)
+    yield held
+    held.release.set()
+    runtime.passwords = real
+
+
+def burst(client: TestClient, phone: str, held: HeldPasswords, size: int) -> tuple[ThreadPoolExecutor, list[Any]]:
+    """`size` wrong passwords at once, over HTTP; returns when each is either answered or
+    being verified (and held there)."""
+    pool = ThreadPoolExecutor(size)
+    start = threading.Barrier(size)
+
+    def attempt(_: int) -> Any:
+        start.wait()
+        return login(client, phone, WRONG)
+
+    futures = [pool.submit(attempt, i) for i in range(size)]
+    deadline = time.monotonic() + 30
+    while held.wrong_checks + sum(f.done() for f in futures) < size:
+        assert time.monotonic() < deadline, "the burst did not settle"
+        time.sleep(0.01)
+    return pool, futures
+
+
+@pytest.mark.postgres_only
+def test_a_burst_of_wrong_passwords_gets_no_more_checks_than_the_limit(
+    client: TestClient, runtime: Runtime, subscriber: dict[str, Any], held: HeldPasswords
+) -> None:
+    """Each attempt is counted before its password is checked: with 20 at once, only `limit`
+    are checked at all, and the others are refused as locked without a check."""
+    phone, limit = subscriber["phone"], runtime.settings.login_lockout_failures
+    pool, futures = burst(client, phone, held, 20)
+    assert held.wrong_checks == limit
+    held.release.set()
+    with pool:
+        answers = [f.result() for f in futures]
+
+    codes = sorted(a.json()["error"]["code"] for a in answers)
+    assert codes == ["login_failed"] * (limit - 1) + ["login_locked"] * (20 - limit + 1)
+    assert held.wrong_checks == limit
+    with runtime.unit_of_work() as uow:
+        told = uow.session.scalars(select(Notification).where(Notification.template == "login_locked")).all()
+        assert len(told) == 1
+    assert state(runtime, phone)[1] is not None
+
+
+@pytest.mark.postgres_only
+def test_the_right_password_during_a_burst_of_wrong_ones_is_refused(
+    client: TestClient, runtime: Runtime, subscriber: dict[str, Any], held: HeldPasswords
+) -> None:
+    """The guesses in flight already count: the right password that follows them waits for the
+    lock to end like any other attempt."""
+    phone = subscriber["phone"]
+    pool, futures = burst(client, phone, held, 20)
+
+    right = login(client, phone)  # while the wrong ones are still being verified
+    held.release.set()
+    with pool:
+        [f.result() for f in futures]
+
+    assert right.status_code == 429, right.text
+    assert right.json()["error"]["code"] == "login_locked" and "set-cookie" not in right.headers
+    assert login(client, phone).status_code == 429

@@ -375,7 +375,9 @@ def test_spending_by_month(
         {"month": "2026-12", "paid": 16800, "refunded": 0, "net": 16800, "currency": "HKD"},
         {"month": "2026-11", "paid": 8800, "refunded": 3000, "net": 5800, "currency": "HKD"},
     ]
-    assert client.get("/api/v1/billing/months", headers=people["finance"]).json() == []  # one's own spending
+    # A subscriber's own spending: not everyone's, and no staff report (that is /reports/revenue).
+    refused = client.get("/api/v1/billing/months", headers=people["finance"])
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
 
 
 def test_revenue_report_by_plan_method_and_day(

@@ -9,12 +9,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from stdnum import luhn
 
-from duckline.adapters.db.tables import Account, DocumentImage, Notification, Person, PoolNumber
+from duckline.adapters.db.tables import Account, DocumentImage, Guardian, Notification, Person, PoolNumber
 from duckline.clock import FrozenClock
 from duckline.config import Settings
 from duckline.runtime import Runtime
 from duckline.web.app import create_app
-from tests.factories import PNG, cn_resident_id, hk_mobile, hkid, last_code, numbers, register
+from tests.factories import PASSWORD, PNG, cn_resident_id, hk_mobile, hkid, last_code, numbers, register
 
 
 def count(runtime: Runtime, model: type) -> int:
@@ -27,8 +27,7 @@ def test_register_verify_and_get_a_line_with_esim(client: TestClient, runtime: R
     phone = "5123 4567"  # national form: normalised to E.164
     response = register(client, phone, "A123456(3)")
     assert response.status_code == 201, response.text
-    assert response.json()["account"]["phone"] == "+85251234567"
-    assert response.json()["account"]["phone_verified"] is False
+    assert response.json() == {"phone": "+85251234567", "next_step": "verify_phone"}
 
     code = last_code(runtime, "+85251234567")
     verified = client.post("/api/v1/registrations/verify", json={"phone": phone, "code": code})
@@ -63,8 +62,10 @@ def test_verification_code_is_single_use(client: TestClient, runtime: Runtime) -
     code = last_code(runtime, phone)
     assert client.post("/api/v1/registrations/verify", json={"phone": phone, "code": code}).status_code == 200
     again = client.post("/api/v1/registrations/verify", json={"phone": phone, "code": code})
-    assert again.status_code == 409
-    assert again.json()["error"]["code"] == "account_already_verified"
+    unknown = client.post("/api/v1/registrations/verify", json={"phone": hk_mobile(99), "code": code})
+    # Answered as a wrong code, as for a number nobody registered: not "already a customer".
+    assert again.status_code == 422 and again.json()["error"]["code"] == "otp_invalid"
+    assert again.json() == unknown.json()
 
 
 @pytest.mark.parametrize(
@@ -114,7 +115,7 @@ def test_mainland_resident_with_valid_id_registers(client: TestClient, runtime: 
         name_zh="李娜",
     )
     assert response.status_code == 201, response.text
-    assert response.json()["account"]["phone"] == "+8613800138000"
+    assert response.json()["phone"] == "+8613800138000"
 
 
 def test_under_16_needs_an_adult_who_registers_too(client: TestClient, runtime: Runtime) -> None:
@@ -147,16 +148,113 @@ def test_under_16_needs_an_adult_who_registers_too(client: TestClient, runtime: 
     assert accepted.status_code == 201, accepted.text
     with runtime.unit_of_work() as uow:
         minor = uow.session.scalars(select(Person).where(Person.guardian_id.is_not(None))).one()
-        guardian = uow.session.get(Person, minor.guardian_id)
+        guardian = uow.session.get(Guardian, minor.guardian_id)
         assert guardian is not None and guardian.name_zh == "陳大文"
+        assert uow.session.scalar(select(func.count()).select_from(Person)) == 1  # the adult is no subscriber
 
 
-def test_same_phone_or_identity_cannot_register_twice(client: TestClient, runtime: Runtime) -> None:
-    assert register(client, hk_mobile(5), hkid(5)).status_code == 201
-    same_phone = register(client, hk_mobile(5), hkid(6))
-    assert same_phone.status_code == 409 and same_phone.json()["error"]["code"] == "phone_taken"
+def test_an_adult_named_as_guardian_can_still_register_themselves(client: TestClient, runtime: Runtime) -> None:
+    """Naming someone as a minor's adult takes nothing from them: not their identity's place,
+    nor any of the lines their identity may hold."""
+    numbers(runtime, 3)
+    adult = {"document_number": hkid(41), "name_en": "CHAN Siu Ming", "birth_date": "1980-01-01"}
+    as_guardian = {f"guardian_{field}": value for field, value in adult.items()} | {"guardian_document_type": "hkid"}
+    for n in (42, 43):  # two children name the same adult
+        child = register(client, hk_mobile(n), hkid(n), birth_date="2015-03-01", **as_guardian)
+        assert child.status_code == 201, child.text
+        code = last_code(runtime, hk_mobile(n))
+        assert (
+            client.post("/api/v1/registrations/verify", json={"phone": hk_mobile(n), "code": code}).status_code == 200
+        )
+
+    own = register(
+        client, hk_mobile(41), adult["document_number"], **{k: v for k, v in adult.items() if k != "document_number"}
+    )
+    assert own.status_code == 201, own.text
+    code = last_code(runtime, hk_mobile(41))
+    verified = client.post("/api/v1/registrations/verify", json={"phone": hk_mobile(41), "code": code})
+    assert verified.status_code == 200, verified.text
+
+    with runtime.unit_of_work() as uow:
+        number_hash = uow.protector.lookup_hash("hkid", hkid(41).replace("(", "").replace(")", ""))
+        persons = uow.session.scalars(select(Person).where(Person.document_hash == number_hash)).all()
+        assert len(persons) == 1 and persons[0].line_count == 1  # the adult's own line, counted once
+        children = uow.session.scalars(select(Person).where(Person.guardian_id.is_not(None))).all()
+        assert [c.line_count for c in children] == [1, 1]  # each child's line on the child's identity
+        guardians = [uow.session.get(Guardian, c.guardian_id) for c in children]
+        for guardian in guardians:
+            assert guardian is not None and guardian.document_hash == number_hash
+            # Kept as protected as the subscriber's own identity.
+            assert hkid(41)[:7].encode() not in guardian.document_cipher
+            assert (
+                uow.protector.decrypt(guardian.document_cipher) == hkid(41).replace("(", "").replace(")", "").encode()
+            )
+            assert guardian.document_masked == "A0******" and guardian.name_en == "CHAN Siu Ming"
+
+
+def sms_to(runtime: Runtime, phone: str) -> list[str]:
+    path = runtime.settings.log_dir / "sms-outbox.log"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    return [body for _, to, _, body in (line.split("\t", 3) for line in lines) if to == phone]
+
+
+def test_a_taken_phone_or_identity_gets_the_answer_a_new_registration_gets(
+    client: TestClient, runtime: Runtime
+) -> None:
+    """Registration must not tell anyone who is a customer: a number or an identity document that
+    already has an account is answered exactly as a new one, and the account's owner is told by
+    SMS, in their language, instead of anyone being sent a code."""
+    numbers(runtime, 2)
+    owner = register(client, hk_mobile(5), hkid(5), preferred_language="zh_Hant", email="owner@example.com")
+    assert owner.status_code == 201
+    code = last_code(runtime, hk_mobile(5))
+    assert client.post("/api/v1/registrations/verify", json={"phone": hk_mobile(5), "code": code}).status_code == 200
+    pending = register(client, hk_mobile(8), hkid(8))  # registered, not verified yet
+    assert pending.status_code == 201
+
+    new = register(client, hk_mobile(7), hkid(7))
+    same_phone = register(client, hk_mobile(5), hkid(6), password="another long password")
     same_identity = register(client, hk_mobile(6), hkid(5).replace("(", " (").lower())
-    assert same_identity.status_code == 409 and same_identity.json()["error"]["code"] == "identity_taken"
+    pending_phone = register(client, hk_mobile(8), hkid(9))
+
+    answers = {"new": new, "same phone": same_phone, "same identity": same_identity, "pending phone": pending_phone}
+    for name, answer in answers.items():
+        assert answer.status_code == 201, (name, answer.text)
+        body = answer.json()
+        assert body == {**new.json(), "phone": body["phone"]}, name  # nothing else differs: no enumeration
+        assert set(answer.headers) == set(new.headers), name
+    assert new.json() == {"phone": hk_mobile(7), "next_step": "verify_phone"}
+    assert same_identity.json()["phone"] == hk_mobile(6)
+
+    # The owners hear of it, in their language, by SMS and email; nobody else gets anything.
+    with runtime.unit_of_work() as uow:
+        told = uow.session.scalars(select(Notification).where(Notification.template.like("registration_attempt%")))
+        by = sorted((n.template, n.channel, n.recipient) for n in told)
+    assert by == [
+        ("registration_attempt_identity", "email", "owner@example.com"),
+        ("registration_attempt_identity", "sms", hk_mobile(5)),
+        ("registration_attempt_phone", "email", "owner@example.com"),
+        ("registration_attempt_phone", "sms", hk_mobile(5)),
+        ("registration_attempt_phone", "sms", hk_mobile(8)),
+    ]
+    owner_sms = sms_to(runtime, hk_mobile(5))
+    assert any("登記" in body and "手機號碼" in body for body in owner_sms[1:]), owner_sms
+    assert any("A0******" in body and "證件" in body for body in owner_sms[1:]), owner_sms
+    assert sms_to(runtime, hk_mobile(6)) == []  # the identity's impostor gets no code
+    assert len(sms_to(runtime, hk_mobile(8))) == 2  # its own code, then the notice: no new code
+
+    # And the verify step cannot succeed for them: no account, or not theirs.
+    unknown = client.post("/api/v1/registrations/verify", json={"phone": hk_mobile(99), "code": "123456"})
+    for phone in (hk_mobile(5), hk_mobile(6), hk_mobile(8)):
+        tried = client.post("/api/v1/registrations/verify", json={"phone": phone, "code": "123456"})
+        assert tried.status_code == unknown.status_code == 422 and tried.json() == unknown.json(), phone
+    for phone in (hk_mobile(5), hk_mobile(6), hk_mobile(99)):  # a customer, the impostor, nobody
+        resent = client.post("/api/v1/registrations/resend", json={"phone": phone})
+        assert resent.status_code == 202 and resent.json() == {"status": "sent"}, phone
+    assert sms_to(runtime, hk_mobile(6)) == []
+    with runtime.unit_of_work() as uow:
+        assert sorted(uow.session.scalars(select(Account.phone))) == [hk_mobile(n) for n in (5, 7, 8)]
+    assert client.post("/api/v1/auth/tokens", json={"phone": hk_mobile(5), "password": PASSWORD}).status_code == 201
 
 
 def test_wrong_codes_are_counted_and_lock_the_code(client: TestClient, runtime: Runtime) -> None:

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from duckline import i18n
-from duckline.adapters.db.tables import Account, Line, OtpChallenge, Person
+from duckline.adapters.db.tables import Account, Guardian, Line, Notification, OtpChallenge, Person
 from duckline.domain.catalog import Unit
 from duckline.domain.roles import Role
 from duckline.runtime import Runtime
@@ -300,7 +300,30 @@ def test_an_under_16_registers_with_an_adult(client: TestClient, runtime: Runtim
     assert registered.status_code == 303, registered.text
     with runtime.unit_of_work() as uow:
         child = uow.session.scalars(select(Person).where(Person.guardian_id.is_not(None))).one()
-        assert uow.session.get(Person, child.guardian_id).name_en == "CHAN Siu Ming"  # type: ignore[union-attr]
+        assert uow.session.get(Guardian, child.guardian_id).name_en == "CHAN Siu Ming"  # type: ignore[union-attr]
+
+
+def test_the_register_page_does_not_tell_who_is_registered(client: TestClient, runtime: Runtime) -> None:
+    """A number or an identity that already has an account goes on to the code page like a new
+    one; the owner is the one who hears of it."""
+    numbers(runtime, 1)
+    signed_up(client, runtime, 20)
+    client.cookies.clear()
+
+    answers = {
+        "new": register_form(client, identity(21)),
+        "same phone": register_form(client, identity(20, document_number=hkid(22))),
+        "same identity": register_form(client, identity(23, document_number=hkid(20))),
+    }
+    for name, answer in answers.items():
+        assert answer.status_code == 303, (name, answer.text)
+        assert urlsplit(answer.headers["location"]).path == "/register/verify", name
+        page = client.get(answer.headers["location"])
+        assert page.status_code == 200 and "already" not in page.text.lower(), name
+    assert parse_qs(urlsplit(answers["same identity"].headers["location"]).query)["phone"] == [hk_mobile(23)]
+    with runtime.unit_of_work() as uow:
+        told = uow.session.scalars(select(Notification.template).where(Notification.recipient == hk_mobile(20)))
+        assert sorted(told) == ["otp", "registration_attempt_identity", "registration_attempt_phone"]
 
 
 # --- lines -------------------------------------------------------------------------------------
@@ -308,7 +331,7 @@ def test_an_under_16_registers_with_an_adult(client: TestClient, runtime: Runtim
 
 def test_home_sends_visitors_to_login_and_staff_to_the_console(client: TestClient, runtime: Runtime) -> None:
     visitor = client.get("/", follow_redirects=False)
-    assert visitor.status_code == 303 and visitor.headers["location"] == "/login"
+    assert visitor.status_code == 303 and visitor.headers["location"] in ("/login", "/login?next=/")
     page = client.get("/lines/1", follow_redirects=False)
     assert page.status_code == 303 and page.headers["location"].startswith("/login?next=")
 

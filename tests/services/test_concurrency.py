@@ -11,13 +11,23 @@ from typing import TypeVar
 
 from sqlalchemy import func, select
 
-from duckline.adapters.db.tables import Account, Bucket, LedgerEntry, Line, Person, PoolNumber, UsageRecord
+from duckline.adapters.db.tables import (
+    Account,
+    Bucket,
+    LedgerEntry,
+    Line,
+    Notification,
+    Person,
+    PoolNumber,
+    UsageRecord,
+)
 from duckline.clock import FrozenClock
 from duckline.domain.catalog import Unit, Zone
 from duckline.domain.roles import Role
 from duckline.errors import DomainError, ErrorCode
 from duckline.runtime import Runtime
 from duckline.services import accounts, catalog, lines, otp, usage
+from duckline.services.unit_of_work import UnitOfWork
 from tests.factories import PASSWORD, PNG, hk_mobile, hkid, last_code, numbers, plan_input
 
 T = TypeVar("T")
@@ -43,9 +53,14 @@ def registration(n: int, document_number: str | None = None) -> accounts.Registr
     return accounts.Registration(hk_mobile(n), PASSWORD, identity, PNG)
 
 
+def registered(uow: UnitOfWork, form: accounts.Registration) -> Account:
+    phone = accounts.register(uow, form)
+    return uow.session.scalars(select(Account).where(Account.phone == phone)).one()
+
+
 def verified_account(runtime: Runtime, n: int) -> int:
     with runtime.unit_of_work() as uow:
-        account = accounts.register(uow, registration(n))
+        account = registered(uow, registration(n))
         account.phone_verified_at = uow.now()
         otp.expire_all(uow, account.phone)
         return account.id
@@ -68,7 +83,7 @@ def test_50_parallel_registrations_get_50_distinct_numbers(runtime: Runtime) -> 
     with runtime.unit_of_work() as uow:
         assert uow.session.scalar(select(func.count()).where(PoolNumber.available.is_(True))) == 0
         assert uow.session.scalar(select(func.count(func.distinct(Line.msisdn)))) == 50
-        extra = accounts.register(uow, registration(99))
+        extra = registered(uow, registration(99))
         extra.phone_verified_at = uow.now()
     with runtime.unit_of_work() as uow:
         late = uow.session.scalars(select(Account).where(Account.phone == hk_mobile(99))).one()
@@ -120,13 +135,21 @@ def test_line_limit_holds_under_parallel_requests(runtime: Runtime) -> None:
 
 
 def test_same_identity_registering_in_parallel_succeeds_once(runtime: Runtime) -> None:
-    def register(i: int) -> int:
+    """One account is made; the others get the same answer (nobody learns the identity is taken)
+    and its owner is told, once."""
+
+    def register(i: int) -> str:
         with runtime.unit_of_work() as uow:
-            return accounts.register(uow, registration(300 + i, document_number=hkid(777))).id
+            return accounts.register(uow, registration(300 + i, document_number=hkid(777)))
 
     results = in_parallel(6, register)
-    assert len([r for r in results if isinstance(r, int)]) == 1
-    assert {r.error for r in results if isinstance(r, DomainError)} == {ErrorCode.IDENTITY_TAKEN}
+    assert results == [hk_mobile(300 + i) for i in range(6)]
+    with runtime.unit_of_work() as uow:
+        (winner,) = uow.session.scalars(select(Account)).all()
+        told = uow.session.scalars(
+            select(Notification.recipient).where(Notification.template == "registration_attempt_identity")
+        ).all()
+        assert told == [winner.phone]
 
 
 def active_line(runtime: Runtime, clock: FrozenClock) -> Line:

@@ -64,13 +64,31 @@ class Person(Base):
     name_en: Mapped[str | None] = mapped_column(String(100))
     name_zh: Mapped[str | None] = mapped_column(String(30))
     birth_date: Mapped[date] = mapped_column(Date)
-    guardian_id: Mapped[int | None] = mapped_column(ForeignKey("persons.id"))
+    guardian_id: Mapped[int | None] = mapped_column(ForeignKey("guardians.id"))  # under the minimum age
     kyc_status: Mapped[KycStatus] = mapped_column(enum_column(KycStatus))
     kyc_reason: Mapped[str | None] = mapped_column(String(300))
     # Counted with a conditional UPDATE so concurrent registrations cannot pass the limit.
     line_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime]
     __table_args__ = (CheckConstraint("line_count >= 0", name="line_count_not_negative"),)
+
+
+class Guardian(Base):
+    """The adult named by a subscriber under the minimum age, one row per registration that names
+    them. Not a Person: naming someone takes neither the identity place their own registration
+    needs nor any of the lines their identity may hold. Protected as a person's identity is."""
+
+    __tablename__ = "guardians"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    document_type: Mapped[DocumentType] = mapped_column(enum_column(DocumentType))
+    # The same keyed hash as persons.document_hash: finds every minor one adult answers for.
+    document_hash: Mapped[str] = mapped_column(String(64), index=True)
+    document_cipher: Mapped[bytes] = mapped_column(LargeBinary)
+    document_masked: Mapped[str] = mapped_column(String(40))
+    name_en: Mapped[str | None] = mapped_column(String(100))
+    name_zh: Mapped[str | None] = mapped_column(String(30))
+    birth_date: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime]
 
 
 class DocumentImage(Base):

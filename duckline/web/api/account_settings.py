@@ -9,7 +9,7 @@ from pydantic import BaseModel, EmailStr, Field
 
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import contacts
-from duckline.web.deps import CurrentAccount, RuntimeDep, client_address
+from duckline.web.deps import RuntimeDep, Subscriber, SubscriberOrStaff, client_address
 from duckline.web.schemas import AccountOut
 
 router = APIRouter(prefix="/me", tags=["account"])
@@ -40,7 +40,7 @@ def _limit(request: Request, runtime: RuntimeDep, account_id: int) -> None:
 
 
 @router.patch("", response_model=AccountOut)
-def update_me(body: AccountPatch, runtime: RuntimeDep, account: CurrentAccount) -> AccountOut:
+def update_me(body: AccountPatch, runtime: RuntimeDep, account: SubscriberOrStaff) -> AccountOut:
     with runtime.unit_of_work() as uow:
         me = uow.session.merge(account)
         if body.language:
@@ -49,19 +49,19 @@ def update_me(body: AccountPatch, runtime: RuntimeDep, account: CurrentAccount) 
 
 
 @router.get("/preferences", response_model=Preferences)
-def preferences(account: CurrentAccount) -> Preferences:
+def preferences(account: Subscriber) -> Preferences:
     """Which message categories each channel gets (security, payment and service are always on)."""
     return contacts.effective_preferences(account)
 
 
 @router.put("/preferences", response_model=Preferences)
-def set_preferences(body: Preferences, runtime: RuntimeDep, account: CurrentAccount) -> Preferences:
+def set_preferences(body: Preferences, runtime: RuntimeDep, account: Subscriber) -> Preferences:
     with runtime.unit_of_work() as uow:
         return contacts.set_preferences(uow, uow.session.merge(account), body)
 
 
 @router.post("/email", status_code=status.HTTP_202_ACCEPTED)
-def change_email(body: EmailIn, request: Request, runtime: RuntimeDep, account: CurrentAccount) -> dict[str, str]:
+def change_email(body: EmailIn, request: Request, runtime: RuntimeDep, account: Subscriber) -> dict[str, str]:
     """Send a code to the new address; the change happens when it is confirmed."""
     _limit(request, runtime, account.id)
     with runtime.unit_of_work() as uow:
@@ -70,14 +70,14 @@ def change_email(body: EmailIn, request: Request, runtime: RuntimeDep, account: 
 
 
 @router.post("/email/verify", response_model=AccountOut)
-def confirm_email(body: CodeIn, request: Request, runtime: RuntimeDep, account: CurrentAccount) -> AccountOut:
+def confirm_email(body: CodeIn, request: Request, runtime: RuntimeDep, account: Subscriber) -> AccountOut:
     _limit(request, runtime, account.id)
     with runtime.unit_of_work() as uow:
         return AccountOut.of(contacts.confirm_change(uow, uow.session.merge(account), contacts.EMAIL, body.code))
 
 
 @router.post("/phone", status_code=status.HTTP_202_ACCEPTED)
-def change_phone(body: PhoneChangeIn, request: Request, runtime: RuntimeDep, account: CurrentAccount) -> dict[str, str]:
+def change_phone(body: PhoneChangeIn, request: Request, runtime: RuntimeDep, account: Subscriber) -> dict[str, str]:
     """Send a code by SMS to the new number; the old number is told once the change is confirmed."""
     _limit(request, runtime, account.id)
     with runtime.unit_of_work() as uow:
@@ -86,7 +86,7 @@ def change_phone(body: PhoneChangeIn, request: Request, runtime: RuntimeDep, acc
 
 
 @router.post("/phone/verify", response_model=AccountOut)
-def confirm_phone(body: CodeIn, request: Request, runtime: RuntimeDep, account: CurrentAccount) -> AccountOut:
+def confirm_phone(body: CodeIn, request: Request, runtime: RuntimeDep, account: Subscriber) -> AccountOut:
     _limit(request, runtime, account.id)
     with runtime.unit_of_work() as uow:
         return AccountOut.of(contacts.confirm_change(uow, uow.session.merge(account), contacts.PHONE, body.code))

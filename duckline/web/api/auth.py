@@ -9,12 +9,14 @@ from fastapi import APIRouter, Request, Response, status
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import accounts
 from duckline.web.deps import (
+    PUBLIC,
     SESSION_COOKIE,
     CurrentAccount,
     RuntimeDep,
     client_address,
     csrf_token,
     phone_key,
+    request_credential,
     session_signer,
     session_token_from_cookie,
 )
@@ -28,33 +30,36 @@ def _check_rate(request: Request, runtime: RuntimeDep, phone: str) -> None:
         raise DomainError(ErrorCode.RATE_LIMITED)
 
 
-@router.post("/login", response_model=SessionOut)
+@router.post("/login", response_model=SessionOut, dependencies=[PUBLIC])
 def login(body: LoginIn, request: Request, response: Response, runtime: RuntimeDep) -> SessionOut:
     """Start a browser session. Unsafe requests made with it must send the X-CSRF-Token header."""
     _check_rate(request, runtime, body.phone)
     settings = runtime.settings
-    with runtime.unit_of_work() as uow:
-        account = accounts.authenticate(uow, body.phone, body.password)
-        token = accounts.issue_token(uow, account, "session", timedelta(seconds=settings.session_max_age_seconds))
+    signed = accounts.sign_in(
+        runtime, body.phone, body.password, "session", timedelta(seconds=settings.session_max_age_seconds)
+    )
     response.set_cookie(
         SESSION_COOKIE,
-        session_signer(runtime).sign(token).decode(),
+        session_signer(runtime).sign(signed.token).decode(),
         max_age=settings.session_max_age_seconds,
         httponly=True,
         secure=settings.environment == "production",
         samesite="lax",
         path="/",
     )
-    return SessionOut(account=AccountOut.of(account), csrf_token=csrf_token(runtime, token))
+    return SessionOut(account=AccountOut.of(signed.account), csrf_token=csrf_token(runtime, signed.token))
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
 def logout(request: Request, response: Response, runtime: RuntimeDep, account: CurrentAccount) -> None:
-    token = session_token_from_cookie(request, runtime)
-    if token:
+    """End the credential this request signed in with (the bearer token, or the session behind the
+    cookie); the account's other tokens and sessions go on working."""
+    found = request_credential(request, runtime)
+    if found is not None:
         with runtime.unit_of_work() as uow:
-            accounts.revoke_token(uow, token)
-    response.delete_cookie(SESSION_COOKIE, path="/")
+            accounts.revoke_token(uow, found[0])
+    if found is None or found[1]:
+        response.delete_cookie(SESSION_COOKIE, path="/")
 
 
 @router.get("/session", response_model=SessionOut)
@@ -63,12 +68,10 @@ def session(request: Request, runtime: RuntimeDep, account: CurrentAccount) -> S
     return SessionOut(account=AccountOut.of(account), csrf_token=csrf_token(runtime, token) if token else "")
 
 
-@router.post("/tokens", status_code=status.HTTP_201_CREATED, response_model=TokenOut)
+@router.post("/tokens", status_code=status.HTTP_201_CREATED, response_model=TokenOut, dependencies=[PUBLIC])
 def create_token(body: TokenIn, request: Request, runtime: RuntimeDep) -> TokenOut:
     """Exchange a phone and password for a bearer token (shown once; only its hash is kept)."""
     _check_rate(request, runtime, body.phone)
     ttl = timedelta(days=runtime.settings.api_token_ttl_days)
-    with runtime.unit_of_work() as uow:
-        account = accounts.authenticate(uow, body.phone, body.password)
-        token = accounts.issue_token(uow, account, body.name, ttl)
+    token = accounts.sign_in(runtime, body.phone, body.password, body.name, ttl).token
     return TokenOut(token=token, expires_at=runtime.clock.now() + ttl)

@@ -18,7 +18,7 @@ from duckline.errors import DomainError, ErrorCode
 from duckline.services import receipt_documents, refunds, reports
 from duckline.web.api.plans import Language
 from duckline.web.billing_schemas import MonthTotal, ReceiptOut, RefundIn, RefundOut
-from duckline.web.deps import CurrentAccount, RuntimeDep, require_roles
+from duckline.web.deps import RuntimeDep, Subscriber, SubscriberOrStaff, require_roles
 from duckline.web.pagination import page
 from duckline.web.schemas import Page
 
@@ -30,7 +30,7 @@ PAID = (OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUN
 @router.get("/receipts", response_model=Page[ReceiptOut])
 def list_receipts(
     runtime: RuntimeDep,
-    account: CurrentAccount,
+    account: Subscriber,
     lang: Language,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -51,7 +51,7 @@ def _visible_receipt(uow: receipt_documents.UnitOfWork, account: Account, receip
 
 
 @router.get("/receipts/{receipt_id}", response_model=ReceiptOut)
-def get_receipt(receipt_id: int, runtime: RuntimeDep, account: CurrentAccount, lang: Language) -> ReceiptOut:
+def get_receipt(receipt_id: int, runtime: RuntimeDep, account: SubscriberOrStaff, lang: Language) -> ReceiptOut:
     with runtime.unit_of_work() as uow:
         return ReceiptOut.of(_visible_receipt(uow, account, receipt_id), lang)
 
@@ -59,7 +59,7 @@ def get_receipt(receipt_id: int, runtime: RuntimeDep, account: CurrentAccount, l
 @router.get(
     "/receipts/{receipt_id}/pdf", response_class=Response, responses={200: {"content": {"application/pdf": {}}}}
 )
-def receipt_pdf(receipt_id: int, runtime: RuntimeDep, account: CurrentAccount, lang: Language) -> Response:
+def receipt_pdf(receipt_id: int, runtime: RuntimeDep, account: SubscriberOrStaff, lang: Language) -> Response:
     """The receipt as PDF, in the subscriber's language (Chinese text embedded in the font)."""
     with runtime.unit_of_work() as uow:
         receipt = _visible_receipt(uow, account, receipt_id)
@@ -75,7 +75,7 @@ def receipt_pdf(receipt_id: int, runtime: RuntimeDep, account: CurrentAccount, l
 
 
 @router.get("/billing/months", response_model=list[MonthTotal])
-def spending_by_month(runtime: RuntimeDep, account: CurrentAccount) -> list[MonthTotal]:
+def spending_by_month(runtime: RuntimeDep, account: Subscriber) -> list[MonthTotal]:
     """Paid, refunded and net per month (Hong Kong calendar), newest first."""
     tz = ZoneInfo(runtime.settings.display_timezone)
     with runtime.unit_of_work() as uow:

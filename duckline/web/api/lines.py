@@ -16,7 +16,7 @@ from duckline.errors import DomainError, ErrorCode
 from duckline.services import catalog, lines
 from duckline.web.api.plans import Language, render
 from duckline.web.billing_schemas import AutoRenewIn
-from duckline.web.deps import CurrentAccount, RuntimeDep, require_roles
+from duckline.web.deps import RuntimeDep, Subscriber, SubscriberOrStaff, require_roles
 from duckline.web.pagination import page
 from duckline.web.schemas import ActivateIn, EsimOut, FeaturesIn, LineOut, LineStatusOut, Page
 
@@ -27,7 +27,7 @@ Operator = Annotated[Account, Depends(require_roles(LINE_OPERATORS))]
 @router.get("", response_model=Page[LineOut])
 def list_lines(
     runtime: RuntimeDep,
-    viewer: CurrentAccount,
+    viewer: SubscriberOrStaff,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     account_id: int | None = None,
@@ -46,14 +46,14 @@ def list_lines(
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=LineOut)
-def open_line(runtime: RuntimeDep, viewer: CurrentAccount) -> LineOut:
+def open_line(runtime: RuntimeDep, viewer: Subscriber) -> LineOut:
     """Another line for the caller, within the per-identity limit."""
     with runtime.unit_of_work() as uow:
         return LineOut.of(lines.open_line(uow, viewer))
 
 
 @router.get("/{line_id}/status", response_model=LineStatusOut)
-def line_status(line_id: int, runtime: RuntimeDep, viewer: CurrentAccount, lang: Language) -> LineStatusOut:
+def line_status(line_id: int, runtime: RuntimeDep, viewer: SubscriberOrStaff, lang: Language) -> LineStatusOut:
     """Each allowance used and remaining, the expiry, and warnings."""
     with runtime.unit_of_work() as uow:
         view = lines.status(uow, lines.visible_line(uow, viewer, line_id))
@@ -61,7 +61,7 @@ def line_status(line_id: int, runtime: RuntimeDep, viewer: CurrentAccount, lang:
 
 
 @router.get("/by-msisdn/{msisdn}/status", response_model=LineStatusOut)
-def line_status_by_msisdn(msisdn: str, runtime: RuntimeDep, viewer: CurrentAccount, lang: Language) -> LineStatusOut:
+def line_status_by_msisdn(msisdn: str, runtime: RuntimeDep, viewer: SubscriberOrStaff, lang: Language) -> LineStatusOut:
     with runtime.unit_of_work() as uow:
         line = lines.visible_line_by_msisdn(uow, viewer, msisdn)
         view = lines.status(uow, line)
@@ -69,7 +69,7 @@ def line_status_by_msisdn(msisdn: str, runtime: RuntimeDep, viewer: CurrentAccou
 
 
 @router.get("/{line_id}/esim", response_model=EsimOut)
-def esim(line_id: int, runtime: RuntimeDep, viewer: CurrentAccount) -> EsimOut:
+def esim(line_id: int, runtime: RuntimeDep, viewer: SubscriberOrStaff) -> EsimOut:
     with runtime.unit_of_work() as uow:
         line = lines.visible_line(uow, viewer, line_id)
         return EsimOut.of(line, lines.esim_profile(uow, line))
@@ -80,7 +80,7 @@ def esim(line_id: int, runtime: RuntimeDep, viewer: CurrentAccount) -> EsimOut:
     response_class=Response,
     responses={200: {"content": {"image/png": {}, "image/svg+xml": {}}}},
 )
-def esim_qr(line_id: int, fmt: str, runtime: RuntimeDep, viewer: CurrentAccount) -> Response:
+def esim_qr(line_id: int, fmt: str, runtime: RuntimeDep, viewer: SubscriberOrStaff) -> Response:
     """The activation code as a QR image to scan with the phone's camera."""
     if fmt not in ("png", "svg"):
         raise DomainError(ErrorCode.NOT_FOUND)
@@ -93,7 +93,7 @@ def esim_qr(line_id: int, fmt: str, runtime: RuntimeDep, viewer: CurrentAccount)
 
 
 @router.patch("/{line_id}/features", response_model=LineOut)
-def set_features(line_id: int, body: FeaturesIn, runtime: RuntimeDep, viewer: CurrentAccount) -> LineOut:
+def set_features(line_id: int, body: FeaturesIn, runtime: RuntimeDep, viewer: SubscriberOrStaff) -> LineOut:
     """Turn voicemail and caller ID on or off."""
     with runtime.unit_of_work() as uow:
         line = lines.visible_line(uow, viewer, line_id)
@@ -101,7 +101,7 @@ def set_features(line_id: int, body: FeaturesIn, runtime: RuntimeDep, viewer: Cu
 
 
 @router.patch("/{line_id}/auto-renew", response_model=LineOut)
-def set_auto_renew(line_id: int, body: AutoRenewIn, runtime: RuntimeDep, viewer: CurrentAccount) -> LineOut:
+def set_auto_renew(line_id: int, body: AutoRenewIn, runtime: RuntimeDep, viewer: Subscriber) -> LineOut:
     """Renew automatically before expiry with the payment method saved at an earlier renewal."""
     with runtime.unit_of_work() as uow:
         line = lines.visible_line(uow, viewer, line_id)

@@ -11,7 +11,7 @@ from duckline.adapters.db.tables import Person
 from duckline.adapters.sms.log import LogSmsChannel
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import accounts
-from duckline.web.deps import CurrentAccount, RuntimeDep
+from duckline.web.deps import PUBLIC, CurrentAccount, RuntimeDep, Subscriber
 from duckline.web.schemas import AccountOut, PersonOut
 
 router = APIRouter(tags=["account"])
@@ -23,7 +23,7 @@ def me(account: CurrentAccount) -> AccountOut:
 
 
 @router.get("/me/identity", response_model=PersonOut)
-def my_identity(account: CurrentAccount, runtime: RuntimeDep) -> PersonOut:
+def my_identity(account: Subscriber, runtime: RuntimeDep) -> PersonOut:
     """The caller's real-name record and its review status (rejected: with the reason)."""
     with runtime.unit_of_work() as uow:
         person = uow.session.get(Person, account.person_id) if account.person_id else None
@@ -34,7 +34,7 @@ def my_identity(account: CurrentAccount, runtime: RuntimeDep) -> PersonOut:
 
 @router.put("/me/identity", response_model=PersonOut)
 def resubmit_identity(
-    account: CurrentAccount,
+    account: Subscriber,
     runtime: RuntimeDep,
     document_type: Annotated[str, Form()],
     document_number: Annotated[str, Form(max_length=40)],
@@ -51,7 +51,7 @@ def resubmit_identity(
         return PersonOut.of(accounts.resubmit_identity(uow, account, given, image))
 
 
-@router.get("/demo/outbox", tags=["demo"])
+@router.get("/demo/outbox", tags=["demo"], dependencies=[PUBLIC])
 def demo_outbox(runtime: RuntimeDep, limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[dict[str, str]]:
     """Demo only (development mode, SMS through the log channel): the SMS it 'sent', newest first,
     to read OTPs — as the subscriber got them; the stored messages keep no codes once sent."""

@@ -16,7 +16,7 @@ from duckline.domain.roles import STAFF, Role
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import jobs, outgoing_webhooks, promotions, reconciliation
 from duckline.web.billing_schemas import CaseOut, PromotionIn, PromotionOut, ResolveIn
-from duckline.web.deps import RuntimeDep, language, require_roles
+from duckline.web.deps import PUBLIC, RuntimeDep, language, require_roles
 from duckline.web.pagination import page
 from duckline.web.schemas import Page
 
@@ -77,7 +77,7 @@ def list_promotions(runtime: RuntimeDep, actor: Staff) -> list[PromotionOut]:
         return [PromotionOut.of(p) for p in uow.session.scalars(select(Promotion).order_by(Promotion.id.desc()))]
 
 
-@router.get("/promotions/current", response_model=list[PromotionOut], tags=["renewal"])
+@router.get("/promotions/current", response_model=list[PromotionOut], tags=["renewal"], dependencies=[PUBLIC])
 def current_promotions(runtime: RuntimeDep) -> list[PromotionOut]:
     """Promotions running now that apply without a code (codes are not listed)."""
     with runtime.unit_of_work() as uow:

@@ -16,7 +16,7 @@ from duckline.services import checkout, orders
 from duckline.services.unit_of_work import UnitOfWork
 from duckline.web.api.plans import Language
 from duckline.web.billing_schemas import OrderIn, OrderOut, QuoteIn, QuoteOut, RetryIn
-from duckline.web.deps import CurrentAccount, RuntimeDep
+from duckline.web.deps import RuntimeDep, Subscriber, SubscriberOrStaff
 from duckline.web.pagination import page
 from duckline.web.schemas import Page
 
@@ -36,7 +36,7 @@ def order_out(uow: UnitOfWork, order: Order, language: str) -> OrderOut:
 
 
 @router.post("/quotes", response_model=QuoteOut)
-def quote(body: QuoteIn, runtime: RuntimeDep, account: CurrentAccount, lang: Language) -> QuoteOut:
+def quote(body: QuoteIn, runtime: RuntimeDep, account: Subscriber, lang: Language) -> QuoteOut:
     """The exact price before paying: list price, each promotion, total, the period and allowances."""
     with runtime.unit_of_work() as uow:
         q = orders.quote(uow, account, body.line_id, body.plan_code, body.promo_code, lang)
@@ -53,7 +53,7 @@ def create_order(
     body: OrderIn,
     response: Response,
     runtime: RuntimeDep,
-    account: CurrentAccount,
+    account: Subscriber,
     lang: Language,
     idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
 ) -> OrderOut:
@@ -81,7 +81,7 @@ def create_order(
 @router.get("/orders", response_model=Page[OrderOut])
 def list_orders(
     runtime: RuntimeDep,
-    account: CurrentAccount,
+    account: SubscriberOrStaff,
     lang: Language,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -94,15 +94,13 @@ def list_orders(
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut)
-def get_order(order_id: int, runtime: RuntimeDep, account: CurrentAccount, lang: Language) -> OrderOut:
+def get_order(order_id: int, runtime: RuntimeDep, account: SubscriberOrStaff, lang: Language) -> OrderOut:
     with runtime.unit_of_work() as uow:
         return order_out(uow, orders.visible_order(uow, account, order_id), lang)
 
 
 @router.post("/orders/{order_id}/payments", response_model=OrderOut)
-def retry_payment(
-    order_id: int, body: RetryIn, runtime: RuntimeDep, account: CurrentAccount, lang: Language
-) -> OrderOut:
+def retry_payment(order_id: int, body: RetryIn, runtime: RuntimeDep, account: Subscriber, lang: Language) -> OrderOut:
     """Pay again after a failed attempt (possibly with another method)."""
     checkout.retry(runtime, account.id, order_id, body.payment_method, lang, return_url(runtime))
     with runtime.unit_of_work() as uow:
@@ -110,7 +108,7 @@ def retry_payment(
 
 
 @router.post("/orders/{order_id}/cancel", response_model=OrderOut)
-def cancel_order(order_id: int, runtime: RuntimeDep, account: CurrentAccount, lang: Language) -> OrderOut:
+def cancel_order(order_id: int, runtime: RuntimeDep, account: Subscriber, lang: Language) -> OrderOut:
     with runtime.unit_of_work() as uow:
         order = orders.visible_order(uow, account, order_id, lock=True)
         orders.cancel(uow, order, account.id)
@@ -118,7 +116,7 @@ def cancel_order(order_id: int, runtime: RuntimeDep, account: CurrentAccount, la
 
 
 @router.get("/payments/{payment_id}/return", response_model=OrderOut)
-def payment_return(payment_id: int, runtime: RuntimeDep, account: CurrentAccount, lang: Language) -> OrderOut:
+def payment_return(payment_id: int, runtime: RuntimeDep, account: Subscriber, lang: Language) -> OrderOut:
     """Where the provider sends the payer back: ask the provider now rather than wait for the webhook."""
     with runtime.unit_of_work() as uow:
         payment = uow.session.get(Payment, payment_id) if 0 < payment_id < 2**63 else None

@@ -7,10 +7,10 @@ from pydantic import BaseModel, Field
 
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import accounts
-from duckline.web.deps import RuntimeDep, client_address, phone_key
+from duckline.web.deps import PUBLIC, RuntimeDep, client_address, phone_key
 from duckline.web.schemas import PhoneIn
 
-router = APIRouter(prefix="/auth/password-reset", tags=["auth"])
+router = APIRouter(prefix="/auth/password-reset", tags=["auth"], dependencies=[PUBLIC])
 
 
 class PasswordResetIn(BaseModel):

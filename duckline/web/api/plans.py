@@ -13,7 +13,7 @@ from duckline.domain.roles import CATALOGUE_EDITORS, STAFF
 from duckline.money import Money
 from duckline.services import catalog
 from duckline.services.unit_of_work import UnitOfWork
-from duckline.web.deps import RuntimeDep, language, optional_account, require_roles
+from duckline.web.deps import PUBLIC, RuntimeDep, language, optional_account, require_roles
 from duckline.web.schemas import AllowanceIn, PlanIn, PlanOut, plan_out
 
 router = APIRouter(prefix="/plans", tags=["catalogue"])
@@ -45,7 +45,7 @@ def to_input(body: PlanIn) -> catalog.PlanInput:
     )
 
 
-@router.get("", response_model=list[PlanOut])
+@router.get("", response_model=list[PlanOut], dependencies=[PUBLIC])
 def list_plans(
     runtime: RuntimeDep,
     lang: Language,
@@ -58,7 +58,7 @@ def list_plans(
         return render(uow, catalog.list_plans(uow, include_retired=show_retired), lang)
 
 
-@router.get("/{code}", response_model=PlanOut)
+@router.get("/{code}", response_model=PlanOut, dependencies=[PUBLIC])
 def get_plan(code: str, runtime: RuntimeDep, lang: Language) -> PlanOut:
     with runtime.unit_of_work() as uow:
         return render(uow, [catalog.get_plan(uow, code)], lang)[0]

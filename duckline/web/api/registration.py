@@ -9,10 +9,10 @@ from fastapi import APIRouter, File, Form, Request, UploadFile, status
 
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import accounts, lines
-from duckline.web.deps import RuntimeDep, client_address, phone_key, request_language
+from duckline.web.deps import PUBLIC, RuntimeDep, client_address, phone_key, request_language
 from duckline.web.schemas import AccountOut, EsimOut, LineOut, PhoneIn, RegistrationOut, VerifiedOut, VerifyIn
 
-router = APIRouter(prefix="/registrations", tags=["registration"])
+router = APIRouter(prefix="/registrations", tags=["registration"], dependencies=[PUBLIC])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=RegistrationOut)
@@ -35,7 +35,11 @@ def register(
     guardian_name_zh: Annotated[str | None, Form(max_length=30)] = None,
     guardian_birth_date: Annotated[date | None, Form()] = None,
 ) -> RegistrationOut:
-    """Register with a mobile number and a real-name identity. A 6-digit code is sent by SMS."""
+    """Register with a mobile number and a real-name identity. A 6-digit code is sent by SMS.
+
+    A number or an identity document that already has an account gets this same answer (no
+    account is made, no code is sent, and that account's owner is told by SMS and email), so the
+    answer never says who is a customer."""
     if not runtime.rate_limits.hit("otp", f"ip:{client_address(request)}"):
         raise DomainError(ErrorCode.RATE_LIMITED)
     guardian = None
@@ -58,8 +62,7 @@ def register(
         guardian=guardian,
     )
     with runtime.unit_of_work() as uow:
-        account = accounts.register(uow, form)
-        return RegistrationOut(account=AccountOut.of(account))
+        return RegistrationOut(phone=accounts.register(uow, form))
 
 
 @router.post("/verify", response_model=VerifiedOut)
@@ -77,6 +80,7 @@ def verify(body: VerifyIn, request: Request, runtime: RuntimeDep) -> VerifiedOut
 
 @router.post("/resend", status_code=status.HTTP_202_ACCEPTED)
 def resend(body: PhoneIn, request: Request, runtime: RuntimeDep) -> dict[str, str]:
+    """A new code for a registration waiting for one; any other number gets the same answer."""
     if not runtime.rate_limits.hit("otp", f"ip:{client_address(request)}", phone_key(runtime, body.phone)):
         raise DomainError(ErrorCode.RATE_LIMITED)
     with runtime.unit_of_work() as uow:

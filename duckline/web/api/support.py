@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from duckline.adapters.db.tables import Ticket, TicketMessage
 from duckline.domain.roles import STAFF
 from duckline.services import support
-from duckline.web.deps import CurrentAccount, RuntimeDep
+from duckline.web.deps import RuntimeDep, Subscriber, SubscriberOrStaff
 from duckline.web.pagination import page
 from duckline.web.schemas import Page
 
@@ -78,7 +78,7 @@ def _detail(ticket: Ticket, messages: list[TicketMessage]) -> TicketDetailOut:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=TicketDetailOut)
-def open_ticket(body: TicketIn, runtime: RuntimeDep, account: CurrentAccount) -> TicketDetailOut:
+def open_ticket(body: TicketIn, runtime: RuntimeDep, account: Subscriber) -> TicketDetailOut:
     """Ask support something; the answer arrives here and by SMS or email."""
     with runtime.unit_of_work() as uow:
         return _detail(support.open_ticket(uow, account, body.subject, body.body), [])
@@ -87,7 +87,7 @@ def open_ticket(body: TicketIn, runtime: RuntimeDep, account: CurrentAccount) ->
 @router.get("", response_model=Page[TicketOut])
 def list_tickets(
     runtime: RuntimeDep,
-    account: CurrentAccount,
+    account: SubscriberOrStaff,
     state: Annotated[str, Query(pattern="^(open|resolved|all)$")] = "all",
     kind: Annotated[str | None, Query(max_length=30)] = None,
     cursor: str | None = None,
@@ -108,7 +108,7 @@ def list_tickets(
 
 
 @router.get("/{ticket_id}", response_model=TicketDetailOut)
-def get_ticket(ticket_id: int, runtime: RuntimeDep, account: CurrentAccount) -> TicketDetailOut:
+def get_ticket(ticket_id: int, runtime: RuntimeDep, account: SubscriberOrStaff) -> TicketDetailOut:
     """The ticket and its whole conversation, oldest message first."""
     with runtime.unit_of_work() as uow:
         ticket = support.visible_ticket(uow, account, ticket_id)
@@ -116,7 +116,7 @@ def get_ticket(ticket_id: int, runtime: RuntimeDep, account: CurrentAccount) -> 
 
 
 @router.post("/{ticket_id}/messages", status_code=status.HTTP_201_CREATED, response_model=TicketDetailOut)
-def add_message(ticket_id: int, body: MessageIn, runtime: RuntimeDep, account: CurrentAccount) -> TicketDetailOut:
+def add_message(ticket_id: int, body: MessageIn, runtime: RuntimeDep, account: SubscriberOrStaff) -> TicketDetailOut:
     """Reply. A staff reply notifies the subscriber; a subscriber's reply reopens a resolved ticket."""
     with runtime.unit_of_work() as uow:
         ticket = support.visible_ticket(uow, account, ticket_id)

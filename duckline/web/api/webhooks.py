@@ -10,9 +10,9 @@ from starlette.concurrency import run_in_threadpool
 from duckline.adapters.payments import InvalidSignature, ProviderError, WebhookAck
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import checkout
-from duckline.web.deps import RuntimeDep
+from duckline.web.deps import PUBLIC, RuntimeDep
 
-router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/webhooks", tags=["webhooks"], dependencies=[PUBLIC])
 log = logging.getLogger(__name__)
 
 

@@ -31,10 +31,10 @@ from duckline.errors import DomainError, ErrorCode
 from duckline.runtime import Runtime
 from duckline.services import accounts, lines, usage_history
 from duckline.services.unit_of_work import UnitOfWork
-from duckline.web.deps import SESSION_COOKIE, RuntimeDep, client_address, phone_key, session_signer
+from duckline.web.deps import PUBLIC, SESSION_COOKIE, RuntimeDep, client_address, phone_key, session_signer
 from duckline.web.errors import STATUS
 from duckline.web.portal.rendering import check_csrf, error_text, page_language, redirect, render
-from duckline.web.portal.session import SignedIn, Viewer
+from duckline.web.portal.session import SignedIn, SubscriberOrStaff, Viewer
 
 router = APIRouter(include_in_schema=False)
 
@@ -122,7 +122,7 @@ def _register_form(
     )
 
 
-@router.post("/register")
+@router.post("/register", dependencies=[PUBLIC])
 def register(
     request: Request,
     runtime: RuntimeDep,
@@ -185,11 +185,12 @@ def register(
             guardian=guardian,
         )
         with runtime.unit_of_work() as uow:
-            account = accounts.register(uow, form)
+            registered_phone = accounts.register(uow, form)
     except DomainError as error:
         errors = _errors(language, error, REGISTRATION_ERROR_FIELDS)
         return _register_form(request, runtime, typed, errors, status_code=STATUS[error.error.kind])
-    return redirect("/register/verify?" + urlencode({"phone": account.phone}))
+    # A taken number or identity lands here too: the page must not tell who is a customer.
+    return redirect("/register/verify?" + urlencode({"phone": registered_phone}))
 
 
 def _parse_date(text: str) -> date:
@@ -202,7 +203,7 @@ def _parse_date(text: str) -> date:
         return date.max
 
 
-@router.get("/register/verify")
+@router.get("/register/verify", dependencies=[PUBLIC])
 def verify_page(request: Request, runtime: RuntimeDep, phone: str = "") -> Response:
     return _verify_form(request, runtime, phone[:30], {})
 
@@ -223,7 +224,7 @@ def _verify_form(
     )
 
 
-@router.post("/register/verify")
+@router.post("/register/verify", dependencies=[PUBLIC])
 def verify(
     request: Request,
     runtime: RuntimeDep,
@@ -255,8 +256,7 @@ def verify(
             token = issue_session(uow, runtime, account)
     except DomainError as error:
         errors = _errors(language, error, CODE_ERROR_FIELDS)
-        already = error.error is ErrorCode.ACCOUNT_ALREADY_VERIFIED
-        return _verify_form(request, runtime, phone, errors, STATUS[error.error.kind], already_verified=already)
+        return _verify_form(request, runtime, phone, errors, STATUS[error.error.kind])
     return signed_in_redirect(runtime, token, f"/lines/{line.id}")
 
 
@@ -359,10 +359,8 @@ def _summary(uow: UnitOfWork, line: Line, language: str) -> LineSummary:
 
 
 @router.get("/")
-def home(request: Request, runtime: RuntimeDep, account: Viewer) -> Response:
-    """The subscriber's lines; staff go to the console, visitors to the login page."""
-    if account is None:
-        return redirect("/login")
+def home(request: Request, runtime: RuntimeDep, account: SubscriberOrStaff) -> Response:
+    """The subscriber's lines; staff go to the console (visitors are sent to the login page)."""
     if account.role in STAFF:
         return redirect("/console")
     language = page_language(request, account)

@@ -13,6 +13,7 @@ from duckline.domain.roles import STAFF
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import accounts, contacts
 from duckline.web.deps import (
+    PUBLIC,
     SESSION_COOKIE,
     RuntimeDep,
     client_address,
@@ -34,7 +35,7 @@ def login_page(request: Request, runtime: RuntimeDep, account: Viewer, next: str
     return render(request, runtime, "portal/login.html", None, title_key="Log in", next=_safe(next))
 
 
-@router.post("/login")
+@router.post("/login", dependencies=[PUBLIC])
 def login(
     request: Request,
     runtime: RuntimeDep,
@@ -58,9 +59,9 @@ def login(
         )
     settings = runtime.settings
     try:
-        with runtime.unit_of_work() as uow:
-            account = accounts.authenticate(uow, phone, password)
-            token = accounts.issue_token(uow, account, "portal", timedelta(seconds=settings.session_max_age_seconds))
+        signed = accounts.sign_in(
+            runtime, phone, password, "portal", timedelta(seconds=settings.session_max_age_seconds)
+        )
     except DomainError as error:
         return render(
             request,
@@ -73,12 +74,12 @@ def login(
             error=error_text(language, error),
         )
     target = _safe(next)
-    if account.role in STAFF and target == "/":
+    if signed.account.role in STAFF and target == "/":
         target = "/console"
     response = redirect(target)
     response.set_cookie(
         SESSION_COOKIE,
-        session_signer(runtime).sign(token).decode(),
+        session_signer(runtime).sign(signed.token).decode(),
         max_age=settings.session_max_age_seconds,
         httponly=True,
         secure=settings.environment == "production",
@@ -88,7 +89,7 @@ def login(
     return response
 
 
-@router.post("/logout")
+@router.post("/logout", dependencies=[PUBLIC])
 def logout(request: Request, runtime: RuntimeDep, csrf_token: Annotated[str, Form()] = "") -> Response:
     check_csrf(request, runtime, csrf_token)
     token = session_token_from_cookie(request, runtime)

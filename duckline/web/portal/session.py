@@ -1,5 +1,5 @@
 """Who is looking at a portal page: the signed session cookie, nothing else (forms carry a
-CSRF token, checked by each POST handler)."""
+CSRF token, checked by each POST handler). Every page declares the kinds of caller it is for."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from duckline.adapters.db.tables import Account
-from duckline.domain.roles import STAFF, Role
+from duckline.domain.roles import STAFF, Caller, Role, caller_of
 from duckline.services import accounts
-from duckline.web.deps import RuntimeDep, session_token_from_cookie
+from duckline.web.deps import Callers, RuntimeDep, session_token_from_cookie
 
 
 class LoginRequired(Exception):
@@ -25,7 +25,11 @@ class StaffOnly(Exception):
     """A signed-in subscriber asked for a console page: 403, and the role is checked again below."""
 
 
-def viewer(request: Request, runtime: RuntimeDep) -> Account | None:
+class SubscribersOnly(Exception):
+    """Staff or a network element's account asked for a subscriber's page: 403."""
+
+
+def session_account(request: Request, runtime: RuntimeDep) -> Account | None:
     token = session_token_from_cookie(request, runtime)
     if not token:
         return None
@@ -33,27 +37,35 @@ def viewer(request: Request, runtime: RuntimeDep) -> Account | None:
         return accounts.account_for_token(uow, token)
 
 
-Viewer = Annotated[Account | None, Depends(viewer)]
+class PageAccess(Callers):
+    """The page's caller, if of a kind in `callers` (and, when given, of one of `roles`). Nobody
+    signed in is sent to log in; anyone else of the wrong kind gets 403."""
+
+    def __init__(self, *callers: Caller, roles: Iterable[Role] | None = None) -> None:
+        self.roles = frozenset(roles) if roles is not None else None
+        self.accepted = frozenset(callers) | frozenset(caller_of(r) for r in self.roles or ())
+
+    def __call__(
+        self, request: Request, account: Annotated[Account | None, Depends(session_account)]
+    ) -> Account | None:
+        allowed = caller_of(account.role if account else None) in self.accepted
+        if allowed and (self.roles is None or (account is not None and account.role in self.roles)):
+            return account
+        if account is None:
+            raise LoginRequired(request.url.path)
+        if Caller.SUBSCRIBER in self.accepted:
+            raise SubscribersOnly()
+        raise StaffOnly()
 
 
-def signed_in(request: Request, account: Viewer) -> Account:
-    if account is None:
-        raise LoginRequired(request.url.path)
-    return account
-
-
-SignedIn = Annotated[Account, Depends(signed_in)]
+# The page's caller, by the kinds of caller a page is for:
+Viewer = Annotated[Account | None, Depends(PageAccess(*Caller))]  # anyone; the account when signed in
+SignedIn = Annotated[Account, Depends(PageAccess(Caller.SUBSCRIBER))]  # a subscriber's own pages
+SubscriberOrStaff = Annotated[Account, Depends(PageAccess(Caller.SUBSCRIBER, Caller.STAFF))]
 
 
 def staff_with(roles: Iterable[Role]) -> object:
-    allowed = frozenset(roles)
-
-    def check(account: SignedIn) -> Account:
-        if account.role not in allowed:
-            raise StaffOnly()
-        return account
-
-    return Depends(check)
+    return Depends(PageAccess(roles=roles))
 
 
 StaffMember = Annotated[Account, staff_with(STAFF)]

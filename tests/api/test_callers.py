@@ -85,6 +85,7 @@ MATRIX: dict[str, frozenset[Caller]] = {
     "POST /api/v1/numbers/import": STAFF,
     "GET /api/v1/numbers/summary": STAFF,
     "GET /api/v1/persons/{person_id}": STAFF,
+    "GET /api/v1/persons/{person_id}/document": STAFF,
     "POST /api/v1/persons/{person_id}/kyc": STAFF,
     "GET /api/v1/audit": STAFF,
     "GET /api/v1/reconciliation/cases": STAFF,

@@ -58,12 +58,20 @@ COMMITTED_SPEND = frozenset(
 )
 
 
+# Orders whose money was taken and is held (less what was refunded): what the cap counts at capture.
+CAPTURED = frozenset({OrderStatus.PAID, OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED})
+
+
 def check_order_transition(current: OrderStatus, target: OrderStatus) -> None:
     if target not in _ORDER[current]:
         raise DomainError(ErrorCode.ORDER_TRANSITION_NOT_ALLOWED, current=current.value, target=target.value)
 
 
 class PaymentStatus(StrEnum):
+    # Recorded (with our reference) before the provider is called; stays so until the provider's
+    # answer is recorded. If the call timed out or the process died, money may have moved: only
+    # the provider, asked by our reference, can say whether it did.
+    UNKNOWN = "unknown"
     PENDING = "pending"  # created with the provider, waiting for the payer
     REQUIRES_ACTION = "requires_action"  # a second step (3-D Secure, wallet confirmation)
     SUCCEEDED = "succeeded"  # money captured
@@ -74,6 +82,7 @@ class PaymentStatus(StrEnum):
 
 
 _PAYMENT: dict[PaymentStatus, frozenset[PaymentStatus]] = {
+    PaymentStatus.UNKNOWN: frozenset(set(PaymentStatus) - {PaymentStatus.UNKNOWN}),
     PaymentStatus.PENDING: frozenset(
         {
             PaymentStatus.REQUIRES_ACTION,
@@ -99,6 +108,11 @@ _PAYMENT: dict[PaymentStatus, frozenset[PaymentStatus]] = {
     PaymentStatus.FLAGGED: frozenset({PaymentStatus.REFUNDED}),
     PaymentStatus.REFUNDED: frozenset(),
 }
+
+
+# Payments whose money may still move: they count against the spending limits, keep their order's
+# promotion uses, and no new attempt starts beside an UNKNOWN one.
+MAY_CAPTURE = frozenset({PaymentStatus.UNKNOWN, PaymentStatus.PENDING, PaymentStatus.REQUIRES_ACTION})
 
 
 def payment_can_become(current: PaymentStatus, target: PaymentStatus) -> bool:

@@ -104,7 +104,8 @@ def new_attempt(
     if _unknown_attempts(uow, order.id):
         raise DomainError(ErrorCode.PAYMENT_OUTCOME_PENDING)
     provider = saved.provider if saved else gateway.provider_name(method)
-    orders.check_month_before_paying(uow, order)  # the line's lock before a promotion's, as orders.create
+    if order.status is not OrderStatus.CREATED:  # a CREATED order was checked as this transaction made it
+        orders.check_month_before_paying(uow, order)  # the line's lock before a promotion's, as orders.create
     promotions.ensure_reserved(uow, order)
     now = uow.now()
     payment = Payment(
@@ -164,7 +165,7 @@ def start_attempt(app: App, payment_id: int, return_url: str, language: str = "e
 
 def retry(app: App, account_id: int, order_id: int, method: PaymentMethod, language: str, return_url: str) -> int:
     """A new payment attempt for an order whose last one failed (or is still open)."""
-    settle_unknown(app, order_id)
+    settle_unknown(app, _visible_order_id(app, account_id, order_id))
     with app.unit_of_work() as uow:
         account = uow.session.get(Account, account_id)
         assert account is not None
@@ -178,7 +179,7 @@ def cancel(app: App, account_id: int, order_id: int) -> None:
     """The subscriber gives up an unpaid order. From now no attempt can start; each open attempt is
     stopped at its provider (one that cannot be reached now is stopped by reconciliation later),
     and the order's promotion uses go back once none of its payments can still capture."""
-    settle_unknown(app, order_id)
+    settle_unknown(app, _visible_order_id(app, account_id, order_id))
     with app.unit_of_work() as uow:
         account = uow.session.get(Account, account_id)
         assert account is not None
@@ -288,6 +289,13 @@ def handle_webhook(app: App, provider_name: str, headers: Mapping[str, str], bod
         else:
             event.outcome = payments.apply(uow, payment.id, notice, f"webhook {notice.event_id}").note[:200]
     return provider.ack()
+
+
+def _visible_order_id(app: App, account_id: int, order_id: int) -> int:
+    with app.unit_of_work() as uow:
+        account = uow.session.get(Account, account_id)
+        assert account is not None
+        return orders.visible_order(uow, account, order_id).id
 
 
 def _latest_payment(uow: UnitOfWork, order: Order) -> Payment | None:

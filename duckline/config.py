@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     stripe_secret_key: str = ""
     stripe_webhook_secret: str = ""
     stripe_api_base: str | None = None
+    # How long to wait for Stripe's answer; a call that outlives it has an unknown outcome, which
+    # Duckline settles by asking Stripe about the payment's reference (see services/checkout.py).
+    stripe_timeout_seconds: float = 10.0
     stripe_publishable_key: str = ""  # pk_…: the payer's browser confirms the PaymentIntent with it
     # Where the card page loads Stripe.js from; Stripe requires js.stripe.com itself. Tests point
     # it at a stand-in on loopback.

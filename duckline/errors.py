@@ -97,6 +97,11 @@ class ErrorCode(Enum):
     PROMO_CODE_USED_UP = (Kind.CONFLICT, "This promo code has been used the maximum number of times.")
     PAYMENT_METHOD_UNAVAILABLE = (Kind.INVALID, "This payment method is not available.")
     PAYMENT_PROVIDER_ERROR = (Kind.UNAVAILABLE, "The payment provider did not answer. Please try again.")
+    PAYMENT_OUTCOME_PENDING = (
+        Kind.CONFLICT,
+        "The payment provider has not yet confirmed an earlier payment for this order. "
+        "We are checking with it, and you will never be charged twice: try again in a few minutes.",
+    )
     WEBHOOK_SIGNATURE_INVALID = (Kind.BAD_REQUEST, "The webhook signature is not valid.")
     REFUND_NOT_ALLOWED = (Kind.CONFLICT, "This order cannot be refunded: {reason}")
     REFUND_AMOUNT_INVALID = (Kind.INVALID, "The refund amount must be between 1 and {max} minor units.")

@@ -82,7 +82,12 @@ class Runtime:
             from duckline.adapters.payments.stripe_card import StripeCardProvider, StripeJs
 
             providers.append(
-                StripeCardProvider(settings.stripe_secret_key, settings.stripe_webhook_secret, settings.stripe_api_base)
+                StripeCardProvider(
+                    settings.stripe_secret_key,
+                    settings.stripe_webhook_secret,
+                    settings.stripe_api_base,
+                    settings.stripe_timeout_seconds,
+                )
             )
             self.stripe_js = StripeJs(settings.stripe_publishable_key, settings.stripe_js_url, settings.stripe_api_base)
         if settings.alipay_provider == "alipay":

@@ -61,6 +61,8 @@ COMMITTED_SPEND = frozenset(
 
 # Orders that took money (it may since have gone back, in part or in full).
 PAID_FOR = frozenset({OrderStatus.PAID, OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED})
+# Orders whose money was taken and is held (less what was refunded): what the cap counts at capture.
+CAPTURED = frozenset({OrderStatus.PAID, OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED})
 
 
 def check_order_transition(current: OrderStatus, target: OrderStatus) -> None:
@@ -69,6 +71,10 @@ def check_order_transition(current: OrderStatus, target: OrderStatus) -> None:
 
 
 class PaymentStatus(StrEnum):
+    # Recorded (with our reference) before the provider is called; stays so until the provider's
+    # answer is recorded. If the call timed out or the process died, money may have moved: only
+    # the provider, asked by our reference, can say whether it did.
+    UNKNOWN = "unknown"
     PENDING = "pending"  # created with the provider, waiting for the payer
     REQUIRES_ACTION = "requires_action"  # a second step (3-D Secure, wallet confirmation)
     SUCCEEDED = "succeeded"  # money captured
@@ -79,6 +85,7 @@ class PaymentStatus(StrEnum):
 
 
 _PAYMENT: dict[PaymentStatus, frozenset[PaymentStatus]] = {
+    PaymentStatus.UNKNOWN: frozenset(set(PaymentStatus) - {PaymentStatus.UNKNOWN}),
     PaymentStatus.PENDING: frozenset(
         {
             PaymentStatus.REQUIRES_ACTION,
@@ -104,6 +111,11 @@ _PAYMENT: dict[PaymentStatus, frozenset[PaymentStatus]] = {
     PaymentStatus.FLAGGED: frozenset({PaymentStatus.REFUNDED}),
     PaymentStatus.REFUNDED: frozenset(),
 }
+
+
+# Payments whose money may still move: they count against the spending limits, keep their order's
+# promotion uses, and no new attempt starts beside an UNKNOWN one.
+MAY_CAPTURE = frozenset({PaymentStatus.UNKNOWN, PaymentStatus.PENDING, PaymentStatus.REQUIRES_ACTION})
 
 
 def payment_can_become(current: PaymentStatus, target: PaymentStatus) -> bool:

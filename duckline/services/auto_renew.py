@@ -1,27 +1,31 @@
 """Auto-renew: lines due within N hours are renewed with their saved method; a declined charge
 is retried on the dunning schedule; after the last failure the line is left to fall into grace.
 Each attempt is a row unique per (line, period, attempt number), so rerunning the job — or two
-schedulers at once — never charges twice."""
+schedulers at once — never charges twice. No attempt starts while an earlier one for the same
+period may still capture (its outcome unknown — the provider's answer never came — or still
+processing), or has captured: the job asks the provider about those first."""
 
 from __future__ import annotations
 
 import logging
-from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from duckline.adapters.db.tables import Account, AutoRenewAttempt, Line, Payment, Plan, SavedPaymentMethod
+from duckline.adapters.payments import ProviderError
 from duckline.domain.lines import LineStatus
-from duckline.domain.orders import PaymentStatus
+from duckline.domain.orders import MAY_CAPTURE, PaymentStatus
 from duckline.errors import DomainError
 from duckline.services import checkout, events, orders
 from duckline.services.checkout import App
 from duckline.services.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
+# An earlier attempt for the period in one of these blocks a new one: its money may still come, or came.
+BLOCKING = MAY_CAPTURE | {PaymentStatus.SUCCEEDED, PaymentStatus.FLAGGED}
 
 
 @dataclass
@@ -101,8 +105,40 @@ def _due_attempt(uow: UnitOfWork, line: Line) -> int | None:
     return tried if tried < len(schedule) and uow.now() >= first_try + schedule[tried] else None
 
 
+def _earlier_payments(
+    uow: UnitOfWork, line_id: int, period_end: datetime, statuses: frozenset[PaymentStatus]
+) -> list[int]:
+    """This period's earlier auto-renew payments in one of `statuses`."""
+    return list(
+        uow.session.scalars(
+            select(Payment.id)
+            .join(AutoRenewAttempt, AutoRenewAttempt.order_id == Payment.order_id)
+            .where(
+                AutoRenewAttempt.line_id == line_id,
+                AutoRenewAttempt.period_end == period_end,
+                Payment.status.in_(statuses),
+            )
+        )
+    )
+
+
+def _settle_earlier(app: App, line_id: int) -> None:
+    """Ask the providers about this period's earlier attempts that may still capture (best effort)."""
+    with app.unit_of_work() as uow:
+        line = uow.session.get(Line, line_id)
+        if line is None or line.expires_at is None:
+            return
+        open_ids = _earlier_payments(uow, line.id, line.expires_at, MAY_CAPTURE)
+    for payment_id in open_ids:
+        try:
+            checkout.refresh(app, payment_id)
+        except ProviderError as exc:
+            log.warning("auto-renew: payment %s of line %s could not be asked about: %s", payment_id, line_id, exc)
+
+
 def _attempt(app: App, line_id: int, attempt: int, report: Report) -> None:
     last = attempt == len(app.settings.auto_renew_retry_hours) - 1
+    _settle_earlier(app, line_id)
     try:
         with app.unit_of_work() as uow:
             line = uow.session.get(Line, line_id, with_for_update=True)
@@ -112,6 +148,9 @@ def _attempt(app: App, line_id: int, attempt: int, report: Report) -> None:
             if _due_attempt(uow, line) != attempt:
                 return
             period_end = line.expires_at
+            if _earlier_payments(uow, line.id, period_end, BLOCKING):
+                log.warning("auto-renew of line %s waits: an earlier attempt may have been charged", line_id)
+                return
             with uow.session.begin_nested():
                 row = AutoRenewAttempt(
                     line_id=line.id, period_end=period_end, attempt=attempt, outcome="started", created_at=uow.now()
@@ -143,9 +182,9 @@ def _attempt(app: App, line_id: int, attempt: int, report: Report) -> None:
         log.warning("auto-renew of line %s not possible: %s", line_id, error)
         _cannot_order(app, line_id, attempt, last, error, report)
         return
-    # A provider that is down is recorded as a failed payment; the next attempt retries.
-    with suppress(DomainError):
-        checkout.start_attempt(app, payment_id, f"{app.settings.base_url}/api/v1/payments/{{payment_id}}/return")
+    # A provider that does not answer leaves the attempt UNKNOWN: asked about by its reference
+    # (reconciliation, or this job before the next attempt), never taken as declined.
+    checkout.start_attempt(app, payment_id, f"{app.settings.base_url}/api/v1/payments/{{payment_id}}/return")
     with app.unit_of_work() as uow:
         payment = uow.session.get(Payment, payment_id)
         attempt_row = uow.session.get(AutoRenewAttempt, attempt_id)
@@ -155,6 +194,12 @@ def _attempt(app: App, line_id: int, attempt: int, report: Report) -> None:
         if payment.status is PaymentStatus.SUCCEEDED:
             row.outcome = "paid"
             report.renewed.append(line_id)
+            return
+        if payment.status in MAY_CAPTURE:
+            # No answer yet (or still processing): it may have been charged. Neither "failed" nor
+            # "renew in the app" (that could make them pay twice); the provider will tell.
+            row.outcome = payment.status.value
+            events.raise_event(uow, events.PAYMENT_UNCONFIRMED, line.account_id, row.order_id, payment_id=payment.id)
             return
         row.outcome = "declined" if payment.status is PaymentStatus.FAILED else payment.status.value
         report.declined.append(line_id)

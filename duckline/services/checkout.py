@@ -4,28 +4,48 @@ No provider is ever called inside a database transaction (a slow provider must n
 locks). Each step is: a short transaction that records the intent, the call, a short
 transaction that records the answer. Every step can be repeated: the provider call is
 idempotent on our payment reference, and the answer is applied through `payments.apply`.
+
+An attempt is recorded with its reference and the status UNKNOWN before the provider hears of
+it, and stays UNKNOWN until the provider's answer is recorded. If the answer never comes (a
+time-out, a process that died), money may have moved: nothing says the attempt failed, no new
+attempt starts beside it, its order neither expires nor gives back its promotion uses, and it is
+settled by asking the provider about our reference (`refresh`), or by the provider's webhook,
+which names the reference too. Only a provider that has no payment under it, long enough after
+it was sent, makes it FAILED ("not_received").
 """
 
 from __future__ import annotations
 
+import logging
+import secrets
 from collections.abc import Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from duckline.adapters.db.tables import Account, Order, Payment, SavedPaymentMethod, WebhookEvent
-from duckline.adapters.payments import InvalidSignature, PaymentRequest, ProviderError, WebhookAck
+from duckline.adapters.payments import (
+    InvalidSignature,
+    PaymentRequest,
+    ProviderError,
+    ProviderPayment,
+    WebhookAck,
+)
 from duckline.adapters.payments.gateway import Payments
 from duckline.config import Settings
-from duckline.domain.orders import OPEN_FOR_PAYMENT, OrderStatus, PaymentMethod, PaymentStatus
+from duckline.domain.orders import MAY_CAPTURE, OPEN_FOR_PAYMENT, OrderStatus, PaymentMethod, PaymentStatus
 from duckline.errors import DomainError, ErrorCode
 from duckline.money import Money
-from duckline.services import events, fulfilment, orders, payments, promotions
+from duckline.services import fulfilment, orders, payments, promotions
 from duckline.services.unit_of_work import UnitOfWork
+
+log = logging.getLogger(__name__)
+NOT_RECEIVED = "not_received"  # failure code: the provider has no payment under our reference
 
 
 class App(Protocol):
@@ -50,9 +70,12 @@ def place_order(app: App, account_id: int, form: orders.OrderForm, language: str
         order, created = orders.create(uow, account, form, language)
         if not created:
             latest = _latest_payment(uow, order)
-            if latest is None or latest.provider_ref is not None:
+            if latest is None or latest.status is not PaymentStatus.UNKNOWN:
                 return Checkout(order.id, latest.id if latest else None, False)
-            payment_id = latest.id  # the earlier request stopped before reaching the provider
+            # Not answered yet: another request is sending it, or one stopped before the answer.
+            # Sending it again is safe (idempotent on its reference) and gives this request the
+            # same answer as the first.
+            payment_id = latest.id
         elif order.total_amount == 0:
             orders.move(uow, order, OrderStatus.PAID, "nothing to pay (fully discounted)")
             fulfilment.fulfil(uow, order)
@@ -63,19 +86,34 @@ def place_order(app: App, account_id: int, form: orders.OrderForm, language: str
     return Checkout(order.id, payment_id, created)
 
 
+def new_reference() -> str:
+    """Our reference for one attempt, chosen before any provider hears of it. Random rather than
+    derived from the row id: providers keep an out_trade_no or an idempotency key for a long time,
+    and ids start again from 1 in a new database (a demo, a staging copy on the same merchant)."""
+    return f"pay_{secrets.token_hex(12)}"
+
+
 def new_attempt(
     uow: UnitOfWork, gateway: Payments, order: Order, method: PaymentMethod, saved: SavedPaymentMethod | None = None
 ) -> Payment:
+    """Record a new attempt (UNKNOWN, with its reference) for an order open for payment. Refused
+    while an earlier attempt of the order has an unknown outcome, or when the order no longer fits
+    in the month's spending limit beside everything else that may still capture."""
     if order.status not in OPEN_FOR_PAYMENT:
         raise DomainError(ErrorCode.ORDER_NOT_PAYABLE)
+    if _unknown_attempts(uow, order.id):
+        raise DomainError(ErrorCode.PAYMENT_OUTCOME_PENDING)
     provider = saved.provider if saved else gateway.provider_name(method)
+    if order.status is not OrderStatus.CREATED:  # a CREATED order was checked as this transaction made it
+        orders.check_month_before_paying(uow, order)  # the line's lock before a promotion's, as orders.create
     promotions.ensure_reserved(uow, order)
     now = uow.now()
     payment = Payment(
         order_id=order.id,
+        reference=new_reference(),
         provider=provider,
         method=method,
-        status=PaymentStatus.PENDING,
+        status=PaymentStatus.UNKNOWN,
         amount=order.total_amount,
         currency=order.currency,
         captured_amount=0,
@@ -93,14 +131,18 @@ def new_attempt(
 
 
 def start_attempt(app: App, payment_id: int, return_url: str, language: str = "en") -> None:
+    """Send a recorded attempt to its provider and record the answer. A provider that does not
+    answer (ProviderError) leaves the attempt UNKNOWN — it may have charged — never failed."""
     with app.unit_of_work() as uow:
         payment = uow.session.get(Payment, payment_id)
         assert payment is not None
+        if payment.status is not PaymentStatus.UNKNOWN:
+            return  # answered already (by another request sending the same attempt)
         order = uow.session.get(Order, payment.order_id)
         assert order is not None
         saved = uow.session.get(SavedPaymentMethod, payment.saved_method_id) if payment.saved_method_id else None
         request = PaymentRequest(
-            reference=f"pay_{payment.id:010d}",
+            reference=payment.reference,
             amount=Money(payment.amount, payment.currency),
             description=f"Duckline order {order.id}: {order.quote['plan_names'].get('en', order.quote['plan_code'])}",
             method=payment.method,
@@ -109,38 +151,21 @@ def start_attempt(app: App, payment_id: int, return_url: str, language: str = "e
             language=language,
             saved_token=saved.token if saved else None,
             save_method=order.auto_renew and saved is None,
+            expires_at=order.pay_by,
         )
     provider = app.payments.by_name(payment.provider)
     try:
         answer = provider.create_payment(request)
     except ProviderError as exc:
-        with app.unit_of_work() as uow:
-            _provider_down(uow, payment_id)
-        raise DomainError(ErrorCode.PAYMENT_PROVIDER_ERROR) from exc
-    with app.unit_of_work() as uow:
-        payment = uow.session.get(Payment, payment_id)
-        assert payment is not None
-        payment.provider_ref, payment.next_action = answer.provider_ref, answer.next_action
-        payments.apply(uow, payment.id, answer, "create")
-
-
-def _provider_down(uow: UnitOfWork, payment_id: int) -> None:
-    payment = uow.session.get(Payment, payment_id)
-    order = uow.session.get(Order, payment.order_id, with_for_update=True) if payment else None
-    if payment is None or order is None or payment.status is not PaymentStatus.PENDING:
+        log.warning("payment %s: no answer from %s, outcome unknown: %s", payment_id, provider.name, exc)
         return
-    payment.status, payment.failure_code = PaymentStatus.FAILED, "provider_unavailable"
-    payment.updated_at = uow.now()
-    if order.status is OrderStatus.PAYMENT_PENDING:
-        orders.move(uow, order, OrderStatus.FAILED, f"provider {payment.provider} unavailable")
-        promotions.release(uow, order)
-        events.raise_event(
-            uow, events.PAYMENT_FAILED, order.account_id, order.id, reason="provider_unavailable", payment_id=payment.id
-        )
+    with app.unit_of_work() as uow:
+        payments.apply(uow, payment_id, answer, "create")
 
 
 def retry(app: App, account_id: int, order_id: int, method: PaymentMethod, language: str, return_url: str) -> int:
     """A new payment attempt for an order whose last one failed (or is still open)."""
+    settle_unknown(app, _visible_order_id(app, account_id, order_id))
     with app.unit_of_work() as uow:
         account = uow.session.get(Account, account_id)
         assert account is not None
@@ -150,16 +175,83 @@ def retry(app: App, account_id: int, order_id: int, method: PaymentMethod, langu
     return payment_id
 
 
-def refresh(app: App, payment_id: int) -> payments.Outcome | None:
-    """Ask the provider where a payment stands and apply it (return URL, reconciliation)."""
+def cancel(app: App, account_id: int, order_id: int) -> None:
+    """The subscriber gives up an unpaid order. From now no attempt can start; each open attempt is
+    stopped at its provider (one that cannot be reached now is stopped by reconciliation later),
+    and the order's promotion uses go back once none of its payments can still capture."""
+    settle_unknown(app, _visible_order_id(app, account_id, order_id))
+    with app.unit_of_work() as uow:
+        account = uow.session.get(Account, account_id)
+        assert account is not None
+        order = orders.visible_order(uow, account, order_id, lock=True)
+        orders.cancel(uow, order, account.id)
+        open_ids = _open_attempts(uow, order.id)
+    for payment_id in open_ids:
+        try:
+            stop(app, payment_id)
+        except ProviderError as exc:
+            log.warning("payment %s of cancelled order %s not stopped yet: %s", payment_id, order_id, exc)
+
+
+def stop(app: App, payment_id: int) -> payments.Outcome | None:
+    """Stop one open attempt at its provider, so it can no longer be paid, and apply where it then
+    stands (cancelled; or paid, if the payer was quicker). ProviderError: not stopped yet."""
     with app.unit_of_work() as uow:
         payment = uow.session.get(Payment, payment_id)
-        if payment is None or payment.provider_ref is None:
+        unknown = payment is not None and payment.status is PaymentStatus.UNKNOWN
+    if unknown:
+        refresh(app, payment_id)  # never answered: found by our reference first
+    with app.unit_of_work() as uow:
+        payment = uow.session.get(Payment, payment_id)
+        if payment is None or payment.status not in MAY_CAPTURE or payment.provider_ref is None:
             return None
         provider, ref = payment.provider, payment.provider_ref
-    answer = app.payments.by_name(provider).query(ref)
+    answer = app.payments.by_name(provider).cancel(ref)
     with app.unit_of_work() as uow:
-        return payments.apply(uow, payment_id, answer, "query")
+        return payments.apply(uow, payment_id, answer, "cancel")
+
+
+def refresh(app: App, payment_id: int) -> payments.Outcome | None:
+    """Ask the provider where a payment stands and apply it (return URL, reconciliation). An
+    attempt whose create was never answered is asked about by our reference."""
+    with app.unit_of_work() as uow:
+        payment = uow.session.get(Payment, payment_id)
+        if payment is None:
+            return None
+        provider, ref, reference = payment.provider, payment.provider_ref, payment.reference
+        sent_at, unknown = payment.created_at, payment.status is PaymentStatus.UNKNOWN
+    if ref is not None:
+        answer = app.payments.by_name(provider).query(ref)
+        with app.unit_of_work() as uow:
+            return payments.apply(uow, payment_id, answer, "query")
+    if not unknown:
+        return None  # it never reached a provider ("not_received"): there is nothing to ask
+    found = app.payments.by_name(provider).find(reference)
+    with app.unit_of_work() as uow:
+        if found is not None:
+            return payments.apply(uow, payment_id, found, f"query by reference {reference}")
+        if uow.now() < sent_at + _settle_time(app, provider):
+            return None  # the call may still be on its way, or the provider's index behind: ask later
+        payment = uow.session.get(Payment, payment_id)
+        assert payment is not None
+        never = ProviderPayment("", PaymentStatus.FAILED, payment.amount, payment.currency, failure_code=NOT_RECEIVED)
+        return payments.apply(uow, payment_id, never, f"no payment {reference} at {provider}")
+
+
+def settle_unknown(app: App, order_id: int) -> None:
+    """Ask about the order's attempts whose outcome is unknown (best effort: a provider that
+    cannot be reached leaves them unknown, and whatever needed them settled refuses)."""
+    with app.unit_of_work() as uow:
+        unknown = _unknown_attempts(uow, order_id)
+    for payment_id in unknown:
+        with suppress(ProviderError):
+            refresh(app, payment_id)
+
+
+def _settle_time(app: App, provider: str) -> timedelta:
+    """How long after an attempt was sent a provider's "no such payment" is believed: past any
+    request still in flight (reconcile_after_minutes) and past the provider's own lookup lag."""
+    return max(timedelta(minutes=app.settings.reconcile_after_minutes), app.payments.by_name(provider).lookup_lag)
 
 
 def handle_webhook(app: App, provider_name: str, headers: Mapping[str, str], body: bytes) -> WebhookAck:
@@ -184,9 +276,12 @@ def handle_webhook(app: App, provider_name: str, headers: Mapping[str, str], bod
         ).scalar_one_or_none()
         if recorded is None:
             return provider.ack()  # seen before: harmless
-        payment = uow.session.scalars(
-            select(Payment).where(Payment.provider == provider_name, Payment.provider_ref == notice.provider_ref)
-        ).first()
+        # By the provider's id, or by our reference: a payment whose create answer we never
+        # recorded has no provider id yet, and this notice is how it learns it.
+        matches = Payment.provider_ref == notice.provider_ref
+        if notice.reference:
+            matches = or_(matches, Payment.reference == notice.reference)
+        payment = uow.session.scalars(select(Payment).where(Payment.provider == provider_name, matches)).first()
         event = uow.session.get(WebhookEvent, recorded)
         assert event is not None
         if payment is None:
@@ -196,8 +291,43 @@ def handle_webhook(app: App, provider_name: str, headers: Mapping[str, str], bod
     return provider.ack()
 
 
+def _visible_order_id(app: App, account_id: int, order_id: int) -> int:
+    with app.unit_of_work() as uow:
+        account = uow.session.get(Account, account_id)
+        assert account is not None
+        return orders.visible_order(uow, account, order_id).id
+
+
 def _latest_payment(uow: UnitOfWork, order: Order) -> Payment | None:
     return uow.session.scalars(select(Payment).where(Payment.order_id == order.id).order_by(Payment.id.desc())).first()
 
 
-__all__ = ["App", "Checkout", "InvalidSignature", "handle_webhook", "new_attempt", "place_order", "refresh", "retry"]
+def _unknown_attempts(uow: UnitOfWork, order_id: int) -> list[int]:
+    return list(
+        uow.session.scalars(
+            select(Payment.id).where(Payment.order_id == order_id, Payment.status == PaymentStatus.UNKNOWN)
+        )
+    )
+
+
+def _open_attempts(uow: UnitOfWork, order_id: int) -> list[int]:
+    return list(
+        uow.session.scalars(
+            select(Payment.id).where(Payment.order_id == order_id, Payment.status.in_(MAY_CAPTURE)).order_by(Payment.id)
+        )
+    )
+
+
+__all__ = [
+    "App",
+    "Checkout",
+    "InvalidSignature",
+    "cancel",
+    "handle_webhook",
+    "new_attempt",
+    "place_order",
+    "refresh",
+    "retry",
+    "settle_unknown",
+    "stop",
+]

@@ -14,7 +14,8 @@ from duckline.services.unit_of_work import UnitOfWork
 RENEWAL_SUCCEEDED = "renewal.succeeded"
 RENEWAL_FAILED = "renewal.failed"
 RENEWAL_REFUNDED = "renewal.refunded"
-PAYMENT_FAILED = "payment.failed"
+PAYMENT_FAILED = "payment.failed"  # the provider declined it: nothing was charged
+PAYMENT_UNCONFIRMED = "payment.unconfirmed"  # sent, but the provider has not said yet whether it charged
 AUTO_RENEW_FAILED = "auto_renew.failed"
 LINE_GRACE = "line.grace"
 LINE_EXPIRED = "line.expired"
@@ -25,6 +26,7 @@ ALL = (
     RENEWAL_FAILED,
     RENEWAL_REFUNDED,
     PAYMENT_FAILED,
+    PAYMENT_UNCONFIRMED,
     AUTO_RENEW_FAILED,
     LINE_GRACE,
     LINE_EXPIRED,
@@ -69,6 +71,10 @@ def _message(uow: UnitOfWork, account: Account, event_type: str, order_id: int |
     elif event_type == PAYMENT_FAILED and order is not None:
         notifications.notify(
             uow, account, "payment_failed", msisdn=number, amount=Money(order.total_amount, order.currency)
+        )
+    elif event_type == PAYMENT_UNCONFIRMED and order is not None:
+        notifications.notify(
+            uow, account, "payment_unconfirmed", msisdn=number, amount=Money(order.total_amount, order.currency)
         )
     elif event_type == RENEWAL_REFUNDED:
         notifications.notify(

@@ -21,6 +21,10 @@ def fulfil(uow: UnitOfWork, order: Order) -> None:
     if order.status is not OrderStatus.PAID:
         return
     line = uow.session.get(Line, order.line_id, with_for_update=True)
+    # Money that arrived for an order that had stopped counting (declined, then paid after all)
+    # is applied only within the month's cap; promotions.confirm below likewise re-takes a given-
+    # back use only if it is still free. Otherwise DomainError: the money goes back.
+    orders.check_month_at_capture(uow, order)
     plan = uow.session.get(Plan, order.plan_id)
     assert line is not None and plan is not None
     now = uow.now()

@@ -109,6 +109,13 @@ TEMPLATES: dict[str, Template] = {
         "Payment not completed",
         "Your payment of {amount} for {msisdn} did not go through. Nothing was charged. You can try again in the app.",
     ),
+    "payment_unconfirmed": Template(
+        PAYMENT,
+        "Payment not confirmed yet",
+        "We asked for your payment of {amount} for {msisdn}, but the payment provider has not confirmed yet "
+        "whether it went through. We are checking with them: if it did, your renewal is applied. "
+        "You will never be charged twice, so there is no need to pay again.",
+    ),
     "refund_issued": Template(
         PAYMENT,
         "Refund issued",

@@ -6,15 +6,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, exists, func, or_, select
 
-from duckline.adapters.db.tables import Account, Line, Order, OrderEvent, Person, Plan
+from duckline.adapters.db.tables import Account, Line, Order, OrderEvent, Payment, Person, Plan
 from duckline.adapters.db.types import is_id
 from duckline.domain.catalog import Allowance, PlanKind, PlanStatus, Validity
 from duckline.domain.identity import KycStatus
 from duckline.domain.lines import LineStatus
 from duckline.domain.orders import (
+    CAPTURED,
     COMMITTED_SPEND,
+    MAY_CAPTURE,
     OPEN_FOR_PAYMENT,
     OrderKind,
     OrderStatus,
@@ -105,30 +107,54 @@ def _check_limits(uow: UnitOfWork, line: Line, priced: Price) -> None:
         raise DomainError(ErrorCode.ORDER_BELOW_MINIMUM, field="plan_code", minimum=fmt(settings.order_minimum))
     if total.amount > settings.order_maximum:
         raise DomainError(ErrorCode.ORDER_ABOVE_MAXIMUM, field="plan_code", maximum=fmt(settings.order_maximum))
-    spent = month_spend(uow, line.id)
-    if spent + total.amount > settings.monthly_line_limit:
+    _check_month(uow, month_spend(uow, line.id), total)
+
+
+def _check_month(uow: UnitOfWork, spent: int, order_total: Money) -> None:
+    limit = uow.settings.monthly_line_limit
+    if spent + order_total.amount > limit:
+        fmt = lambda value: Money(value, order_total.currency).format()  # noqa: E731
         raise DomainError(
-            ErrorCode.MONTHLY_LIMIT_REACHED,
-            field="plan_code",
-            limit=fmt(settings.monthly_line_limit),
-            left=fmt(max(0, settings.monthly_line_limit - spent)),
+            ErrorCode.MONTHLY_LIMIT_REACHED, field="plan_code", limit=fmt(limit), left=fmt(max(0, limit - spent))
         )
 
 
-def month_spend(uow: UnitOfWork, line_id: int) -> int:
-    """What the line has spent, or is about to, in the current Hong Kong calendar month."""
+def month_spend(uow: UnitOfWork, line_id: int, except_order_id: int | None = None) -> int:
+    """What the line has spent, or may still spend, in the current Hong Kong calendar month: orders
+    paid or waiting to be, and any other order (failed, cancelled, expired) with a payment that may
+    still capture. A declined order counts again only once it is paid again."""
+    may_capture = exists().where(Payment.order_id == Order.id, Payment.status.in_(MAY_CAPTURE))
+    return _month_sum(uow, line_id, except_order_id, or_(Order.status.in_(COMMITTED_SPEND), may_capture))
+
+
+def captured_spend(uow: UnitOfWork, line_id: int, except_order_id: int | None = None) -> int:
+    """What the line has actually paid (and not had back) in the current Hong Kong calendar month."""
+    return _month_sum(uow, line_id, except_order_id, Order.status.in_(CAPTURED))
+
+
+def _month_sum(uow: UnitOfWork, line_id: int, except_order_id: int | None, counted: ColumnElement[bool]) -> int:
     local = uow.now().astimezone(ZoneInfo(uow.settings.display_timezone))
     month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    return int(
-        uow.session.scalar(
-            select(func.coalesce(func.sum(Order.total_amount - Order.refunded_amount), 0)).where(
-                Order.line_id == line_id,
-                Order.status.in_(COMMITTED_SPEND),
-                Order.created_at >= month_start,
-            )
-        )
-        or 0
+    query = select(func.coalesce(func.sum(Order.total_amount - Order.refunded_amount), 0)).where(
+        Order.line_id == line_id, counted, Order.created_at >= month_start
     )
+    if except_order_id is not None:
+        query = query.where(Order.id != except_order_id)
+    return int(uow.session.scalar(query) or 0)
+
+
+def check_month_before_paying(uow: UnitOfWork, order: Order) -> None:
+    """Before a new payment attempt for an order (a retry after a decline): the order must still
+    fit in the month beside everything else the line has spent or may still spend. Locks the line
+    (after the order, as fulfilment does), so attempts on one line are checked one after the other."""
+    uow.session.execute(select(Line.id).where(Line.id == order.line_id).with_for_update())
+    _check_month(uow, month_spend(uow, order.line_id, order.id), Money(order.total_amount, order.currency))
+
+
+def check_month_at_capture(uow: UnitOfWork, order: Order) -> None:
+    """Money was captured for the order; before it is applied, it must fit in the month beside what
+    the line has actually paid. Otherwise it is not applied, and reconciliation refunds it."""
+    _check_month(uow, captured_spend(uow, order.line_id, order.id), Money(order.total_amount, order.currency))
 
 
 @dataclass(frozen=True)
@@ -248,8 +274,10 @@ def is_line_live(line: Line, now: datetime) -> bool:
 
 
 def cancel(uow: UnitOfWork, order: Order, actor_id: int) -> None:
-    """Give up on an unpaid order; a payment that still succeeds later is applied or refunded."""
+    """Give up on an unpaid order: no new attempt can start. Its promotion uses go back once no
+    payment of it can still capture (checkout.cancel stops them at their providers); a payment
+    that succeeds all the same is applied or refunded."""
     if order.status not in OPEN_FOR_PAYMENT:
         raise DomainError(ErrorCode.ORDER_NOT_PAYABLE)
     move(uow, order, OrderStatus.CANCELLED, "cancelled by the subscriber", actor_id)
-    promotions.release(uow, order)
+    promotions.release_when_settled(uow, order)

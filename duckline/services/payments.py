@@ -50,7 +50,6 @@ def apply(uow: UnitOfWork, payment_id: int, update: ProviderPayment | WebhookNot
         payment.failure_code = update.failure_code or payment.failure_code
         if order.status in (OrderStatus.CREATED, OrderStatus.PAYMENT_PENDING) and _is_latest(uow, order, payment):
             orders.move(uow, order, OrderStatus.FAILED, f"payment {payment.id} failed ({source})")
-            promotions.release(uow, order)
             events.raise_event(
                 uow,
                 events.PAYMENT_FAILED,
@@ -66,7 +65,7 @@ def apply(uow: UnitOfWork, payment_id: int, update: ProviderPayment | WebhookNot
         payment.refunded_amount = max(payment.refunded_amount, update.refunded_amount or payment.amount)
         if order.status in OPEN_FOR_PAYMENT:
             orders.move(uow, order, OrderStatus.CANCELLED, f"payment {payment.id} refunded before capture")
-            promotions.release(uow, order)
+    promotions.release_when_settled(uow, order)
     return Outcome(order.status, payment.status, True, f"{source}: {target.value}")
 
 
@@ -134,6 +133,11 @@ def _captured(
 
 
 def _copy_details(payment: Payment, update: ProviderPayment | WebhookNotice) -> None:
+    # The create answer, or — for an attempt whose create answer was never recorded — whatever
+    # found it by our reference (a webhook, a query), gives the provider's id and the payer's step.
+    payment.provider_ref = payment.provider_ref or update.provider_ref or None
+    if isinstance(update, ProviderPayment) and payment.next_action is None:
+        payment.next_action = update.next_action
     payment.card_brand = update.card_brand or payment.card_brand
     payment.card_last4 = update.card_last4 or payment.card_last4
     payment.wallet_account = update.wallet_account or payment.wallet_account

@@ -9,8 +9,9 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from duckline.adapters.db.tables import Account, Order, Promotion, PromotionRedemption
+from duckline.adapters.db.tables import Account, Order, Payment, Promotion, PromotionRedemption
 from duckline.domain.catalog import Allowance, Unit, Zone, check_texts
+from duckline.domain.orders import MAY_CAPTURE, OrderStatus
 from duckline.domain.pricing import PromotionKind, PromotionRule
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import audit
@@ -243,25 +244,26 @@ def ensure_reserved(uow: UnitOfWork, order: Order) -> None:
         reserve(uow, order, list(released))
 
 
+def release_when_settled(uow: UnitOfWork, order: Order) -> None:
+    """Give back the uses of an order that failed, expired or was cancelled — once none of its
+    payments can still capture: until then its money, and the use with it, may still come."""
+    if order.status not in (OrderStatus.FAILED, OrderStatus.EXPIRED, OrderStatus.CANCELLED):
+        return
+    still_open = uow.session.scalar(
+        select(Payment.id).where(Payment.order_id == order.id, Payment.status.in_(MAY_CAPTURE)).limit(1)
+    )
+    if still_open is None:
+        release(uow, order)
+
+
 def confirm(uow: UnitOfWork, order: Order) -> None:
-    """The order was paid: its reserved uses become final (a late payment re-takes released ones)."""
-    ensure_reserved_silently(uow, order)
+    """The order is being applied: its reserved uses become final. A use it gave back meanwhile
+    (it failed, expired or was cancelled, then was paid after all) is taken again only within the
+    promotion's limits: if someone else has it now, the order cannot be applied (PROMO_CODE_USED_UP)
+    and its money goes back."""
+    ensure_reserved(uow, order)
     uow.session.execute(
         update(PromotionRedemption)
         .where(PromotionRedemption.order_id == order.id, PromotionRedemption.status == RESERVED)
         .values(status=CONFIRMED)
     )
-
-
-def ensure_reserved_silently(uow: UnitOfWork, order: Order) -> None:
-    """Money already taken: the promotion is honoured even if its limit was reached meanwhile."""
-    released = uow.session.scalars(
-        select(PromotionRedemption).where(
-            PromotionRedemption.order_id == order.id, PromotionRedemption.status == RELEASED
-        )
-    ).all()
-    for redemption in released:
-        redemption.status = RESERVED
-        uow.session.execute(
-            update(Promotion).where(Promotion.id == redemption.promotion_id).values(uses=Promotion.uses + 1)
-        )

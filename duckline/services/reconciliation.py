@@ -1,7 +1,10 @@
 """Finding money and plans that disagree, and putting them right: nothing lost, nothing twice.
 
-- A payment still open after a while is asked about: captured → applied now (the webhook was
-  lost or the process died); still unpaid after the order's deadline → the order expires.
+- A payment still open after a while is asked about — by our reference when its create was
+  never answered (the process died, the provider's answer came too late): captured → applied
+  now (the webhook was lost); still unpaid after the order's deadline, or its order cancelled →
+  stopped at the provider, and the order expires. An order with an attempt whose outcome is
+  unknown never expires before the provider has said what became of it.
 - An order paid but not applied is applied, or, when it cannot be (number recycled), refunded.
 Every case it handles or cannot handle becomes a ticket, so support sees it.
 """
@@ -16,7 +19,7 @@ from sqlalchemy import select
 
 from duckline.adapters.db.tables import Account, Order, Payment, Ticket
 from duckline.adapters.payments import ProviderError
-from duckline.domain.orders import OPEN_FOR_PAYMENT, OrderStatus, PaymentStatus
+from duckline.domain.orders import MAY_CAPTURE, OPEN_FOR_PAYMENT, OrderStatus, PaymentStatus
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import audit, case_texts, checkout, fulfilment, orders, promotions, refunds, tickets
 from duckline.services.checkout import App
@@ -37,13 +40,7 @@ def run(app: App) -> Report:
     with app.unit_of_work() as uow:
         cutoff = uow.now() - timedelta(minutes=app.settings.reconcile_after_minutes)
         open_payments = uow.session.scalars(
-            select(Payment.id)
-            .where(
-                Payment.status.in_((PaymentStatus.PENDING, PaymentStatus.REQUIRES_ACTION)),
-                Payment.created_at <= cutoff,
-                Payment.provider_ref.is_not(None),
-            )
-            .order_by(Payment.id)
+            select(Payment.id).where(Payment.status.in_(MAY_CAPTURE), Payment.created_at <= cutoff).order_by(Payment.id)
         ).all()
         stuck_paid = uow.session.scalars(
             select(Order.id).where(Order.status == OrderStatus.PAID, Order.updated_at <= cutoff).order_by(Order.id)
@@ -86,26 +83,48 @@ def _check_payment(app: App, payment_id: int, report: Report) -> None:
                 resolution=case_texts.APPLIED_AUTOMATICALLY,
             )
             report.applied.append(order.id)
-        elif payment.status in (PaymentStatus.PENDING, PaymentStatus.REQUIRES_ACTION) and order.pay_by <= uow.now():
+            return
+        waiting = payment.status in (PaymentStatus.PENDING, PaymentStatus.REQUIRES_ACTION)
+        if not waiting or (order.status in OPEN_FOR_PAYMENT and order.pay_by > uow.now()):
+            return  # settled, unknown still, or the payer still has time
+    _stop(app, payment_id, report)
+
+
+def _stop(app: App, payment_id: int, report: Report) -> None:
+    """Not paid by the order's deadline, or its order was cancelled: stop it at the provider."""
+    try:
+        checkout.stop(app, payment_id)
+    except ProviderError:
+        report.unreachable.append(payment_id)
+        return
+    with app.unit_of_work() as uow:
+        payment = uow.session.get(Payment, payment_id)
+        assert payment is not None
+        order = uow.session.get(Order, payment.order_id, with_for_update=True)
+        assert order is not None
+        uow.session.refresh(payment, with_for_update=True)
+        if payment.status in (PaymentStatus.PENDING, PaymentStatus.REQUIRES_ACTION) and order.pay_by <= uow.now():
+            # The provider cannot stop it: a wallet page the payer never opened is no trade yet
+            # (and the wallet was told to refuse it after the deadline: expires_at), or a card
+            # payment is still processing. Given up here; money that comes all the same is
+            # applied or refunded.
             payment.status, payment.updated_at = PaymentStatus.CANCELLED, uow.now()
-            if order.status in OPEN_FOR_PAYMENT:
-                _expire(uow, order)
-                report.expired.append(order.id)
+        if order.status in OPEN_FOR_PAYMENT and order.pay_by <= uow.now() and not _has_open_payment(uow, order):
+            _expire(uow, order)
+            report.expired.append(order.id)
+        else:
+            promotions.release_when_settled(uow, order)
 
 
 def _expire(uow: checkout.UnitOfWork, order: Order) -> None:
     orders.move(uow, order, OrderStatus.EXPIRED, "not paid in time")
-    promotions.release(uow, order)
+    promotions.release_when_settled(uow, order)
 
 
 def _has_open_payment(uow: checkout.UnitOfWork, order: Order) -> bool:
     return (
         uow.session.scalar(
-            select(Payment.id).where(
-                Payment.order_id == order.id,
-                Payment.status.in_((PaymentStatus.PENDING, PaymentStatus.REQUIRES_ACTION)),
-                Payment.provider_ref.is_not(None),
-            )
+            select(Payment.id).where(Payment.order_id == order.id, Payment.status.in_(MAY_CAPTURE)).limit(1)
         )
         is not None
     )

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -98,7 +98,7 @@ def single(query: str) -> dict[str, str]:
 
 @dataclass
 class FakeAlipay:
-    """Plays openapi.alipay.com/gateway.do for alipay.trade.query and alipay.trade.refund."""
+    """Plays openapi.alipay.com/gateway.do for alipay.trade.query, .refund and .close."""
 
     app_public_pem: str
     signing_key: rsa.RSAPrivateKey  # Alipay's private key; tests swap it to sign with a wrong one
@@ -141,6 +141,8 @@ class FakeAlipay:
             content = self._query(biz)
         elif method == "alipay.trade.refund":
             content = self._refund(biz)
+        elif method == "alipay.trade.close":
+            content = self._close(biz)
         else:
             content = {"code": "40004", "msg": "Business Failed", "sub_code": "isv.invalid-method"}
         return 200, self.signed(method.replace(".", "_") + "_response", content)
@@ -164,6 +166,16 @@ class FakeAlipay:
                 "receipt_amount": "0.00",
             }
         return {"code": "10000", "msg": "Success", **trade}
+
+    def _close(self, biz: dict[str, Any]) -> dict[str, str]:
+        trade = self.trades.get(biz.get("out_trade_no", ""))
+        failed = {"code": "40004", "msg": "Business Failed"}
+        if trade is None:
+            return {**failed, "sub_code": "ACQ.TRADE_NOT_EXIST", "sub_msg": "交易不存在"}
+        if trade["trade_status"] != "WAIT_BUYER_PAY":
+            return {**failed, "sub_code": "ACQ.TRADE_STATUS_ERROR", "sub_msg": "交易状态不合法"}
+        trade["trade_status"] = "TRADE_CLOSED"
+        return {"code": "10000", "msg": "Success", "out_trade_no": biz["out_trade_no"], "trade_no": trade["trade_no"]}
 
     def _refund(self, biz: dict[str, Any]) -> dict[str, str]:
         trade = self.trades.get(biz.get("out_trade_no", ""))
@@ -695,3 +707,35 @@ def test_webhook_that_is_not_a_form_is_refused(provider: AlipayProvider) -> None
 
 def test_ack_is_plain_success(provider: AlipayProvider) -> None:
     assert provider.ack() == WebhookAck(200, b"success", "text/plain")
+
+
+# --- by our reference, and closing ----------------------------------------------------------------
+
+
+def test_find_is_none_for_a_trade_alipay_does_not_have(provider: AlipayProvider, fake: FakeAlipay) -> None:
+    assert provider.find("pay_42") is None
+    fake.trades["pay_42"] = _trade("TRADE_SUCCESS")
+    found = provider.find("pay_42")
+    assert found is not None and (found.status, found.amount) == (PaymentStatus.SUCCEEDED, 12800)
+
+
+def test_a_page_pay_carries_the_deadline_after_which_alipay_refuses_it(provider: AlipayProvider) -> None:
+    deadline = datetime(2026, 11, 24, 2, 30, tzinfo=UTC)
+    payment = provider.create_payment(_request(expires_at=deadline))
+
+    assert payment.next_action is not None
+    biz = json.loads(single(urlsplit(payment.next_action["url"]).query)["biz_content"])
+    assert biz["time_expire"] == "2026-11-24 10:30:00"  # Beijing time
+
+
+def test_cancel_closes_a_waiting_trade_and_leaves_a_paid_or_unopened_one_as_it_is(
+    provider: AlipayProvider, fake: FakeAlipay
+) -> None:
+    fake.trades["pay_wait"] = _trade("WAIT_BUYER_PAY", out_trade_no="pay_wait")
+    fake.trades["pay_paid"] = _trade("TRADE_SUCCESS", out_trade_no="pay_paid")
+
+    assert provider.cancel("pay_wait").status is PaymentStatus.CANCELLED
+    assert fake.trades["pay_wait"]["trade_status"] == "TRADE_CLOSED"
+    assert provider.cancel("pay_paid").status is PaymentStatus.SUCCEEDED
+    assert provider.cancel("pay_unopened").status is PaymentStatus.PENDING  # nothing to close yet
+    assert [r["method"] for r in fake.requests].count("alipay.trade.close") == 3

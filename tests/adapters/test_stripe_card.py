@@ -142,6 +142,10 @@ class FakeStripe:
             return 200, self._create_customer(params)
         if method == "POST" and path == "/v1/payment_intents":
             return 200, self._create_intent(params, expand)
+        if method == "GET" and path == "/v1/payment_intents/search":
+            return 200, self._search_intents(params.get("query", ""), expand)
+        if method == "POST" and (m := re.fullmatch(r"/v1/payment_intents/([^/]+)/cancel", path)):
+            return 200, self._cancel_intent(m.group(1), expand)
         if method == "GET" and (m := re.fullmatch(r"/v1/payment_intents/([^/]+)", path)):
             return 200, self.view(self._intent(m.group(1)), expand)
         if method == "POST" and path == "/v1/refunds":
@@ -258,6 +262,36 @@ class FakeStripe:
             intent.update(status="requires_payment_method", last_payment_error=error)
             if off_session:
                 raise StripeError(402, {**error, "payment_intent": self.view(intent, [])})
+
+    def _search_intents(self, query: str, expand: list[str]) -> dict[str, Any]:
+        """Stripe's search, for the one clause Duckline sends: metadata['key']:'value'."""
+        clause = re.fullmatch(r"metadata\['([^']+)'\]:'([^']*)'", query.strip())
+        if clause is None:
+            raise StripeError(400, {"type": "invalid_request_error", "message": f"unsupported query {query!r}"})
+        key, value = clause.groups()
+        each = [e.removeprefix("data.") for e in expand if e.startswith("data.")]
+        found = [self.view(i, each) for i in self.intents.values() if i["metadata"].get(key) == value]
+        return {
+            "object": "search_result",
+            "data": found,
+            "has_more": False,
+            "next_page": None,
+            "url": "/v1/payment_intents/search",
+        }
+
+    def _cancel_intent(self, pi_id: str, expand: list[str]) -> dict[str, Any]:
+        intent = self._intent(pi_id)
+        if intent["status"] not in ("requires_payment_method", "requires_confirmation", "requires_action"):
+            raise StripeError(
+                400,
+                {
+                    "type": "invalid_request_error",
+                    "code": "payment_intent_unexpected_state",
+                    "message": f"You cannot cancel this PaymentIntent because it has a status of {intent['status']}.",
+                },
+            )
+        intent.update(status="canceled", cancellation_reason="requested_by_customer", next_action=None)
+        return self.view(intent, expand)
 
     def require_action(self, pi_id: str) -> None:
         with self.lock:
@@ -883,3 +917,41 @@ def test_a_stand_in_for_stripe_js_and_its_api_is_allowed_too() -> None:
     assert StripeJs("pk_x", "https://js.stripe.com/v3/", "https://api.stripe.com").csp_sources() == (
         StripeJs("pk_x", "javascript:alert(1)", "").csp_sources()
     )
+
+
+# --- by our reference, and cancelling ---------------------------------------------------------------
+
+
+def test_find_by_our_reference_sees_an_intent_whose_create_answer_was_lost(
+    fake: FakeStripe, provider: StripeCardProvider
+) -> None:
+    customer = provider._client.v1.customers.create(params={}).id
+    made = provider.create_payment(request("pay_lost", saved_token=f"{customer}|pm_card_visa"))
+
+    found = provider.find("pay_lost")
+
+    assert found is not None and found.provider_ref == made.provider_ref
+    assert (found.status, found.amount, found.card_last4) == (PaymentStatus.SUCCEEDED, 12800, "4242")
+    [search] = fake.calls("GET", "/v1/payment_intents/search")
+    assert search.params["query"] == "metadata['duckline_reference']:'pay_lost'"
+    assert provider.find("pay_never_sent") is None
+
+
+def test_cancel_stops_an_open_intent_and_reports_a_paid_one_as_paid(
+    fake: FakeStripe, provider: StripeCardProvider
+) -> None:
+    open_one = provider.create_payment(request("pay_open"))
+    paid = provider.create_payment(request("pay_paid"))
+    fake.confirm(paid.provider_ref, "pm_card_visa")
+
+    assert provider.cancel(open_one.provider_ref).status is PaymentStatus.CANCELLED
+    assert fake.intents[open_one.provider_ref]["status"] == "canceled"
+    assert provider.cancel(paid.provider_ref).status is PaymentStatus.SUCCEEDED
+    assert fake.intents[paid.provider_ref]["status"] == "succeeded"
+
+
+def test_a_webhook_names_our_reference() -> None:
+    hooks = StripeCardProvider(SECRET_KEY, WEBHOOK_SECRET, api_base=f"http://127.0.0.1:{closed_port()}")
+    body = event("payment_intent.succeeded", intent_obj())
+
+    assert hooks.parse_webhook({"stripe-signature": stripe_signature(body)}, body).reference == "pay_42"

@@ -670,3 +670,36 @@ def test_ack_is_what_wechat_pay_takes_as_received(provider: WeChatPayProvider) -
     assert ack.status_code in (200, 204)
     assert json.loads(ack.body) == {"code": "SUCCESS", "message": "OK"}
     assert ack.media_type == "application/json"
+
+
+# --- by our reference, and closing ----------------------------------------------------------------
+
+
+def test_find_is_none_for_an_order_wechat_pay_does_not_have(provider: WeChatPayProvider, fake: FakeWeChatPay) -> None:
+    fake.routes["GET", QUERY_PATH] = (404, {"code": "ORDER_NOT_EXIST", "message": "订单不存在"})
+    assert provider.find(REF) is None
+    fake.routes["GET", QUERY_PATH] = (200, _trade("SUCCESS"))
+    found = provider.find(REF)
+    assert found is not None and found.status is PaymentStatus.SUCCEEDED
+
+
+def test_a_native_order_carries_the_deadline_after_which_wechat_pay_refuses_it(
+    provider: WeChatPayProvider, fake: FakeWeChatPay
+) -> None:
+    fake.routes["POST", "/v3/pay/transactions/native"] = (200, {"code_url": "weixin://wxpay/bizpayurl?pr=x"})
+    request = _request()
+    provider.create_payment(
+        PaymentRequest(**{**request.__dict__, "expires_at": datetime(2026, 11, 24, 2, 30, tzinfo=UTC)})
+    )
+
+    [sent] = fake.requests_to("POST", "/v3/pay/transactions/native")
+    assert sent.body is not None and sent.body["time_expire"] == "2026-11-24T10:30:00+08:00"
+
+
+def test_cancel_closes_the_order_then_reports_it(provider: WeChatPayProvider, fake: FakeWeChatPay) -> None:
+    fake.routes["POST", f"{QUERY_PATH}/close"] = (204, None)
+    fake.routes["GET", QUERY_PATH] = (200, _trade("CLOSED"))
+
+    assert provider.cancel(REF).status is PaymentStatus.CANCELLED
+    [sent] = fake.requests_to("POST", f"{QUERY_PATH}/close")
+    assert sent.authorized and sent.body == {"mchid": MCHID}

@@ -501,6 +501,9 @@ class Payment(Base):
     __tablename__ = "payments"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    # Ours, set when the row is inserted, before any provider call: the provider's idempotency key
+    # (Stripe) or out_trade_no (Alipay, WeChat Pay), so a payment is found by it whatever happened.
+    reference: Mapped[str] = mapped_column(String(40))
     provider: Mapped[str] = mapped_column(String(20))
     method: Mapped[PaymentMethod] = mapped_column(enum_column(PaymentMethod))
     provider_ref: Mapped[str | None] = mapped_column(String(100))
@@ -521,6 +524,7 @@ class Payment(Base):
     captured_at: Mapped[datetime | None]
     __table_args__ = (
         UniqueConstraint("provider", "provider_ref", name="uq_payments_provider_ref"),
+        UniqueConstraint("reference", name="uq_payments_reference"),
         Index("ix_payments_status", "status", "updated_at"),
     )
 
@@ -655,6 +659,7 @@ class SandboxPayment(Base):
     __tablename__ = "sandbox_payments"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     ref: Mapped[str] = mapped_column(String(60), unique=True)
+    reference: Mapped[str | None] = mapped_column(String(60))  # the merchant's (Duckline's) reference
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(20))

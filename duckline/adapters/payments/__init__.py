@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from duckline.domain.orders import PaymentMethod, PaymentStatus
@@ -20,12 +21,13 @@ class InvalidSignature(Exception):
 
 
 class ProviderError(Exception):
-    """The provider could not be reached or refused the call; safe to retry."""
+    """The provider could not be reached, did not answer in time, or refused the call; safe to
+    retry. After a create, the outcome is unknown: the provider may have acted on the call."""
 
 
 @dataclass(frozen=True)
 class PaymentRequest:
-    reference: str  # Duckline's own id for the attempt, e.g. "pay_42"; the provider's idempotency key
+    reference: str  # Duckline's own id for the attempt (Payment.reference); the provider's idempotency key
     amount: Money
     description: str
     method: PaymentMethod
@@ -34,6 +36,7 @@ class PaymentRequest:
     language: str = "en"
     saved_token: str | None = None  # a saved method, for off-session charges (auto-renew)
     save_method: bool = False  # ask the provider for a reusable token
+    expires_at: datetime | None = None  # after this the provider must refuse the payment (wallets)
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,8 @@ class WebhookNotice:
     refund_id: str | None = None
     refund_amount: int | None = None
     refund_reference: str | None = None
+    reference: str | None = None  # our reference, as the provider echoes it: finds a payment whose
+    # create answer Duckline never recorded (the process died, or the answer came too late)
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,8 @@ class WebhookAck:
 class PaymentProvider(Protocol):
     name: str
     methods: frozenset[PaymentMethod]
+    # How long a payment the provider made may stay invisible to `find` (a search index behind).
+    lookup_lag: timedelta
 
     def create_payment(self, request: PaymentRequest) -> ProviderPayment:
         """Start a payment. Calling it again with the same reference must not charge twice."""
@@ -107,6 +114,16 @@ class PaymentProvider(Protocol):
 
     def query(self, provider_ref: str) -> ProviderPayment:
         """Ask the provider for the payment's current state (reconciliation, return URL)."""
+        ...
+
+    def find(self, reference: str) -> ProviderPayment | None:
+        """The payment the provider holds under our reference, in its current state; None when it
+        holds none. For a create whose answer never arrived; None is final only after `lookup_lag`."""
+        ...
+
+    def cancel(self, provider_ref: str) -> ProviderPayment:
+        """Stop a payment that is not paid, so it can no longer be: where it stands afterwards
+        (CANCELLED; SUCCEEDED if it was paid first; PENDING if the provider cannot stop it yet)."""
         ...
 
     def refund(self, provider_ref: str, amount: Money, refund_reference: str, reason: str) -> RefundResult:

@@ -66,6 +66,8 @@ _CALL_ERRORS = (
     AliPayException,
     AliPayValidationError,
 )
+# trade.close answers after which the trade's state is simply read: not there yet, paid or closed.
+_CLOSE_SETTLED = frozenset({"ACQ.TRADE_NOT_EXIST", "ACQ.TRADE_STATUS_ERROR"})
 _TRADE_STATUS = {
     "WAIT_BUYER_PAY": PaymentStatus.PENDING,
     "TRADE_SUCCESS": PaymentStatus.SUCCEEDED,
@@ -121,6 +123,7 @@ class _AliPayClient(AliPay):
 class AlipayProvider:
     name = "alipay"
     methods = frozenset({PaymentMethod.ALIPAY})
+    lookup_lag = timedelta(0)  # trade.query by out_trade_no reads the trade itself
 
     def __init__(
         self,
@@ -169,6 +172,8 @@ class AlipayProvider:
         extra: dict[str, str] = {}
         if money.currency != "CNY":
             extra = {"trans_currency": money.currency, "settle_currency": money.currency}
+        if request.expires_at is not None:  # Alipay refuses to take the payment after this
+            extra["time_expire"] = request.expires_at.astimezone(_BEIJING).strftime("%Y-%m-%d %H:%M:%S")
         signed_query = self._client.api_alipay_trade_page_pay(
             subject=_subject(request.description),
             out_trade_no=request.reference,
@@ -186,13 +191,18 @@ class AlipayProvider:
         )
 
     def query(self, provider_ref: str) -> ProviderPayment:
-        result = self._call(self._client.api_alipay_trade_query, out_trade_no=provider_ref)
+        found = self.find(provider_ref)
+        if found is None:  # the payer has not opened the page yet
+            return ProviderPayment(provider_ref=provider_ref, status=PaymentStatus.PENDING, amount=0, currency="CNY")
+        return found
+
+    def find(self, reference: str) -> ProviderPayment | None:
+        """alipay.trade.query by out_trade_no, which is our reference; None: no such trade (yet)."""
+        result = self._call(self._client.api_alipay_trade_query, out_trade_no=reference)
         code, sub_code = result.get("code"), result.get("sub_code")
         if code != _SUCCESS:
-            if sub_code == "ACQ.TRADE_NOT_EXIST":  # the payer has not opened the page yet
-                return ProviderPayment(
-                    provider_ref=provider_ref, status=PaymentStatus.PENDING, amount=0, currency="CNY"
-                )
+            if sub_code == "ACQ.TRADE_NOT_EXIST":
+                return None
             raise ProviderError(f"alipay.trade.query failed: {_describe(result)}")
         trade_status = str(result.get("trade_status", ""))
         status = _TRADE_STATUS.get(trade_status)
@@ -208,13 +218,21 @@ class AlipayProvider:
             # Closed after it was paid: Alipay closes a paid trade only once it is fully refunded.
             status, refunded = PaymentStatus.REFUNDED, max(refunded, amount)
         return ProviderPayment(
-            provider_ref=provider_ref,
+            provider_ref=reference,
             status=status,
             amount=amount,
             currency=currency,
             wallet_account=result.get("buyer_logon_id") or None,  # masked by Alipay, e.g. "abc***@x.com"
             refunded_amount=refunded,
         )
+
+    def cancel(self, provider_ref: str) -> ProviderPayment:
+        """alipay.trade.close. A trade the payer never opened does not exist yet and cannot be
+        closed: it stays PENDING, and Alipay refuses it after the request's time_expire."""
+        result = self._call(self._client.api_alipay_trade_close, out_trade_no=provider_ref)
+        if result.get("code") == _SUCCESS or result.get("sub_code") in _CLOSE_SETTLED:
+            return self.query(provider_ref)  # closed, not there yet, or paid (or closed) before: as it now is
+        raise ProviderError(f"alipay.trade.close failed: {_describe(result)}")
 
     def refund(self, provider_ref: str, amount: Money, refund_reference: str, reason: str) -> RefundResult:
         if amount.amount <= 0:
@@ -267,6 +285,7 @@ class AlipayProvider:
             event_id=notify_id,
             event_type=event_type,
             provider_ref=out_trade_no,
+            reference=out_trade_no,
             status=status,
             amount=amount,
             currency=currency,

@@ -27,6 +27,8 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from duckline.adapters.db.engine import Database
 from duckline.adapters.db.tables import SandboxPayment, SandboxWebhook
@@ -76,6 +78,7 @@ _STATUS = {
 class SandboxProvider:
     name = "sandbox"
     methods = frozenset({PaymentMethod.SANDBOX, PaymentMethod.CARD, PaymentMethod.ALIPAY, PaymentMethod.WECHATPAY})
+    lookup_lag = timedelta(0)  # its own tables: what it holds, it finds at once
 
     def __init__(
         self,
@@ -94,29 +97,50 @@ class SandboxProvider:
 
     def create_payment(self, request: PaymentRequest) -> ProviderPayment:
         self._check_up()
-        ref = f"sbx_{hashlib.sha256(request.reference.encode()).hexdigest()[:20]}"  # idempotent per reference
+        ref = _ref(request.reference)  # idempotent per reference
         with self.db.transaction() as session:
-            payment = session.scalars(select(SandboxPayment).where(SandboxPayment.ref == ref)).first()
-            if payment is None:
-                payment = SandboxPayment(
+            # Insert-if-absent, as a real provider's idempotency key works: requests racing with
+            # one reference make one payment (the others wait for it, then find it), charged once.
+            insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert  # type: ignore[union-attr]
+            created = session.execute(
+                insert(SandboxPayment)
+                .values(
                     ref=ref,
+                    reference=request.reference,
                     amount=request.amount.amount,
                     currency=request.amount.currency,
                     status="requires_payment",
+                    refunded=0,
                     return_url=request.return_url,
                     created_at=self.clock.now(),
                 )
-                session.add(payment)
-                session.flush()
-                if request.saved_token:  # off-session: charge the saved card at once
-                    card = TEST_CARDS.get(request.saved_token.removeprefix("sbxtok_").split("_")[0])
-                    self._charge(session, payment, card or TestCard("decline"), request.saved_token[-4:])
+                .on_conflict_do_nothing(index_elements=["ref"])
+                .returning(SandboxPayment.id)
+            ).scalar_one_or_none()
+            payment = self._payment(session, ref, lock=created is not None)
+            if created is not None and request.saved_token:  # off-session: charge the saved card at once
+                card = TEST_CARDS.get(request.saved_token.removeprefix("sbxtok_").split("_")[0])
+                self._charge(session, payment, card or TestCard("decline"), request.saved_token[-4:])
             return self._view(payment)
 
     def query(self, provider_ref: str) -> ProviderPayment:
         self._check_up()
         with self.db.transaction() as session:
             return self._view(self._payment(session, provider_ref))
+
+    def find(self, reference: str) -> ProviderPayment | None:
+        self._check_up()
+        with self.db.transaction() as session:
+            payment = session.scalars(select(SandboxPayment).where(SandboxPayment.ref == _ref(reference))).first()
+            return self._view(payment) if payment is not None else None
+
+    def cancel(self, provider_ref: str) -> ProviderPayment:
+        self._check_up()
+        with self.db.transaction() as session:
+            payment = self._payment(session, provider_ref, lock=True)
+            if payment.status in ("requires_payment", "processing", "requires_action"):
+                payment.status = "cancelled"  # its hosted page no longer takes a card
+            return self._view(payment)
 
     def refund(self, provider_ref: str, amount: Money, refund_reference: str, reason: str) -> RefundResult:
         self._check_up()
@@ -159,6 +183,7 @@ class SandboxProvider:
             failure_code=data.get("failure_code"),
             saved_token=data.get("saved_token"),
             refund_reference=(data.get("refund") or {}).get("reference"),
+            reference=data.get("reference"),
         )
 
     def ack(self) -> WebhookAck:
@@ -307,6 +332,7 @@ class SandboxProvider:
     def _data(payment: SandboxPayment) -> dict[str, Any]:
         return {
             "ref": payment.ref,
+            "reference": payment.reference,
             "status": payment.status,
             "amount": payment.amount,
             "currency": payment.currency,
@@ -347,3 +373,8 @@ class SandboxProvider:
             saved_token=payment.customer_token,
             refunded_amount=payment.refunded,
         )
+
+
+def _ref(reference: str) -> str:
+    """The sandbox's own id for the payment with this merchant reference."""
+    return f"sbx_{hashlib.sha256(reference.encode()).hexdigest()[:20]}"

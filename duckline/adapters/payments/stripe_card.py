@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
@@ -49,6 +50,8 @@ _STRIPE_REFUND_REASONS: dict[str, Literal["duplicate", "fraudulent", "requested_
     "requested_by_customer": "requested_by_customer",
 }
 _PAYER_STEPS = frozenset({"requires_payment_method", "requires_confirmation", "requires_action"})
+# Stripe's search "can be up to an hour behind during outages" (normally under a minute).
+SEARCH_LAG = timedelta(hours=1)
 
 _STATUS = {
     "requires_payment_method": PaymentStatus.PENDING,
@@ -101,6 +104,7 @@ def _unique(*origins: str | None) -> list[str]:
 class StripeCardProvider:
     name = "stripe"
     methods = frozenset({PaymentMethod.CARD})
+    lookup_lag = SEARCH_LAG
 
     def __init__(
         self, secret_key: str, webhook_secret: str, api_base: str | None = None, timeout: float = 10.0
@@ -150,6 +154,26 @@ class StripeCardProvider:
         except stripe.StripeError as exc:
             raise _provider_error(f"query {provider_ref}", exc) from exc
         return _payment(intent.to_dict(), on_session=True)
+
+    def find(self, reference: str) -> ProviderPayment | None:
+        """By the metadata every intent carries (Stripe's search; references are [0-9a-z_])."""
+        try:
+            found = self._client.v1.payment_intents.search(
+                params={"query": f"metadata['duckline_reference']:'{reference}'", "expand": ["data.latest_charge"]}
+            )
+        except stripe.StripeError as exc:
+            raise _provider_error(f"search {reference}", exc) from exc
+        intents = [intent.to_dict() for intent in found.data]
+        return _payment(intents[0], on_session=True) if intents else None
+
+    def cancel(self, provider_ref: str) -> ProviderPayment:
+        try:
+            intent = self._client.v1.payment_intents.cancel(provider_ref, params={"expand": ["latest_charge"]})
+        except stripe.InvalidRequestError:  # not cancellable any more (succeeded, processing): say where it is
+            return self.query(provider_ref)
+        except stripe.StripeError as exc:
+            raise _provider_error(f"cancel {provider_ref}", exc) from exc
+        return _payment(intent.to_dict(), on_session=False)
 
     def refund(self, provider_ref: str, amount: Money, refund_reference: str, reason: str) -> RefundResult:
         params: RefundCreateParams = {
@@ -337,6 +361,7 @@ def _notice(event: dict[str, Any]) -> WebhookNotice:
         return WebhookNotice(
             **common,
             provider_ref=obj["id"],
+            reference=(obj.get("metadata") or {}).get("duckline_reference"),
             status=status,
             amount=obj.get("amount_received") if status is PaymentStatus.SUCCEEDED else obj.get("amount"),
             card_brand=brand,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from datetime import timedelta, timezone
 from typing import Any
 
 from wechatpayv3 import WeChatPay, WeChatPayType
@@ -46,6 +47,7 @@ TOLERANCE_SECONDS = 300
 _OUT_TRADE_NO = re.compile(r"[0-9A-Za-z_\-*]{6,32}")
 _OUT_REFUND_NO = re.compile(r"[0-9A-Za-z_\-|*@]{1,64}")
 _DESCRIPTION_BYTES = 127
+_BEIJING = timezone(timedelta(hours=8))
 _REASON_CHARS = 80
 
 _TRADE_STATE = {
@@ -66,6 +68,7 @@ class WeChatPayProvider:
 
     name = "wechatpay"
     methods = frozenset({PaymentMethod.WECHATPAY})
+    lookup_lag = timedelta(0)  # the order query by out_trade_no reads the order itself
 
     def __init__(
         self,
@@ -127,6 +130,10 @@ class WeChatPayProvider:
             amount={"total": request.amount.amount, "currency": request.amount.currency},
             notify_url=request.notify_url or self.notify_url,
             pay_type=WeChatPayType.NATIVE,
+            # WeChat Pay refuses to take the payment after this (RFC 3339, as its examples write it).
+            time_expire=request.expires_at.astimezone(_BEIJING).isoformat(timespec="seconds")
+            if request.expires_at
+            else None,
         )
         if 400 <= code < 500 and body.get("code") in ("ORDERPAID", "ORDER_CLOSED"):
             return self.query(request.reference)  # an earlier attempt was paid or closed: say which, signed
@@ -141,9 +148,8 @@ class WeChatPayProvider:
         )
 
     def query(self, provider_ref: str) -> ProviderPayment:
-        _check_out_trade_no(provider_ref)
-        code, body = self._call("query", self._client.query, out_trade_no=provider_ref)
-        if code == 404 and body.get("code") == "ORDER_NOT_EXIST":
+        found = self.find(provider_ref)
+        if found is None:
             # Not (yet) known to WeChat Pay: nothing was paid. Amount and currency are unknown.
             return ProviderPayment(
                 provider_ref=provider_ref,
@@ -152,9 +158,27 @@ class WeChatPayProvider:
                 currency="",
                 failure_code="ORDER_NOT_EXIST",
             )
+        return found
+
+    def find(self, reference: str) -> ProviderPayment | None:
+        """The order query by out_trade_no, which is our reference; None: WeChat Pay has no such order."""
+        _check_out_trade_no(reference)
+        code, body = self._call("query", self._client.query, out_trade_no=reference)
+        if code == 404 and body.get("code") == "ORDER_NOT_EXIST":
+            return None
         if code != 200:
             raise _error("query", code, body)
-        return self._transaction_view(provider_ref, body)
+        return self._transaction_view(reference, body)
+
+    def cancel(self, provider_ref: str) -> ProviderPayment:
+        """Close the order (answered 204). A paid order cannot be closed: it is reported as it is."""
+        _check_out_trade_no(provider_ref)
+        code, body = self._call("close", self._client.close, out_trade_no=provider_ref)
+        if code == 204 or (400 <= code < 500 and body.get("code") in ("ORDERPAID", "ORDER_CLOSED")):
+            return self.query(provider_ref)
+        if code == 404 and body.get("code") == "ORDER_NOT_EXIST":  # only our create makes one: none ever will
+            return ProviderPayment(provider_ref, PaymentStatus.CANCELLED, 0, "", failure_code="ORDER_NOT_EXIST")
+        raise _error("close", code, body)
 
     def refund(self, provider_ref: str, amount: Money, refund_reference: str, reason: str) -> RefundResult:
         """Refund by out_trade_no; out_refund_no = refund_reference makes a repeat a no-op at WeChat Pay.
@@ -257,6 +281,7 @@ class WeChatPayProvider:
             "event_id": str(event_id),
             "event_type": event_type,
             "provider_ref": str(provider_ref),
+            "reference": str(provider_ref),
             "payload": event,
         }
         if event_type.startswith("REFUND."):

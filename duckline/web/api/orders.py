@@ -109,10 +109,10 @@ def retry_payment(order_id: int, body: RetryIn, runtime: RuntimeDep, account: Su
 
 @router.post("/orders/{order_id}/cancel", response_model=OrderOut)
 def cancel_order(order_id: int, runtime: RuntimeDep, account: Subscriber, lang: Language) -> OrderOut:
+    """Give up an unpaid order; its open payment is cancelled at the provider too."""
+    checkout.cancel(runtime, account.id, order_id)
     with runtime.unit_of_work() as uow:
-        order = orders.visible_order(uow, account, order_id, lock=True)
-        orders.cancel(uow, order, account.id)
-        return order_out(uow, order, lang)
+        return order_out(uow, orders.visible_order(uow, account, order_id), lang)
 
 
 @router.get("/payments/{payment_id}/return", response_model=OrderOut)

@@ -36,7 +36,7 @@ from duckline.adapters.payments import ProviderError
 from duckline.adapters.qr import qr_png
 from duckline.config import Settings
 from duckline.domain.catalog import PlanKind
-from duckline.domain.orders import OrderStatus, PaymentMethod, PaymentStatus
+from duckline.domain.orders import MAY_CAPTURE, OrderStatus, PaymentMethod, PaymentStatus
 from duckline.errors import DomainError, ErrorCode
 from duckline.money import Money
 from duckline.runtime import Runtime
@@ -326,21 +326,22 @@ def _attempt(uow: UnitOfWork, order: Order, payment_id: int | None) -> Payment |
 
 def _refresh_once(runtime: Runtime, account: Account, order_id: int, payment_id: int | None) -> None:
     """Ask the provider now rather than wait for the webhook (as the API's return URL does);
-    only while the attempt is open. A provider that does not answer leaves the page 'processing'."""
+    only while the attempt is open (or its outcome unknown: then it is asked about by our
+    reference). A provider that does not answer leaves the page 'processing'."""
     with runtime.unit_of_work() as uow:
         order = orders.visible_order(uow, account, order_id)
         payment = _attempt(uow, order, payment_id)
-        open_id = payment.id if payment is not None and payment.status in OPEN and payment.provider_ref else None
+        open_id = payment.id if payment is not None and payment.status in MAY_CAPTURE else None
     if open_id is not None:
         with contextlib.suppress(ProviderError):
             checkout.refresh(runtime, open_id)
 
 
-def _result_state(order: Order, receipt: Receipt | None) -> str:
+def _result_state(order: Order, receipt: Receipt | None, latest: Payment | None) -> str:
     if order.status in DONE and receipt is not None:
         return "success"
-    if order.status is OrderStatus.FAILED:
-        return "failed"
+    if order.status is OrderStatus.FAILED and (latest is None or latest.status not in MAY_CAPTURE):
+        return "failed"  # the provider said no: "nothing was charged" is true
     if order.status is OrderStatus.PAID:
         return "paid"  # money taken, not applied (yet): reconciliation and support take over
     if order.status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED, OrderStatus.REFUNDED):
@@ -364,7 +365,7 @@ def _render_result(
             select(Receipt).where(Receipt.order_id == order.id, Receipt.kind == "receipt")
         ).first()
         line = uow.session.get(Line, order.line_id)
-    state = _result_state(order, receipt)
+    state = _result_state(order, receipt, latest)
     methods = payment_methods(runtime)
     previous = latest.method.value if latest is not None else "card"
     action = latest.next_action if latest is not None and latest.status in OPEN else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -85,15 +85,20 @@ def current_account(account: Annotated[Account | None, Depends(optional_account)
 CurrentAccount = Annotated[Account, Depends(current_account)]
 
 
-def require_roles(roles: Iterable[Role]) -> Callable[[Account], Account]:
-    allowed = frozenset(roles)
+class RoleCheck:
+    """A dependency that lets through only the given roles; the OpenAPI document lists them."""
 
-    def check(account: CurrentAccount) -> Account:
-        if account.role not in allowed:
+    def __init__(self, roles: Iterable[Role]) -> None:
+        self.roles = frozenset(roles)
+
+    def __call__(self, account: CurrentAccount) -> Account:
+        if account.role not in self.roles:
             raise DomainError(ErrorCode.FORBIDDEN)
         return account
 
-    return check
+
+def require_roles(roles: Iterable[Role]) -> RoleCheck:
+    return RoleCheck(roles)
 
 
 def request_language(request: Request) -> str:

@@ -19,6 +19,10 @@ class InvalidSignature(Exception):
     """A webhook whose signature does not verify: answered 400, nothing else happens."""
 
 
+class MalformedWebhook(Exception):
+    """A webhook that verifies but whose content cannot be read: answered 400, nothing else happens."""
+
+
 class ProviderError(Exception):
     """The provider could not be reached or refused the call; safe to retry."""
 

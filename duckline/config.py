@@ -37,7 +37,7 @@ def key_bits(key: str) -> float:
 
 
 def _shortest_period(text: str) -> int:
-    """The length p of the shortest prefix whose repetition makes up `text` (KMP failure function)."""
+    """The length of the unit `text` repeats at least twice (KMP failure function), else its length."""
     failure = [0] * (len(text) + 1)
     k = 0
     for i in range(1, len(text)):
@@ -46,7 +46,8 @@ def _shortest_period(text: str) -> int:
         if text[i] == text[k]:
             k += 1
         failure[i + 1] = k
-    return len(text) - failure[len(text)] if text else 0
+    period = len(text) - failure[len(text)]
+    return period if 2 * period <= len(text) else len(text)
 
 
 def key_weakness(key: str) -> str | None:

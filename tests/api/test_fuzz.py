@@ -6,7 +6,7 @@ Each operation is called as whoever may call it: a subscriber (and an admin, whe
 an admin for staff operations, the network element for usage batches, nobody for public ones.
 The run is bounded and seeded, so it is reproducible and fits the suite (SQLite only):
 
-    DUCKLINE_FUZZ_EXAMPLES   examples per operation, caller and mode (valid / invalid); default 12
+    DUCKLINE_FUZZ_EXAMPLES   examples per operation, caller and mode (valid / invalid); default 10
     DUCKLINE_FUZZ_SEED       the Hypothesis seed; default 20261124
     DUCKLINE_FUZZ_DATABASE   a database URL to fuzz instead of a fresh SQLite file (e.g. PostgreSQL,
                              migrated and empty): for longer runs by hand
@@ -45,7 +45,7 @@ from duckline.runtime import Runtime
 from duckline.services import accounts, demo
 from duckline.web.app import create_app
 
-EXAMPLES = int(os.environ.get("DUCKLINE_FUZZ_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("DUCKLINE_FUZZ_EXAMPLES", "10"))
 SEED = int(os.environ.get("DUCKLINE_FUZZ_SEED", "20261124"))
 CHECKS = [not_a_server_error, status_code_conformance]
 

@@ -6,13 +6,15 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
+import re
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import suppress
-from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,8 +22,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from duckline.adapters.db.migrate import NotMigrated, upgrade
-from duckline.config import Settings
-from duckline.domain.catalog import Zone
+from duckline.config import Settings, base_url_mismatch
 from duckline.domain.roles import Role
 from duckline.errors import DomainError
 from duckline.money import Money
@@ -51,8 +52,8 @@ console = Console()
 USAGE_BATCH = 1000
 
 
-def _runtime(check: bool = True) -> Runtime:
-    runtime = Runtime(Settings())
+def _runtime(check: bool = True, settings: Settings | None = None) -> Runtime:
+    runtime = Runtime(settings or Settings())
     if check:
         try:
             runtime.check_schema()
@@ -81,15 +82,25 @@ def serve(
     port: Annotated[int | None, typer.Option(help="port to bind")] = None,
     workers: Annotated[int, typer.Option(help="server processes (each builds its own engine)")] = 1,
 ) -> None:
-    """Serve the portal and the API on HOST:PORT. Refuses an unmigrated database."""
+    """Serve the portal and the API on HOST:PORT. Refuses an unmigrated database.
+
+    Payment pages, provider return URLs and webhooks use DUCKLINE_BASE_URL; unset, it follows the
+    address actually listened on (`--port 0` picks a free port, and the links use it)."""
     import uvicorn
 
     from duckline.web.app import create_app
 
-    runtime = _runtime()
-    settings = runtime.settings
-    host, port = host or settings.host, port or settings.port
-    console.print(f"Duckline on http://{host}:{port}  (portal: /, staff console: /console, API docs: /api/v1/docs)")
+    chosen: dict[str, Any] = {name: value for name, value in (("host", host), ("port", port)) if value is not None}
+    settings = Settings(**chosen)
+    if workers > 1 and settings.port == 0:
+        console.print("[red]--port 0 needs --workers 1: the worker processes must agree on one port[/red]")
+        raise typer.Exit(2)
+    listener = _listen(settings.host, settings.port) if workers == 1 else None
+    if listener is not None and listener.getsockname()[1] != settings.port:
+        settings = Settings(**{**chosen, "port": listener.getsockname()[1]})
+    _refuse_a_base_url_elsewhere(settings, listener)
+    runtime = _runtime(settings=settings)
+    console.print(f"Duckline on {settings.base_url}  (portal: /, staff console: /console, API docs: /api/v1/docs)")
     if workers > 1:  # each process builds its app from the same DUCKLINE_* settings
         if settings.rate_limit_storage.startswith("memory"):
             console.print(
@@ -97,17 +108,46 @@ def serve(
                 " set DUCKLINE_RATE_LIMIT_STORAGE=redis://… to share them"
             )
         runtime.close()
+        os.environ["DUCKLINE_BASE_URL"] = settings.base_url  # the processes read their settings afresh
         uvicorn.run(
             "duckline.web.app:create_app",
             factory=True,
-            host=host,
-            port=port,
+            host=settings.host,
+            port=settings.port,
             workers=workers,
             log_level="info",
             access_log=False,
         )
         return
-    uvicorn.run(create_app(runtime=runtime), host=host, port=port, log_level="info", access_log=False)
+    assert listener is not None
+    config = uvicorn.Config(
+        create_app(runtime=runtime), host=settings.host, port=settings.port, log_level="info", access_log=False
+    )
+    uvicorn.Server(config).run(sockets=[listener])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind before anything else, so that the port is known (and free) before links are made with it."""
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        console.print(f"[red]cannot listen on {host}:{port}: {exc.strerror or exc}[/red]")
+        raise typer.Exit(1) from exc
+    return listener
+
+
+def _refuse_a_base_url_elsewhere(settings: Settings, listener: socket.socket | None) -> None:
+    problem = base_url_mismatch(settings)
+    if problem:
+        if listener is not None:
+            listener.close()
+        console.print(f"[red]{problem}[/red]")
+        raise typer.Exit(2)
+    if settings.base_url_is_explicit:
+        console.print(f"payment pages and webhooks use DUCKLINE_BASE_URL={settings.base_url}")
 
 
 @app.command("demo")
@@ -190,26 +230,54 @@ def line_status(msisdn: str) -> None:
         console.print(f"[yellow]warning[/yellow] expires within {view.expiry_warning.days} day(s)")
 
 
-def _read_usage(path: Path) -> Iterator[usage.UsageInput]:
-    """CSV with a header (record_id,msisdn,kind,zone,quantity,started_at) or JSON lines."""
+def _read_usage(path: Path) -> list[usage.UsageInput]:
+    """CSV with a header (record_id,msisdn,kind,zone,quantity,started_at) or JSON lines, each record
+    held to the API's rules (UsageRecordIn): a quantity is an integer (in JSON a number, never
+    `true` or `1.5`), a start has a time zone. A file with any unreadable record is refused whole,
+    each problem named by line and field, and nothing is applied."""
+    from pydantic import ValidationError
+
+    from duckline.web.schemas import UsageRecordIn
+
+    records: list[usage.UsageInput] = []
+    problems: list[str] = []
+    for number, row in _usage_rows(path):
+        try:
+            if not isinstance(row, dict):
+                raise ValueError("a record is a JSON object")
+            r = UsageRecordIn.model_validate({k: v for k, v in row.items() if k != "zone" or v})
+        except ValidationError as exc:
+            problems += [f"line {number}, {'.'.join(map(str, e['loc'])) or 'record'}: {e['msg']}" for e in exc.errors()]
+            continue
+        except ValueError as exc:
+            problems.append(f"line {number}: {exc}")
+            continue
+        records.append(usage.UsageInput(r.record_id, r.msisdn, r.kind, r.zone, r.quantity, r.started_at))
+    if problems:
+        console.print(f"[red]error[/red] validation_failed: {len(problems)} problem(s) in {path}, nothing applied")
+        for problem in problems[:20]:
+            console.print(f"  {problem}")
+        raise typer.Exit(2)
+    return records
+
+
+def _usage_rows(path: Path) -> Iterator[tuple[int, object]]:
+    """(line number, record) for each record; CSV quantities that are plain digits become numbers."""
     with path.open(encoding="utf-8") as source:
-        rows: Iterator[dict[str, str]] = (
-            (json.loads(line) for line in source if line.strip())
-            if path.suffix in (".jsonl", ".json")
-            else csv.DictReader(source)
-        )
-        for row in rows:
-            started = datetime.fromisoformat(str(row["started_at"]))
-            if started.tzinfo is None:
-                raise typer.BadParameter(f"started_at needs a time zone: {row['started_at']}")
-            yield usage.UsageInput(
-                str(row["record_id"]),
-                str(row["msisdn"]),
-                usage.UsageKind(row["kind"]),
-                Zone(row.get("zone") or "HK"),
-                int(row["quantity"]),
-                started,
-            )
+        if path.suffix in (".jsonl", ".json"):
+            for number, line in enumerate(source, start=1):
+                if line.strip():
+                    try:
+                        yield number, json.loads(line)
+                    except ValueError:
+                        yield number, "not JSON"
+            return
+        reader = csv.DictReader(source)
+        for row in reader:
+            record: dict[str, object] = dict(row)
+            if re.fullmatch(r"[0-9]+", row.get("quantity") or ""):
+                record["quantity"] = int(row["quantity"])
+            yield reader.line_num, record
 
 
 @usage_app.command("import")
@@ -217,10 +285,13 @@ def usage_import(
     path: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
     source: Annotated[str, typer.Option(help="the reporting system; record ids are unique per source")] = "file",
 ) -> None:
-    """Apply usage records from a file in batches of 1,000; running it again charges nothing twice."""
+    """Apply usage records from a file in batches of 1,000; running it again charges nothing twice.
+    Records that started outside the accepted window (DUCKLINE_USAGE_MAX_AGE_DAYS back,
+    DUCKLINE_USAGE_MAX_FUTURE_MINUTES ahead) are rejected and listed; the others are applied."""
     runtime = _runtime()
-    records = list(_read_usage(path))
+    records = _read_usage(path)
     totals = {"applied": 0, "duplicate": 0, "conflict": 0, "rejected": 0}
+    refused: list[usage.RecordOutcome] = []
     with Progress(console=console) as progress:
         task = progress.add_task("applying usage", total=len(records))
         for start in range(0, len(records), USAGE_BATCH):
@@ -229,8 +300,11 @@ def usage_import(
                 outcome = usage.ingest(uow, source, chunk)
             for status in totals:
                 totals[status] += outcome.count(status)
+            refused += [r for r in outcome.records if r.status in ("rejected", "conflict")]
             progress.advance(task, len(chunk))
     console.print(", ".join(f"{k} {v}" for k, v in totals.items()))
+    for record in refused[:20]:
+        console.print(f"  {record.status} {record.record_id}: {record.error}")
 
 
 @jobs_app.command("run")

@@ -2,15 +2,92 @@
 
 from __future__ import annotations
 
+import math
+import string
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # A development-only key so the embedded demo runs with no set-up; production refuses it.
 DEV_SECRET = "duckline-development-secret-do-not-use-in-production"  # noqa: S105
+KEY_MIN_LENGTH = 32
+KEY_MIN_DISTINCT = 8  # a random 32-character hex key has fewer than 8 distinct characters about never
+KEY_MIN_BITS = 128
+KEY_COMMAND = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # noqa: S104 - names of "every interface", not a bind
+THIS_MACHINE = ("127.0.0.1", "localhost", "::1", *WILDCARD_HOSTS)
+
+
+def key_bits(key: str) -> float:
+    """A generous estimate of a key's entropy: the length of its shortest repeating unit times the
+    bits of the smallest alphabet it is written in (hex, or the character classes it uses). Random
+    keys score their true strength; repeated or patterned ones ("s" * 32, "0123…f" * 4) score low."""
+    unit = _shortest_period(key)
+    if all(c in string.hexdigits for c in key):
+        alphabet = 16
+    else:
+        classes = (string.digits, string.ascii_lowercase, string.ascii_uppercase)
+        alphabet = sum(len(c) for c in classes if any(ch in c for ch in key))
+        alphabet += 33 if any(not ch.isascii() or not ch.isalnum() for ch in key) else 0
+    return unit * math.log2(max(alphabet, 2))
+
+
+def _shortest_period(text: str) -> int:
+    """The length of the unit `text` repeats at least twice (KMP failure function), else its length."""
+    failure = [0] * (len(text) + 1)
+    k = 0
+    for i in range(1, len(text)):
+        while k and text[i] != text[k]:
+            k = failure[k]
+        if text[i] == text[k]:
+            k += 1
+        failure[i + 1] = k
+    period = len(text) - failure[len(text)]
+    return period if 2 * period <= len(text) else len(text)
+
+
+def key_weakness(key: str) -> str | None:
+    """Why a key is not good enough for production, or None."""
+    if key == DEV_SECRET:
+        return "is the development default"
+    if len(key) < KEY_MIN_LENGTH:
+        return f"is shorter than {KEY_MIN_LENGTH} characters"
+    if len(set(key)) < KEY_MIN_DISTINCT:
+        return f"has fewer than {KEY_MIN_DISTINCT} distinct characters"
+    if key_bits(key) < KEY_MIN_BITS:
+        return f"is too regular (about {key_bits(key):.0f} bits of entropy, {KEY_MIN_BITS} needed)"
+    return None
+
+
+def base_url_mismatch(settings: Settings) -> str | None:
+    """Why the base URL cannot be right, or None. Only in development, and only for a base URL on
+    this machine at another port than the one served: there, every payment page, return URL and
+    sandbox webhook would reach another server or none (a second instance, say). A base URL naming
+    another host is a tunnel or a proxy in front of us, which is what setting it is for."""
+    if not settings.base_url_is_explicit or settings.environment != "development":
+        return None
+    url = urlsplit(settings.base_url)
+    try:
+        port = url.port or {"http": 80, "https": 443}.get(url.scheme)
+    except ValueError:
+        return f"DUCKLINE_BASE_URL={settings.base_url} is not a URL"
+    if url.hostname in THIS_MACHINE and port != settings.port:
+        return (
+            f"DUCKLINE_BASE_URL is {settings.base_url} but the server listens on port {settings.port}: payment"
+            f" pages, return URLs and the sandbox's webhooks would go to port {port}. Unset DUCKLINE_BASE_URL"
+            f" (it then follows --port) or set it to {listening_url(settings.host, settings.port)}."
+        )
+    return None
+
+
+def listening_url(host: str, port: int) -> str:
+    """The URL at which a server bound to host:port is reached from this machine."""
+    shown = "127.0.0.1" if host in WILDCARD_HOSTS else host
+    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
 
 
 class Settings(BaseSettings):
@@ -25,7 +102,9 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
-    base_url: str = "http://127.0.0.1:8000"
+    # Where payers' browsers and providers' webhooks reach us. Left unset, it follows host and port
+    # (`duckline serve --port 8101` → http://127.0.0.1:8101); set it behind a proxy or a tunnel.
+    base_url: str = ""
 
     default_region: str = "HK"
     allowed_regions: tuple[str, ...] = ("HK", "CN", "MO")
@@ -73,6 +152,16 @@ class Settings(BaseSettings):
     api_token_ttl_days: int = 30
 
     usage_alert_thresholds: tuple[int, ...] = (75, 90, 100)
+    # Usage records must have started within this window around now: older records are too late to
+    # charge (the period they belong to is closed), later ones are a network element's clock gone wrong.
+    usage_max_age_days: int = 90
+    usage_max_future_minutes: int = 15
+
+    # Largest request body, by kind of route (beyond: 413 payload_too_large): routes taking a
+    # document image, bulk lists (usage batches, number imports), everything else.
+    upload_max_bytes: int = 10 * 1024 * 1024
+    bulk_max_bytes: int = 4 * 1024 * 1024
+    body_max_bytes: int = 256 * 1024
     expiry_warning_days: tuple[int, ...] = (7, 3, 1)
 
     # Renewal: Hong Kong operators' top-up rules (minor units of default_currency).
@@ -147,14 +236,17 @@ class Settings(BaseSettings):
     log_dir: Path = Path("var")
 
     @model_validator(mode="after")
-    def _refuse_default_secrets_in_production(self) -> Settings:
+    def _refuse_weak_secrets_in_production(self) -> Settings:
         if self.environment == "production":
             for name in ("secret_key", "data_key"):
-                value = getattr(self, name)
-                if value == DEV_SECRET or len(value) < 32:
+                weakness = key_weakness(getattr(self, name))
+                if weakness:
                     raise ValueError(
-                        f"DUCKLINE_{name.upper()} must be set to a random value of at least 32 characters in production"
+                        f"DUCKLINE_{name.upper()} {weakness}: production needs a random value of at least"
+                        f" {KEY_MIN_LENGTH} characters, e.g. from {KEY_COMMAND}"
                     )
+            if self.secret_key == self.data_key:  # one leaked key must not also open the other's data
+                raise ValueError("DUCKLINE_DATA_KEY must differ from DUCKLINE_SECRET_KEY in production")
         return self
 
     @model_validator(mode="after")
@@ -165,6 +257,19 @@ class Settings(BaseSettings):
                 "DUCKLINE_OTP_TTL_SECONDS, so that a code a dead worker held still arrives in time"
             )
         return self
+
+    @model_validator(mode="after")
+    def _base_url_follows_the_listening_address(self) -> Settings:
+        explicit = bool(self.base_url)
+        self.base_url = (self.base_url or listening_url(self.host, self.port)).rstrip("/")
+        if not explicit:
+            self.model_fields_set.discard("base_url")
+        return self
+
+    @property
+    def base_url_is_explicit(self) -> bool:
+        """Whether DUCKLINE_BASE_URL (or the caller) chose the base URL, rather than host and port."""
+        return "base_url" in self.model_fields_set
 
     @model_validator(mode="after")
     def _providers_need_their_keys(self) -> Settings:

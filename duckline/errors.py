@@ -15,6 +15,7 @@ class Kind(Enum):
     UNAUTHENTICATED = "unauthenticated"  # 401
     FORBIDDEN = "forbidden"  # 403
     RATE_LIMITED = "rate_limited"  # 429
+    TOO_LARGE = "too_large"  # 413: the request body is over the limit for its kind of route
     UNAVAILABLE = "unavailable"  # 503
 
 
@@ -112,6 +113,12 @@ class ErrorCode(Enum):
     PREFERENCE_ALWAYS_ON = (
         Kind.INVALID,
         "Security, payment and service messages cannot be turned off.",
+    )
+    PAYLOAD_TOO_LARGE = (Kind.TOO_LARGE, "The request is too large: at most {max_kb} KB can be sent here.")
+    WEBHOOK_PAYLOAD_INVALID = (Kind.BAD_REQUEST, "The webhook is signed but its content cannot be read.")
+    USAGE_RECORD_OUT_OF_WINDOW = (
+        Kind.INVALID,
+        "The usage record's start time is outside the accepted window ({earliest} to {latest}).",
     )
 
     @property

@@ -79,7 +79,7 @@ def test_demo_then_inspect_and_import(env: Path) -> None:
                     "kind": "sms",
                     "zone": "HK",
                     "quantity": 1,
-                    # One record far outside the plan's validity: kept, but as overage.
+                    # One record from a clock gone wrong, decades ahead: rejected, never charged.
                     "started_at": "2099-01-01T00:00:00+08:00" if i == 0 else soon,
                 }
             )
@@ -87,9 +87,10 @@ def test_demo_then_inspect_and_import(env: Path) -> None:
         )
     )
     first = run("usage", "import", str(usage_file), "--source", "cli-test")
-    assert "applied 5" in first
+    assert "applied 4" in first and "rejected 1" in first
+    assert "rejected cli-0: usage_record_out_of_window" in first
     again = run("usage", "import", str(usage_file), "--source", "cli-test")
-    assert "applied 0" in again and "duplicate 5" in again
+    assert "applied 0" in again and "duplicate 4" in again
     sms_line = next(line for line in run("line", "status", "+85251700000").splitlines() if "sms" in line)
     remaining = int(re.split(r"[│|]", sms_line)[5].strip())
     assert remaining == 300 - 240 - 4  # plan SMS - demo usage - the four records inside the period
@@ -126,3 +127,42 @@ def test_ocs_serves_credit_control_until_interrupted(env: Path) -> None:
     finally:
         server.kill()
         server.wait()
+
+
+@pytest.mark.parametrize(
+    ("suffix", "content"),
+    [
+        (
+            ".jsonl",
+            '{"record_id": "a", "msisdn": "+85251700000", "kind": "sms", "quantity": 1, "started_at": "%s"}\n'
+            '{"record_id": "b", "msisdn": "+85251700000", "kind": "sms", "quantity": true, "started_at": "%s"}\n',
+        ),
+        (
+            ".jsonl",
+            '{"record_id": "a", "msisdn": "+85251700000", "kind": "sms", "quantity": 1, "started_at": "%s"}\n'
+            '{"record_id": "b", "msisdn": "+85251700000", "kind": "sms", "quantity": 2.5, "started_at": "%s"}\n',
+        ),
+        (
+            ".csv",
+            "record_id,msisdn,kind,zone,quantity,started_at\na,+85251700000,sms,HK,1,%s\nb,+85251700000,sms,HK,1.0,%s\n",
+        ),
+    ],
+    ids=["json-true", "json-fraction", "csv-fraction"],
+)
+def test_usage_import_refuses_a_file_with_a_quantity_that_is_not_an_integer(
+    env: Path, suffix: str, content: str
+) -> None:
+    run("db", "upgrade")
+    run("demo")
+    soon = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+    usage_file = env / f"usage{suffix}"
+    usage_file.write_text(content % (soon, soon))
+    result = runner.invoke(app, ["usage", "import", str(usage_file), "--source", "strict"])
+    assert result.exit_code == 2, result.output
+    assert "validation_failed" in result.output and "nothing applied" in result.output
+    bad_line = 3 if suffix == ".csv" else 2  # a CSV file's first line is its header
+    assert f"line {bad_line}, quantity" in result.output
+    # Without the bad record, the good one is applied now: it was not before.
+    good = content.splitlines(keepends=True)[: bad_line - 1]
+    usage_file.write_text("".join(good) % ((soon,) * "".join(good).count("%s")))
+    assert "applied 1, duplicate 0" in run("usage", "import", str(usage_file), "--source", "strict")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, cast
 
@@ -83,10 +83,13 @@ def ingest(uow: UnitOfWork, source: str, records: list[UsageInput]) -> BatchOutc
     """Apply a batch; each record's outcome is reported in the order received."""
     if len(records) > MAX_BATCH:
         raise DomainError(ErrorCode.USAGE_BATCH_TOO_LARGE, field="records", max=MAX_BATCH)
-    for record in records:
+    for index, record in enumerate(records):
         if record.started_at.tzinfo is None:  # what the UTC column type refuses too
             raise ValueError(f"usage record {record.record_id!r}: started_at has no time zone")
+        if type(record.quantity) is not int or record.quantity < 0:  # never True for 1, nor 1.0
+            raise DomainError(ErrorCode.VALIDATION_FAILED, field=f"records.{index}.quantity")
     now = uow.now()
+    earliest, latest = accepted_window(uow)
     db = _statements(uow)
 
     outcomes: list[RecordOutcome | None] = [None] * len(records)
@@ -94,6 +97,10 @@ def ingest(uow: UnitOfWork, source: str, records: list[UsageInput]) -> BatchOutc
     for index, record in enumerate(records):
         if record.record_id in first_index:
             outcomes[index] = RecordOutcome(record.record_id, "duplicate")
+        elif not earliest <= record.started_at <= latest:
+            outcomes[index] = RecordOutcome(
+                record.record_id, "rejected", error=ErrorCode.USAGE_RECORD_OUT_OF_WINDOW.code
+            )
         else:
             first_index[record.record_id] = index
 
@@ -136,6 +143,14 @@ def ingest(uow: UnitOfWork, source: str, records: list[UsageInput]) -> BatchOutc
     for record, outcome in zip(repeated, db.repeat_outcomes(source, repeated, lines), strict=True):
         outcomes[first_index[record.record_id]] = outcome
     return BatchOutcome(cast(list[RecordOutcome], outcomes))
+
+
+def accepted_window(uow: UnitOfWork) -> tuple[datetime, datetime]:
+    """The earliest and latest start a usage record may have now. Older records belong to periods
+    long closed (and would be charged to whatever is left today); later ones come from a clock
+    gone wrong, and a year-9999 record would otherwise be charged like any other."""
+    now, settings = uow.now(), uow.settings
+    return now - timedelta(days=settings.usage_max_age_days), now + timedelta(minutes=settings.usage_max_future_minutes)
 
 
 @dataclass(frozen=True)

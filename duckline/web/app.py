@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from duckline import __version__
 from duckline.config import Settings
 from duckline.runtime import Runtime
-from duckline.web import errors, sandbox
+from duckline.web import edge, errors, openapi, sandbox
 from duckline.web.api import (
     account_settings,
     admin,
@@ -40,6 +40,8 @@ from duckline.worker import Worker
 API_PREFIX = "/api/v1"
 # No inline scripts or styles anywhere; the API docs page loads its assets from a CDN, so it
 # gets its own policy.
+# Browsers that once saw us over HTTPS refuse plain HTTP for a year (production is HTTPS only).
+HSTS = "max-age=31536000; includeSubDomains"
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -91,6 +93,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     for page_router in portal_routers():
         app.include_router(page_router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    # Inside the security headers below, so that what the edge refuses carries them too.
+    app.add_middleware(edge.EdgeGuard, limits=edge.body_limits(app.routes, runtime.settings))
 
     @app.exception_handler(LoginRequired)
     async def to_login(request: Request, exc: LoginRequired) -> Response:
@@ -108,14 +112,19 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
+    production = runtime.settings.environment == "production"
+
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         response = await call_next(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")
+        if production:  # never in development: it would pin a developer's localhost to HTTPS
+            response.headers.setdefault("Strict-Transport-Security", HSTS)
         if not request.url.path.startswith(f"{API_PREFIX}/docs"):
             response.headers.setdefault("Content-Security-Policy", CSP)
         return response
 
+    openapi.install(app, runtime.settings)
     return app

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, Field
 
@@ -15,6 +15,7 @@ from duckline.domain.pricing import PromotionKind
 from duckline.money import Money
 from duckline.services import tickets
 from duckline.services.orders import Quote
+from duckline.web.fields import Amount, Count, Currency, MinorUnits, PositiveMinorUnits, RowId, Texts
 from duckline.web.schemas import AllowanceIn
 
 
@@ -23,7 +24,7 @@ def shown(amount: int, currency: str, language: str) -> str:
 
 
 class QuoteIn(BaseModel):
-    line_id: int
+    line_id: RowId
     plan_code: str = Field(max_length=40)
     promo_code: str | None = Field(default=None, max_length=40)
 
@@ -205,7 +206,7 @@ class ReceiptOut(BaseModel):
 
 
 class RefundIn(BaseModel):
-    amount: int | None = Field(default=None, gt=0, description="minor units; default: all that is left")
+    amount: PositiveMinorUnits | None = Field(default=None, description="minor units; default: all that is left")
     reason: str = Field(min_length=1, max_length=300)
 
 
@@ -229,24 +230,24 @@ class MonthTotal(BaseModel):
 class BonusIn(BaseModel):
     unit: Unit
     zone: Zone
-    amount: int = Field(gt=0)
+    amount: Amount
 
 
 class PromotionIn(BaseModel):
-    name: dict[str, str]
+    name: Texts
     kind: PromotionKind
     percent_off: int = Field(default=0, ge=0, le=100)
-    amount_off: int = Field(default=0, ge=0)
-    currency: str = "HKD"
+    amount_off: MinorUnits = 0
+    currency: Currency = "HKD"
     bonus: list[BonusIn] = Field(default_factory=list, max_length=10)
     code: str | None = Field(default=None, min_length=3, max_length=40, pattern=r"^[A-Za-z0-9\-]+$")
-    plan_codes: list[str] | None = None
+    plan_codes: list[Annotated[str, Field(max_length=40)]] | None = Field(default=None, max_length=100)
     first_renewal_only: bool = False
     exclusive: bool = False
     starts_at: AwareDatetime
     ends_at: AwareDatetime | None = None
-    max_uses: int | None = Field(default=None, gt=0)
-    max_uses_per_account: int | None = Field(default=None, gt=0)
+    max_uses: Count | None = None
+    max_uses_per_account: Count | None = None
 
 
 class PromotionOut(BaseModel):
@@ -331,4 +332,4 @@ class ResolveIn(BaseModel):
 
 class AutoRenewIn(BaseModel):
     enabled: bool
-    saved_method_id: int | None = None
+    saved_method_id: RowId | None = None

@@ -20,6 +20,7 @@ STATUS = {
     Kind.UNAUTHENTICATED: 401,
     Kind.FORBIDDEN: 403,
     Kind.RATE_LIMITED: 429,
+    Kind.TOO_LARGE: 413,
     Kind.UNAVAILABLE: 503,
 }
 
@@ -44,6 +45,9 @@ def install(app: FastAPI) -> None:
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "header")]
+        if exc.errors() and all(e.get("loc", ("",))[0] == "path" for e in exc.errors()):
+            # A path naming what cannot exist (an id out of range, not a number) names nothing.
+            return JSONResponse(error_body(caller_language(request), ErrorCode.NOT_FOUND, location[0]), 404)
         body = error_body(caller_language(request), ErrorCode.VALIDATION_FAILED, ".".join(location) or None)
         body["error"]["details"] = [
             {"field": ".".join(str(p) for p in e.get("loc", ())[1:]), "problem": e.get("msg")} for e in exc.errors()
@@ -52,6 +56,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # the framework could not read the body (bytes that are not UTF-8, a broken
+            # multipart form): as invalid as JSON that does not parse, and answered the same way
+            return JSONResponse(error_body(caller_language(request), ErrorCode.VALIDATION_FAILED, "body"), 422)
         code = ErrorCode.NOT_FOUND if exc.status_code == 404 else ErrorCode.VALIDATION_FAILED
         body = error_body(caller_language(request), code)
         if exc.status_code not in (404, 422):

@@ -57,7 +57,10 @@ def pay(
     card_number: Annotated[str, Form(max_length=30)],
     save: Annotated[str | None, Form()] = None,
 ) -> RedirectResponse:
-    next_url = _sandbox(runtime).pay(ref, card_number, save == "1")
+    try:
+        next_url = _sandbox(runtime).pay(ref, card_number, save == "1")
+    except ProviderError as exc:  # no such payment: the page someone posted to does not exist
+        raise DomainError(ErrorCode.NOT_FOUND) from exc
     return RedirectResponse(next_url, status_code=303)
 
 
@@ -68,4 +71,8 @@ def challenge_page(ref: str, request: Request, runtime: RuntimeDep) -> Response:
 
 @router.post("/checkout/{ref}/authenticate")
 def authenticate(ref: str, runtime: RuntimeDep, decision: Annotated[str, Form()]) -> RedirectResponse:
-    return RedirectResponse(_sandbox(runtime).authenticate(ref, decision == "approve"), status_code=303)
+    try:
+        next_url = _sandbox(runtime).authenticate(ref, decision == "approve")
+    except ProviderError as exc:
+        raise DomainError(ErrorCode.NOT_FOUND) from exc
+    return RedirectResponse(next_url, status_code=303)

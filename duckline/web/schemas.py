@@ -14,6 +14,7 @@ from duckline.domain.phone import display
 from duckline.money import Money
 from duckline.services.lines import LineStatusView
 from duckline.services.usage import UsageKind
+from duckline.web.fields import MAX_MINOR_UNITS, Amount, Currency, Phone, Quantity, Texts
 
 T = TypeVar("T")
 
@@ -24,8 +25,9 @@ class Page(BaseModel, Generic[T]):
 
 
 class MoneyOut(BaseModel):
-    amount: int = Field(description="minor units, e.g. cents")
-    currency: str = Field(description="ISO 4217, e.g. HKD")
+    # Signed here: a negative price is refused by the catalogue's own rule, with its own code.
+    amount: int = Field(ge=-MAX_MINOR_UNITS, le=MAX_MINOR_UNITS, description="minor units, e.g. cents")
+    currency: Currency
 
     @field_validator("currency")
     @classmethod
@@ -110,12 +112,12 @@ class RegistrationOut(BaseModel):
 
 
 class VerifyIn(BaseModel):
-    phone: str
+    phone: Phone
     code: str = Field(min_length=6, max_length=6, pattern=r"^\d{6}$")
 
 
 class PhoneIn(BaseModel):
-    phone: str
+    phone: Phone
 
 
 class VerifiedOut(BaseModel):
@@ -125,7 +127,7 @@ class VerifiedOut(BaseModel):
 
 
 class LoginIn(BaseModel):
-    phone: str
+    phone: Phone
     password: str = Field(min_length=1, max_length=200)
 
 
@@ -147,7 +149,7 @@ class TokenOut(BaseModel):
 class AllowanceIn(BaseModel):
     unit: Unit
     zone: Zone
-    amount: int = Field(gt=0)
+    amount: Amount
 
 
 class PlanIn(BaseModel):
@@ -166,8 +168,8 @@ class PlanIn(BaseModel):
     )
     code: str = Field(min_length=2, max_length=40, pattern=r"^[a-z0-9][a-z0-9\-]*$")
     kind: PlanKind = PlanKind.PLAN
-    names: dict[str, str]
-    descriptions: dict[str, str]
+    names: Texts
+    descriptions: Texts
     price: MoneyOut
     validity_days: int = Field(default=0, ge=0, le=3660)
     validity_months: int = Field(default=0, ge=0, le=120)
@@ -243,7 +245,7 @@ class FeaturesIn(BaseModel):
 
 
 class ActivateIn(BaseModel):
-    plan_code: str
+    plan_code: str = Field(max_length=40)
 
 
 class UsageRecordIn(BaseModel):
@@ -251,7 +253,7 @@ class UsageRecordIn(BaseModel):
     msisdn: str = Field(pattern=r"^\+[1-9]\d{6,14}$", description="E.164")
     kind: UsageKind
     zone: Zone = Zone.HK
-    quantity: int = Field(ge=0, le=10**15, description="seconds for voice, messages for sms, bytes for data")
+    quantity: Quantity = Field(description="a JSON integer: seconds for voice, messages for sms, bytes for data")
     started_at: AwareDatetime
 
 
@@ -276,7 +278,7 @@ class UsageBatchOut(BaseModel):
 
 
 class NumbersIn(BaseModel):
-    numbers: list[str] = Field(min_length=1, max_length=100_000)
+    numbers: list[Phone] = Field(min_length=1, max_length=100_000)
 
 
 class NumbersOut(BaseModel):

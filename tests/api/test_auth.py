@@ -370,7 +370,6 @@ def test_production_accepts_long_random_keys() -> None:
     assert len(secret_key) == len(data_key) == 40
     settings = Settings(environment="production", secret_key=secret_key, data_key=data_key)
     assert settings.secret_key == secret_key and settings.data_key == data_key
-    assert Settings(environment="production", secret_key="s" * 32, data_key="d" * 32).environment == "production"
 
 
 REDIS_URL = os.environ.get("DUCKLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -20,6 +20,10 @@ class InvalidSignature(Exception):
     """A webhook whose signature does not verify: answered 400, nothing else happens."""
 
 
+class MalformedWebhook(Exception):
+    """A webhook that verifies but whose content cannot be read: answered 400, nothing else happens."""
+
+
 class ProviderError(Exception):
     """The provider could not be reached, did not answer in time, or refused the call; safe to
     retry. After a create, the outcome is unknown: the provider may have acted on the call."""

@@ -24,8 +24,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel, Field, StrictInt, ValidationError
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -34,6 +35,7 @@ from duckline.adapters.db.engine import Database
 from duckline.adapters.db.tables import SandboxPayment, SandboxWebhook
 from duckline.adapters.payments import (
     InvalidSignature,
+    MalformedWebhook,
     PaymentRequest,
     ProviderError,
     ProviderPayment,
@@ -48,6 +50,38 @@ from duckline.money import Money
 
 SIGNATURE_HEADER = "duckline-sandbox-signature"
 TOLERANCE_SECONDS = 300
+
+
+class _EventRefund(BaseModel):
+    """The one refund a refund event is about (see `_queue`)."""
+
+    id: StrictInt | str | None = None
+    amount: StrictInt = Field(ge=0, le=10**12)
+    reference: str | None = Field(default=None, max_length=100)
+
+
+class _EventData(BaseModel):
+    """What the sandbox sends about a payment (see `_data`), each value as the tables can hold it."""
+
+    ref: str = Field(min_length=1, max_length=100)
+    reference: str | None = Field(default=None, max_length=100)  # ours, as Duckline sent it
+    status: Literal[
+        "requires_payment", "processing", "requires_action", "succeeded", "declined", "cancelled", "refunded"
+    ]
+    amount: StrictInt = Field(ge=0, le=10**12)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    refunded: StrictInt = Field(ge=0, le=10**12)
+    brand: str | None = Field(default=None, max_length=20)
+    last4: str | None = Field(default=None, pattern=r"^\d{4}$")
+    saved_token: str | None = Field(default=None, max_length=200)
+    failure_code: str | None = Field(default=None, max_length=60)
+    refund: _EventRefund | None = None
+
+
+class _Event(BaseModel):
+    id: str = Field(min_length=1, max_length=120)
+    type: str = Field(min_length=1, max_length=60)
+    data: _EventData
 
 
 @dataclass(frozen=True)
@@ -165,25 +199,28 @@ class SandboxProvider:
             raise InvalidSignature("signature mismatch")
         if abs(self.clock.now().timestamp() - timestamp) > TOLERANCE_SECONDS:
             raise InvalidSignature("signature too old")
-        event = json.loads(body)
-        data = event["data"]
+        try:
+            event = _Event.model_validate_json(body)
+        except ValidationError as exc:  # signed by someone with the key, yet not what we send
+            raise MalformedWebhook(str(exc)) from exc
+        data = event.data
         return WebhookNotice(
-            event_id=event["id"],
-            event_type=event["type"],
-            provider_ref=data["ref"],
-            status=_STATUS[data["status"]]
-            if event["type"] != "refund.succeeded" or data["status"] == "refunded"
+            event_id=event.id,
+            event_type=event.type,
+            provider_ref=data.ref,
+            status=_STATUS[data.status]
+            if event.type != "refund.succeeded" or data.status == "refunded"
             else PaymentStatus.SUCCEEDED,
-            amount=data["amount"],
-            currency=data["currency"],
-            refunded_amount=data["refunded"],
-            payload=event,
-            card_brand=data.get("brand"),
-            card_last4=data.get("last4"),
-            failure_code=data.get("failure_code"),
-            saved_token=data.get("saved_token"),
-            refund_reference=(data.get("refund") or {}).get("reference"),
-            reference=data.get("reference"),
+            amount=data.amount,
+            currency=data.currency,
+            refunded_amount=data.refunded,
+            payload=json.loads(body),
+            card_brand=data.brand,
+            card_last4=data.last4,
+            failure_code=data.failure_code,
+            saved_token=data.saved_token,
+            refund_reference=data.refund.reference if data.refund else None,
+            reference=data.reference,
         )
 
     def ack(self) -> WebhookAck:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, EmailStr, Field
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import contacts
 from duckline.web.deps import RuntimeDep, Subscriber, SubscriberOrStaff, client_address
+from duckline.web.openapi import errors
 from duckline.web.schemas import AccountOut
 
 router = APIRouter(prefix="/me", tags=["account"])
@@ -60,7 +61,7 @@ def set_preferences(body: Preferences, runtime: RuntimeDep, account: Subscriber)
         return contacts.set_preferences(uow, uow.session.merge(account), body)
 
 
-@router.post("/email", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/email", status_code=status.HTTP_202_ACCEPTED, responses=errors(409, 429))
 def change_email(body: EmailIn, request: Request, runtime: RuntimeDep, account: Subscriber) -> dict[str, str]:
     """Send a code to the new address; the change happens when it is confirmed."""
     _limit(request, runtime, account.id)
@@ -69,14 +70,14 @@ def change_email(body: EmailIn, request: Request, runtime: RuntimeDep, account: 
     return {"status": "code_sent"}
 
 
-@router.post("/email/verify", response_model=AccountOut)
+@router.post("/email/verify", response_model=AccountOut, responses=errors(409, 429))
 def confirm_email(body: CodeIn, request: Request, runtime: RuntimeDep, account: Subscriber) -> AccountOut:
     _limit(request, runtime, account.id)
     with runtime.unit_of_work() as uow:
         return AccountOut.of(contacts.confirm_change(uow, uow.session.merge(account), contacts.EMAIL, body.code))
 
 
-@router.post("/phone", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/phone", status_code=status.HTTP_202_ACCEPTED, responses=errors(409, 429))
 def change_phone(body: PhoneChangeIn, request: Request, runtime: RuntimeDep, account: Subscriber) -> dict[str, str]:
     """Send a code by SMS to the new number; the old number is told once the change is confirmed."""
     _limit(request, runtime, account.id)
@@ -85,7 +86,7 @@ def change_phone(body: PhoneChangeIn, request: Request, runtime: RuntimeDep, acc
     return {"status": "code_sent"}
 
 
-@router.post("/phone/verify", response_model=AccountOut)
+@router.post("/phone/verify", response_model=AccountOut, responses=errors(409, 429))
 def confirm_phone(body: CodeIn, request: Request, runtime: RuntimeDep, account: Subscriber) -> AccountOut:
     _limit(request, runtime, account.id)
     with runtime.unit_of_work() as uow:

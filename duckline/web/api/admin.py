@@ -14,6 +14,9 @@ from duckline.domain.roles import KYC_REVIEWERS, NUMBER_POOL_MANAGERS, Role
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import accounts, audit, identity_documents, numbers
 from duckline.web.deps import RuntimeDep, require_roles
+from duckline.web.edge import BULK
+from duckline.web.fields import Cursor, PathId
+from duckline.web.openapi import errors
 from duckline.web.pagination import page
 from duckline.web.schemas import AuditOut, KycIn, NumbersIn, NumbersOut, Page, PersonOut
 
@@ -23,7 +26,7 @@ Reviewer = Annotated[Account, Depends(require_roles(KYC_REVIEWERS))]
 Admin = Annotated[Account, Depends(require_roles({Role.ADMIN}))]
 
 
-@router.post("/numbers/import", response_model=NumbersOut)
+@router.post("/numbers/import", response_model=NumbersOut, openapi_extra=BULK)
 def import_numbers(body: NumbersIn, runtime: RuntimeDep, actor: PoolManager) -> NumbersOut:
     """Load numbers into the pool (E.164 or national form); an invalid one rejects the whole list."""
     with runtime.unit_of_work() as uow:
@@ -39,7 +42,7 @@ def pool_summary(runtime: RuntimeDep, actor: PoolManager) -> dict[str, int]:
 
 
 @router.get("/persons/{person_id}", response_model=PersonOut)
-def get_person(person_id: int, runtime: RuntimeDep, actor: Reviewer) -> PersonOut:
+def get_person(person_id: PathId, runtime: RuntimeDep, actor: Reviewer) -> PersonOut:
     """An identity record; the document number is only ever shown masked."""
     with runtime.unit_of_work() as uow:
         person = uow.session.get(Person, person_id) if is_id(person_id) else None
@@ -51,9 +54,9 @@ def get_person(person_id: int, runtime: RuntimeDep, actor: Reviewer) -> PersonOu
 @router.get(
     "/persons/{person_id}/document",
     response_class=Response,
-    responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "application/pdf": {}}}},
+    responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "application/pdf": {}}}} | errors(404),
 )
-def identity_document(person_id: int, runtime: RuntimeDep, actor: Reviewer) -> Response:
+def identity_document(person_id: PathId, runtime: RuntimeDep, actor: Reviewer) -> Response:
     """The scan of the identity document under review, decrypted for this answer only, never
     cached; identity reviewers only, and every view is in the audit log. Images are shown inline,
     a PDF is downloaded."""
@@ -71,8 +74,8 @@ def identity_document(person_id: int, runtime: RuntimeDep, actor: Reviewer) -> R
     )
 
 
-@router.post("/persons/{person_id}/kyc", response_model=PersonOut)
-def review_identity(person_id: int, body: KycIn, runtime: RuntimeDep, actor: Reviewer) -> PersonOut:
+@router.post("/persons/{person_id}/kyc", response_model=PersonOut, responses=errors(409))
+def review_identity(person_id: PathId, body: KycIn, runtime: RuntimeDep, actor: Reviewer) -> PersonOut:
     """Accept or reject a real-name registration; a rejection needs a reason the subscriber sees."""
     status = KycStatus(body.status)
     if status is KycStatus.REJECTED and not (body.reason or "").strip():
@@ -83,7 +86,7 @@ def review_identity(person_id: int, body: KycIn, runtime: RuntimeDep, actor: Rev
 
 @router.get("/audit", response_model=Page[AuditOut])
 def audit_log(
-    runtime: RuntimeDep, actor: Admin, cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=200)] = 50
+    runtime: RuntimeDep, actor: Admin, cursor: Cursor = None, limit: Annotated[int, Query(ge=1, le=200)] = 50
 ) -> Page[AuditOut]:
     with runtime.unit_of_work() as uow:
         rows, next_cursor = page(uow.session, select(AuditEntry), AuditEntry.id, cursor, limit)

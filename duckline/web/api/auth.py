@@ -20,6 +20,7 @@ from duckline.web.deps import (
     session_signer,
     session_token_from_cookie,
 )
+from duckline.web.openapi import errors
 from duckline.web.schemas import AccountOut, LoginIn, SessionOut, TokenIn, TokenOut
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -30,7 +31,7 @@ def _check_rate(request: Request, runtime: RuntimeDep, phone: str) -> None:
         raise DomainError(ErrorCode.RATE_LIMITED)
 
 
-@router.post("/login", response_model=SessionOut, dependencies=[PUBLIC])
+@router.post("/login", response_model=SessionOut, dependencies=[PUBLIC], responses=errors(401, 409, 429))
 def login(body: LoginIn, request: Request, response: Response, runtime: RuntimeDep) -> SessionOut:
     """Start a browser session. Unsafe requests made with it must send the X-CSRF-Token header."""
     _check_rate(request, runtime, body.phone)
@@ -68,7 +69,13 @@ def session(request: Request, runtime: RuntimeDep, account: CurrentAccount) -> S
     return SessionOut(account=AccountOut.of(account), csrf_token=csrf_token(runtime, token) if token else "")
 
 
-@router.post("/tokens", status_code=status.HTTP_201_CREATED, response_model=TokenOut, dependencies=[PUBLIC])
+@router.post(
+    "/tokens",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TokenOut,
+    dependencies=[PUBLIC],
+    responses=errors(401, 409, 429),
+)
 def create_token(body: TokenIn, request: Request, runtime: RuntimeDep) -> TokenOut:
     """Exchange a phone and password for a bearer token (shown once; only its hash is kept)."""
     _check_rate(request, runtime, body.phone)

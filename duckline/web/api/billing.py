@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -19,6 +19,8 @@ from duckline.services import receipt_documents, refunds, reports
 from duckline.web.api.plans import Language
 from duckline.web.billing_schemas import MonthTotal, ReceiptOut, RefundIn, RefundOut
 from duckline.web.deps import RuntimeDep, Subscriber, SubscriberOrStaff, require_roles
+from duckline.web.fields import Cursor, Day, PathId
+from duckline.web.openapi import errors
 from duckline.web.pagination import page
 from duckline.web.schemas import Page
 
@@ -32,7 +34,7 @@ def list_receipts(
     runtime: RuntimeDep,
     account: Subscriber,
     lang: Language,
-    cursor: str | None = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Page[ReceiptOut]:
     """Receipts and credit notes, newest first."""
@@ -51,7 +53,7 @@ def _visible_receipt(uow: receipt_documents.UnitOfWork, account: Account, receip
 
 
 @router.get("/receipts/{receipt_id}", response_model=ReceiptOut)
-def get_receipt(receipt_id: int, runtime: RuntimeDep, account: SubscriberOrStaff, lang: Language) -> ReceiptOut:
+def get_receipt(receipt_id: PathId, runtime: RuntimeDep, account: SubscriberOrStaff, lang: Language) -> ReceiptOut:
     with runtime.unit_of_work() as uow:
         return ReceiptOut.of(_visible_receipt(uow, account, receipt_id), lang)
 
@@ -59,7 +61,7 @@ def get_receipt(receipt_id: int, runtime: RuntimeDep, account: SubscriberOrStaff
 @router.get(
     "/receipts/{receipt_id}/pdf", response_class=Response, responses={200: {"content": {"application/pdf": {}}}}
 )
-def receipt_pdf(receipt_id: int, runtime: RuntimeDep, account: SubscriberOrStaff, lang: Language) -> Response:
+def receipt_pdf(receipt_id: PathId, runtime: RuntimeDep, account: SubscriberOrStaff, lang: Language) -> Response:
     """The receipt as PDF, in the subscriber's language (Chinese text embedded in the font)."""
     with runtime.unit_of_work() as uow:
         receipt = _visible_receipt(uow, account, receipt_id)
@@ -91,8 +93,8 @@ def spending_by_month(runtime: RuntimeDep, account: Subscriber) -> list[MonthTot
     ]
 
 
-@router.post("/orders/{order_id}/refunds", response_model=RefundOut)
-def refund_order(order_id: int, body: RefundIn, runtime: RuntimeDep, actor: Finance) -> RefundOut:
+@router.post("/orders/{order_id}/refunds", response_model=RefundOut, responses=errors(409, 503))
+def refund_order(order_id: PathId, body: RefundIn, runtime: RuntimeDep, actor: Finance) -> RefundOut:
     """Finance: refund (part of) an order to its original payment method; a credit note is issued."""
     row = refunds.staff_refund(runtime, actor, order_id, body.amount, body.reason)
     return RefundOut(
@@ -105,8 +107,8 @@ def revenue(
     runtime: RuntimeDep,
     actor: Annotated[Account, Depends(require_roles(STAFF))],
     by: Annotated[str, Query(pattern="^(day|plan|method)$")] = "day",
-    since: date | None = None,
-    until: date | None = None,
+    since: Annotated[Day | None, Query()] = None,
+    until: Annotated[Day | None, Query()] = None,
 ) -> list[dict[str, object]]:
     """Revenue (paid minus refunded) by day, plan or payment method, over [since, until] (HK dates);
     each order counted once. `captured` is all the providers captured; `held`, money captured beyond

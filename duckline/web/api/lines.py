@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Response, status
 from sqlalchemy import select
 
 from duckline.adapters import qr
@@ -17,6 +17,8 @@ from duckline.services import catalog, lines
 from duckline.web.api.plans import Language, render
 from duckline.web.billing_schemas import AutoRenewIn
 from duckline.web.deps import RuntimeDep, Subscriber, SubscriberOrStaff, require_roles
+from duckline.web.fields import Cursor, PathId, QueryId
+from duckline.web.openapi import errors
 from duckline.web.pagination import page
 from duckline.web.schemas import ActivateIn, EsimOut, FeaturesIn, LineOut, LineStatusOut, Page
 
@@ -24,13 +26,13 @@ router = APIRouter(prefix="/lines", tags=["lines"])
 Operator = Annotated[Account, Depends(require_roles(LINE_OPERATORS))]
 
 
-@router.get("", response_model=Page[LineOut])
+@router.get("", response_model=Page[LineOut], responses=errors(403))
 def list_lines(
     runtime: RuntimeDep,
     viewer: SubscriberOrStaff,
-    cursor: str | None = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    account_id: int | None = None,
+    account_id: QueryId = None,
 ) -> Page[LineOut]:
     """The caller's lines; staff may list any account's lines with ?account_id=."""
     owner = viewer.id
@@ -45,7 +47,7 @@ def list_lines(
         return Page[LineOut](items=[LineOut.of(r) for r in rows], next_cursor=next_cursor)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=LineOut)
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=LineOut, responses=errors(409, 503))
 def open_line(runtime: RuntimeDep, viewer: Subscriber) -> LineOut:
     """Another line for the caller, within the per-identity limit."""
     with runtime.unit_of_work() as uow:
@@ -53,7 +55,7 @@ def open_line(runtime: RuntimeDep, viewer: Subscriber) -> LineOut:
 
 
 @router.get("/{line_id}/status", response_model=LineStatusOut)
-def line_status(line_id: int, runtime: RuntimeDep, viewer: SubscriberOrStaff, lang: Language) -> LineStatusOut:
+def line_status(line_id: PathId, runtime: RuntimeDep, viewer: SubscriberOrStaff, lang: Language) -> LineStatusOut:
     """Each allowance used and remaining, the expiry, and warnings."""
     with runtime.unit_of_work() as uow:
         view = lines.status(uow, lines.visible_line(uow, viewer, line_id))
@@ -61,7 +63,9 @@ def line_status(line_id: int, runtime: RuntimeDep, viewer: SubscriberOrStaff, la
 
 
 @router.get("/by-msisdn/{msisdn}/status", response_model=LineStatusOut)
-def line_status_by_msisdn(msisdn: str, runtime: RuntimeDep, viewer: SubscriberOrStaff, lang: Language) -> LineStatusOut:
+def line_status_by_msisdn(
+    msisdn: Annotated[str, Path(max_length=30)], runtime: RuntimeDep, viewer: SubscriberOrStaff, lang: Language
+) -> LineStatusOut:
     with runtime.unit_of_work() as uow:
         line = lines.visible_line_by_msisdn(uow, viewer, msisdn)
         view = lines.status(uow, line)
@@ -69,7 +73,7 @@ def line_status_by_msisdn(msisdn: str, runtime: RuntimeDep, viewer: SubscriberOr
 
 
 @router.get("/{line_id}/esim", response_model=EsimOut)
-def esim(line_id: int, runtime: RuntimeDep, viewer: SubscriberOrStaff) -> EsimOut:
+def esim(line_id: PathId, runtime: RuntimeDep, viewer: SubscriberOrStaff) -> EsimOut:
     with runtime.unit_of_work() as uow:
         line = lines.visible_line(uow, viewer, line_id)
         return EsimOut.of(line, lines.esim_profile(uow, line))
@@ -80,7 +84,9 @@ def esim(line_id: int, runtime: RuntimeDep, viewer: SubscriberOrStaff) -> EsimOu
     response_class=Response,
     responses={200: {"content": {"image/png": {}, "image/svg+xml": {}}}},
 )
-def esim_qr(line_id: int, fmt: str, runtime: RuntimeDep, viewer: SubscriberOrStaff) -> Response:
+def esim_qr(
+    line_id: PathId, fmt: Annotated[str, Path(max_length=10)], runtime: RuntimeDep, viewer: SubscriberOrStaff
+) -> Response:
     """The activation code as a QR image to scan with the phone's camera."""
     if fmt not in ("png", "svg"):
         raise DomainError(ErrorCode.NOT_FOUND)
@@ -92,24 +98,24 @@ def esim_qr(line_id: int, fmt: str, runtime: RuntimeDep, viewer: SubscriberOrSta
     return Response(qr.qr_svg(code), media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
 
 
-@router.patch("/{line_id}/features", response_model=LineOut)
-def set_features(line_id: int, body: FeaturesIn, runtime: RuntimeDep, viewer: SubscriberOrStaff) -> LineOut:
+@router.patch("/{line_id}/features", response_model=LineOut, responses=errors(409))
+def set_features(line_id: PathId, body: FeaturesIn, runtime: RuntimeDep, viewer: SubscriberOrStaff) -> LineOut:
     """Turn voicemail and caller ID on or off."""
     with runtime.unit_of_work() as uow:
         line = lines.visible_line(uow, viewer, line_id)
         return LineOut.of(lines.set_features(uow, viewer, line, body.voicemail, body.caller_id))
 
 
-@router.patch("/{line_id}/auto-renew", response_model=LineOut)
-def set_auto_renew(line_id: int, body: AutoRenewIn, runtime: RuntimeDep, viewer: Subscriber) -> LineOut:
+@router.patch("/{line_id}/auto-renew", response_model=LineOut, responses=errors(409))
+def set_auto_renew(line_id: PathId, body: AutoRenewIn, runtime: RuntimeDep, viewer: Subscriber) -> LineOut:
     """Renew automatically before expiry with the payment method saved at an earlier renewal."""
     with runtime.unit_of_work() as uow:
         line = lines.visible_line(uow, viewer, line_id)
         return LineOut.of(lines.set_auto_renew(uow, viewer, line, body.enabled))
 
 
-@router.post("/{line_id}/activate", response_model=LineOut)
-def activate(line_id: int, body: ActivateIn, runtime: RuntimeDep, actor: Operator) -> LineOut:
+@router.post("/{line_id}/activate", response_model=LineOut, responses=errors(409))
+def activate(line_id: PathId, body: ActivateIn, runtime: RuntimeDep, actor: Operator) -> LineOut:
     """Staff: start a pending line on a plan (e.g. sold with a prepaid voucher in a shop)."""
     with runtime.unit_of_work() as uow:
         line = lines.visible_line(uow, actor, line_id)

@@ -12,6 +12,7 @@ from duckline.adapters.sms.log import LogSmsChannel
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import accounts
 from duckline.web.deps import PUBLIC, CurrentAccount, RuntimeDep, Subscriber
+from duckline.web.openapi import errors
 from duckline.web.schemas import AccountOut, PersonOut
 
 router = APIRouter(tags=["account"])
@@ -22,7 +23,7 @@ def me(account: CurrentAccount) -> AccountOut:
     return AccountOut.of(account)
 
 
-@router.get("/me/identity", response_model=PersonOut)
+@router.get("/me/identity", response_model=PersonOut, responses=errors(404))
 def my_identity(account: Subscriber, runtime: RuntimeDep) -> PersonOut:
     """The caller's real-name record and its review status (rejected: with the reason)."""
     with runtime.unit_of_work() as uow:
@@ -32,11 +33,11 @@ def my_identity(account: Subscriber, runtime: RuntimeDep) -> PersonOut:
         return PersonOut.of(person)
 
 
-@router.put("/me/identity", response_model=PersonOut)
+@router.put("/me/identity", response_model=PersonOut, responses=errors(404, 409))
 def resubmit_identity(
     account: Subscriber,
     runtime: RuntimeDep,
-    document_type: Annotated[str, Form()],
+    document_type: Annotated[str, Form(max_length=30)],
     document_number: Annotated[str, Form(max_length=40)],
     birth_date: Annotated[date, Form()],
     document_image: Annotated[UploadFile, File(description="JPEG, PNG or PDF of the identity document")],
@@ -51,7 +52,7 @@ def resubmit_identity(
         return PersonOut.of(accounts.resubmit_identity(uow, account, given, image))
 
 
-@router.get("/demo/outbox", tags=["demo"], dependencies=[PUBLIC])
+@router.get("/demo/outbox", tags=["demo"], dependencies=[PUBLIC], responses=errors(404))
 def demo_outbox(runtime: RuntimeDep, limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[dict[str, str]]:
     """Demo only (development mode, SMS through the log channel): the SMS it 'sent', newest first,
     to read OTPs — as the subscriber got them; the stored messages keep no codes once sent."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Path, Query, status
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
@@ -17,6 +17,8 @@ from duckline.errors import DomainError, ErrorCode
 from duckline.services import jobs, outgoing_webhooks, promotions, reconciliation
 from duckline.web.billing_schemas import CaseOut, PromotionIn, PromotionOut, ResolveIn
 from duckline.web.deps import PUBLIC, RuntimeDep, language, require_roles
+from duckline.web.fields import Cursor, PathId
+from duckline.web.openapi import errors
 from duckline.web.pagination import page
 from duckline.web.schemas import Page
 
@@ -33,7 +35,7 @@ def cases(
     actor: Staff,
     reader_language: Language,
     state: Annotated[str, Query(pattern="^(open|resolved|all)$")] = "open",
-    cursor: str | None = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Page[CaseOut]:
     """Renewals that went wrong: paid but not applied, stuck payments, amount mismatches."""
@@ -50,9 +52,9 @@ def cases(
         )
 
 
-@router.post("/reconciliation/cases/{ticket_id}/resolve", response_model=CaseOut)
+@router.post("/reconciliation/cases/{ticket_id}/resolve", response_model=CaseOut, responses=errors(409, 503))
 def resolve(
-    ticket_id: int, body: ResolveIn, runtime: RuntimeDep, actor: Resolver, reader_language: Language
+    ticket_id: PathId, body: ResolveIn, runtime: RuntimeDep, actor: Resolver, reader_language: Language
 ) -> CaseOut:
     """Apply the paid renewal, refund it to the original method, or close the case; a reason is required."""
     if not is_id(ticket_id):
@@ -66,7 +68,7 @@ def resolve(
 
 
 @router.post("/jobs/{name}")
-def run_job(name: str, runtime: RuntimeDep, actor: Admin) -> dict[str, object]:
+def run_job(name: Annotated[str, Path(max_length=40)], runtime: RuntimeDep, actor: Admin) -> dict[str, object]:
     """Run a scheduled job now (reconcile, auto-renew, lifecycle)."""
     return jobs.run(runtime, name)
 
@@ -84,7 +86,7 @@ def current_promotions(runtime: RuntimeDep) -> list[PromotionOut]:
         return [PromotionOut.of(p) for p in promotions.current(uow, uow.now()) if p.code is None]
 
 
-@router.post("/promotions", response_model=PromotionOut, status_code=status.HTTP_201_CREATED)
+@router.post("/promotions", response_model=PromotionOut, status_code=status.HTTP_201_CREATED, responses=errors(409))
 def create_promotion(body: PromotionIn, runtime: RuntimeDep, actor: Admin) -> PromotionOut:
     form = promotions.PromotionInput(
         name=body.name,
@@ -107,7 +109,7 @@ def create_promotion(body: PromotionIn, runtime: RuntimeDep, actor: Admin) -> Pr
 
 
 @router.post("/promotions/{promotion_id}/deactivate", response_model=PromotionOut)
-def deactivate_promotion(promotion_id: int, runtime: RuntimeDep, actor: Admin) -> PromotionOut:
+def deactivate_promotion(promotion_id: PathId, runtime: RuntimeDep, actor: Admin) -> PromotionOut:
     if not is_id(promotion_id):
         raise DomainError(ErrorCode.NOT_FOUND)
     with runtime.unit_of_work() as uow:
@@ -116,7 +118,7 @@ def deactivate_promotion(promotion_id: int, runtime: RuntimeDep, actor: Admin) -
 
 class SubscriptionIn(BaseModel):
     url: str = Field(min_length=8, max_length=500, pattern=r"^https?://")
-    event_types: list[str] = Field(min_length=1, max_length=20)
+    event_types: list[Annotated[str, Field(max_length=60)]] = Field(min_length=1, max_length=20)
 
 
 class SubscriptionOut(BaseModel):
@@ -159,10 +161,10 @@ def subscriptions(runtime: RuntimeDep, actor: Admin) -> list[SubscriptionOut]:
     "/webhook-subscriptions/{subscription_id}/deliveries", response_model=Page[DeliveryOut], tags=["integrations"]
 )
 def deliveries(
-    subscription_id: int,
+    subscription_id: PathId,
     runtime: RuntimeDep,
     actor: Admin,
-    cursor: str | None = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Page[DeliveryOut]:
     """The delivery log: every attempt's outcome, newest first."""
@@ -187,7 +189,7 @@ def deliveries(
 
 
 @router.post("/webhook-deliveries/{delivery_id}/replay", response_model=DeliveryOut, tags=["integrations"])
-def replay(delivery_id: int, runtime: RuntimeDep, actor: Admin) -> DeliveryOut:
+def replay(delivery_id: PathId, runtime: RuntimeDep, actor: Admin) -> DeliveryOut:
     if not is_id(delivery_id):
         raise DomainError(ErrorCode.NOT_FOUND)
     with runtime.unit_of_work() as uow:

@@ -17,6 +17,8 @@ from duckline.services.unit_of_work import UnitOfWork
 from duckline.web.api.plans import Language
 from duckline.web.billing_schemas import OrderIn, OrderOut, QuoteIn, QuoteOut, RetryIn
 from duckline.web.deps import RuntimeDep, Subscriber, SubscriberOrStaff
+from duckline.web.fields import Cursor, PathId, QueryId
+from duckline.web.openapi import errors
 from duckline.web.pagination import page
 from duckline.web.schemas import Page
 
@@ -35,7 +37,7 @@ def order_out(uow: UnitOfWork, order: Order, language: str) -> OrderOut:
     return OrderOut.of(order, payments, receipt, language)
 
 
-@router.post("/quotes", response_model=QuoteOut)
+@router.post("/quotes", response_model=QuoteOut, responses=errors(404, 409))
 def quote(body: QuoteIn, runtime: RuntimeDep, account: Subscriber, lang: Language) -> QuoteOut:
     """The exact price before paying: list price, each promotion, total, the period and allowances."""
     with runtime.unit_of_work() as uow:
@@ -47,7 +49,7 @@ def quote(body: QuoteIn, runtime: RuntimeDep, account: Subscriber, lang: Languag
     "/orders",
     response_model=OrderOut,
     status_code=status.HTTP_201_CREATED,
-    responses={200: {"description": "the order this Idempotency-Key already created"}},
+    responses={200: {"description": "the order this Idempotency-Key already created"}, **errors(404, 409, 503)},
 )
 def create_order(
     body: OrderIn,
@@ -83,9 +85,9 @@ def list_orders(
     runtime: RuntimeDep,
     account: SubscriberOrStaff,
     lang: Language,
-    cursor: str | None = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    account_id: int | None = None,
+    account_id: QueryId = None,
 ) -> Page[OrderOut]:
     owner = account_id if account_id is not None and account.role in STAFF else account.id
     with runtime.unit_of_work() as uow:
@@ -94,29 +96,29 @@ def list_orders(
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut)
-def get_order(order_id: int, runtime: RuntimeDep, account: SubscriberOrStaff, lang: Language) -> OrderOut:
+def get_order(order_id: PathId, runtime: RuntimeDep, account: SubscriberOrStaff, lang: Language) -> OrderOut:
     with runtime.unit_of_work() as uow:
         return order_out(uow, orders.visible_order(uow, account, order_id), lang)
 
 
-@router.post("/orders/{order_id}/payments", response_model=OrderOut)
-def retry_payment(order_id: int, body: RetryIn, runtime: RuntimeDep, account: Subscriber, lang: Language) -> OrderOut:
+@router.post("/orders/{order_id}/payments", response_model=OrderOut, responses=errors(409, 503))
+def retry_payment(
+    order_id: PathId, body: RetryIn, runtime: RuntimeDep, account: Subscriber, lang: Language
+) -> OrderOut:
     """Pay again after a failed attempt (possibly with another method)."""
     checkout.retry(runtime, account.id, order_id, body.payment_method, lang, return_url(runtime))
     with runtime.unit_of_work() as uow:
         return order_out(uow, orders.visible_order(uow, account, order_id), lang)
 
 
-@router.post("/orders/{order_id}/cancel", response_model=OrderOut)
-def cancel_order(order_id: int, runtime: RuntimeDep, account: Subscriber, lang: Language) -> OrderOut:
-    """Give up an unpaid order; its open payment is cancelled at the provider too."""
-    checkout.cancel(runtime, account.id, order_id)
+@router.post("/orders/{order_id}/cancel", response_model=OrderOut, responses=errors(409))
+def cancel_order(order_id: PathId, runtime: RuntimeDep, account: Subscriber, lang: Language) -> OrderOut:
     with runtime.unit_of_work() as uow:
         return order_out(uow, orders.visible_order(uow, account, order_id), lang)
 
 
-@router.get("/payments/{payment_id}/return", response_model=OrderOut)
-def payment_return(payment_id: int, runtime: RuntimeDep, account: Subscriber, lang: Language) -> OrderOut:
+@router.get("/payments/{payment_id}/return", response_model=OrderOut, responses=errors(503))
+def payment_return(payment_id: PathId, runtime: RuntimeDep, account: Subscriber, lang: Language) -> OrderOut:
     """Where the provider sends the payer back: ask the provider now rather than wait for the webhook."""
     with runtime.unit_of_work() as uow:
         payment = uow.session.get(Payment, payment_id) if 0 < payment_id < 2**63 else None

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import accounts
 from duckline.web.deps import PUBLIC, RuntimeDep, client_address, phone_key
+from duckline.web.openapi import errors
 from duckline.web.schemas import PhoneIn
 
 router = APIRouter(prefix="/auth/password-reset", tags=["auth"], dependencies=[PUBLIC])
@@ -24,7 +25,7 @@ def _check_rate(request: Request, runtime: RuntimeDep, phone: str) -> None:
         raise DomainError(ErrorCode.RATE_LIMITED)
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED)
+@router.post("", status_code=status.HTTP_202_ACCEPTED, responses=errors(429))
 def request_reset(body: PhoneIn, request: Request, runtime: RuntimeDep) -> dict[str, str]:
     """Text a 6-digit code to the number if an account uses it. The answer is the same whether
     or not one does."""
@@ -34,7 +35,7 @@ def request_reset(body: PhoneIn, request: Request, runtime: RuntimeDep) -> dict[
     return {"status": "sent"}
 
 
-@router.post("/confirm", status_code=status.HTTP_204_NO_CONTENT)
+@router.post("/confirm", status_code=status.HTTP_204_NO_CONTENT, responses=errors(429))
 def confirm_reset(body: PasswordResetIn, request: Request, runtime: RuntimeDep) -> None:
     """Set the new password with the code. Every session and token of the account is revoked."""
     _check_rate(request, runtime, body.phone)

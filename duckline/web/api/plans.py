@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Path, status
 
 from duckline import i18n
 from duckline.adapters.db.tables import Account, Plan
@@ -14,11 +14,13 @@ from duckline.money import Money
 from duckline.services import catalog
 from duckline.services.unit_of_work import UnitOfWork
 from duckline.web.deps import PUBLIC, RuntimeDep, language, optional_account, require_roles
+from duckline.web.openapi import errors
 from duckline.web.schemas import AllowanceIn, PlanIn, PlanOut, plan_out
 
 router = APIRouter(prefix="/plans", tags=["catalogue"])
 Editor = Annotated[Account, Depends(require_roles(CATALOGUE_EDITORS))]
 Language = Annotated[str, Depends(language)]
+PlanCode = Annotated[str, Path(max_length=40)]
 
 
 def render(uow: UnitOfWork, plans: list[Plan], lang: str) -> list[PlanOut]:
@@ -59,25 +61,25 @@ def list_plans(
 
 
 @router.get("/{code}", response_model=PlanOut, dependencies=[PUBLIC])
-def get_plan(code: str, runtime: RuntimeDep, lang: Language) -> PlanOut:
+def get_plan(code: PlanCode, runtime: RuntimeDep, lang: Language) -> PlanOut:
     with runtime.unit_of_work() as uow:
         return render(uow, [catalog.get_plan(uow, code)], lang)[0]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=PlanOut)
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=PlanOut, responses=errors(409))
 def create_plan(body: PlanIn, runtime: RuntimeDep, actor: Editor, lang: Language) -> PlanOut:
     with runtime.unit_of_work() as uow:
         return render(uow, [catalog.create_plan(uow, actor, to_input(body))], lang)[0]
 
 
-@router.put("/{code}", response_model=PlanOut)
-def update_plan(code: str, body: PlanIn, runtime: RuntimeDep, actor: Editor, lang: Language) -> PlanOut:
+@router.put("/{code}", response_model=PlanOut, responses=errors(409))
+def update_plan(code: PlanCode, body: PlanIn, runtime: RuntimeDep, actor: Editor, lang: Language) -> PlanOut:
     """Change the offer from now on; lines already on the plan keep what they were granted."""
     with runtime.unit_of_work() as uow:
         return render(uow, [catalog.update_plan(uow, actor, code, to_input(body))], lang)[0]
 
 
-@router.post("/{code}/retire", response_model=PlanOut)
-def retire_plan(code: str, runtime: RuntimeDep, actor: Editor, lang: Language) -> PlanOut:
+@router.post("/{code}/retire", response_model=PlanOut, responses=errors(409))
+def retire_plan(code: PlanCode, runtime: RuntimeDep, actor: Editor, lang: Language) -> PlanOut:
     with runtime.unit_of_work() as uow:
         return render(uow, [catalog.retire_plan(uow, actor, code)], lang)[0]

@@ -10,26 +10,27 @@ from fastapi import APIRouter, File, Form, Request, UploadFile, status
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import accounts, lines
 from duckline.web.deps import PUBLIC, RuntimeDep, client_address, phone_key, request_language
+from duckline.web.openapi import errors
 from duckline.web.schemas import AccountOut, EsimOut, LineOut, PhoneIn, RegistrationOut, VerifiedOut, VerifyIn
 
 router = APIRouter(prefix="/registrations", tags=["registration"], dependencies=[PUBLIC])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=RegistrationOut)
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=RegistrationOut, responses=errors(409, 429))
 def register(
     request: Request,
     runtime: RuntimeDep,
-    phone: Annotated[str, Form()],
+    phone: Annotated[str, Form(max_length=30)],
     password: Annotated[str, Form(min_length=1, max_length=200)],
-    document_type: Annotated[str, Form()],
+    document_type: Annotated[str, Form(max_length=30)],
     document_number: Annotated[str, Form(max_length=40)],
     birth_date: Annotated[date, Form()],
     document_image: Annotated[UploadFile, File(description="JPEG, PNG or PDF of the identity document")],
     name_en: Annotated[str | None, Form(max_length=100)] = None,
     name_zh: Annotated[str | None, Form(max_length=30)] = None,
     email: Annotated[str | None, Form(max_length=254)] = None,
-    preferred_language: Annotated[str | None, Form()] = None,
-    guardian_document_type: Annotated[str | None, Form()] = None,
+    preferred_language: Annotated[str | None, Form(max_length=20)] = None,
+    guardian_document_type: Annotated[str | None, Form(max_length=30)] = None,
     guardian_document_number: Annotated[str | None, Form(max_length=40)] = None,
     guardian_name_en: Annotated[str | None, Form(max_length=100)] = None,
     guardian_name_zh: Annotated[str | None, Form(max_length=30)] = None,
@@ -65,7 +66,7 @@ def register(
         return RegistrationOut(phone=accounts.register(uow, form))
 
 
-@router.post("/verify", response_model=VerifiedOut)
+@router.post("/verify", response_model=VerifiedOut, responses=errors(409, 429, 503))
 def verify(body: VerifyIn, request: Request, runtime: RuntimeDep) -> VerifiedOut:
     """Check the SMS code; on success the account is active and gets its first line and eSIM."""
     if not runtime.rate_limits.hit("otp", f"ip:{client_address(request)}", phone_key(runtime, body.phone)):
@@ -78,7 +79,7 @@ def verify(body: VerifyIn, request: Request, runtime: RuntimeDep) -> VerifiedOut
         )
 
 
-@router.post("/resend", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/resend", status_code=status.HTTP_202_ACCEPTED, responses=errors(409, 429))
 def resend(body: PhoneIn, request: Request, runtime: RuntimeDep) -> dict[str, str]:
     """A new code for a registration waiting for one; any other number gets the same answer."""
     if not runtime.rate_limits.hit("otp", f"ip:{client_address(request)}", phone_key(runtime, body.phone)):

@@ -12,6 +12,7 @@ from duckline.adapters.db.tables import Ticket, TicketMessage
 from duckline.domain.roles import STAFF
 from duckline.services import support
 from duckline.web.deps import RuntimeDep, Subscriber, SubscriberOrStaff
+from duckline.web.fields import Cursor, PathId
 from duckline.web.pagination import page
 from duckline.web.schemas import Page
 
@@ -90,7 +91,7 @@ def list_tickets(
     account: SubscriberOrStaff,
     state: Annotated[str, Query(pattern="^(open|resolved|all)$")] = "all",
     kind: Annotated[str | None, Query(max_length=30)] = None,
-    cursor: str | None = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Page[TicketOut]:
     """The caller's tickets, newest first; staff get every ticket (?state=, ?kind= to filter)."""
@@ -108,7 +109,7 @@ def list_tickets(
 
 
 @router.get("/{ticket_id}", response_model=TicketDetailOut)
-def get_ticket(ticket_id: int, runtime: RuntimeDep, account: SubscriberOrStaff) -> TicketDetailOut:
+def get_ticket(ticket_id: PathId, runtime: RuntimeDep, account: SubscriberOrStaff) -> TicketDetailOut:
     """The ticket and its whole conversation, oldest message first."""
     with runtime.unit_of_work() as uow:
         ticket = support.visible_ticket(uow, account, ticket_id)
@@ -116,7 +117,7 @@ def get_ticket(ticket_id: int, runtime: RuntimeDep, account: SubscriberOrStaff) 
 
 
 @router.post("/{ticket_id}/messages", status_code=status.HTTP_201_CREATED, response_model=TicketDetailOut)
-def add_message(ticket_id: int, body: MessageIn, runtime: RuntimeDep, account: SubscriberOrStaff) -> TicketDetailOut:
+def add_message(ticket_id: PathId, body: MessageIn, runtime: RuntimeDep, account: SubscriberOrStaff) -> TicketDetailOut:
     """Reply. A staff reply notifies the subscriber; a subscriber's reply reopens a resolved ticket."""
     with runtime.unit_of_work() as uow:
         ticket = support.visible_ticket(uow, account, ticket_id)

@@ -10,13 +10,14 @@ from duckline.adapters.db.tables import Account
 from duckline.domain.roles import USAGE_REPORTERS
 from duckline.services import usage
 from duckline.web.deps import RuntimeDep, require_roles
+from duckline.web.edge import BULK
 from duckline.web.schemas import UsageBatchIn, UsageBatchOut, UsageRecordOutcomeOut
 
 router = APIRouter(prefix="/usage", tags=["usage"])
 Reporter = Annotated[Account, Depends(require_roles(USAGE_REPORTERS))]
 
 
-@router.post("/batches", response_model=UsageBatchOut)
+@router.post("/batches", response_model=UsageBatchOut, openapi_extra=BULK)
 def post_batch(body: UsageBatchIn, runtime: RuntimeDep, reporter: Reporter) -> UsageBatchOut:
     """Apply a batch of usage records. Each record_id is charged at most once per reporting
     client, so a batch may be retried freely; usage beyond the allowances is kept as overage."""

@@ -17,6 +17,7 @@ from duckline.errors import DomainError, ErrorCode
 from duckline.runtime import Runtime
 from duckline.services import audit, jobs, numbers, reconciliation, refunds
 from duckline.web.deps import RuntimeDep
+from duckline.web.edge import BULK
 from duckline.web.pagination import page as keyset_page
 from duckline.web.portal.console_common import (
     REFUNDERS,
@@ -196,7 +197,7 @@ def pool(request: Request, runtime: RuntimeDep, actor: PoolManager) -> Response:
     return _numbers_page(request, runtime, actor)
 
 
-@router.post("/console/numbers/import")
+@router.post("/console/numbers/import", openapi_extra=BULK)
 def import_numbers(
     request: Request,
     runtime: RuntimeDep,

@@ -161,7 +161,10 @@ def test_integers_beyond_what_the_database_holds_are_refused(
 
     refused(client.get(f"/api/v1/orders?account_id={INT64_MAX + 1}", headers=admin), "account_id")
     refused(client.get(f"/api/v1/lines?account_id={10**30}", headers=admin), "account_id")
-    refused(client.post("/api/v1/quotes", json={"line_id": INT64_MAX + 1, "plan_code": "x"}, headers=admin), "line_id")
+    subscriber = people["subscriber"]  # quotes are for subscribers
+    refused(
+        client.post("/api/v1/quotes", json={"line_id": INT64_MAX + 1, "plan_code": "x"}, headers=subscriber), "line_id"
+    )
     refused(client.post("/api/v1/orders/1/refunds", json={"amount": 10**20, "reason": "x"}, headers=admin), "amount")
     plan = plan_body(allowances=[{"unit": "data_bytes", "zone": "HK", "amount": 2**64}])
     refused(client.post("/api/v1/plans", json=plan, headers=admin), "allowances.0.amount")

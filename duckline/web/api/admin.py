@@ -54,7 +54,7 @@ def get_person(person_id: PathId, runtime: RuntimeDep, actor: Reviewer) -> Perso
 @router.get(
     "/persons/{person_id}/document",
     response_class=Response,
-    responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "application/pdf": {}}}} | errors(404),
+    responses={**errors(404), 200: {"content": {"image/jpeg": {}, "image/png": {}, "application/pdf": {}}}},
 )
 def identity_document(person_id: PathId, runtime: RuntimeDep, actor: Reviewer) -> Response:
     """The scan of the identity document under review, decrypted for this answer only, never

@@ -152,6 +152,8 @@ class Settings(BaseSettings):
     api_token_ttl_days: int = 30
 
     usage_alert_thresholds: tuple[int, ...] = (75, 90, 100)
+    expiry_warning_days: tuple[int, ...] = (7, 3, 1)
+
     # Usage records must have started within this window around now: older records are too late to
     # charge (the period they belong to is closed), later ones are a network element's clock gone wrong.
     usage_max_age_days: int = 90
@@ -162,7 +164,6 @@ class Settings(BaseSettings):
     upload_max_bytes: int = 10 * 1024 * 1024
     bulk_max_bytes: int = 4 * 1024 * 1024
     body_max_bytes: int = 256 * 1024
-    expiry_warning_days: tuple[int, ...] = (7, 3, 1)
 
     # Renewal: Hong Kong operators' top-up rules (minor units of default_currency).
     order_minimum: int = 5_000

@@ -113,6 +113,8 @@ def retry_payment(
 
 @router.post("/orders/{order_id}/cancel", response_model=OrderOut, responses=errors(409))
 def cancel_order(order_id: PathId, runtime: RuntimeDep, account: Subscriber, lang: Language) -> OrderOut:
+    """Give up an unpaid order; its open payment is cancelled at the provider too."""
+    checkout.cancel(runtime, account.id, order_id)
     with runtime.unit_of_work() as uow:
         return order_out(uow, orders.visible_order(uow, account, order_id), lang)
 

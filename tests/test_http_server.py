@@ -3,40 +3,24 @@
 from __future__ import annotations
 
 import io
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 import zxingcpp
 from PIL import Image
 
 from duckline.domain.roles import Role
 from duckline.runtime import Runtime
 from duckline.services import catalog
-from duckline.web.app import create_app
 from tests.factories import PASSWORD, PNG, hkid, last_code, numbers, plan_input, registration_form, staff
+from tests.live_server import serve
 
 
 @pytest.fixture
 def server(runtime: Runtime) -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(create_app(runtime=runtime), host="127.0.0.1", port=port, log_level="warning")
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not instance.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    instance.should_exit = True
-    thread.join(timeout=10)
+    with serve(runtime) as url:
+        yield url
 
 
 def test_sign_up_to_balances_over_http(server: str, runtime: Runtime) -> None:

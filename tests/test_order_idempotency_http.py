@@ -3,16 +3,13 @@ request gets the same order, none fails, and the provider is asked to create one
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -21,8 +18,8 @@ from duckline.domain.catalog import Validity
 from duckline.domain.roles import Role
 from duckline.runtime import Runtime
 from duckline.services import catalog
-from duckline.web.app import create_app
 from tests.factories import numbers, plan_input, register_and_verify, staff
+from tests.live_server import serve
 
 REQUESTS = 30
 ROUNDS = 3
@@ -30,20 +27,8 @@ ROUNDS = 3
 
 @pytest.fixture
 def server(runtime: Runtime) -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(create_app(runtime=runtime), host="127.0.0.1", port=port, log_level="warning")
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not instance.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    instance.should_exit = True
-    thread.join(timeout=10)
+    with serve(runtime) as url:
+        yield url
 
 
 def count(runtime: Runtime, table: type[Any]) -> int:

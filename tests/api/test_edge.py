@@ -9,14 +9,11 @@ import asyncio
 import json
 import secrets
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -29,6 +26,7 @@ from duckline.runtime import Runtime
 from duckline.web.app import create_app
 from tests.conftest import START
 from tests.factories import PNG, hk_mobile, hkid, numbers, register_and_verify, registration_form, staff
+from tests.live_server import serve
 
 NUL = "\x00"
 INT32_MAX, INT64_MAX = 2**31 - 1, 2**63 - 1
@@ -233,20 +231,9 @@ def test_a_signed_but_malformed_sandbox_webhook_is_400_and_changes_nothing(
 
 @pytest.fixture
 def server(runtime: Runtime) -> Iterator[str]:
-    """The app behind a real HTTP server, for what only real connections can send."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    instance = uvicorn.Server(uvicorn.Config(create_app(runtime=runtime), port=port, log_level="warning"))
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not instance.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    yield f"127.0.0.1:{port}"
-    instance.should_exit = True
-    thread.join(timeout=10)
+    """The app behind a real HTTP server, for what only real connections can send (host:port)."""
+    with serve(runtime) as url:
+        yield url.removeprefix("http://")
 
 
 def too_large(response: httpx.Response, max_kb: int) -> None:

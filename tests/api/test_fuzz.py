@@ -19,8 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -31,7 +29,6 @@ from typing import Any
 
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -44,6 +41,7 @@ from duckline.config import Settings
 from duckline.runtime import Runtime
 from duckline.services import accounts, demo
 from duckline.web.app import create_app
+from tests.live_server import serve
 
 EXAMPLES = int(os.environ.get("DUCKLINE_FUZZ_EXAMPLES", "10"))
 SEED = int(os.environ.get("DUCKLINE_FUZZ_SEED", "20261124"))
@@ -88,20 +86,8 @@ def fuzz_runtime(tmp_path: Path, sqlite_template: Path) -> Iterator[Runtime]:
 
 @pytest.fixture
 def live_server(fuzz_runtime: Runtime) -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(create_app(runtime=fuzz_runtime), host="127.0.0.1", port=port, log_level="critical")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(fuzz_runtime, log_level="critical") as url:
+        yield url
 
 
 def credentials(runtime: Runtime) -> dict[str, dict[str, str]]:

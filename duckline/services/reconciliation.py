@@ -67,10 +67,7 @@ def _check_payment(app: App, payment_id: int, report: Report) -> None:
         report.unreachable.append(payment_id)
         return
     with app.unit_of_work() as uow:
-        payment = uow.session.get(Payment, payment_id)
-        assert payment is not None
-        order = uow.session.get(Order, payment.order_id, with_for_update=True)
-        assert order is not None
+        payment, order = _locked(uow, payment_id)
         if outcome and outcome.changed and order.status is OrderStatus.FULFILLED:
             tickets.settle_open(uow, order.id, case_texts.APPLIED_AUTOMATICALLY)
             tickets.open_case(
@@ -98,11 +95,7 @@ def _stop(app: App, payment_id: int, report: Report) -> None:
         report.unreachable.append(payment_id)
         return
     with app.unit_of_work() as uow:
-        payment = uow.session.get(Payment, payment_id)
-        assert payment is not None
-        order = uow.session.get(Order, payment.order_id, with_for_update=True)
-        assert order is not None
-        uow.session.refresh(payment, with_for_update=True)
+        payment, order = _locked(uow, payment_id)
         if payment.status in (PaymentStatus.PENDING, PaymentStatus.REQUIRES_ACTION) and order.pay_by <= uow.now():
             # The provider cannot stop it: a wallet page the payer never opened is no trade yet
             # (and the wallet was told to refuse it after the deadline: expires_at), or a card
@@ -114,6 +107,16 @@ def _stop(app: App, payment_id: int, report: Report) -> None:
             report.expired.append(order.id)
         else:
             promotions.release_when_settled(uow, order)
+
+
+def _locked(uow: checkout.UnitOfWork, payment_id: int) -> tuple[Payment, Order]:
+    """The payment and its order, locked as `payments.apply` locks them: the order, then the payment."""
+    payment = uow.session.get(Payment, payment_id)
+    assert payment is not None
+    order = uow.session.get(Order, payment.order_id, with_for_update=True)
+    assert order is not None
+    uow.session.refresh(payment, with_for_update=True)
+    return payment, order
 
 
 def _expire(uow: checkout.UnitOfWork, order: Order) -> None:

@@ -53,6 +53,7 @@ class Report:
     sent: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
     failures: dict[str, list[str]] = field(default_factory=dict)
+    refused_credentials: int = 0  # 401s answered to a caller who sent a token
 
     def fail(self, label: str, problem: str) -> None:
         found = self.failures.setdefault(label, [])
@@ -91,15 +92,15 @@ def live_server(fuzz_runtime: Runtime) -> Iterator[str]:
 
 
 def credentials(runtime: Runtime) -> dict[str, dict[str, str]]:
-    """Bearer tokens of the demo's admin, one of its subscribers and its network element."""
+    """Fresh bearer tokens of the demo's admin, one of its subscribers and its network element.
+    Fresh for each operation: fuzzing `POST /auth/logout` revokes the token it is sent with."""
     with runtime.unit_of_work() as uow:
-        report = demo.load(uow)
-        admin = uow.session.scalars(select(Account).where(Account.phone == demo.STAFF[0][0])).one()
-        subscriber = uow.session.scalars(select(Account).where(Account.phone == demo.SUBSCRIBERS[0].phone)).one()
+        phones = {"admin": demo.STAFF[0][0], "subscriber": demo.SUBSCRIBERS[0].phone, "network": demo.NETWORK_PHONE}
         tokens = {
-            "admin": accounts.issue_token(uow, admin, "fuzz", None),
-            "subscriber": accounts.issue_token(uow, subscriber, "fuzz", None),
-            "network": report.network_token,
+            who: accounts.issue_token(
+                uow, uow.session.scalars(select(Account).where(Account.phone == phone)).one(), "fuzz", None
+            )
+            for who, phone in phones.items()
         }
     return {who: {"Authorization": f"Bearer {token}"} for who, token in tokens.items()} | {"nobody": {}}
 
@@ -147,6 +148,8 @@ def fuzz_mode(
             return
         report.sent += 1
         report.statuses[response.status_code] += 1
+        if response.status_code == 401 and headers:
+            report.refused_credentials += 1
         try:
             case.validate_response(response, checks=CHECKS)
         except (Exception, BaseExceptionGroup) as exc:  # collected, so that one run reports every failure
@@ -160,7 +163,8 @@ def test_no_operation_answers_5xx_or_an_undocumented_status(
     live_server: str, fuzz_runtime: Runtime, capsys: pytest.CaptureFixture[str]
 ) -> None:
     logging.getLogger("duckline").setLevel(logging.CRITICAL)  # the fuzzer's nonsense is expected to be refused
-    headers = credentials(fuzz_runtime)
+    with fuzz_runtime.unit_of_work() as uow:
+        demo.load(uow)
     app = create_app(runtime=fuzz_runtime)
     schema = schemathesis.openapi.from_dict(app.openapi())
     document = app.openapi()["paths"]
@@ -170,6 +174,7 @@ def test_no_operation_answers_5xx_or_an_undocumented_status(
     for result in schema.get_all_operations():
         operation = result.ok()
         operations += 1
+        headers = credentials(fuzz_runtime)
         for who in callers(document[operation.path][operation.method.lower()]):
             fuzz(operation, who, headers[who], live_server, report)
     elapsed = time.monotonic() - started
@@ -177,7 +182,8 @@ def test_no_operation_answers_5xx_or_an_undocumented_status(
         f"fuzz: {operations} operations, {report.sent} requests in {elapsed:.0f} s"
         f" (seed {SEED}, {EXAMPLES} examples per operation, caller and mode),"
         f" {sum(n for s, n in report.statuses.items() if s >= 500)} answered 5xx,"
-        f" {len(report.failures)} operations failing; statuses {dict(sorted(report.statuses.items()))}"
+        f" {len(report.failures)} operations failing, {report.refused_credentials} 401s to a caller with a token;"
+        f" statuses {dict(sorted(report.statuses.items()))}"
     )
     with capsys.disabled():
         print("\n" + summary)
@@ -188,3 +194,5 @@ def test_no_operation_answers_5xx_or_an_undocumented_status(
     assert operations >= 60, "the document lost operations"
     assert report.sent >= operations * EXAMPLES, f"too few requests were really sent: {summary}"
     assert not report.failures, summary
+    # Nearly every signed-in call must get past sign-in, or the fuzz only ever tested the 401 path.
+    assert report.refused_credentials <= report.sent // 50, summary

@@ -8,20 +8,10 @@ from duckline import i18n
 from duckline.adapters.db.tables import Account, Person, Receipt
 from duckline.adapters.receipt_pdf import CREDIT_NOTE, ReceiptDocument, render_pdf
 from duckline.domain.phone import display
+from duckline.services import payment_labels
 from duckline.services.unit_of_work import UnitOfWork
 
 __all__ = ["UnitOfWork", "document", "pdf"]
-_BRANDS = {"visa": "Visa", "mastercard": "Mastercard", "amex": "American Express", "unionpay": "UnionPay"}
-_WALLETS = {"alipay": "Alipay", "wechatpay": "WeChat Pay"}
-
-
-def payment_text(label: dict[str, str | None]) -> str:
-    """Card brand and last four, or the wallet: never more."""
-    if label.get("last4"):
-        return f"{_BRANDS.get(label.get('brand') or '', (label.get('brand') or 'Card').title())} •••• {label['last4']}"
-    method = label.get("method") or "none"
-    wallet = _WALLETS.get(method, method)
-    return f"{wallet} ({label['wallet_account']})" if label.get("wallet_account") else wallet
 
 
 def document(uow: UnitOfWork, receipt: Receipt, language: str) -> ReceiptDocument:
@@ -58,7 +48,7 @@ def document(uow: UnitOfWork, receipt: Receipt, language: str) -> ReceiptDocumen
         total=-receipt.amount if receipt.kind == "credit_note" else receipt.amount,
         currency=receipt.currency,
         period=period,
-        payment_method=payment_text(details.get("payment") or {}),
+        payment_method=payment_labels.text(details.get("payment") or {}, language),
         reference=details.get("refund_of"),
     )
 

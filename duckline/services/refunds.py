@@ -11,7 +11,7 @@ from duckline.adapters.payments import ProviderError, RefundResult
 from duckline.domain.orders import OrderStatus, PaymentStatus
 from duckline.errors import DomainError, ErrorCode
 from duckline.money import Money
-from duckline.services import audit, events, fulfilment, orders, receipts
+from duckline.services import audit, events, fulfilment, orders, payment_labels, receipts
 from duckline.services.unit_of_work import UnitOfWork
 
 if TYPE_CHECKING:  # checkout → payments → provider_refunds → refunds: no import cycle at run time
@@ -145,7 +145,7 @@ def credit(uow: UnitOfWork, order: Order, payment: Payment, row: Refund, amount:
         {
             "refund_of": original.display_number if original else None,
             "reason": row.reason,
-            "payment": fulfilment.payment_label(payment),
+            "payment": payment_labels.label(payment),
             "plan_names": order.quote["plan_names"],
         },
         refund_id=row.id,

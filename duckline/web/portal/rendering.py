@@ -26,7 +26,7 @@ from duckline.domain.phone import display
 from duckline.errors import DomainError, ErrorCode
 from duckline.money import Money
 from duckline.runtime import Runtime
-from duckline.services import tickets
+from duckline.services import payment_labels, tickets
 from duckline.web.deps import csrf_token as session_csrf_token
 from duckline.web.deps import session_token_from_cookie
 
@@ -123,6 +123,7 @@ def render(
         date=date,
         when=when,
         case=lambda ticket: tickets.describe(ticket, language),
+        paid_with=lambda payment: payment_labels.describe(payment, language),
         msisdn=display,
         path=request.url.path,
         now=runtime.clock.now(),

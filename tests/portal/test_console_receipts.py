@@ -104,3 +104,19 @@ def test_a_card_payment_still_shows_brand_and_last_four(
     assert "Visa •••• 4242" in text(support.get(f"/console/subscribers/{world['account_id']}").text)
     own = browser(client, runtime, subscriber["phone"])
     assert "Visa •••• 4242" in text(own.get(f"/orders/{order['id']}/result").text)
+
+
+def test_a_credit_note_shows_the_lines_number(
+    client: TestClient, runtime: Runtime, clock: FrozenClock, world: dict[str, Any], tmp_path: Path
+) -> None:
+    subscriber = world["subscriber"]
+    order = buy(client, runtime, clock, subscriber)
+    finance = browser(client, runtime, world["phones"]["finance"])
+    refunded = finance.post(
+        f"/console/orders/{order['id']}/refund",
+        data={"csrf_token": csrf(runtime, finance), "amount": "12.34", "reason": "dropped calls"},
+    )
+    assert refunded.status_code == 200, refunded.text
+
+    note = receipt_text(client, subscriber, "credit_note", tmp_path)
+    assert display(subscriber["line"]["msisdn"]) in note

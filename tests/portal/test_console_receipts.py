@@ -120,3 +120,13 @@ def test_a_credit_note_shows_the_lines_number(
 
     note = receipt_text(client, subscriber, "credit_note", tmp_path)
     assert display(subscriber["line"]["msisdn"]) in note
+
+
+def test_the_console_formats_a_date_of_birth_for_the_reader(
+    client: TestClient, runtime: Runtime, world: dict[str, Any]
+) -> None:
+    support = browser(client, runtime, world["phones"]["support"])
+    switch(runtime, support, "zh_Hans")
+    page = text(support.get(f"/console/subscribers/{world['account_id']}").text)
+    assert "1990年5月17日" in page
+    assert "1990-05-17" not in page

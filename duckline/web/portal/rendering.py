@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
+from datetime import date as day
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -99,8 +100,12 @@ def render(
     def money(amount: int, currency: str = "HKD") -> str:
         return Money(amount, currency).format(locale)
 
-    def date(value: datetime | None, style: str = "medium") -> str:
-        return format_date(value.astimezone(tz).date(), style, locale=locale) if value else "—"
+    def date(value: datetime | day | None, style: str = "medium") -> str:
+        """A moment, as the reader's calendar day; or a calendar day as it is (a date of birth)."""
+        if value is None:
+            return "—"
+        shown = value.astimezone(tz).date() if isinstance(value, datetime) else value
+        return format_date(shown, style, locale=locale)
 
     def when(value: datetime | None) -> str:
         """Date and time to the minute: seconds are noise to a reader."""

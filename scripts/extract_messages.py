@@ -24,6 +24,7 @@ from duckline.adapters.receipt_pdf import LABELS as RECEIPT_LABELS
 from duckline.errors import ErrorCode
 from duckline.services.case_texts import MESSAGE_IDS as CASE_MESSAGE_IDS
 from duckline.services.notifications import MESSAGE_IDS
+from duckline.services.payment_labels import MESSAGE_IDS as PAYMENT_LABEL_IDS
 
 PROJECT = "duckline"
 LANGUAGE_TEAMS = {"zh_Hant": "Traditional Chinese (Hong Kong)", "zh_Hans": "Simplified Chinese"}
@@ -35,6 +36,7 @@ def collect() -> list[tuple[str, str, str]]:
     messages += [(text, "duckline/services/notifications.py", "notification texts") for text in MESSAGE_IDS]
     messages += [(text, "duckline/services/case_texts.py", "reconciliation case texts") for text in CASE_MESSAGE_IDS]
     messages += [(text, "duckline/adapters/receipt_pdf.py", "LABELS (receipt PDF)") for text in RECEIPT_LABELS]
+    messages += [(text, "duckline/services/payment_labels.py", "payment method label") for text in PAYMENT_LABEL_IDS]
     messages += [(text, f"duckline/web/templates/{name}", "portal page") for text, name in i18n.template_messages()]
     return messages
 

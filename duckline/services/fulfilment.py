@@ -11,7 +11,7 @@ from duckline.domain.catalog import Unit, Validity, Zone
 from duckline.domain.lines import LineStatus
 from duckline.domain.orders import OrderKind, OrderStatus, PaymentStatus
 from duckline.domain.renewal import next_term
-from duckline.services import balances, events, lines, orders, promotions, receipts
+from duckline.services import balances, events, lines, orders, payment_labels, promotions, receipts
 from duckline.services.unit_of_work import UnitOfWork
 
 
@@ -116,19 +116,7 @@ def _receipt_details(uow: UnitOfWork, order: Order, line: Line) -> dict[str, obj
         "adjustments": order.quote.get("adjustments", []),
         "bonuses": order.quote.get("bonuses", []),
         "total": order.total_amount,
-        "payment": payment_label(payment),
-    }
-
-
-def payment_label(payment: Payment | None) -> dict[str, str | None]:
-    """How the payment is shown on receipts: card brand and last 4, or the wallet — never more."""
-    if payment is None:
-        return {"method": "none", "brand": None, "last4": None, "wallet_account": None}
-    return {
-        "method": payment.method.value,
-        "brand": payment.card_brand,
-        "last4": payment.card_last4,
-        "wallet_account": payment.wallet_account,
+        "payment": payment_labels.label(payment),
     }
 
 

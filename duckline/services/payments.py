@@ -11,7 +11,16 @@ from duckline.adapters.db.tables import Line, Order, Payment, SavedPaymentMethod
 from duckline.adapters.payments import ProviderPayment, WebhookNotice
 from duckline.domain.orders import OPEN_FOR_PAYMENT, OrderStatus, PaymentStatus, payment_can_become
 from duckline.errors import DomainError
-from duckline.services import case_texts, events, fulfilment, orders, promotions, provider_refunds, tickets
+from duckline.services import (
+    case_texts,
+    events,
+    fulfilment,
+    orders,
+    payment_labels,
+    promotions,
+    provider_refunds,
+    tickets,
+)
 from duckline.services.unit_of_work import UnitOfWork
 
 
@@ -138,9 +147,13 @@ def _copy_details(payment: Payment, update: ProviderPayment | WebhookNotice) -> 
     payment.provider_ref = payment.provider_ref or update.provider_ref or None
     if isinstance(update, ProviderPayment) and payment.next_action is None:
         payment.next_action = update.next_action
-    payment.card_brand = update.card_brand or payment.card_brand
-    payment.card_last4 = update.card_last4 or payment.card_last4
-    payment.wallet_account = update.wallet_account or payment.wallet_account
+    # Card details for a card payment, the wallet's account for a wallet payment: a provider that
+    # plays several methods (the sandbox) may report a card for a wallet, which the payer never chose.
+    if payment_labels.is_card(payment.method):
+        payment.card_brand = update.card_brand or payment.card_brand
+        payment.card_last4 = update.card_last4 or payment.card_last4
+    else:
+        payment.wallet_account = update.wallet_account or payment.wallet_account
 
 
 def _is_latest(uow: UnitOfWork, order: Order, payment: Payment) -> bool:

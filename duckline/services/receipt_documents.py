@@ -4,24 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import select
+
 from duckline import i18n
 from duckline.adapters.db.tables import Account, Person, Receipt
 from duckline.adapters.receipt_pdf import CREDIT_NOTE, ReceiptDocument, render_pdf
 from duckline.domain.phone import display
+from duckline.services import payment_labels
+from duckline.services.receipts import CREDIT_NOTE as CREDIT_NOTE_KIND
+from duckline.services.receipts import RECEIPT as RECEIPT_KIND
 from duckline.services.unit_of_work import UnitOfWork
 
 __all__ = ["UnitOfWork", "document", "pdf"]
-_BRANDS = {"visa": "Visa", "mastercard": "Mastercard", "amex": "American Express", "unionpay": "UnionPay"}
-_WALLETS = {"alipay": "Alipay", "wechatpay": "WeChat Pay"}
-
-
-def payment_text(label: dict[str, str | None]) -> str:
-    """Card brand and last four, or the wallet: never more."""
-    if label.get("last4"):
-        return f"{_BRANDS.get(label.get('brand') or '', (label.get('brand') or 'Card').title())} •••• {label['last4']}"
-    method = label.get("method") or "none"
-    wallet = _WALLETS.get(method, method)
-    return f"{wallet} ({label['wallet_account']})" if label.get("wallet_account") else wallet
 
 
 def document(uow: UnitOfWork, receipt: Receipt, language: str) -> ReceiptDocument:
@@ -32,7 +26,7 @@ def document(uow: UnitOfWork, receipt: Receipt, language: str) -> ReceiptDocumen
     details = receipt.details
     names = details.get("plan_names") or {}
     plan_name = names.get(language) or names.get("en") or details.get("plan_code", "")
-    if receipt.kind == "credit_note":
+    if receipt.kind == CREDIT_NOTE_KIND:
         items = [(f"{i18n.gettext(language, CREDIT_NOTE)}: {plan_name}", -receipt.amount)]
     else:
         items = [(plan_name, int(details.get("list_amount", receipt.amount)))]
@@ -45,7 +39,7 @@ def document(uow: UnitOfWork, receipt: Receipt, language: str) -> ReceiptDocumen
         or (person.name_en if person else None)
         or (account.phone if account else "")
     )
-    msisdn = details.get("msisdn")
+    msisdn = details.get("msisdn") or _receipt_msisdn(uow, receipt)
     return ReceiptDocument(
         kind=receipt.kind,
         number=receipt.display_number,
@@ -58,9 +52,19 @@ def document(uow: UnitOfWork, receipt: Receipt, language: str) -> ReceiptDocumen
         total=-receipt.amount if receipt.kind == "credit_note" else receipt.amount,
         currency=receipt.currency,
         period=period,
-        payment_method=payment_text(details.get("payment") or {}),
+        payment_method=payment_labels.text(details.get("payment") or {}, language),
         reference=details.get("refund_of"),
     )
+
+
+def _receipt_msisdn(uow: UnitOfWork, receipt: Receipt) -> str | None:
+    """A credit note issued before credit notes kept the number: its order's receipt has it."""
+    if receipt.kind != CREDIT_NOTE_KIND:
+        return None
+    original = uow.session.scalars(
+        select(Receipt).where(Receipt.order_id == receipt.order_id, Receipt.kind == RECEIPT_KIND)
+    ).first()
+    return original.details.get("msisdn") if original is not None else None
 
 
 def pdf(uow: UnitOfWork, receipt: Receipt, language: str) -> bytes:

@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
-from duckline.adapters.db.tables import Account, Order, Payment, Receipt, Refund
+from duckline.adapters.db.tables import Account, Line, Order, Payment, Receipt, Refund
 from duckline.adapters.payments import ProviderError, RefundResult
 from duckline.domain.orders import OrderStatus, PaymentStatus
 from duckline.errors import DomainError, ErrorCode
 from duckline.money import Money
-from duckline.services import audit, events, fulfilment, orders, receipts
+from duckline.services import audit, events, fulfilment, orders, payment_labels, receipts
 from duckline.services.unit_of_work import UnitOfWork
 
 if TYPE_CHECKING:  # checkout → payments → provider_refunds → refunds: no import cycle at run time
@@ -144,12 +144,22 @@ def credit(uow: UnitOfWork, order: Order, payment: Payment, row: Refund, amount:
         amount,
         {
             "refund_of": original.display_number if original else None,
+            "msisdn": _msisdn(uow, order, original),
             "reason": row.reason,
-            "payment": fulfilment.payment_label(payment),
+            "payment": payment_labels.label(payment),
             "plan_names": order.quote["plan_names"],
         },
         refund_id=row.id,
     )
+
+
+def _msisdn(uow: UnitOfWork, order: Order, original: Receipt | None) -> str | None:
+    """The number the refunded order was for: as its receipt has it (the line may have been given
+    another number since), else the line's."""
+    if original is not None and original.details.get("msisdn"):
+        return str(original.details["msisdn"])
+    line = uow.session.get(Line, order.line_id)
+    return line.msisdn if line is not None else None
 
 
 def staff_refund(app: App, actor: Account, order_id: int, amount: int | None, reason: str) -> Refund:

@@ -13,6 +13,7 @@ from duckline.errors import ErrorCode
 from duckline.money import Money
 from duckline.services.case_texts import MESSAGE_IDS as CASE_IDS
 from duckline.services.notifications import MESSAGE_IDS as NOTIFICATION_IDS
+from duckline.services.payment_labels import MESSAGE_IDS as PAYMENT_LABEL_IDS
 
 CHINESE = ("zh_Hant", "zh_Hans")
 MESSAGE_IDS = list(
@@ -21,6 +22,7 @@ MESSAGE_IDS = list(
         + list(NOTIFICATION_IDS)
         + list(CASE_IDS)
         + list(RECEIPT_LABELS)
+        + list(PAYMENT_LABEL_IDS)
         + [text for text, _ in i18n.template_messages()]
     )
 )

@@ -19,8 +19,7 @@ from duckline.adapters.db.tables import Account, ContactChange, Line, SavedPayme
 from duckline.domain.lines import LineStatus
 from duckline.errors import DomainError, ErrorCode
 from duckline.runtime import Runtime
-from duckline.services import contacts, lines, notifications, support
-from duckline.services.receipt_documents import payment_text
+from duckline.services import contacts, lines, notifications, payment_labels, support
 from duckline.services.unit_of_work import UnitOfWork
 from duckline.web.deps import RuntimeDep, client_address
 from duckline.web.errors import STATUS
@@ -201,11 +200,9 @@ def _own_line(uow: UnitOfWork, account: Account, line_id: int) -> Line:
     return line
 
 
-def _masked(method: SavedPaymentMethod | None) -> str | None:
+def _masked(method: SavedPaymentMethod | None, language: str) -> str | None:
     """Brand and last four digits (or the wallet's name), never more."""
-    if method is None:
-        return None
-    return payment_text({"brand": method.card_brand, "last4": method.card_last4, "method": method.method.value})
+    return payment_labels.describe(method, language) if method is not None else None
 
 
 def _set_auto_renew(uow: UnitOfWork, actor: Account, line: Line, enabled: bool) -> None:
@@ -251,7 +248,10 @@ def _settings(request: Request, runtime: Runtime, account: Account, status_code:
         own_lines = uow.session.scalars(
             select(Line).where(Line.account_id == me.id, Line.status != LineStatus.RECYCLED).order_by(Line.id)
         ).all()
-        line_rows = [{"line": line, "method": _masked(lines.renewal_method(uow, me, line))} for line in own_lines]
+        language = page_language(request, me)
+        line_rows = [
+            {"line": line, "method": _masked(lines.renewal_method(uow, me, line), language)} for line in own_lines
+        ]
         pending = {kind: _pending_change(uow, me, kind) for kind in (contacts.EMAIL, contacts.PHONE)}
     return render(
         request,

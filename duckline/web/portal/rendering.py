@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
+from datetime import date as day
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from duckline.domain.phone import display
 from duckline.errors import DomainError, ErrorCode
 from duckline.money import Money
 from duckline.runtime import Runtime
-from duckline.services import tickets
+from duckline.services import payment_labels, tickets
 from duckline.web.deps import csrf_token as session_csrf_token
 from duckline.web.deps import session_token_from_cookie
 
@@ -99,8 +100,12 @@ def render(
     def money(amount: int, currency: str = "HKD") -> str:
         return Money(amount, currency).format(locale)
 
-    def date(value: datetime | None, style: str = "medium") -> str:
-        return format_date(value.astimezone(tz).date(), style, locale=locale) if value else "—"
+    def date(value: datetime | day | None, style: str = "medium") -> str:
+        """A moment, as the reader's calendar day; or a calendar day as it is (a date of birth)."""
+        if value is None:
+            return "—"
+        shown = value.astimezone(tz).date() if isinstance(value, datetime) else value
+        return format_date(shown, style, locale=locale)
 
     def when(value: datetime | None) -> str:
         """Date and time to the minute: seconds are noise to a reader."""
@@ -123,6 +128,7 @@ def render(
         date=date,
         when=when,
         case=lambda ticket: tickets.describe(ticket, language),
+        paid_with=lambda payment: payment_labels.describe(payment, language),
         msisdn=display,
         path=request.url.path,
         now=runtime.clock.now(),

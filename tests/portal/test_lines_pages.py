@@ -614,3 +614,22 @@ def test_units_are_shown_in_people_units() -> None:
     assert f["quantity"](Unit.DATA_BYTES.value, 1536 * 1024) == [("1.5", "mb")]
     assert f["quantity"](Unit.SMS.value, 1200) == [("1,200", "sms")]
     assert f["duration"](125) == [("2", "min"), ("5", "s")] and f["duration"](0) == [("0", "s")]
+
+
+def test_a_new_lines_status_has_one_name_on_every_page(client: TestClient, runtime: Runtime) -> None:
+    """The line page, the renew page and Settings call a line waiting for its first plan the same."""
+    numbers(runtime, 2)
+    subscriber = register_and_verify(client, runtime, 20)
+    assert login(client, subscriber["phone"]).status_code == 303
+    with runtime.unit_of_work() as uow:
+        account = uow.session.scalars(select(Account).where(Account.phone == subscriber["phone"])).one()
+        account.language = "zh_Hans"
+    line_id = subscriber["line"]["id"]
+
+    names = {
+        path: re.findall(r'<span class="status pending">([^<]*)</span>', client.get(path).text)
+        for path in (f"/lines/{line_id}", f"/lines/{line_id}/renew", "/settings", "/")
+    }
+
+    assert names == {path: [i18n.gettext("zh_Hans", "Waiting for a plan")] for path in names}
+    assert names[f"/lines/{line_id}"] == ["待选择套餐"]

@@ -120,6 +120,7 @@ class ErrorCode(Enum):
         Kind.INVALID,
         "The usage record's start time is outside the accepted window ({earliest} to {latest}).",
     )
+    EMAIL_INVALID = (Kind.INVALID, "Enter an email address like name@example.com.")
 
     @property
     def kind(self) -> Kind:

@@ -120,6 +120,8 @@ class ErrorCode(Enum):
         Kind.INVALID,
         "The usage record's start time is outside the accepted window ({earliest} to {latest}).",
     )
+    EMAIL_INVALID = (Kind.INVALID, "Enter an email address like name@example.com.")
+    DOCUMENT_IMAGE_REQUIRED = (Kind.INVALID, "Attach a photo or scan of your identity document.")
 
     @property
     def kind(self) -> Kind:

@@ -122,6 +122,8 @@ def validate_birth_date(birth: date, today: date) -> date:
 
 def check_document_image(content: bytes, max_bytes: int) -> str:
     """Return the real content type of an uploaded document image, judged by its bytes."""
+    if not content:  # no file chosen: browsers send an empty part, which is not a wrong format
+        raise DomainError(ErrorCode.DOCUMENT_IMAGE_REQUIRED, field="document_image")
     if len(content) > max_bytes:
         raise DomainError(ErrorCode.DOCUMENT_IMAGE_TOO_LARGE, field="document_image", max_mb=max_bytes // (1024 * 1024))
     kind = filetype.guess(content)

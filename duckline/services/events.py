@@ -70,7 +70,12 @@ def _message(uow: UnitOfWork, account: Account, event_type: str, order_id: int |
         )
     elif event_type == PAYMENT_FAILED and order is not None:
         notifications.notify(
-            uow, account, "payment_failed", msisdn=number, amount=Money(order.total_amount, order.currency)
+            uow,
+            account,
+            "payment_failed",
+            msisdn=number,
+            amount=Money(order.total_amount, order.currency),
+            url=f"{settings.base_url}/orders/{order.id}/result",  # the portal page with the retry button
         )
     elif event_type == PAYMENT_UNCONFIRMED and order is not None:
         notifications.notify(
@@ -86,7 +91,14 @@ def _message(uow: UnitOfWork, account: Account, event_type: str, order_id: int |
             credit_note=payload.get("credit_note", ""),
         )
     elif event_type == AUTO_RENEW_FAILED:
-        notifications.notify(uow, account, "auto_renew_failed", msisdn=number, expires=line.expires_at)
+        notifications.notify(
+            uow,
+            account,
+            "auto_renew_failed",
+            msisdn=number,
+            expires=line.expires_at,
+            url=f"{settings.base_url}/lines/{line.id}/renew",
+        )
     elif event_type in (LINE_GRACE, LINE_EXPIRED, LINE_RECYCLED) and line.expires_at is not None:
         grace_end = line.expires_at + timedelta(days=settings.grace_days)
         recycle_on = grace_end + timedelta(days=settings.retention_days)

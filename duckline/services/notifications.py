@@ -107,7 +107,7 @@ TEMPLATES: dict[str, Template] = {
     "payment_failed": Template(
         PAYMENT,
         "Payment not completed",
-        "Your payment of {amount} for {msisdn} did not go through. Nothing was charged. You can try again in the app.",
+        "Your payment of {amount} for {msisdn} did not go through. Nothing was charged. Try again here: {url}",
     ),
     "payment_unconfirmed": Template(
         PAYMENT,
@@ -124,8 +124,7 @@ TEMPLATES: dict[str, Template] = {
     "auto_renew_failed": Template(
         PAYMENT,
         "Automatic renewal failed",
-        "We could not renew {msisdn} automatically. Please check your payment method "
-        "or renew in the app before {expires}.",
+        "We could not renew {msisdn} automatically. Please check your payment method or renew before {expires}: {url}",
     ),
     "balance_low": Template(
         REMINDERS,

@@ -324,3 +324,13 @@ def test_the_demo_outbox_shows_codes_as_sent_though_the_stored_messages_keep_non
     runtime.close()
     assert outbox[0]["to"] == phone and code in outbox[0]["body"]
     assert stored.status == "sent" and code not in stored.body
+
+
+def test_a_missing_document_image_has_its_own_code(client: TestClient, runtime: Runtime) -> None:
+    missing = register(client, hk_mobile(3), hkid(3), image=b"", headers={"Accept-Language": "zh-CN"})
+
+    assert missing.status_code == 422
+    assert missing.json()["error"]["code"] == "document_image_required"
+    assert missing.json()["error"]["field"] == "document_image"
+    assert missing.json()["error"]["message"] == "请附上身份证明文件的照片或扫描件。"
+    assert count(runtime, Account) == 0

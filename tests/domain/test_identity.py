@@ -347,13 +347,19 @@ def test_document_image_accepted_by_its_bytes(content: bytes, mime: str) -> None
         b"Name: Chan Tai Man\nHKID: A123456(3)\n",
         b"<svg xmlns='http://www.w3.org/2000/svg'/>",
         b"PK\x03\x04\x14\x00\x00\x00\x08\x00",  # a zip file
-        b"",
     ],
 )
 def test_document_image_of_other_types_rejected(content: bytes) -> None:
     with pytest.raises(DomainError) as info:
         check_document_image(content, max_bytes=MIB)
     assert info.value.error is ErrorCode.DOCUMENT_IMAGE_INVALID
+    assert info.value.field == "document_image"
+
+
+def test_no_document_image_is_missing_not_of_a_wrong_type() -> None:
+    with pytest.raises(DomainError) as info:
+        check_document_image(b"", max_bytes=MIB)
+    assert info.value.error is ErrorCode.DOCUMENT_IMAGE_REQUIRED
     assert info.value.field == "document_image"
 
 

@@ -316,3 +316,20 @@ def test_another_subscribers_ticket_looks_missing(
     assert reply.status_code == 404
     with runtime.unit_of_work() as uow:
         assert support.messages(uow, uow.session.get(Ticket, ticket_id)) == []  # type: ignore[arg-type]
+
+
+def test_a_bad_email_gets_one_message_in_the_banner_and_by_the_field(
+    client: TestClient, runtime: Runtime, subscriber: dict[str, Any]
+) -> None:
+    with runtime.unit_of_work() as uow:
+        account_row_ = uow.session.scalars(select(Account).where(Account.phone == subscriber["phone"])).one()
+        account_row_.language = "zh_Hans"
+
+    bad = submit(client, "/settings", "/settings/email", {"email": "not an address"})
+
+    banner = re.search(r'<p class="error" role="alert">([^<]*)</p>', bad.text)
+    by_field = re.search(r'<p class="field-error" id="email-problem">([^<]*)</p>', bad.text)
+    assert bad.status_code == 422 and banner and by_field
+    expected = i18n.gettext("zh_Hans", "Enter an email address like name@example.com.")
+    assert html.unescape(banner.group(1)) == html.unescape(by_field.group(1)) == expected
+    assert expected != "Enter an email address like name@example.com." and "请求无效" not in bad.text

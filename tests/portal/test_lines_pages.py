@@ -614,3 +614,81 @@ def test_units_are_shown_in_people_units() -> None:
     assert f["quantity"](Unit.DATA_BYTES.value, 1536 * 1024) == [("1.5", "mb")]
     assert f["quantity"](Unit.SMS.value, 1200) == [("1,200", "sms")]
     assert f["duration"](125) == [("2", "min"), ("5", "s")] and f["duration"](0) == [("0", "s")]
+
+
+def test_a_new_lines_status_has_one_name_on_every_page(client: TestClient, runtime: Runtime) -> None:
+    """The line page, the renew page and Settings call a line waiting for its first plan the same."""
+    numbers(runtime, 2)
+    subscriber = register_and_verify(client, runtime, 20)
+    assert login(client, subscriber["phone"]).status_code == 303
+    with runtime.unit_of_work() as uow:
+        account = uow.session.scalars(select(Account).where(Account.phone == subscriber["phone"])).one()
+        account.language = "zh_Hans"
+    line_id = subscriber["line"]["id"]
+
+    names = {
+        path: re.findall(r'<span class="status pending">([^<]*)</span>', client.get(path).text)
+        for path in (f"/lines/{line_id}", f"/lines/{line_id}/renew", "/settings", "/")
+    }
+
+    assert names == {path: [i18n.gettext("zh_Hans", "Waiting for a plan")] for path in names}
+    assert names[f"/lines/{line_id}"] == ["待选择套餐"]
+
+
+def document_hint(page: str) -> str:
+    found = re.search(r'<p class="field-hint" id="document_number-hint">([^<]*)</p>', page)
+    assert found, "no hint for the document number"
+    return html.unescape(found.group(1)).strip()
+
+
+def test_the_document_number_hint_follows_the_document_type(client: TestClient, runtime: Runtime) -> None:
+    """The hint is rendered for the type chosen; each option carries its own example for portal.js to
+    swap in, and a list of every type's example stands in for the script where it does not run."""
+    hans = {"Accept-Language": "zh-CN"}
+    blank = client.get("/register", headers=hans).text
+    hkid_hint = i18n.gettext("zh_Hans", "As printed on the document, for example A123456(3).")
+    passport_hint = i18n.gettext(
+        "zh_Hans", "The number on the passport's photo page, letters and digits only, for example E12345678."
+    )
+    assert passport_hint.endswith("E12345678。")
+    assert document_hint(blank) == hkid_hint
+    hints = dict(re.findall(r'<option value="([a-z_]+)" data-hint="([^"]*)"', blank))
+    assert set(hints) == {"hkid", "cn_resident_id", "cn_travel_permit", "passport"}
+    assert html.unescape(hints["passport"]) == passport_hint and html.unescape(hints["hkid"]) == hkid_hint
+    examples = re.search(r'<ul class="field-hint" id="document_number-examples">(.*?)</ul>', blank, re.S)
+    assert examples and all(
+        example in html.unescape(examples.group(1)) for example in map(html.unescape, hints.values())
+    )
+    assert "document_number-hint" in re.search(r'<input id="document_number"[^>]*>', blank, re.S).group()  # type: ignore[union-attr]
+
+    shown = register_form(client, identity(5, document_type="passport", document_number="E1"), headers=hans)
+
+    assert shown.status_code == 422
+    assert document_hint(shown.text) == passport_hint
+    assert "A123456(3)" not in document_hint(shown.text)
+    assert re.search(r'<option value="passport" data-hint="[^"]*" selected>', shown.text)
+
+
+def test_a_missing_document_image_is_reported_as_missing(client: TestClient, runtime: Runtime) -> None:
+    page = client.get("/register", headers={"Accept-Language": "zh-CN"})
+    shown = client.post(
+        "/register",
+        data={**identity(6), "csrf_token": field(page.text, "csrf_token")},
+        files={"document_image": ("", b"", "application/octet-stream")},  # what a browser sends with no file
+        headers={"Accept-Language": "zh-CN"},
+        follow_redirects=False,
+    )
+
+    assert shown.status_code == 422
+    expected = i18n.gettext("zh_Hans", "Attach a photo or scan of your identity document.")
+    assert expected.startswith("请")
+    assert field_error(shown.text, "document_image") == expected
+    with runtime.unit_of_work() as uow:
+        assert uow.session.scalar(select(func.count()).select_from(Account)) == 0
+
+
+def test_the_document_hints_are_escaped_once(client: TestClient) -> None:
+    page = client.get("/register").text
+
+    assert "&amp;#39;" not in page and "&amp;amp;" not in page
+    assert "Passport: The number on the passport&#39;s photo page" in page

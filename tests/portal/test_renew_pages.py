@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from duckline import i18n
-from duckline.adapters.db.tables import Line, Order, Payment, Receipt
+from duckline.adapters.db.tables import Account, Line, Notification, Order, Payment, Receipt
 from duckline.clock import FrozenClock
 from duckline.config import Settings
 from duckline.domain.catalog import Allowance, PlanKind, Unit, Validity, Zone
@@ -24,7 +24,7 @@ from duckline.domain.orders import OrderStatus
 from duckline.domain.pricing import PromotionKind
 from duckline.domain.roles import Role
 from duckline.runtime import Runtime
-from duckline.services import catalog, promotions
+from duckline.services import catalog, events, promotions
 from duckline.web.portal import rendering
 from duckline.web.portal.renew_pages import provider_origins
 from tests.factories import PASSWORD, buy, numbers, plan_input, register_and_verify, staff
@@ -369,3 +369,42 @@ def test_paying_pages_let_the_form_redirect_to_the_provider(client: TestClient, 
         alipay_public_key="key",
     )
     assert provider_origins(live) == ["https://duckline.example", "https://openapi.alipay.com"]
+
+
+@pytest.mark.parametrize("language", ["en", "zh_Hant", "zh_Hans"])
+def test_the_failed_payment_message_links_to_the_portal(
+    client: TestClient, runtime: Runtime, world: dict[str, Any], language: str
+) -> None:
+    """The SMS after a decline says where to try again: the order's page in the web portal (there is no app)."""
+    with runtime.unit_of_work() as uow:
+        account = uow.session.scalars(select(Account).where(Account.phone == world["phone"])).one()
+        account.language = language
+    _, placed = submit_renewal(client, world["line_id"], "plan=monthly&method=card")
+
+    failed = back_from_sandbox(client, placed.headers["location"], DECLINED)
+
+    order_id = int(re.search(r'action="/orders/(\d+)/retry"', failed.text).group(1))  # type: ignore[union-attr]
+    with runtime.unit_of_work() as uow:
+        sms = uow.session.scalars(
+            select(Notification).where(Notification.template == "payment_failed", Notification.channel == "sms")
+        ).one()
+    assert sms.language == language
+    assert f"{runtime.settings.base_url}/orders/{order_id}/result" in sms.body
+    assert "app" not in sms.body.lower() and "App" not in sms.body and "應用程式" not in sms.body
+
+
+@pytest.mark.parametrize("language", ["en", "zh_Hant", "zh_Hans"])
+def test_the_failed_automatic_renewal_message_links_to_the_renew_page(
+    runtime: Runtime, world: dict[str, Any], language: str
+) -> None:
+    with runtime.unit_of_work() as uow:
+        account = uow.session.scalars(select(Account).where(Account.phone == world["phone"])).one()
+        account.language = language
+        events.raise_event(uow, events.AUTO_RENEW_FAILED, account.id, line_id=world["line_id"])
+
+    with runtime.unit_of_work() as uow:
+        sms = uow.session.scalars(
+            select(Notification).where(Notification.template == "auto_renew_failed", Notification.channel == "sms")
+        ).one()
+    assert f"{runtime.settings.base_url}/lines/{world['line_id']}/renew" in sms.body
+    assert "app" not in sms.body.lower() and "應用程式" not in sms.body

@@ -57,7 +57,7 @@ def request_email_change(
         address = str(_email.validate_python(email.strip()))
     except ValidationError:
         return _settings_error(
-            request, runtime, account, DomainError(ErrorCode.VALIDATION_FAILED, field="email"), email=email
+            request, runtime, account, DomainError(ErrorCode.EMAIL_INVALID, field="email"), email=email
         )
     return _request_change(request, runtime, account, contacts.EMAIL, address)
 

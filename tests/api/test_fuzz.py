@@ -48,6 +48,9 @@ SEED = int(os.environ.get("DUCKLINE_FUZZ_SEED", "20261124"))
 CHECKS = [not_a_server_error, status_code_conformance]
 
 
+LOGOUT = "/api/v1/auth/logout"
+
+
 @dataclass
 class Report:
     sent: int = 0
@@ -148,8 +151,8 @@ def fuzz_mode(
             return
         report.sent += 1
         report.statuses[response.status_code] += 1
-        if response.status_code == 401 and headers:
-            report.refused_credentials += 1
+        if response.status_code == 401 and headers and operation.path != LOGOUT:
+            report.refused_credentials += 1  # (logout's later examples send the token its first one revoked)
         try:
             case.validate_response(response, checks=CHECKS)
         except (Exception, BaseExceptionGroup) as exc:  # collected, so that one run reports every failure
@@ -194,5 +197,5 @@ def test_no_operation_answers_5xx_or_an_undocumented_status(
     assert operations >= 60, "the document lost operations"
     assert report.sent >= operations * EXAMPLES, f"too few requests were really sent: {summary}"
     assert not report.failures, summary
-    # Nearly every signed-in call must get past sign-in, or the fuzz only ever tested the 401 path.
-    assert report.refused_credentials <= report.sent // 50, summary
+    # Signed-in calls must get past sign-in, or the fuzz only ever tested the 401 path.
+    assert report.refused_credentials <= report.sent // 100, summary

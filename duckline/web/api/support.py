@@ -13,6 +13,7 @@ from duckline.domain.roles import STAFF
 from duckline.services import support
 from duckline.web.deps import RuntimeDep, Subscriber, SubscriberOrStaff
 from duckline.web.fields import Cursor, PathId
+from duckline.web.openapi import errors
 from duckline.web.pagination import page
 from duckline.web.schemas import Page
 
@@ -116,7 +117,9 @@ def get_ticket(ticket_id: PathId, runtime: RuntimeDep, account: SubscriberOrStaf
         return _detail(ticket, support.messages(uow, ticket))
 
 
-@router.post("/{ticket_id}/messages", status_code=status.HTTP_201_CREATED, response_model=TicketDetailOut)
+@router.post(
+    "/{ticket_id}/messages", status_code=status.HTTP_201_CREATED, response_model=TicketDetailOut, responses=errors(409)
+)
 def add_message(ticket_id: PathId, body: MessageIn, runtime: RuntimeDep, account: SubscriberOrStaff) -> TicketDetailOut:
     """Reply. A staff reply notifies the subscriber; a subscriber's reply reopens a resolved ticket."""
     with runtime.unit_of_work() as uow:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from enum import StrEnum
 
 from duckline.errors import DomainError, ErrorCode
@@ -63,6 +64,12 @@ COMMITTED_SPEND = frozenset(
 PAID_FOR = frozenset({OrderStatus.PAID, OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED})
 # Orders whose money was taken and is held (less what was refunded): what the cap counts at capture.
 CAPTURED = frozenset({OrderStatus.PAID, OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED})
+
+
+def lapsed(status: OrderStatus, pay_by: datetime, now: datetime) -> bool:
+    """Still open for payment after its time to pay: the payer gave up (on the provider's page,
+    say) and reconciliation has not expired it yet. Shown as not completed, no longer awaited."""
+    return status in OPEN_FOR_PAYMENT and pay_by <= now
 
 
 def check_order_transition(current: OrderStatus, target: OrderStatus) -> None:

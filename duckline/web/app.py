@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from duckline import __version__
 from duckline.config import Settings
 from duckline.runtime import Runtime
-from duckline.web import edge, errors, openapi, sandbox
+from duckline.web import docs, edge, errors, openapi, sandbox
 from duckline.web.api import (
     account_settings,
     admin,
@@ -38,8 +38,6 @@ from duckline.web.portal.session import LoginRequired, StaffOnly, SubscribersOnl
 from duckline.worker import Worker
 
 API_PREFIX = "/api/v1"
-# No inline scripts or styles anywhere; the API docs page loads its assets from a CDN, so it
-# gets its own policy.
 # Browsers that once saw us over HTTPS refuse plain HTTP for a year (production is HTTPS only).
 HSTS = "max-age=31536000; includeSubDomains"
 
@@ -64,7 +62,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         description="Virtual SIM service: registration, lines, plans, balances and usage.",
         lifespan=lifespan,
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        docs_url=None,  # our own page (duckline.web.docs): the framework's loads a CDN's assets
         redoc_url=None,
     )
     app.state.runtime = runtime
@@ -92,6 +90,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(sandbox.router)
     for page_router in portal_routers():
         app.include_router(page_router)
+    docs.install(app, f"{API_PREFIX}/docs", f"{API_PREFIX}/openapi.json")
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     # Inside the security headers below, so that what the edge refuses carries them too.
     app.add_middleware(edge.EdgeGuard, limits=edge.body_limits(app.routes, runtime.settings))
@@ -122,8 +121,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         response.headers.setdefault("X-Frame-Options", "DENY")
         if production:  # never in development: it would pin a developer's localhost to HTTPS
             response.headers.setdefault("Strict-Transport-Security", HSTS)
-        if not request.url.path.startswith(f"{API_PREFIX}/docs"):
-            response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("Content-Security-Policy", CSP)
         return response
 
     openapi.install(app, runtime.settings)

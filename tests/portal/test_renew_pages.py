@@ -408,3 +408,41 @@ def test_the_failed_automatic_renewal_message_links_to_the_renew_page(
         ).one()
     assert f"{runtime.settings.base_url}/lines/{world['line_id']}/renew" in sms.body
     assert "app" not in sms.body.lower() and "應用程式" not in sms.body
+
+
+def test_a_payment_abandoned_past_its_time_to_pay_is_no_longer_awaited(
+    client: TestClient, runtime: Runtime, clock: FrozenClock, world: dict[str, Any]
+) -> None:
+    """Left on the provider's page: until the order's pay_by the result page waits (and reloads);
+    after it, Bills and the result page say the payment was not completed, and nothing reloads,
+    even before reconciliation gets round to expiring the order."""
+    _, placed = submit_renewal(client, world["line_id"], "plan=monthly&method=card")
+    result_url = back_from_sandbox(client, placed.headers["location"], HANGS).url
+    with runtime.unit_of_work() as uow:
+        order = uow.session.scalars(select(Order).order_by(Order.id.desc())).first()
+        assert order is not None
+        order_id, pay_by = order.id, order.pay_by
+
+    clock.set(pay_by - timedelta(seconds=1))
+    waiting = client.get(result_url)
+    assert 'data-refresh-seconds="2"' in waiting.text and 'http-equiv="refresh"' not in waiting.text
+    assert "Waiting for the payment to be confirmed" in text(waiting.text)
+    assert "Waiting for payment" in text(client.get("/bills").text)
+
+    clock.set(pay_by + timedelta(seconds=1))
+    lapsed = client.get(result_url)
+    assert lapsed.status_code == 200
+    assert "data-refresh-seconds" not in lapsed.text and 'http-equiv="refresh"' not in lapsed.text
+    assert "The payment was not completed" in text(lapsed.text)
+    assert "Not completed" in text(lapsed.text)
+    bills = text(client.get("/bills").text)
+    assert "Not completed" in bills and "Waiting for payment" not in bills
+    with runtime.unit_of_work() as uow:  # only what is shown changed: expiring it is reconciliation's job
+        still = uow.session.get(Order, order_id)
+        assert still is not None and still.status in (OrderStatus.PAYMENT_PENDING, OrderStatus.CREATED)
+
+    with runtime.unit_of_work() as uow:
+        account = uow.session.scalars(select(Account).where(Account.phone == world["phone"])).one()
+        account.language = "zh_Hans"
+    assert i18n.gettext("zh_Hans", "Not completed") in text(client.get("/bills").text)
+    assert i18n.gettext("zh_Hans", "The payment was not completed") in text(client.get(result_url).text)

@@ -17,7 +17,7 @@ import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -36,7 +36,7 @@ from duckline.adapters.payments import ProviderError
 from duckline.adapters.qr import qr_png
 from duckline.config import Settings
 from duckline.domain.catalog import PlanKind
-from duckline.domain.orders import MAY_CAPTURE, OrderStatus, PaymentMethod, PaymentStatus
+from duckline.domain.orders import MAY_CAPTURE, OrderStatus, PaymentMethod, PaymentStatus, lapsed
 from duckline.errors import DomainError, ErrorCode
 from duckline.money import Money
 from duckline.runtime import Runtime
@@ -337,7 +337,12 @@ def _refresh_once(runtime: Runtime, account: Account, order_id: int, payment_id:
             checkout.refresh(runtime, open_id)
 
 
-def _result_state(order: Order, receipt: Receipt | None, latest: Payment | None) -> str:
+def _shown_status(order: Order, now: datetime) -> str:
+    """The order's status as the subscriber reads it: past its time to pay, no longer waiting."""
+    return "not_completed" if lapsed(order.status, order.pay_by, now) else order.status.value
+
+
+def _result_state(order: Order, receipt: Receipt | None, latest: Payment | None, now: datetime) -> str:
     if order.status in DONE and receipt is not None:
         return "success"
     if order.status is OrderStatus.FAILED and (latest is None or latest.status not in MAY_CAPTURE):
@@ -346,6 +351,8 @@ def _result_state(order: Order, receipt: Receipt | None, latest: Payment | None)
         return "paid"  # money taken, not applied (yet): reconciliation and support take over
     if order.status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED, OrderStatus.REFUNDED):
         return "closed"
+    if lapsed(order.status, order.pay_by, now):
+        return "lapsed"  # abandoned on the provider's page: nothing more to wait for, no reloading
     return "processing"
 
 
@@ -365,7 +372,8 @@ def _render_result(
             select(Receipt).where(Receipt.order_id == order.id, Receipt.kind == "receipt")
         ).first()
         line = uow.session.get(Line, order.line_id)
-    state = _result_state(order, receipt, latest)
+    now = runtime.clock.now()
+    state = _result_state(order, receipt, latest, now)
     methods = payment_methods(runtime)
     previous = latest.method.value if latest is not None else "card"
     action = latest.next_action if latest is not None and latest.status in OPEN else None
@@ -380,6 +388,7 @@ def _render_result(
         receipt=receipt,
         line=line,
         state=state,
+        shown_status=_shown_status(order, now),
         methods=methods,
         retry_method=previous if previous in methods else methods[0],
         continue_url=action.get("url") if action and action.get("type") == "redirect" else None,
@@ -625,7 +634,7 @@ def bills(request: Request, runtime: RuntimeDep, account: SignedIn) -> Response:
         runtime,
         "portal/bills.html",
         account,
-        orders=[(o, msisdn) for o, msisdn in order_rows],
+        orders=[(o, msisdn, _shown_status(o, runtime.clock.now())) for o, msisdn in order_rows],
         receipts=receipts,
         refunds=refunds,
         months=months,

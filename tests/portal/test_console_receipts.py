@@ -7,35 +7,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
 from duckline.clock import FrozenClock
-from duckline.domain.catalog import Validity
 from duckline.domain.phone import display
-from duckline.domain.roles import Role
 from duckline.runtime import Runtime
-from duckline.services import catalog
 from tests.adapters.test_receipt_pdf import poppler, squash
-from tests.factories import buy, deliver, numbers, pay_on_sandbox, place_order, plan_input, register_and_verify, staff
+from tests.factories import buy, deliver, pay_on_sandbox, place_order
+from tests.portal import test_console
 from tests.portal.test_console import browser, csrf, text
 
-
-@pytest.fixture
-def world(client: TestClient, runtime: Runtime) -> dict[str, Any]:
-    """A subscriber (born 1990-05-17) with a line, and staff of each role that reads payments."""
-    numbers(runtime, 5)
-    admin, _ = staff(runtime, Role.ADMIN, 1)
-    support, _ = staff(runtime, Role.SUPPORT, 2)
-    finance, _ = staff(runtime, Role.FINANCE, 3)
-    with runtime.unit_of_work() as uow:
-        catalog.create_plan(uow, admin, plan_input("monthly", validity=Validity(months=1), price=8800))
-    subscriber = register_and_verify(client, runtime, 1)
-    return {
-        "subscriber": subscriber,
-        "account_id": subscriber["account"]["id"],
-        "phones": {"support": support.phone, "finance": finance.phone},
-    }
+# A subscriber (born 1990-05-17) with a line, and staff of each role that reads payments.
+world = test_console.world
 
 
 def receipt_text(client: TestClient, subscriber: dict[str, Any], kind: str, tmp_path: Path) -> str:

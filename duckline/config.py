@@ -117,11 +117,20 @@ class Settings(BaseSettings):
     document_max_bytes: int = 5 * 1024 * 1024
 
     otp_ttl_seconds: int = 300
+    # Wrong codes one challenge takes before a new code is needed (what stops guessing).
     otp_max_attempts: int = 5
+    # Codes actually sent to one phone (or email address) for one purpose (registration, password
+    # reset, contact change, …): one a minute, 5 an hour, 10 a day. Input refused before a code
+    # goes out counts nothing.
     otp_resend_interval_seconds: int = 60
     otp_max_sends_per_hour: int = 5
+    otp_max_sends_per_day: int = 10
+    # Codes sent from one client address, whatever their destination: a household or an office
+    # behind one NAT address has room for normal use.
+    otp_address_rate_limit: str = "30/hour"
     login_rate_limit: str = "10/minute"
-    otp_rate_limit: str = "5/minute"
+    # Codes checked from one client address (each challenge also takes otp_max_attempts wrong ones).
+    otp_rate_limit: str = "30/minute"
     # Where the limits count: memory:// holds per process; redis://host:6379/0 is shared by every
     # process of a deployment (`serve --workers`, several hosts).
     rate_limit_storage: str = "memory://"

@@ -49,7 +49,10 @@ class ErrorCode(Enum):
     OTP_EXPIRED = (Kind.INVALID, "The verification code has expired. Request a new one.")
     OTP_TOO_MANY_ATTEMPTS = (Kind.RATE_LIMITED, "Too many wrong codes. Request a new one.")
     OTP_RESEND_TOO_SOON = (Kind.RATE_LIMITED, "Please wait {seconds} seconds before asking for a new code.")
-    OTP_SEND_LIMIT = (Kind.RATE_LIMITED, "Too many codes requested. Try again later.")
+    OTP_SEND_LIMIT = (
+        Kind.RATE_LIMITED,
+        "Too many codes have been sent to this number or email address. Try again in {wait}.",
+    )
     ACCOUNT_NOT_VERIFIED = (Kind.CONFLICT, "Verify your phone number first.")
     ACCOUNT_ALREADY_VERIFIED = (Kind.CONFLICT, "This phone number is already verified.")
     LOGIN_FAILED = (Kind.UNAUTHENTICATED, "The phone number or password is wrong.")
@@ -122,6 +125,10 @@ class ErrorCode(Enum):
     )
     EMAIL_INVALID = (Kind.INVALID, "Enter an email address like name@example.com.")
     DOCUMENT_IMAGE_REQUIRED = (Kind.INVALID, "Attach a photo or scan of your identity document.")
+    OTP_ADDRESS_LIMIT = (
+        Kind.RATE_LIMITED,
+        "Too many codes have been requested from your network. Try again in {wait}.",
+    )
 
     @property
     def kind(self) -> Kind:
@@ -137,12 +144,16 @@ class ErrorCode(Enum):
 
 
 class DomainError(Exception):
-    """A failure the caller can act on; carries a stable code and the offending field."""
+    """A failure the caller can act on; carries a stable code and the offending field, and for a
+    refusal that passes with time (429), after how many seconds to try again (`retry_after`)."""
 
-    def __init__(self, code: ErrorCode, field: str | None = None, **params: Any) -> None:
+    def __init__(
+        self, code: ErrorCode, field: str | None = None, *, retry_after: int | None = None, **params: Any
+    ) -> None:
         self.error = code
         self.field = field
         self.params = params
+        self.retry_after = retry_after
         super().__init__(code.message.format(**params) if params else code.message)
 
     @property

@@ -6,11 +6,16 @@ no build step and no compiled file that can drift from its source.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+from datetime import timedelta
 from functools import cache
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 from babel import Locale, UnknownLocaleError
+from babel.dates import format_timedelta
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
@@ -79,6 +84,30 @@ def translations(language: str) -> NullTranslations:
 
 def gettext(language: str, message: str) -> str:
     return translations(language).gettext(message)
+
+
+def format_message(language: str, message: str, params: Mapping[str, Any]) -> str:
+    """`message` translated, its {placeholders} filled; a duration (timedelta) is written out in
+    the language ("40 minutes", "40分钟")."""
+    translated = gettext(language, message)
+    if not params:
+        return translated
+    shown = {
+        name: format_duration(language, value) if isinstance(value, timedelta) else value
+        for name, value in params.items()
+    }
+    return translated.format(**shown)
+
+
+def format_duration(language: str, duration: timedelta) -> str:
+    """A wait in seconds, minutes or (from two hours) hours, rounded up so it is never understated."""
+    seconds = max(1, math.ceil(duration.total_seconds()))
+    for unit in (3600, 60):
+        if seconds > 2 * unit:
+            seconds = math.ceil(seconds / unit) * unit
+            break
+    # threshold 2: a unit is used from two of it on ("90 minutes", not "2 hours")
+    return format_timedelta(timedelta(seconds=seconds), threshold=2, locale=babel_locale(language))
 
 
 def babel_locale(language: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -31,17 +33,32 @@ if TYPE_CHECKING:
 
 
 class RateLimits:
-    """Moving-window limits on login and OTP, keyed by phone and by client address. In memory they
+    """Moving-window limits keyed by phone, account or client address: "login" (password
+    attempts), "otp" (codes checked) and "otp_send" (codes sent from one address). In memory they
     hold per process; several server processes share them through Redis (`rate_limit_storage`)."""
 
     def __init__(self, settings: Settings) -> None:
         options = {"key_prefix": settings.rate_limit_prefix} if settings.rate_limit_storage.startswith("redis") else {}
         self._limiter = MovingWindowRateLimiter(storage_from_string(settings.rate_limit_storage, **options))
-        self._rules = {"login": parse(settings.login_rate_limit), "otp": parse(settings.otp_rate_limit)}
+        self._rules = {
+            "login": parse(settings.login_rate_limit),
+            "otp": parse(settings.otp_rate_limit),
+            "otp_send": parse(settings.otp_address_rate_limit),
+        }
 
     def hit(self, rule: str, *keys: str) -> bool:
         """Count one attempt against every key; False if any of them is over its limit."""
         return all([self._limiter.hit(self._rules[rule], rule, key) for key in keys])
+
+    def wait(self, rule: str, *keys: str) -> int:
+        """Seconds until every key has room for one more under `rule` (0: now), counting nothing."""
+        limit = self._rules[rule]
+        waits = [0]
+        for key in keys:
+            if not self._limiter.test(limit, rule, key):
+                reset = self._limiter.get_window_stats(limit, rule, key).reset_time
+                waits.append(max(1, math.ceil(reset - time.time())))
+        return max(waits)
 
 
 class Runtime:

@@ -117,6 +117,8 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         login_rate_limit="1000/minute",
         otp_rate_limit="1000/minute",
         otp_max_sends_per_hour=100,
+        otp_max_sends_per_day=100,
+        otp_address_rate_limit="1000/hour",
         password_time_cost=1,  # argon2id still, at a cost that keeps the suite quick
         password_memory_kib=1024,
         deliver_after_commit=True,  # tests read codes from the SMS log right after the request

@@ -292,7 +292,8 @@ def _count_attempt(uow: UnitOfWork, raw_phone: str) -> _Attempt:
         return _Attempt(counted.id, counted.password_hash, counted.locked_until is not None)
     locked_until = uow.session.scalar(select(Account.locked_until).where(Account.phone == phone))
     if locked_until is not None and locked_until > now:
-        raise DomainError(ErrorCode.LOGIN_LOCKED, minutes=_minutes_left(locked_until - now))
+        left = locked_until - now
+        raise DomainError(ErrorCode.LOGIN_LOCKED, minutes=_minutes_left(left), retry_after=_seconds_left(left))
     return _Attempt(None, None, False)
 
 
@@ -316,11 +317,16 @@ def _wrong_password(uow: UnitOfWork, account: Account, attempt: _Attempt) -> NoR
         minutes=settings.login_lockout_minutes,
     )
     audit.record(uow, account.id, "account.login_locked", f"account:{account.id}")
-    raise WrongPassword(ErrorCode.LOGIN_LOCKED, minutes=settings.login_lockout_minutes)
+    minutes = settings.login_lockout_minutes
+    raise WrongPassword(ErrorCode.LOGIN_LOCKED, minutes=minutes, retry_after=minutes * 60)
 
 
 def _minutes_left(left: timedelta) -> int:
     return max(1, -(-int(left.total_seconds()) // 60))
+
+
+def _seconds_left(left: timedelta) -> int:
+    return max(1, -(-int(left.total_seconds() * 1000) // 1000))
 
 
 def issue_token(uow: UnitOfWork, account: Account, name: str, ttl: timedelta | None) -> str:

@@ -12,7 +12,7 @@ from duckline import i18n
 from duckline.adapters.db.tables import Account, ContactChange
 from duckline.domain.phone import normalise_mobile
 from duckline.errors import DomainError, ErrorCode
-from duckline.services import audit, notifications
+from duckline.services import audit, notifications, otp
 from duckline.services.unit_of_work import UnitOfWork
 
 EMAIL, PHONE = "email", "phone"
@@ -65,6 +65,17 @@ def request_change(uow: UnitOfWork, account: Account, kind: str, raw_value: str)
         value = raw_value.strip()
         if uow.session.scalar(select(Account.id).where(Account.email == value)) is not None:
             raise DomainError(ErrorCode.EMAIL_TAKEN, field="email")
+    # The new address's quota for this purpose ("email" or "phone" change), whoever asks for it.
+    otp.check_quota(
+        uow,
+        uow.session.scalars(
+            select(ContactChange.created_at).where(
+                ContactChange.kind == kind,
+                ContactChange.new_value == value,
+                ContactChange.created_at > uow.now() - otp.DAY,
+            )
+        ).all(),
+    )
     code = f"{secrets.randbelow(1_000_000):06d}"
     change = ContactChange(
         account_id=account.id,

@@ -1,11 +1,14 @@
-"""One-time codes sent by SMS: 6 digits, hashed at rest, with expiry, attempt and resend limits."""
+"""One-time codes sent by SMS: 6 digits, hashed at rest, with expiry, attempt limits and a sending
+quota per destination and purpose."""
 
 from __future__ import annotations
 
+import math
 import secrets
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from duckline.adapters.db.tables import OtpChallenge
 from duckline.errors import DomainError, ErrorCode
@@ -14,30 +17,17 @@ from duckline.services.unit_of_work import UnitOfWork
 
 
 def send(uow: UnitOfWork, phone: str, purpose: str, language: str) -> OtpChallenge:
-    """Issue a new code (replacing any earlier one) unless the resend limits say wait."""
+    """Issue a new code (replacing any earlier one) unless the phone's quota for `purpose` says wait."""
     now = uow.now()
     settings = uow.settings
-    latest = uow.session.scalars(
-        select(OtpChallenge)
-        .where(OtpChallenge.phone == phone, OtpChallenge.purpose == purpose)
-        .order_by(OtpChallenge.created_at.desc(), OtpChallenge.id.desc())
-        .limit(1)
-    ).first()
-    if latest is not None:
-        wait = latest.created_at + timedelta(seconds=settings.otp_resend_interval_seconds) - now
-        if wait.total_seconds() > 0:
-            raise DomainError(ErrorCode.OTP_RESEND_TOO_SOON, seconds=int(wait.total_seconds()) + 1)
-    sent_last_hour = uow.session.scalar(
-        select(func.count())
-        .select_from(OtpChallenge)
-        .where(
-            OtpChallenge.phone == phone,
-            OtpChallenge.purpose == purpose,
-            OtpChallenge.created_at > now - timedelta(hours=1),
-        )
+    check_quota(
+        uow,
+        uow.session.scalars(
+            select(OtpChallenge.created_at).where(
+                OtpChallenge.phone == phone, OtpChallenge.purpose == purpose, OtpChallenge.created_at > now - DAY
+            )
+        ).all(),
     )
-    if (sent_last_hour or 0) >= settings.otp_max_sends_per_hour:
-        raise DomainError(ErrorCode.OTP_SEND_LIMIT)
 
     code = f"{secrets.randbelow(1_000_000):06d}"
     challenge = OtpChallenge(
@@ -79,6 +69,31 @@ def verify(uow: UnitOfWork, phone: str, purpose: str, code: str) -> None:
         challenge.attempts += 1
         raise WrongCode(challenge.attempts >= uow.settings.otp_max_attempts)
     challenge.consumed_at = now
+
+
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+
+
+def check_quota(uow: UnitOfWork, sent: Sequence[datetime]) -> None:
+    """Refuse one more code to a destination that was sent codes at `sent` (for one purpose, the
+    last day at least): one a minute (`otp_resend_interval_seconds`), `otp_max_sends_per_hour` an
+    hour and `otp_max_sends_per_day` a day. The refusal says when the next one can go."""
+    settings, now = uow.settings, uow.now()
+    times = sorted(sent)
+    waits = [timedelta(0)]
+    if times:
+        too_soon = times[-1] + timedelta(seconds=settings.otp_resend_interval_seconds) - now
+        if too_soon > timedelta(0):
+            seconds = math.ceil(too_soon.total_seconds())
+            raise DomainError(ErrorCode.OTP_RESEND_TOO_SOON, seconds=seconds, retry_after=seconds)
+    for window, most in ((HOUR, settings.otp_max_sends_per_hour), (DAY, settings.otp_max_sends_per_day)):
+        inside = [moment for moment in times if moment > now - window]
+        if len(inside) >= most:  # room again when enough of them have left the window
+            waits.append(inside[len(inside) - most] + window - now)
+    wait = max(waits)
+    if wait > timedelta(0):
+        raise DomainError(ErrorCode.OTP_SEND_LIMIT, wait=wait, retry_after=math.ceil(wait.total_seconds()))
 
 
 class WrongCode(DomainError):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -146,3 +148,25 @@ def phone_key(runtime: Runtime, raw_phone: str) -> str:
         return f"phone:{normalise_mobile(raw_phone, settings.allowed_regions, settings.default_region)}"
     except DomainError:
         return f"phone:{raw_phone.strip()}"
+
+
+@contextmanager
+def sending_code(request: Request, runtime: Runtime) -> Iterator[None]:
+    """Around a request that sends a one-time code: refused when the client's address has used its
+    ceiling (`otp_address_rate_limit`), counted against it only when the request succeeds, so input
+    refused before anything is sent costs nothing. Each destination's own quota (per phone or email
+    and purpose) is the service's: `services.otp.check_quota`."""
+    key = f"ip:{client_address(request)}"
+    wait = runtime.rate_limits.wait("otp_send", key)
+    if wait:
+        raise DomainError(ErrorCode.OTP_ADDRESS_LIMIT, wait=timedelta(seconds=wait), retry_after=wait)
+    yield
+    runtime.rate_limits.hit("otp_send", key)
+
+
+def checking_code(request: Request, runtime: Runtime, *keys: str) -> None:
+    """Count one code check from the client's address (and `keys`); 429 past `otp_rate_limit`. Each
+    challenge takes only `otp_max_attempts` wrong codes besides, wherever they come from."""
+    every = (f"ip:{client_address(request)}", *keys)
+    if not runtime.rate_limits.hit("otp", *every):
+        raise DomainError(ErrorCode.RATE_LIMITED, retry_after=runtime.rate_limits.wait("otp", *every))

@@ -30,15 +30,17 @@ def caller_language(request: Request) -> str:
 
 
 def error_body(language: str, code: ErrorCode, field: str | None = None, **params: Any) -> dict[str, Any]:
-    message = i18n.gettext(language, code.message)
-    return {"error": {"code": code.code, "message": message.format(**params) if params else message, "field": field}}
+    message = i18n.format_message(language, code.message, params)
+    return {"error": {"code": code.code, "message": message, "field": field}}
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> JSONResponse:
         body = error_body(caller_language(request), exc.error, exc.field, **exc.params)
-        headers = {"WWW-Authenticate": "Bearer"} if exc.error.kind is Kind.UNAUTHENTICATED else None
+        headers = {"WWW-Authenticate": "Bearer"} if exc.error.kind is Kind.UNAUTHENTICATED else {}
+        if exc.retry_after is not None:
+            headers["Retry-After"] = str(exc.retry_after)
         return JSONResponse(body, status_code=STATUS[exc.error.kind], headers=headers)
 
     @app.exception_handler(RequestValidationError)

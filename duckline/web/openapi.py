@@ -52,8 +52,13 @@ DESCRIPTIONS = {
     413: "The body is larger than this operation accepts (payload_too_large).",
     422: "The request is not valid (validation_failed with details, or a more specific code); `field` names"
     " the offending field.",
-    429: "Too many attempts; try again later (rate_limited, or a more specific code).",
+    429: "Too many attempts or codes (rate_limited, otp_send_limit, otp_address_limit, or a more specific code);"
+    " `Retry-After` says how many seconds to wait, and so does the message.",
     503: "A service Duckline depends on did not answer; safe to retry (e.g. payment_provider_error).",
+}
+RETRY_AFTER = {
+    "description": "seconds until the request can succeed (sent with every refusal that passes with time)",
+    "schema": {"type": "integer", "minimum": 1},
 }
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _SIGNED_IN = frozenset(Caller) - {Caller.ANONYMOUS}
@@ -142,6 +147,8 @@ def _document(operation: dict[str, Any], route: Any, settings: Settings) -> None
             "description": DESCRIPTIONS.get(status, "Error") if generic else given,
             "content": {"application/json": {"schema": {"$ref": REF}}},
         }
+        if status == 429:
+            responses[str(status)]["headers"] = {"Retry-After": RETRY_AFTER}
     operation["responses"] = dict(sorted(responses.items()))
 
 

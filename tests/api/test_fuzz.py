@@ -80,6 +80,8 @@ def fuzz_runtime(tmp_path: Path, sqlite_template: Path) -> Iterator[Runtime]:
             login_rate_limit="100000/minute",  # the fuzzer must reach the rules behind the limits
             otp_rate_limit="100000/minute",
             otp_max_sends_per_hour=100000,
+            otp_max_sends_per_day=100000,
+            otp_address_rate_limit="100000/hour",
             password_time_cost=1,
             password_memory_kib=1024,
         )

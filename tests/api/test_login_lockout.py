@@ -50,11 +50,12 @@ def test_the_fifth_wrong_password_locks_sign_in_and_tells_the_owner(
     answers = [login(client, phone, WRONG) for _ in range(limit)]
 
     assert [a.json()["error"]["code"] for a in answers] == ["login_failed"] * (limit - 1) + ["login_locked"]
-    assert answers[-1].status_code == 429
+    assert answers[-1].status_code == 429 and answers[-1].headers["Retry-After"] == str(minutes * 60)
     assert state(runtime, phone) == (0, clock.now() + timedelta(minutes=minutes))
 
     right = login(client, phone, **{"Accept-Language": "zh-HK"})  # even the right password waits
     assert right.status_code == 429 and "set-cookie" not in right.headers
+    assert right.headers["Retry-After"] == str(minutes * 60)
     assert right.json()["error"]["code"] == "login_locked"
     assert f"{minutes}" in right.json()["error"]["message"] and "密碼" in right.json()["error"]["message"]
     with runtime.unit_of_work() as uow:

@@ -7,9 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Request, status
 from pydantic import BaseModel, EmailStr, Field
 
-from duckline.errors import DomainError, ErrorCode
 from duckline.services import contacts
-from duckline.web.deps import RuntimeDep, Subscriber, SubscriberOrStaff, client_address
+from duckline.web.deps import RuntimeDep, Subscriber, SubscriberOrStaff, checking_code, sending_code
 from duckline.web.openapi import errors
 from duckline.web.schemas import AccountOut
 
@@ -33,11 +32,6 @@ class CodeIn(BaseModel):
 
 
 Preferences = dict[str, dict[str, bool]]
-
-
-def _limit(request: Request, runtime: RuntimeDep, account_id: int) -> None:
-    if not runtime.rate_limits.hit("otp", f"ip:{client_address(request)}", f"account:{account_id}"):
-        raise DomainError(ErrorCode.RATE_LIMITED)
 
 
 @router.patch("", response_model=AccountOut)
@@ -64,15 +58,14 @@ def set_preferences(body: Preferences, runtime: RuntimeDep, account: Subscriber)
 @router.post("/email", status_code=status.HTTP_202_ACCEPTED, responses=errors(409, 429))
 def change_email(body: EmailIn, request: Request, runtime: RuntimeDep, account: Subscriber) -> dict[str, str]:
     """Send a code to the new address; the change happens when it is confirmed."""
-    _limit(request, runtime, account.id)
-    with runtime.unit_of_work() as uow:
+    with sending_code(request, runtime), runtime.unit_of_work() as uow:
         contacts.request_change(uow, uow.session.merge(account), contacts.EMAIL, str(body.email))
     return {"status": "code_sent"}
 
 
 @router.post("/email/verify", response_model=AccountOut, responses=errors(409, 429))
 def confirm_email(body: CodeIn, request: Request, runtime: RuntimeDep, account: Subscriber) -> AccountOut:
-    _limit(request, runtime, account.id)
+    checking_code(request, runtime, f"account:{account.id}")
     with runtime.unit_of_work() as uow:
         return AccountOut.of(contacts.confirm_change(uow, uow.session.merge(account), contacts.EMAIL, body.code))
 
@@ -80,14 +73,13 @@ def confirm_email(body: CodeIn, request: Request, runtime: RuntimeDep, account: 
 @router.post("/phone", status_code=status.HTTP_202_ACCEPTED, responses=errors(409, 429))
 def change_phone(body: PhoneChangeIn, request: Request, runtime: RuntimeDep, account: Subscriber) -> dict[str, str]:
     """Send a code by SMS to the new number; the old number is told once the change is confirmed."""
-    _limit(request, runtime, account.id)
-    with runtime.unit_of_work() as uow:
+    with sending_code(request, runtime), runtime.unit_of_work() as uow:
         contacts.request_change(uow, uow.session.merge(account), contacts.PHONE, body.phone)
     return {"status": "code_sent"}
 
 
 @router.post("/phone/verify", response_model=AccountOut, responses=errors(409, 429))
 def confirm_phone(body: CodeIn, request: Request, runtime: RuntimeDep, account: Subscriber) -> AccountOut:
-    _limit(request, runtime, account.id)
+    checking_code(request, runtime, f"account:{account.id}")
     with runtime.unit_of_work() as uow:
         return AccountOut.of(contacts.confirm_change(uow, uow.session.merge(account), contacts.PHONE, body.code))

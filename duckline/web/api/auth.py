@@ -27,8 +27,9 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 
 
 def _check_rate(request: Request, runtime: RuntimeDep, phone: str) -> None:
-    if not runtime.rate_limits.hit("login", f"ip:{client_address(request)}", phone_key(runtime, phone)):
-        raise DomainError(ErrorCode.RATE_LIMITED)
+    keys = (f"ip:{client_address(request)}", phone_key(runtime, phone))
+    if not runtime.rate_limits.hit("login", *keys):
+        raise DomainError(ErrorCode.RATE_LIMITED, retry_after=runtime.rate_limits.wait("login", *keys))
 
 
 @router.post("/login", response_model=SessionOut, dependencies=[PUBLIC], responses=errors(401, 409, 429))

@@ -5,9 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, status
 from pydantic import BaseModel, Field
 
-from duckline.errors import DomainError, ErrorCode
 from duckline.services import accounts
-from duckline.web.deps import PUBLIC, RuntimeDep, client_address, phone_key
+from duckline.web.deps import PUBLIC, RuntimeDep, checking_code, sending_code
 from duckline.web.openapi import errors
 from duckline.web.schemas import PhoneIn
 
@@ -20,17 +19,11 @@ class PasswordResetIn(BaseModel):
     new_password: str = Field(min_length=1, max_length=200)
 
 
-def _check_rate(request: Request, runtime: RuntimeDep, phone: str) -> None:
-    if not runtime.rate_limits.hit("otp", f"ip:{client_address(request)}", phone_key(runtime, phone)):
-        raise DomainError(ErrorCode.RATE_LIMITED)
-
-
 @router.post("", status_code=status.HTTP_202_ACCEPTED, responses=errors(429))
 def request_reset(body: PhoneIn, request: Request, runtime: RuntimeDep) -> dict[str, str]:
     """Text a 6-digit code to the number if an account uses it. The answer is the same whether
     or not one does."""
-    _check_rate(request, runtime, body.phone)
-    with runtime.unit_of_work() as uow:
+    with sending_code(request, runtime), runtime.unit_of_work() as uow:
         accounts.request_password_reset(uow, body.phone)
     return {"status": "sent"}
 
@@ -38,6 +31,6 @@ def request_reset(body: PhoneIn, request: Request, runtime: RuntimeDep) -> dict[
 @router.post("/confirm", status_code=status.HTTP_204_NO_CONTENT, responses=errors(429))
 def confirm_reset(body: PasswordResetIn, request: Request, runtime: RuntimeDep) -> None:
     """Set the new password with the code. Every session and token of the account is revoked."""
-    _check_rate(request, runtime, body.phone)
+    checking_code(request, runtime)
     with runtime.unit_of_work() as uow:
         accounts.reset_password(uow, body.phone, body.code, body.new_password)

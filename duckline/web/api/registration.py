@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile, status
 
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import accounts, lines
-from duckline.web.deps import PUBLIC, RuntimeDep, client_address, phone_key, request_language
+from duckline.web.deps import PUBLIC, RuntimeDep, checking_code, request_language, sending_code
 from duckline.web.openapi import errors
 from duckline.web.schemas import AccountOut, EsimOut, LineOut, PhoneIn, RegistrationOut, VerifiedOut, VerifyIn
 
@@ -40,9 +40,11 @@ def register(
 
     A number or an identity document that already has an account gets this same answer (no
     account is made, no code is sent, and that account's owner is told by SMS and email), so the
-    answer never says who is a customer."""
-    if not runtime.rate_limits.hit("otp", f"ip:{client_address(request)}"):
-        raise DomainError(ErrorCode.RATE_LIMITED)
+    answer never says who is a customer.
+
+    A request refused for its input counts against no limit: only a registration that is accepted
+    counts against the client address's ceiling on codes, and only a code sent counts against the
+    number's quota (one a minute, 5 an hour, 10 a day). A 429 says when to try again (Retry-After)."""
     guardian = None
     if guardian_document_type or guardian_document_number:
         if not (guardian_document_type and guardian_document_number and guardian_birth_date):
@@ -62,15 +64,14 @@ def register(
         email=email or None,
         guardian=guardian,
     )
-    with runtime.unit_of_work() as uow:
+    with sending_code(request, runtime), runtime.unit_of_work() as uow:
         return RegistrationOut(phone=accounts.register(uow, form))
 
 
 @router.post("/verify", response_model=VerifiedOut, responses=errors(409, 429, 503))
 def verify(body: VerifyIn, request: Request, runtime: RuntimeDep) -> VerifiedOut:
     """Check the SMS code; on success the account is active and gets its first line and eSIM."""
-    if not runtime.rate_limits.hit("otp", f"ip:{client_address(request)}", phone_key(runtime, body.phone)):
-        raise DomainError(ErrorCode.RATE_LIMITED)
+    checking_code(request, runtime)
     with runtime.unit_of_work() as uow:
         account = accounts.verify_phone(uow, body.phone, body.code)
         line = lines.open_line(uow, account)
@@ -82,8 +83,6 @@ def verify(body: VerifyIn, request: Request, runtime: RuntimeDep) -> VerifiedOut
 @router.post("/resend", status_code=status.HTTP_202_ACCEPTED, responses=errors(409, 429))
 def resend(body: PhoneIn, request: Request, runtime: RuntimeDep) -> dict[str, str]:
     """A new code for a registration waiting for one; any other number gets the same answer."""
-    if not runtime.rate_limits.hit("otp", f"ip:{client_address(request)}", phone_key(runtime, body.phone)):
-        raise DomainError(ErrorCode.RATE_LIMITED)
-    with runtime.unit_of_work() as uow:
+    with sending_code(request, runtime), runtime.unit_of_work() as uow:
         accounts.resend_code(uow, body.phone)
     return {"status": "sent"}

@@ -21,7 +21,7 @@ from duckline.errors import DomainError, ErrorCode
 from duckline.runtime import Runtime
 from duckline.services import contacts, lines, notifications, payment_labels, support
 from duckline.services.unit_of_work import UnitOfWork
-from duckline.web.deps import RuntimeDep, client_address
+from duckline.web.deps import RuntimeDep, checking_code, sending_code
 from duckline.web.errors import STATUS
 from duckline.web.pagination import page
 from duckline.web.portal.rendering import check_csrf, error_text, page_language, redirect, render
@@ -167,8 +167,7 @@ def save_auto_renew(
 
 def _request_change(request: Request, runtime: Runtime, account: Account, kind: str, value: str) -> Response:
     try:
-        _limit(request, runtime, account)
-        with runtime.unit_of_work() as uow:
+        with sending_code(request, runtime), runtime.unit_of_work() as uow:
             contacts.request_change(uow, uow.session.merge(account), kind, value)
     except DomainError as error:
         return _settings_error(request, runtime, account, error, **{kind: value})
@@ -177,7 +176,7 @@ def _request_change(request: Request, runtime: Runtime, account: Account, kind: 
 
 def _confirm_change(request: Request, runtime: Runtime, account: Account, kind: str, code: str) -> Response:
     try:
-        _limit(request, runtime, account)
+        checking_code(request, runtime, f"account:{account.id}")
         if not CODE.match(code.strip()):
             raise DomainError(ErrorCode.OTP_INVALID, field="code")
         with runtime.unit_of_work() as uow:
@@ -185,11 +184,6 @@ def _confirm_change(request: Request, runtime: Runtime, account: Account, kind: 
     except DomainError as error:  # a wrong code is still counted: the service's error commits it
         return _settings_error(request, runtime, account, error, code_for=kind)
     return redirect(f"/settings?saved={kind}")
-
-
-def _limit(request: Request, runtime: Runtime, account: Account) -> None:
-    if not runtime.rate_limits.hit("otp", f"ip:{client_address(request)}", f"account:{account.id}"):
-        raise DomainError(ErrorCode.RATE_LIMITED)
 
 
 def _own_line(uow: UnitOfWork, account: Account, line_id: int) -> Line:
@@ -230,7 +224,7 @@ def _pending_change(uow: UnitOfWork, account: Account, kind: str) -> ContactChan
 def _settings_error(
     request: Request, runtime: Runtime, account: Account, error: DomainError, **context: Any
 ) -> Response:
-    return _settings(
+    response = _settings(
         request,
         runtime,
         account,
@@ -240,6 +234,9 @@ def _settings_error(
         error_code=error.code,
         **context,
     )
+    if error.retry_after is not None:  # a refusal that passes with time says when
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
 
 
 def _settings(request: Request, runtime: Runtime, account: Account, status_code: int = 200, **context: Any) -> Response:

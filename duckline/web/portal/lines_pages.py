@@ -31,7 +31,7 @@ from duckline.errors import DomainError, ErrorCode
 from duckline.runtime import Runtime
 from duckline.services import accounts, lines, usage_history
 from duckline.services.unit_of_work import UnitOfWork
-from duckline.web.deps import PUBLIC, SESSION_COOKIE, RuntimeDep, client_address, phone_key, session_signer
+from duckline.web.deps import PUBLIC, SESSION_COOKIE, RuntimeDep, checking_code, sending_code, session_signer
 from duckline.web.errors import STATUS
 from duckline.web.portal.rendering import check_csrf, error_text, page_language, redirect, render
 from duckline.web.portal.session import SignedIn, SubscriberOrStaff, Viewer
@@ -89,8 +89,11 @@ def _errors(language: str, error: DomainError, fields: set[str]) -> dict[str, st
     return {field if field in fields else "": error_text(language, error)}
 
 
-def _rate_limited(language: str) -> dict[str, str]:
-    return {"": error_text(language, DomainError(ErrorCode.RATE_LIMITED))}
+def _refused(response: Response, error: DomainError) -> Response:
+    """The page that answers a refusal; one that passes with time (429) says when (Retry-After)."""
+    if error.retry_after is not None:
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
 
 
 # --- Registration -----------------------------------------------------------------------------
@@ -157,8 +160,6 @@ def register(
         "guardian_name_zh": guardian_name_zh,
         "guardian_birth_date": guardian_birth_date,
     }
-    if not runtime.rate_limits.hit("otp", f"ip:{client_address(request)}"):
-        return _register_form(request, runtime, typed, _rate_limited(language), status_code=429)
     try:
         guardian = None
         if guardian_document_type or guardian_document_number:
@@ -184,11 +185,11 @@ def register(
             language=language,
             guardian=guardian,
         )
-        with runtime.unit_of_work() as uow:
+        with sending_code(request, runtime), runtime.unit_of_work() as uow:
             registered_phone = accounts.register(uow, form)
     except DomainError as error:
         errors = _errors(language, error, REGISTRATION_ERROR_FIELDS)
-        return _register_form(request, runtime, typed, errors, status_code=STATUS[error.error.kind])
+        return _refused(_register_form(request, runtime, typed, errors, status_code=STATUS[error.error.kind]), error)
     # A taken number or identity lands here too: the page must not tell who is a customer.
     return redirect("/register/verify?" + urlencode({"phone": registered_phone}))
 
@@ -237,17 +238,16 @@ def verify(
     the new subscriber is signed in on the line's page."""
     check_csrf(request, runtime, csrf_token)
     language = page_language(request, None)
-    if not runtime.rate_limits.hit("otp", f"ip:{client_address(request)}", phone_key(runtime, phone)):
-        return _verify_form(request, runtime, phone, _rate_limited(language), status_code=429)
     if action == "resend":
         try:
-            with runtime.unit_of_work() as uow:
+            with sending_code(request, runtime), runtime.unit_of_work() as uow:
                 accounts.resend_code(uow, phone)
         except DomainError as error:
             errors = _errors(language, error, CODE_ERROR_FIELDS)
-            return _verify_form(request, runtime, phone, errors, STATUS[error.error.kind])
+            return _refused(_verify_form(request, runtime, phone, errors, STATUS[error.error.kind]), error)
         return _verify_form(request, runtime, phone, {}, sent=True)
     try:
+        checking_code(request, runtime)
         if not _SIX_DIGITS.match(code.strip()):
             raise DomainError(ErrorCode.OTP_INVALID, field="code")
         with runtime.unit_of_work() as uow:
@@ -256,7 +256,7 @@ def verify(
             token = issue_session(uow, runtime, account)
     except DomainError as error:
         errors = _errors(language, error, CODE_ERROR_FIELDS)
-        return _verify_form(request, runtime, phone, errors, STATUS[error.error.kind])
+        return _refused(_verify_form(request, runtime, phone, errors, STATUS[error.error.kind]), error)
     return signed_in_redirect(runtime, token, f"/lines/{line.id}")
 
 
@@ -307,24 +307,25 @@ def password_reset(
     step "confirm" as …/password-reset/confirm."""
     check_csrf(request, runtime, csrf_token)
     language = page_language(request, account)
-    if not runtime.rate_limits.hit("otp", f"ip:{client_address(request)}", phone_key(runtime, phone)):
-        return _reset_form(request, runtime, account, step, phone, _rate_limited(language), 429)
     if step != "confirm" or action == "resend":
         try:
-            with runtime.unit_of_work() as uow:
+            with sending_code(request, runtime), runtime.unit_of_work() as uow:
                 accounts.request_password_reset(uow, phone)
         except DomainError as error:
             errors = _errors(language, error, CODE_ERROR_FIELDS)
-            return _reset_form(request, runtime, account, "request", phone, errors, STATUS[error.error.kind])
+            refused = _reset_form(request, runtime, account, "request", phone, errors, STATUS[error.error.kind])
+            return _refused(refused, error)
         return _reset_form(request, runtime, account, "confirm", phone, {})
     try:
+        checking_code(request, runtime)
         if not _SIX_DIGITS.match(code.strip()):
             raise DomainError(ErrorCode.OTP_INVALID, field="code")
         with runtime.unit_of_work() as uow:
             accounts.reset_password(uow, phone, code.strip(), password)
     except DomainError as error:
         errors = _errors(language, error, CODE_ERROR_FIELDS)
-        return _reset_form(request, runtime, account, "confirm", phone, errors, STATUS[error.error.kind])
+        refused = _reset_form(request, runtime, account, "confirm", phone, errors, STATUS[error.error.kind])
+        return _refused(refused, error)
     # Every session of the account was revoked, this browser's too.
     response = _reset_form(request, runtime, None, "done", phone, {})
     response.delete_cookie(SESSION_COOKIE, path="/")

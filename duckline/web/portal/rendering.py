@@ -152,8 +152,7 @@ def redirect(url: str) -> RedirectResponse:
 
 
 def error_text(language: str, error: DomainError) -> str:
-    message = i18n.gettext(language, error.error.message)
-    return message.format(**error.params) if error.params else message
+    return i18n.format_message(language, error.error.message, error.params)
 
 
 def etag_of(*parts: str) -> str:

@@ -122,6 +122,12 @@ class ErrorCode(Enum):
     )
     EMAIL_INVALID = (Kind.INVALID, "Enter an email address like name@example.com.")
     DOCUMENT_IMAGE_REQUIRED = (Kind.INVALID, "Attach a photo or scan of your identity document.")
+    REAUTHENTICATION_REQUIRED = (
+        Kind.FORBIDDEN,
+        "For your security, confirm it is you first: enter your password, or a code we send to your current number.",
+    )
+    PASSWORD_WRONG = (Kind.INVALID, "The password is wrong.")
+    PASSWORDS_DIFFER = (Kind.INVALID, "The two new passwords are not the same.")
 
     @property
     def kind(self) -> Kind:

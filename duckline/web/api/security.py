@@ -14,6 +14,7 @@ from duckline.errors import DomainError, ErrorCode
 from duckline.runtime import Runtime
 from duckline.services import security
 from duckline.web.deps import RuntimeDep, Subscriber, client_address, request_credential
+from duckline.web.fields import PathId
 from duckline.web.openapi import errors
 
 router = APIRouter(prefix="/me", tags=["account"])
@@ -136,7 +137,7 @@ def sessions(request: Request, runtime: RuntimeDep, account: Subscriber) -> list
 
 
 @router.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(404))
-def revoke_session(session_id: int, runtime: RuntimeDep, account: Subscriber) -> None:
+def revoke_session(session_id: PathId, runtime: RuntimeDep, account: Subscriber) -> None:
     """Sign one session or token out, at once."""
     with runtime.unit_of_work() as uow:
         security.revoke(uow, account, session_id)

@@ -124,7 +124,8 @@ def confirm_change(uow: UnitOfWork, account: Account, kind: str, code: str) -> A
         account.email = change.new_value
     else:
         account.phone = change.new_value
-    audit.record(uow, account.id, f"account.{kind}_changed", f"account:{account.id}", new=shown)
+    was = old_email if kind == EMAIL else notifications.msisdn(old_phone)
+    audit.record(uow, account.id, f"account.{kind}_changed", f"account:{account.id}", old=was, new=shown)
     return account
 
 

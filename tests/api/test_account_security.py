@@ -128,6 +128,9 @@ def test_a_code_to_the_current_phone_proves_it_and_the_old_number_is_still_told(
     assert done.status_code == 200 and done.json()["phone"] == "+85261009999"
     told = [n for n in notifications_to(runtime, holder["phone"]) if n.template == "phone_changed"]
     assert len(told) == 1
+    with runtime.unit_of_work() as uow:
+        entry = uow.session.scalars(select(AuditEntry).where(AuditEntry.action == "account.phone_changed")).one()
+    assert entry.detail == {"old": "+852 6100 0001", "new": "+852 6100 9999"}
     used_again = client.post("/api/v1/me/reauthenticate", json={"code": code}, headers=headers)
     assert used_again.status_code == 422  # a code proves once
 

@@ -158,6 +158,10 @@ class Settings(BaseSettings):
     password_memory_kib: int = 65536
 
     session_max_age_seconds: int = 7 * 24 * 3600
+    # How long a fresh proof of the account holder (password or SMS code) lets a session change
+    # the login phone, the email or the password; and how often a token's "last used" is written.
+    step_up_ttl_seconds: int = 300
+    token_last_used_interval_seconds: int = 60
     api_token_ttl_days: int = 30
 
     usage_alert_thresholds: tuple[int, ...] = (75, 90, 100)

@@ -129,6 +129,12 @@ class ErrorCode(Enum):
         Kind.RATE_LIMITED,
         "Too many codes have been requested from your network. Try again in {wait}.",
     )
+    REAUTHENTICATION_REQUIRED = (
+        Kind.FORBIDDEN,
+        "For your security, confirm it is you first: enter your password, or a code we send to your current number.",
+    )
+    PASSWORD_WRONG = (Kind.INVALID, "The password is wrong.")
+    PASSWORDS_DIFFER = (Kind.INVALID, "The two new passwords are not the same.")
 
     @property
     def kind(self) -> Kind:

@@ -243,7 +243,14 @@ class _Attempt:
     locks: bool  # this attempt was the last one allowed: sign-in is locked unless it is right
 
 
-def sign_in(app: SignInApp, raw_phone: str, password: str, token_name: str, ttl: timedelta | None) -> SignedIn:
+def sign_in(
+    app: SignInApp,
+    raw_phone: str,
+    password: str,
+    token_name: str,
+    ttl: timedelta | None,
+    user_agent: str | None = None,
+) -> SignedIn:
     """Check a phone and password and issue a token for the account.
 
     The attempt is counted, and committed, before the password is checked, so however many come
@@ -263,7 +270,7 @@ def sign_in(app: SignInApp, raw_phone: str, password: str, token_name: str, ttl:
         # The owner proved it: the count starts again (and a lock this attempt took is lifted).
         account.failed_logins, account.locked_until = 0, None
         if account.phone_verified_at is not None:
-            return SignedIn(account, issue_token(uow, account, token_name, ttl))
+            return SignedIn(account, issue_token(uow, account, token_name, ttl, user_agent))
     raise DomainError(ErrorCode.ACCOUNT_NOT_VERIFIED, field="phone")
 
 
@@ -303,9 +310,26 @@ class WrongPassword(DomainError):
     commit = True
 
 
-def _wrong_password(uow: UnitOfWork, account: Account, attempt: _Attempt) -> NoReturn:
+def check_password(app: SignInApp, account_id: int, password: str) -> None:
+    """The signed-in account holder proves it is them with their password. Counted as a sign-in
+    attempt (the same lock after `login_lockout_failures` wrong ones), and checked, as at sign-in,
+    outside any transaction."""
+    with app.unit_of_work() as uow:
+        account = uow.session.get(Account, account_id)
+        assert account is not None  # accounts are never deleted
+        attempt = _count_attempt(uow, account.phone)
+    right = app.passwords.verify(attempt.password_hash, password)
+    with app.unit_of_work() as uow:
+        account = uow.session.get(Account, account_id)
+        assert account is not None
+        if not right:
+            _wrong_password(uow, account, attempt, DomainError(ErrorCode.PASSWORD_WRONG, field="password"))
+        account.failed_logins, account.locked_until = 0, None
+
+
+def _wrong_password(uow: UnitOfWork, account: Account, attempt: _Attempt, wrong: DomainError | None = None) -> NoReturn:
     if not attempt.locks:
-        raise DomainError(ErrorCode.LOGIN_FAILED)
+        raise wrong or DomainError(ErrorCode.LOGIN_FAILED)
     settings = uow.settings
     locked_until = account.locked_until or uow.now()
     notifications.notify(
@@ -329,7 +353,9 @@ def _seconds_left(left: timedelta) -> int:
     return max(1, -(-int(left.total_seconds() * 1000) // 1000))
 
 
-def issue_token(uow: UnitOfWork, account: Account, name: str, ttl: timedelta | None) -> str:
+def issue_token(
+    uow: UnitOfWork, account: Account, name: str, ttl: timedelta | None, user_agent: str | None = None
+) -> str:
     """A new bearer token; only its hash is stored, so this is the only time it is seen."""
     token = uow.secrets.new_token()
     uow.session.add(
@@ -339,17 +365,31 @@ def issue_token(uow: UnitOfWork, account: Account, name: str, ttl: timedelta | N
             token_hash=uow.secrets.token(token),
             created_at=uow.now(),
             expires_at=uow.now() + ttl if ttl else None,
+            user_agent=user_agent[:200] if user_agent else None,
         )
     )
     return token
 
 
-def account_for_token(uow: UnitOfWork, token: str) -> Account | None:
+def live_token(uow: UnitOfWork, token: str) -> ApiToken | None:
+    """The token's row while it still signs in: not revoked, not expired."""
     row = uow.session.scalars(
         select(ApiToken).where(ApiToken.token_hash == uow.secrets.token(token), ApiToken.revoked_at.is_(None))
     ).first()
     if row is None or (row.expires_at is not None and row.expires_at <= uow.now()):
         return None
+    return row
+
+
+def account_for_token(uow: UnitOfWork, token: str) -> Account | None:
+    row = live_token(uow, token)
+    if row is None:
+        return None
+    # "Last used", for the owner's list of sessions: written at most once a minute, not per request.
+    now = uow.now()
+    interval = timedelta(seconds=uow.settings.token_last_used_interval_seconds)
+    if row.last_used_at is None or row.last_used_at <= now - interval:
+        row.last_used_at = now
     return uow.session.get(Account, row.account_id)
 
 

@@ -12,7 +12,7 @@ from duckline import i18n
 from duckline.adapters.db.tables import Account, ContactChange
 from duckline.domain.phone import normalise_mobile
 from duckline.errors import DomainError, ErrorCode
-from duckline.services import audit, notifications, otp
+from duckline.services import audit, notifications, otp, security
 from duckline.services.unit_of_work import UnitOfWork
 
 EMAIL, PHONE = "email", "phone"
@@ -54,9 +54,12 @@ def set_language(uow: UnitOfWork, account: Account, language: str) -> None:
     account.language = language
 
 
-def request_change(uow: UnitOfWork, account: Account, kind: str, raw_value: str) -> ContactChange:
-    """Send a code to the NEW address; nothing changes until it comes back."""
+def request_change(uow: UnitOfWork, account: Account, kind: str, raw_value: str, session_token: str) -> ContactChange:
+    """Send a code to the NEW address; nothing changes until it comes back. The session asking
+    must hold a fresh proof of the account holder (see services/security.py): a stolen session
+    alone cannot move the account to another phone or email."""
     settings = uow.settings
+    security.require_proof(uow, session_token)
     if kind == PHONE:
         value = normalise_mobile(raw_value, settings.allowed_regions, settings.default_region)
         if uow.session.scalar(select(Account.id).where(Account.phone == value)) is not None:
@@ -132,7 +135,8 @@ def confirm_change(uow: UnitOfWork, account: Account, kind: str, code: str) -> A
         account.email = change.new_value
     else:
         account.phone = change.new_value
-    audit.record(uow, account.id, f"account.{kind}_changed", f"account:{account.id}", new=shown)
+    was = old_email if kind == EMAIL else notifications.msisdn(old_phone)
+    audit.record(uow, account.id, f"account.{kind}_changed", f"account:{account.id}", old=was, new=shown)
     return account
 
 

@@ -85,6 +85,12 @@ TEMPLATES: dict[str, Template] = {
         "Someone entered a wrong password for your Duckline account {attempts} times, so sign-in is locked "
         "for {minutes} minutes. If this was not you, reset your password with an SMS code.",
     ),
+    "password_changed": Template(
+        SECURITY,
+        "Your password was changed",
+        "The password of your Duckline account was changed, and every other session was signed out. "
+        "If this was not you, reset your password with an SMS code and contact support at once.",
+    ),
     "registration_attempt_phone": Template(
         SECURITY,
         "Someone tried to register your number",

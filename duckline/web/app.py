@@ -27,6 +27,7 @@ from duckline.web.api import (
     password,
     plans,
     registration,
+    security,
     support,
     usage,
     webhooks,
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         billing,
         operations,
         webhooks,
+        security,
     ):
         api.include_router(module.router)
     app.include_router(api)

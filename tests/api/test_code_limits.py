@@ -102,7 +102,7 @@ def test_an_honest_new_users_sitting_goes_through_from_one_address(
 
     token = client.post("/api/v1/auth/tokens", json={"phone": first, "password": PASSWORD}).json()["token"]
     me = {"Authorization": f"Bearer {token}"}
-    asked = client.post("/api/v1/me/email", json={"email": "tai.man@example.com"}, headers=me)
+    asked = client.post("/api/v1/me/email", json={"email": "tai.man@example.com", "password": PASSWORD}, headers=me)
     assert asked.status_code == 202, asked.text
     code = last_emailed_code(runtime, "tai.man@example.com")
     confirmed = client.post("/api/v1/me/email/verify", json={"code": code}, headers=me)
@@ -185,13 +185,13 @@ def test_email_codes_are_counted_per_address_they_go_to(
     me = {"Authorization": f"Bearer {token}"}
 
     for _ in range(5):
-        asked = client.post("/api/v1/me/email", json={"email": "one@example.com"}, headers=me)
+        asked = client.post("/api/v1/me/email", json={"email": "one@example.com", "password": PASSWORD}, headers=me)
         assert asked.status_code == 202, asked.text
         clock.advance(MINUTE_AND_A_BIT)
-    sixth = client.post("/api/v1/me/email", json={"email": "one@example.com"}, headers=me)
+    sixth = client.post("/api/v1/me/email", json={"email": "one@example.com", "password": PASSWORD}, headers=me)
     assert sixth.status_code == 429 and sixth.json()["error"]["code"] == "otp_send_limit"
     assert int(sixth.headers["Retry-After"]) == 3600 - 5 * 61
-    assert client.post("/api/v1/me/email", json={"email": "two@example.com"}, headers=me).status_code == 202
+    assert client.post("/api/v1/me/email", json={"email": "two@example.com", "password": PASSWORD}, headers=me).status_code == 202
 
 
 def test_the_address_ceiling_holds_and_refused_input_costs_nothing(

@@ -22,7 +22,7 @@ from duckline.domain.catalog import Zone
 from duckline.domain.roles import Role
 from duckline.runtime import Runtime
 from duckline.services import catalog, outgoing_webhooks, reminders, usage
-from tests.factories import last_code, last_emailed_code, numbers, plan_input, register_and_verify, staff
+from tests.factories import PASSWORD, last_code, last_emailed_code, numbers, plan_input, register_and_verify, staff
 
 
 @pytest.fixture
@@ -117,7 +117,8 @@ def test_changing_email_needs_the_code_and_tells_the_old_contacts(
     headers = active["headers"]
     bad = client.post("/api/v1/me/email", json={"email": "not an email"}, headers=headers)
     assert bad.status_code == 422
-    assert client.post("/api/v1/me/email", json={"email": "tai.man@example.com"}, headers=headers).status_code == 202
+    change = {"email": "tai.man@example.com", "password": PASSWORD}  # the password proves it is the holder
+    assert client.post("/api/v1/me/email", json=change, headers=headers).status_code == 202
     code_message = sent(runtime, "email_verify")[-1]
     assert code_message.recipient == "tai.man@example.com" and code_message.channel == "email"
     code = last_emailed_code(runtime, "tai.man@example.com")
@@ -135,9 +136,10 @@ def test_changing_email_needs_the_code_and_tells_the_old_contacts(
 
 def test_changing_phone_tells_the_old_number(client: TestClient, runtime: Runtime, active: dict[str, Any]) -> None:
     headers = active["headers"]
-    taken = client.post("/api/v1/me/phone", json={"phone": active["phone"]}, headers=headers)
+    taken = client.post("/api/v1/me/phone", json={"phone": active["phone"], "password": PASSWORD}, headers=headers)
     assert taken.status_code == 409
-    assert client.post("/api/v1/me/phone", json={"phone": "+85261009999"}, headers=headers).status_code == 202
+    change = {"phone": "+85261009999", "password": PASSWORD}  # the password proves it is the holder
+    assert client.post("/api/v1/me/phone", json=change, headers=headers).status_code == 202
     code_message = sent(runtime, "otp")[-1]
     assert code_message.recipient == "+85261009999"
     code = last_code(runtime, "+85261009999")

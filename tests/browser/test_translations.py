@@ -110,6 +110,7 @@ SUBSCRIBER_PAGES = (
     "/orders/{failed}/result",
     "/bills",
     "/settings",
+    "/settings/security",
     "/support",
     "/support/{ticket}",
 )

@@ -201,7 +201,7 @@ def test_email_is_changed_with_the_code_sent_to_it(
     bad = submit(client, "/settings", "/settings/email", {"email": "not an address"})
     assert bad.status_code == 422 and "Enter an email address like name@example.com." in text(bad.text)
 
-    sent = submit(client, "/settings", "/settings/email", {"email": "wong@example.com"})
+    sent = submit(client, "/settings", "/settings/email", {"email": "wong@example.com", "password": PASSWORD})
     assert sent.headers["location"] == "/settings?saved=email_code_sent"
     page = client.get(sent.headers["location"]).text
     assert "Code sent to wong@example.com" in text(page) and 'id="email-code"' in page
@@ -228,10 +228,10 @@ def test_email_is_changed_with_the_code_sent_to_it(
 def test_phone_change_asks_for_the_code_sent_by_sms(
     client: TestClient, runtime: Runtime, subscriber: dict[str, Any]
 ) -> None:
-    taken = submit(client, "/settings", "/settings/phone", {"phone": subscriber["phone"]})
+    taken = submit(client, "/settings", "/settings/phone", {"phone": subscriber["phone"], "password": PASSWORD})
     assert taken.status_code == 409 and "This phone number is already registered." in text(taken.text)
 
-    sent = submit(client, "/settings", "/settings/phone", {"phone": "+852 6100 0077"})
+    sent = submit(client, "/settings", "/settings/phone", {"phone": "+852 6100 0077", "password": PASSWORD})
 
     assert sent.headers["location"] == "/settings?saved=phone_code_sent"
     assert "Code sent by SMS to +852 6100 0077" in text(client.get(sent.headers["location"]).text)

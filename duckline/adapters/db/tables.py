@@ -145,6 +145,13 @@ class ApiToken(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    # For the owner's list of sessions: when it was last used (to the minute, not every request)
+    # and the browser or client that signed in.
+    last_used_at: Mapped[datetime | None]
+    user_agent: Mapped[str | None] = mapped_column(String(200))
+    # A fresh proof of the account holder (password or code) given in this session: risky
+    # changes (phone, email, password) need one younger than `step_up_ttl_seconds`.
+    reauthenticated_at: Mapped[datetime | None]
 
 
 class PoolNumber(Base):

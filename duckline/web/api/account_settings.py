@@ -7,7 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Request, status
 from pydantic import BaseModel, EmailStr, Field
 
+from duckline.adapters.db.tables import Account
 from duckline.services import contacts
+from duckline.web.api import security as api_security
 from duckline.web.deps import RuntimeDep, Subscriber, SubscriberOrStaff, checking_code, sending_code
 from duckline.web.openapi import errors
 from duckline.web.schemas import AccountOut
@@ -21,10 +23,16 @@ class AccountPatch(BaseModel):
 
 class EmailIn(BaseModel):
     email: EmailStr
+    password: str | None = Field(
+        default=None, min_length=1, max_length=200, description="Proves it is you (or POST /me/reauthenticate first)"
+    )
 
 
 class PhoneChangeIn(BaseModel):
     phone: str = Field(max_length=30)
+    password: str | None = Field(
+        default=None, min_length=1, max_length=200, description="Proves it is you (or POST /me/reauthenticate first)"
+    )
 
 
 class CodeIn(BaseModel):
@@ -32,6 +40,13 @@ class CodeIn(BaseModel):
 
 
 Preferences = dict[str, dict[str, bool]]
+
+
+def _proved(request: Request, runtime: RuntimeDep, account: Account, password: str | None) -> str:
+    """The caller's session token, after recording the password as its proof when one is given."""
+    if password is not None:
+        api_security.prove(request, runtime, account, password, None)
+    return api_security.current_token(request, runtime)
 
 
 @router.patch("", response_model=AccountOut)
@@ -55,11 +70,14 @@ def set_preferences(body: Preferences, runtime: RuntimeDep, account: Subscriber)
         return contacts.set_preferences(uow, uow.session.merge(account), body)
 
 
-@router.post("/email", status_code=status.HTTP_202_ACCEPTED, responses=errors(409, 429))
+@router.post("/email", status_code=status.HTTP_202_ACCEPTED, responses=errors(403, 409, 429))
 def change_email(body: EmailIn, request: Request, runtime: RuntimeDep, account: Subscriber) -> dict[str, str]:
-    """Send a code to the new address; the change happens when it is confirmed."""
+    """Send a code to the new address; the change happens when it is confirmed. Needs a fresh
+    proof that it is you: the `password` here, or POST /me/reauthenticate just before
+    (else 403 `reauthentication_required`, and nothing is sent)."""
+    token = _proved(request, runtime, account, body.password)
     with sending_code(request, runtime), runtime.unit_of_work() as uow:
-        contacts.request_change(uow, uow.session.merge(account), contacts.EMAIL, str(body.email))
+        contacts.request_change(uow, uow.session.merge(account), contacts.EMAIL, str(body.email), token)
     return {"status": "code_sent"}
 
 
@@ -70,11 +88,13 @@ def confirm_email(body: CodeIn, request: Request, runtime: RuntimeDep, account: 
         return AccountOut.of(contacts.confirm_change(uow, uow.session.merge(account), contacts.EMAIL, body.code))
 
 
-@router.post("/phone", status_code=status.HTTP_202_ACCEPTED, responses=errors(409, 429))
+@router.post("/phone", status_code=status.HTTP_202_ACCEPTED, responses=errors(403, 409, 429))
 def change_phone(body: PhoneChangeIn, request: Request, runtime: RuntimeDep, account: Subscriber) -> dict[str, str]:
-    """Send a code by SMS to the new number; the old number is told once the change is confirmed."""
+    """Send a code by SMS to the new number; the old number is told once the change is confirmed.
+    Needs a fresh proof that it is you, as for the email."""
+    token = _proved(request, runtime, account, body.password)
     with sending_code(request, runtime), runtime.unit_of_work() as uow:
-        contacts.request_change(uow, uow.session.merge(account), contacts.PHONE, body.phone)
+        contacts.request_change(uow, uow.session.merge(account), contacts.PHONE, body.phone, token)
     return {"status": "code_sent"}
 
 

@@ -38,7 +38,12 @@ def login(body: LoginIn, request: Request, response: Response, runtime: RuntimeD
     _check_rate(request, runtime, body.phone)
     settings = runtime.settings
     signed = accounts.sign_in(
-        runtime, body.phone, body.password, "session", timedelta(seconds=settings.session_max_age_seconds)
+        runtime,
+        body.phone,
+        body.password,
+        "session",
+        timedelta(seconds=settings.session_max_age_seconds),
+        request.headers.get("user-agent"),
     )
     response.set_cookie(
         SESSION_COOKIE,
@@ -81,5 +86,7 @@ def create_token(body: TokenIn, request: Request, runtime: RuntimeDep) -> TokenO
     """Exchange a phone and password for a bearer token (shown once; only its hash is kept)."""
     _check_rate(request, runtime, body.phone)
     ttl = timedelta(days=runtime.settings.api_token_ttl_days)
-    token = accounts.sign_in(runtime, body.phone, body.password, body.name, ttl).token
+    token = accounts.sign_in(
+        runtime, body.phone, body.password, body.name, ttl, request.headers.get("user-agent")
+    ).token
     return TokenOut(token=token, expires_at=runtime.clock.now() + ttl)

@@ -19,11 +19,12 @@ from duckline.adapters.db.tables import Account, ContactChange, Line, SavedPayme
 from duckline.domain.lines import LineStatus
 from duckline.errors import DomainError, ErrorCode
 from duckline.runtime import Runtime
-from duckline.services import contacts, lines, notifications, payment_labels, support
+from duckline.services import contacts, lines, notifications, payment_labels, security, support
 from duckline.services.unit_of_work import UnitOfWork
-from duckline.web.deps import RuntimeDep, checking_code, sending_code
+from duckline.web.deps import RuntimeDep, checking_code, sending_code, session_token_from_cookie
 from duckline.web.errors import STATUS
 from duckline.web.pagination import page
+from duckline.web.portal import security_pages
 from duckline.web.portal.rendering import check_csrf, error_text, page_language, redirect, render
 from duckline.web.portal.session import SignedIn
 
@@ -49,9 +50,11 @@ def request_email_change(
     runtime: RuntimeDep,
     account: SignedIn,
     email: Annotated[str, Form(max_length=254)],
+    password: Annotated[str, Form(max_length=200)] = "",
     csrf_token: Csrf = "",
 ) -> Response:
-    """Send a code to the new address; nothing changes until it comes back."""
+    """Send a code to the new address; nothing changes until it comes back. The password proves
+    it is the account holder (unless this session proved it a moment ago)."""
     check_csrf(request, runtime, csrf_token)
     try:
         address = str(_email.validate_python(email.strip()))
@@ -59,7 +62,7 @@ def request_email_change(
         return _settings_error(
             request, runtime, account, DomainError(ErrorCode.EMAIL_INVALID, field="email"), email=email
         )
-    return _request_change(request, runtime, account, contacts.EMAIL, address)
+    return _request_change(request, runtime, account, contacts.EMAIL, address, password)
 
 
 @router.post("/settings/phone")
@@ -68,10 +71,11 @@ def request_phone_change(
     runtime: RuntimeDep,
     account: SignedIn,
     phone: Annotated[str, Form(max_length=30)],
+    password: Annotated[str, Form(max_length=200)] = "",
     csrf_token: Csrf = "",
 ) -> Response:
     check_csrf(request, runtime, csrf_token)
-    return _request_change(request, runtime, account, contacts.PHONE, phone)
+    return _request_change(request, runtime, account, contacts.PHONE, phone, password)
 
 
 @router.post("/settings/email/verify")
@@ -165,12 +169,17 @@ def save_auto_renew(
     return redirect(f"/settings?saved=auto_renew_{'on' if turn_on else 'off'}")
 
 
-def _request_change(request: Request, runtime: Runtime, account: Account, kind: str, value: str) -> Response:
+def _request_change(
+    request: Request, runtime: Runtime, account: Account, kind: str, value: str, password: str
+) -> Response:
     try:
+        if password:
+            security_pages.prove_with_password(request, runtime, account, password)
         with sending_code(request, runtime), runtime.unit_of_work() as uow:
-            contacts.request_change(uow, uow.session.merge(account), kind, value)
+            token = session_token_from_cookie(request, runtime) or ""
+            contacts.request_change(uow, uow.session.merge(account), kind, value, token)
     except DomainError as error:
-        return _settings_error(request, runtime, account, error, **{kind: value})
+        return _settings_error(request, runtime, account, error, change_for=kind, **{kind: value})
     return redirect(f"/settings?saved={kind}_code_sent")
 
 
@@ -250,6 +259,7 @@ def _settings(request: Request, runtime: Runtime, account: Account, status_code:
             {"line": line, "method": _masked(lines.renewal_method(uow, me, line), language)} for line in own_lines
         ]
         pending = {kind: _pending_change(uow, me, kind) for kind in (contacts.EMAIL, contacts.PHONE)}
+        proof_until = security.proof_valid_until(uow, session_token_from_cookie(request, runtime))
     return render(
         request,
         runtime,
@@ -258,6 +268,7 @@ def _settings(request: Request, runtime: Runtime, account: Account, status_code:
         status_code=status_code,
         me=me,
         pending=pending,
+        proof_until=proof_until,
         preferences=contacts.effective_preferences(me),
         channels=notifications.CHANNELS,
         categories=notifications.CATEGORIES,

@@ -60,7 +60,12 @@ def login(
     settings = runtime.settings
     try:
         signed = accounts.sign_in(
-            runtime, phone, password, "portal", timedelta(seconds=settings.session_max_age_seconds)
+            runtime,
+            phone,
+            password,
+            "portal",
+            timedelta(seconds=settings.session_max_age_seconds),
+            request.headers.get("user-agent"),
         )
     except DomainError as error:
         return render(

@@ -122,6 +122,26 @@ class ErrorCode(Enum):
     )
     EMAIL_INVALID = (Kind.INVALID, "Enter an email address like name@example.com.")
     DOCUMENT_IMAGE_REQUIRED = (Kind.INVALID, "Attach a photo or scan of your identity document.")
+    PROOF_REQUIRED = (
+        Kind.INVALID,
+        "Enter your account password, or a code we email you, to prove it is you.",
+    )
+    PASSWORD_WRONG = (Kind.INVALID, "The password is wrong.")
+    PROOF_EMAIL_MISSING = (
+        Kind.CONFLICT,
+        "Your account has no email address for a code: enter your password instead.",
+    )
+    LINE_NOT_SUSPENDED = (Kind.CONFLICT, "This line is not suspended.")
+    SUSPENSION_REASON_INVALID = (Kind.INVALID, "Choose whether the phone was lost or stolen.")
+    ESIM_MOVE_LIMIT = (
+        Kind.RATE_LIMITED,
+        "The eSIM of this line has been moved {count} times in the last 24 hours. "
+        "Try again later, or contact support.",
+    )
+    ESIM_PROFILE_RETIRED = (
+        Kind.CONFLICT,
+        "This eSIM profile was replaced by a newer one and can no longer be used.",
+    )
 
     @property
     def kind(self) -> Kind:

@@ -71,6 +71,11 @@ MATRIX: dict[str, frozenset[Caller]] = {
     "PATCH /api/v1/lines/{line_id}/features": SUBSCRIBER_OR_STAFF,
     "PATCH /api/v1/lines/{line_id}/auto-renew": SUBSCRIBER,  # it charges the subscriber's card
     "POST /api/v1/lines/{line_id}/activate": STAFF,
+    "POST /api/v1/lines/{line_id}/report-lost": SUBSCRIBER,
+    "POST /api/v1/lines/{line_id}/proof-code": SUBSCRIBER,
+    "POST /api/v1/lines/{line_id}/resume": SUBSCRIBER_OR_STAFF,  # staff give a reason, the holder proof
+    "POST /api/v1/lines/{line_id}/esim/move": SUBSCRIBER,
+    "GET /api/v1/esim/profile": NETWORK,  # the SM-DP+ asks whether a profile is still the line's
     # The catalogue: anyone reads it, staff edit it.
     "GET /api/v1/plans": ANYONE,
     "GET /api/v1/plans/{code}": ANYONE,

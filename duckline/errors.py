@@ -135,8 +135,7 @@ class ErrorCode(Enum):
     SUSPENSION_REASON_INVALID = (Kind.INVALID, "Choose whether the phone was lost or stolen.")
     ESIM_MOVE_LIMIT = (
         Kind.RATE_LIMITED,
-        "The eSIM of this line has been moved {count} times in the last 24 hours. "
-        "Try again later, or contact support.",
+        "The eSIM of this line has been moved {count} times in the last 24 hours. Try again later, or contact support.",
     )
     ESIM_PROFILE_RETIRED = (
         Kind.CONFLICT,

@@ -25,7 +25,7 @@ PASSWORD, EMAIL_CODE = "password", "email_code"
 
 
 def masked_email(address: str) -> str:
-    """"c•••@example.com": enough for the holder to recognise, little for anyone else."""
+    """ "c•••@example.com": enough for the holder to recognise, little for anyone else."""
     local, _, domain = address.partition("@")
     return f"{local[:1]}•••@{domain}"
 
@@ -94,7 +94,7 @@ def prove(uow: UnitOfWork, account: Account, purpose: str, password: str | None,
 def _password(uow: UnitOfWork, account: Account, password: str) -> str:
     held = uow.session.get(Account, account.id, with_for_update=True, populate_existing=True)
     assert held is not None  # accounts are never deleted
-    now, settings = uow.now(), uow.settings
+    now = uow.now()
     if held.locked_until is not None and held.locked_until > now:
         minutes = max(1, -(-int((held.locked_until - now).total_seconds()) // 60))
         raise DomainError(ErrorCode.LOGIN_LOCKED, field="password", minutes=minutes)

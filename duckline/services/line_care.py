@@ -38,9 +38,7 @@ def report_lost(uow: UnitOfWork, actor: Account, line_id: int, reason: Suspensio
     line.suspension, line.suspended_at, line.updated_at = reason, now, now
     ended = _end_sessions(uow, line)
     _event(uow, line, f"suspended: phone {reason.value}, reported by the subscriber")
-    audit.record(
-        uow, actor.id, "line.suspended", f"line:{line.id}", old=None, new=reason.value, sessions_ended=ended
-    )
+    audit.record(uow, actor.id, "line.suspended", f"line:{line.id}", old=None, new=reason.value, sessions_ended=ended)
     owner = _owner(uow, line)
     # Not by SMS to the lost phone; to the account's phone only when there is no email.
     channels = ("email",) if owner.email else ("sms",)

@@ -152,7 +152,10 @@ def report_lost(line_id: PathId, body: ReportLostIn, runtime: RuntimeDep, viewer
 
 
 @router.post(
-    "/{line_id}/proof-code", status_code=status.HTTP_202_ACCEPTED, response_model=ProofCodeOut, responses=errors(409, 429)
+    "/{line_id}/proof-code",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ProofCodeOut,
+    responses=errors(409, 429),
 )
 def proof_code(
     line_id: PathId, body: ProofCodeIn, request: Request, runtime: RuntimeDep, viewer: Subscriber

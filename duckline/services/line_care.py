@@ -19,7 +19,7 @@ from duckline.domain import esim
 from duckline.domain.lines import LineStatus, Suspension, can_suspend
 from duckline.domain.roles import LINE_OPERATORS
 from duckline.errors import DomainError, ErrorCode
-from duckline.services import audit, holder_proof, lines, notifications, quota
+from duckline.services import audit, events, holder_proof, lines, notifications, quota
 from duckline.services.unit_of_work import UnitOfWork
 
 RESUME, ESIM_MOVE = "line_resume", "esim_move"  # what a proof code is for
@@ -39,6 +39,7 @@ def report_lost(uow: UnitOfWork, actor: Account, line_id: int, reason: Suspensio
     ended = _end_sessions(uow, line)
     _event(uow, line, f"suspended: phone {reason.value}, reported by the subscriber")
     audit.record(uow, actor.id, "line.suspended", f"line:{line.id}", old=None, new=reason.value, sessions_ended=ended)
+    events.raise_event(uow, events.LINE_SUSPENDED, line.account_id, line_id=line.id, reason=reason.value)
     owner = _owner(uow, line)
     # Not by SMS to the lost phone; to the account's phone only when there is no email.
     channels = ("email",) if owner.email else ("sms",)
@@ -115,6 +116,7 @@ def move_esim(uow: UnitOfWork, actor: Account, line_id: int, password: str | Non
     line.updated_at = now
     _event(uow, line, f"eSIM moved to a new phone: profile {old_iccid} retired")
     audit.record(uow, actor.id, "line.esim_moved", f"line:{line.id}", old=old_iccid, new=profile.iccid)
+    events.raise_event(uow, events.ESIM_MOVED, line.account_id, line_id=line.id, iccid=profile.iccid)
     notifications.notify(uow, _owner(uow, line), "esim_moved", msisdn=_shown(line))
     return profile
 
@@ -155,6 +157,7 @@ def _lift(uow: UnitOfWork, actor: Account, line: Line, why: str, **details: Any)
     line.suspension, line.suspended_at, line.updated_at = None, None, uow.now()
     _event(uow, line, why)
     audit.record(uow, actor.id, "line.resumed", f"line:{line.id}", old=old, new=None, **details)
+    events.raise_event(uow, events.LINE_RESUMED, line.account_id, line_id=line.id, suspension=old)
     notifications.notify(uow, _owner(uow, line), "line_resumed", msisdn=_shown(line))
     return line
 

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from duckline.adapters.db.tables import AuditEntry, CreditSession, Line, LineEvent, Notification
+from duckline.adapters.db.tables import AuditEntry, CreditSession, DomainEvent, Line, LineEvent, Notification
 from duckline.clock import FrozenClock
 from duckline.domain.lines import LineStatus
 from duckline.domain.roles import Role
@@ -75,6 +75,8 @@ def test_reporting_a_lost_phone_stops_service_at_once(client: TestClient, runtim
         assert entry.detail == {"old": None, "new": "stolen", "sessions_ended": 1}
         told = uow.session.scalars(select(Notification).where(Notification.template == "line_reported_lost")).all()
         assert [(n.channel, n.recipient) for n in told] == [("email", "chan@example.com")]  # not the lost phone
+        raised = uow.session.scalars(select(DomainEvent).where(DomainEvent.type == "line.suspended")).one()
+        assert raised.payload == {"line_id": subscriber["line"]["id"], "reason": "stolen"}  # for webhooks
     # The network's next report is charged, but nothing more is granted; a new session is refused.
     update = ask(runtime, "pgw;lost", 1, RequestType.UPDATE, None, used=MB, requested=2 * MB)
     assert update == CreditAnswer(ResultCode.END_USER_SERVICE_DENIED)
@@ -233,6 +235,8 @@ def test_moving_the_esim_issues_a_new_code_and_refuses_the_old(client: TestClien
     with runtime.unit_of_work() as uow:
         entry = uow.session.scalars(select(AuditEntry).where(AuditEntry.action == "line.esim_moved")).one()
         assert entry.detail == {"old": before["iccid"], "new": after["iccid"]}
+        raised = uow.session.scalars(select(DomainEvent).where(DomainEvent.type == "line.esim_moved")).one()
+        assert raised.payload == {"line_id": subscriber["line"]["id"], "iccid": after["iccid"]}
     assert count(runtime, Notification, Notification.template == "esim_moved") == 1  # SMS; no email on file
 
 

@@ -222,6 +222,8 @@ class Settings(BaseSettings):
 
     smdp_address: str = "smdp.duckline.example"
     iccid_prefix: str = "8985201"
+    # Moving an eSIM to a new phone retires the installed profile: at most this many a day per line.
+    esim_moves_per_day: int = 3
 
     # Channels: the demo writes to files under log_dir; production sets SMTP and SMPP or HTTP.
     sms_channel: Literal["log", "smpp", "http"] = "log"

@@ -135,6 +135,24 @@ class ErrorCode(Enum):
     )
     PASSWORD_WRONG = (Kind.INVALID, "The password is wrong.")
     PASSWORDS_DIFFER = (Kind.INVALID, "The two new passwords are not the same.")
+    PROOF_REQUIRED = (
+        Kind.INVALID,
+        "Enter your account password, or a code we email you, to prove it is you.",
+    )
+    PROOF_EMAIL_MISSING = (
+        Kind.CONFLICT,
+        "Your account has no email address for a code: enter your password instead.",
+    )
+    LINE_NOT_SUSPENDED = (Kind.CONFLICT, "This line is not suspended.")
+    SUSPENSION_REASON_INVALID = (Kind.INVALID, "Choose whether the phone was lost or stolen.")
+    ESIM_MOVE_LIMIT = (
+        Kind.RATE_LIMITED,
+        "The eSIM of this line has been moved {count} times in the last 24 hours. Try again later, or contact support.",
+    )
+    ESIM_PROFILE_RETIRED = (
+        Kind.CONFLICT,
+        "This eSIM profile was replaced by a newer one and can no longer be used.",
+    )
 
     @property
     def kind(self) -> Kind:

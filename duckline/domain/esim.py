@@ -23,3 +23,13 @@ def is_valid_iccid(iccid: str) -> bool:
 def activation_code(smdp_address: str, matching_id: str) -> str:
     """The string an eSIM-capable phone scans: LPA:1$<SM-DP+ address>$<matching id>."""
     return f"LPA:1${smdp_address}${matching_id}"
+
+
+def reissue_serial(prefix: str, issue: int, length: int = 19) -> int:
+    """The serial of a replacement profile's ICCID: `issue` (a positive counter) above every
+    serial a first profile takes (a line id), so the two series can never meet."""
+    body_length = length - 1 - len(prefix)
+    offset = 10 ** (body_length - 1)
+    if issue <= 0 or offset + issue >= 10**body_length:
+        raise ValueError("no room for another ICCID")
+    return offset + issue

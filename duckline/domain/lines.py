@@ -37,6 +37,23 @@ def check_transition(current: LineStatus, target: LineStatus) -> None:
         )
 
 
-def can_use_service(status: LineStatus) -> bool:
-    """Only an active line may draw down its allowances."""
-    return status is LineStatus.ACTIVE
+class Suspension(StrEnum):
+    """Why the subscriber had service stopped on a line, whatever its status.
+
+    Not a status: the line still lives its life (expiry, grace, recycling run as usual, and a
+    renewal still extends it), but nothing goes through until the account holder, or staff,
+    lifts the suspension. So a renewal bought meanwhile cannot silently bring a lost phone back.
+    """
+
+    LOST = "lost"
+    STOLEN = "stolen"
+
+
+def can_use_service(status: LineStatus, suspension: Suspension | None = None) -> bool:
+    """Only an active line that nobody has suspended may draw down its allowances."""
+    return status is LineStatus.ACTIVE and suspension is None
+
+
+def can_suspend(status: LineStatus) -> bool:
+    """A lost phone can be reported for any line that still has its number."""
+    return status is not LineStatus.RECYCLED

@@ -21,6 +21,10 @@ LINE_GRACE = "line.grace"
 LINE_EXPIRED = "line.expired"
 LINE_RECYCLED = "line.recycled"
 BALANCE_LOW = "balance.low"
+# A lost or stolen phone, service back on, an eSIM moved (services/line_care.py tells the holder).
+LINE_SUSPENDED = "line.suspended"
+LINE_RESUMED = "line.resumed"
+ESIM_MOVED = "line.esim_moved"
 ALL = (
     RENEWAL_SUCCEEDED,
     RENEWAL_FAILED,
@@ -32,6 +36,9 @@ ALL = (
     LINE_EXPIRED,
     LINE_RECYCLED,
     BALANCE_LOW,
+    LINE_SUSPENDED,
+    LINE_RESUMED,
+    ESIM_MOVED,
 )
 
 

@@ -161,6 +161,31 @@ TEMPLATES: dict[str, Template] = {
     "ticket_answered": Template(
         SUPPORT, "Support replied to your ticket", "Support replied to your ticket #{ticket}: {reply}"
     ),
+    "line_reported_lost": Template(
+        SECURITY,
+        "Service stopped on {msisdn}",
+        "You reported the phone with {msisdn} lost or stolen, so we stopped calls, SMS and data on it at once. "
+        "Your number, plan and expiry stay as they are. To turn the line back on, sign in and prove it is you "
+        "with your password, or with a code we email you. If this was not you, contact support at once.",
+    ),
+    "line_resumed": Template(
+        SECURITY,
+        "Service is back on {msisdn}",
+        "Calls, SMS and data are back on {msisdn}. If this was not you, contact support at once.",
+    ),
+    "esim_moved": Template(
+        SECURITY,
+        "Your eSIM was moved to a new phone",
+        "A new eSIM profile was issued for {msisdn}, and the eSIM on the old phone no longer works. "
+        "If this was not you, contact support at once.",
+    ),
+    "proof_code": Template(
+        SECURITY,
+        "Your verification code",
+        "Your Duckline code to confirm it is you is {code}. It expires in {minutes} minutes. "
+        "Never share it with anyone.",
+        carries_code=True,
+    ),
 }
 UNIT_NAMES = {"voice_seconds": "voice minutes", "sms": "SMS", "data_bytes": "data"}
 EMAIL_FOOTER = "This message was sent by Duckline to {recipient}."

@@ -28,6 +28,9 @@ from duckline.services.usage import UsageInput, UsageKind
 
 SOURCE = "diameter"
 OPEN, CLOSED = "open", "closed"
+# Ended by Duckline, not by the network element (the line was suspended): it holds nothing and is
+# granted nothing more, but the units the element still reports as used are charged.
+ABORTED = "aborted"
 _KINDS = {kind.unit: kind for kind in UsageKind}
 RECORD_ID_MAX = 100  # usage_records.record_id
 
@@ -143,7 +146,7 @@ def _decide(uow: UnitOfWork, request: CreditRequest, line: Line, session: Credit
     if request.request_type is RequestType.TERMINATE:
         session.status = CLOSED
         return CreditAnswer(ResultCode.SUCCESS)
-    if not can_use_service(line.status):
+    if session.status == ABORTED or not can_use_service(line.status, line.suspension):
         if request.request_type is not RequestType.UPDATE:  # after an update the element ends it
             session.status = CLOSED
         return CreditAnswer(ResultCode.END_USER_SERVICE_DENIED)

@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         security,
     ):
         api.include_router(module.router)
+    api.include_router(lines.esim_router)
     app.include_router(api)
     app.include_router(sandbox.router)
     for page_router in portal_routers():

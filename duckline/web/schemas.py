@@ -10,6 +10,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from duckline.adapters.db.tables import Account, EsimProfile, Line, Person, Plan
 from duckline.domain.catalog import PlanKind, Unit, Zone
 from duckline.domain.esim import activation_code
+from duckline.domain.lines import can_use_service
 from duckline.domain.phone import display
 from duckline.money import Money
 from duckline.services.lines import LineStatusView
@@ -66,6 +67,11 @@ class LineOut(BaseModel):
     voicemail: bool
     caller_id: bool
     auto_renew: bool = False
+    suspension: str | None = Field(
+        default=None, description="lost or stolen: service stopped at the subscriber's request, over any status"
+    )
+    suspended_at: datetime | None = None
+    in_service: bool = Field(default=False, description="calls, SMS and data go through now")
 
     @classmethod
     def of(cls, line: Line, plan_code: str | None = None) -> LineOut:
@@ -79,6 +85,9 @@ class LineOut(BaseModel):
             voicemail=line.voicemail,
             caller_id=line.caller_id,
             auto_renew=line.auto_renew,
+            suspension=line.suspension.value if line.suspension else None,
+            suspended_at=line.suspended_at,
+            in_service=can_use_service(line.status, line.suspension),
         )
 
 

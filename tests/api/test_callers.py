@@ -77,6 +77,11 @@ MATRIX: dict[str, frozenset[Caller]] = {
     "PATCH /api/v1/lines/{line_id}/features": SUBSCRIBER_OR_STAFF,
     "PATCH /api/v1/lines/{line_id}/auto-renew": SUBSCRIBER,  # it charges the subscriber's card
     "POST /api/v1/lines/{line_id}/activate": STAFF,
+    "POST /api/v1/lines/{line_id}/report-lost": SUBSCRIBER,
+    "POST /api/v1/lines/{line_id}/proof-code": SUBSCRIBER,
+    "POST /api/v1/lines/{line_id}/resume": SUBSCRIBER_OR_STAFF,  # staff give a reason, the holder proof
+    "POST /api/v1/lines/{line_id}/esim/move": SUBSCRIBER,
+    "GET /api/v1/esim/profile": NETWORK,  # the SM-DP+ asks whether a profile is still the line's
     # The catalogue: anyone reads it, staff edit it.
     "GET /api/v1/plans": ANYONE,
     "GET /api/v1/plans/{code}": ANYONE,
@@ -138,6 +143,12 @@ MATRIX: dict[str, frozenset[Caller]] = {
     # … the subscriber's pages …
     "GET /lines/{line_id}": SUBSCRIBER,
     "GET /lines/{line_id}/usage": SUBSCRIBER,
+    "GET /lines/{line_id}/report-lost": SUBSCRIBER,
+    "POST /lines/{line_id}/report-lost": SUBSCRIBER,
+    "GET /lines/{line_id}/resume": SUBSCRIBER,
+    "POST /lines/{line_id}/resume": SUBSCRIBER,
+    "GET /lines/{line_id}/esim/move": SUBSCRIBER,
+    "POST /lines/{line_id}/esim/move": SUBSCRIBER,
     "GET /lines/{line_id}/renew": SUBSCRIBER,
     "POST /lines/{line_id}/renew": SUBSCRIBER,
     "GET /payments/{payment_id}/result": SUBSCRIBER,
@@ -170,6 +181,7 @@ MATRIX: dict[str, frozenset[Caller]] = {
     "GET /console/subscribers": STAFF,
     "GET /console/subscribers/{account_id}": STAFF,
     "POST /console/subscribers/{account_id}/kyc": STAFF,
+    "POST /console/lines/{line_id}/resume": STAFF,
     "POST /console/orders/{order_id}/refund": STAFF,
     "GET /console/plans": STAFF,
     "GET /console/plans/new": STAFF,

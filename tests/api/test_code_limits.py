@@ -191,7 +191,8 @@ def test_email_codes_are_counted_per_address_they_go_to(
     sixth = client.post("/api/v1/me/email", json={"email": "one@example.com", "password": PASSWORD}, headers=me)
     assert sixth.status_code == 429 and sixth.json()["error"]["code"] == "otp_send_limit"
     assert int(sixth.headers["Retry-After"]) == 3600 - 5 * 61
-    assert client.post("/api/v1/me/email", json={"email": "two@example.com", "password": PASSWORD}, headers=me).status_code == 202
+    other = client.post("/api/v1/me/email", json={"email": "two@example.com", "password": PASSWORD}, headers=me)
+    assert other.status_code == 202
 
 
 def test_the_address_ceiling_holds_and_refused_input_costs_nothing(

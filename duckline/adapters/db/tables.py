@@ -26,7 +26,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from duckline.adapters.db.types import BigId, UTCDateTime, enum_column
 from duckline.domain.catalog import PlanKind, PlanStatus, Unit, Zone
 from duckline.domain.identity import DocumentType, KycStatus
-from duckline.domain.lines import LineStatus
+from duckline.domain.lines import LineStatus, Suspension
 from duckline.domain.orders import OrderKind, OrderStatus, PaymentMethod, PaymentStatus
 from duckline.domain.pricing import PromotionKind
 from duckline.domain.roles import Role
@@ -204,6 +204,9 @@ class Line(Base):
     caller_id: Mapped[bool] = mapped_column(Boolean, default=True)
     auto_renew: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     auto_renew_method_id: Mapped[int | None] = mapped_column(ForeignKey("saved_payment_methods.id"))
+    # Service stopped at the subscriber's request (a lost or stolen phone), over any status.
+    suspension: Mapped[Suspension | None] = mapped_column(enum_column(Suspension, 10))
+    suspended_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -702,3 +705,18 @@ class TicketMessage(Base):
     staff: Mapped[bool] = mapped_column(Boolean, default=False)  # written by support, not the subscriber
     created_at: Mapped[datetime]
     __table_args__ = (Index("ix_ticket_messages_ticket", "ticket_id", "id"),)
+
+
+class RetiredEsimProfile(Base):
+    """An eSIM profile replaced by a new one (the eSIM moved to another phone): its ICCID and
+    activation code are refused from then on. The line's current profile is in esim_profiles."""
+
+    __tablename__ = "retired_esim_profiles"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    line_id: Mapped[int] = mapped_column(ForeignKey("lines.id"), index=True)
+    iccid: Mapped[str] = mapped_column(String(20), unique=True)
+    smdp_address: Mapped[str] = mapped_column(String(200))
+    matching_id: Mapped[str] = mapped_column(String(64), unique=True)
+    issued_at: Mapped[datetime]
+    retired_at: Mapped[datetime]
+    retired_by: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))

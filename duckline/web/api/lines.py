@@ -4,26 +4,43 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from sqlalchemy import select
 
 from duckline.adapters import qr
 from duckline.adapters.db.tables import Account, Line
 from duckline.adapters.db.types import is_id
 from duckline.domain.esim import activation_code
-from duckline.domain.roles import LINE_OPERATORS, STAFF
+from duckline.domain.lines import Suspension, can_use_service
+from duckline.domain.roles import LINE_OPERATORS, STAFF, USAGE_REPORTERS
 from duckline.errors import DomainError, ErrorCode
-from duckline.services import catalog, lines
+from duckline.services import catalog, holder_proof, line_care, lines
 from duckline.web.api.plans import Language, render
 from duckline.web.billing_schemas import AutoRenewIn
-from duckline.web.deps import RuntimeDep, Subscriber, SubscriberOrStaff, require_roles
+from duckline.web.deps import (
+    RuntimeDep,
+    Subscriber,
+    SubscriberOrStaff,
+    client_address,
+    require_roles,
+)
 from duckline.web.fields import Cursor, PathId, QueryId
+from duckline.web.line_care_schemas import (
+    EsimMovedOut,
+    EsimProfileStateOut,
+    ProofCodeIn,
+    ProofCodeOut,
+    ProofIn,
+    ReportLostIn,
+    ResumeIn,
+)
 from duckline.web.openapi import errors
 from duckline.web.pagination import page
 from duckline.web.schemas import ActivateIn, EsimOut, FeaturesIn, LineOut, LineStatusOut, Page
 
 router = APIRouter(prefix="/lines", tags=["lines"])
 Operator = Annotated[Account, Depends(require_roles(LINE_OPERATORS))]
+Network = Annotated[Account, Depends(require_roles(USAGE_REPORTERS))]  # the SM-DP+ and network elements
 
 
 @router.get("", response_model=Page[LineOut], responses=errors(403))
@@ -121,3 +138,86 @@ def activate(line_id: PathId, body: ActivateIn, runtime: RuntimeDep, actor: Oper
         line = lines.visible_line(uow, actor, line_id)
         plan = catalog.get_plan(uow, body.plan_code)
         return LineOut.of(lines.activate(uow, actor, line, plan), plan.code)
+
+
+# --- Self-care: a lost or stolen phone, resuming, moving the eSIM ----------------------------
+
+
+@router.post("/{line_id}/report-lost", response_model=LineOut, responses=errors(404, 409))
+def report_lost(line_id: PathId, body: ReportLostIn, runtime: RuntimeDep, viewer: Subscriber) -> LineOut:
+    """Stop calls, SMS and data on the line at once: the network's open sessions are ended and no
+    more quota is granted. The number, plan and expiry stay; reporting again changes nothing."""
+    with runtime.unit_of_work() as uow:
+        return LineOut.of(line_care.report_lost(uow, viewer, line_id, Suspension(body.reason)))
+
+
+@router.post(
+    "/{line_id}/proof-code",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ProofCodeOut,
+    responses=errors(409, 429),
+)
+def proof_code(
+    line_id: PathId, body: ProofCodeIn, request: Request, runtime: RuntimeDep, viewer: Subscriber
+) -> ProofCodeOut:
+    """Email the account holder a code to resume the line or move its eSIM (never by SMS: the
+    phone may be the lost one)."""
+    _limit(runtime, request, "otp", viewer)
+    purpose = line_care.RESUME if body.purpose == "resume" else line_care.ESIM_MOVE
+    with runtime.unit_of_work() as uow:
+        sent_to = line_care.send_proof_code(uow, viewer, line_id, purpose)
+    return ProofCodeOut(sent_to=holder_proof.masked_email(sent_to))
+
+
+@router.post("/{line_id}/resume", response_model=LineOut, responses=errors(403, 404, 409, 429))
+def resume(
+    line_id: PathId, body: ResumeIn, request: Request, runtime: RuntimeDep, viewer: SubscriberOrStaff
+) -> LineOut:
+    """Turn a suspended line back on. The subscriber proves it is them (password, or an emailed
+    code); staff who may operate lines give a reason instead. A wrong proof changes nothing."""
+    if viewer.role in STAFF:
+        with runtime.unit_of_work() as uow:
+            return LineOut.of(line_care.staff_resume(uow, viewer, line_id, body.reason or ""))
+    _limit(runtime, request, "login", viewer)
+    with runtime.unit_of_work() as uow:
+        return LineOut.of(line_care.resume(uow, viewer, line_id, body.password, body.code))
+
+
+@router.post("/{line_id}/esim/move", response_model=EsimMovedOut, responses=errors(404, 409, 429))
+def move_esim(
+    line_id: PathId, body: ProofIn, request: Request, runtime: RuntimeDep, viewer: Subscriber
+) -> EsimMovedOut:
+    """Issue a new eSIM activation code (and ICCID) to install on a new phone; the old profile is
+    refused from now on. Needs the password (or an emailed code); a few moves a day at most."""
+    _limit(runtime, request, "login", viewer)
+    with runtime.unit_of_work() as uow:
+        profile = line_care.move_esim(uow, viewer, line_id, body.password, body.code)
+        line = lines.visible_line(uow, viewer, line_id)
+        return EsimMovedOut(line=LineOut.of(line), esim=EsimOut.of(line, profile))
+
+
+def _limit(runtime: RuntimeDep, request: Request, rule: str, viewer: Account) -> None:
+    if not runtime.rate_limits.hit(rule, f"ip:{client_address(request)}", f"account:{viewer.id}"):
+        raise DomainError(ErrorCode.RATE_LIMITED)
+
+
+esim_router = APIRouter(prefix="/esim", tags=["lines"])
+
+
+@esim_router.get("/profile", response_model=EsimProfileStateOut, responses=errors(404, 409, 422))
+def esim_profile_state(
+    runtime: RuntimeDep,
+    caller: Network,
+    iccid: Annotated[str | None, Query(max_length=20)] = None,
+    matching_id: Annotated[str | None, Query(max_length=64)] = None,
+) -> EsimProfileStateOut:
+    """For the SM-DP+ and the network: may this profile (by ICCID or matching ID) download or
+    attach? A profile replaced when its eSIM moved to a new phone answers 409 esim_profile_retired."""
+    with runtime.unit_of_work() as uow:
+        profile, line = line_care.profile_in_use(uow, iccid, matching_id)
+        return EsimProfileStateOut(
+            iccid=profile.iccid,
+            msisdn=line.msisdn,
+            line_id=line.id,
+            in_service=can_use_service(line.status, line.suspension),
+        )

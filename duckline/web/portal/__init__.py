@@ -9,11 +9,20 @@ from fastapi import APIRouter
 
 
 def portal_routers() -> list[APIRouter]:
-    from duckline.web.portal import account_pages, console, lines_pages, pages, renew_pages, security_pages
+    from duckline.web.portal import (
+        account_pages,
+        console,
+        line_care_pages,
+        lines_pages,
+        pages,
+        renew_pages,
+        security_pages,
+    )
 
     return [
         pages.router,
         lines_pages.router,
+        line_care_pages.router,
         renew_pages.router,
         account_pages.router,
         security_pages.router,

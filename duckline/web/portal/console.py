@@ -24,12 +24,13 @@ from duckline.money import Money
 from duckline.services import numbers
 from duckline.web.api import billing
 from duckline.web.deps import RuntimeDep
-from duckline.web.portal import console_catalogue, console_operations, console_subscribers
+from duckline.web.portal import console_catalogue, console_lines, console_operations, console_subscribers
 from duckline.web.portal.console_common import Staff, abilities, page
 from duckline.web.portal.rendering import page_language
 
 router = APIRouter(include_in_schema=False)
 router.include_router(console_subscribers.router)
+router.include_router(console_lines.router)
 router.include_router(console_catalogue.router)
 router.include_router(console_operations.router)
 

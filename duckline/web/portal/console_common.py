@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse
 from starlette.datastructures import FormData
 
 from duckline.adapters.db.tables import Account
-from duckline.domain.roles import CATALOGUE_EDITORS, KYC_REVIEWERS, NUMBER_POOL_MANAGERS, STAFF, Role
+from duckline.domain.roles import CATALOGUE_EDITORS, KYC_REVIEWERS, LINE_OPERATORS, NUMBER_POOL_MANAGERS, STAFF, Role
 from duckline.errors import DomainError
 from duckline.runtime import Runtime
 from duckline.web.errors import STATUS
@@ -47,6 +47,7 @@ def abilities(actor: Account) -> dict[str, bool]:
     """What the menu and the forms offer; the routes check the same roles again."""
     return {
         "kyc": actor.role in KYC_REVIEWERS,
+        "lines": actor.role in LINE_OPERATORS,
         "refund": actor.role in REFUNDERS,
         "catalogue": actor.role in CATALOGUE_EDITORS,
         "pool": actor.role in NUMBER_POOL_MANAGERS,

@@ -1,0 +1,210 @@
+"""A subscriber's self-care for a line: report the phone lost or stolen (service stops at once),
+turn it back on with fresh proof of the account holder, move the eSIM to a new phone; and staff
+lifting a suspension with a reason.
+
+A suspension is `lines.suspension`, beside the status (see domain.lines.Suspension): expiry,
+grace and recycling go on as usual, and a renewal meanwhile extends the line without lifting it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, func, or_, select, update
+
+from duckline.adapters.db.tables import Account, CreditSession, EsimProfile, Line, LineEvent, RetiredEsimProfile
+from duckline.domain import esim
+from duckline.domain.lines import LineStatus, Suspension, can_suspend
+from duckline.domain.roles import LINE_OPERATORS
+from duckline.errors import DomainError, ErrorCode
+from duckline.services import audit, events, holder_proof, lines, notifications, quota
+from duckline.services.unit_of_work import UnitOfWork
+
+RESUME, ESIM_MOVE = "line_resume", "esim_move"  # what a proof code is for
+STAFF_REASON_MAX = 300
+
+
+def report_lost(uow: UnitOfWork, actor: Account, line_id: int, reason: Suspension) -> Line:
+    """Stop service on the line now: its open charging sessions are ended (nothing more is
+    granted) and every later quota request is refused. Reporting again changes nothing."""
+    line = _locked(uow, lines.visible_line(uow, actor, line_id))
+    if not can_suspend(line.status):
+        raise DomainError(ErrorCode.LINE_RECYCLED)
+    if line.suspension is not None:
+        return line  # already stopped, by this request's twin or an earlier one
+    now = uow.now()
+    line.suspension, line.suspended_at, line.updated_at = reason, now, now
+    ended = _end_sessions(uow, line)
+    _event(uow, line, f"suspended: phone {reason.value}, reported by the subscriber")
+    audit.record(uow, actor.id, "line.suspended", f"line:{line.id}", old=None, new=reason.value, sessions_ended=ended)
+    events.raise_event(uow, events.LINE_SUSPENDED, line.account_id, line_id=line.id, reason=reason.value)
+    owner = _owner(uow, line)
+    # Not by SMS to the lost phone; to the account's phone only when there is no email.
+    channels = ("email",) if owner.email else ("sms",)
+    if channels == ("email",) or owner.phone != line.msisdn:
+        notifications.notify(uow, owner, "line_reported_lost", channels=channels, msisdn=_shown(line))
+    return line
+
+
+def send_proof_code(uow: UnitOfWork, actor: Account, line_id: int, purpose: str) -> str:
+    """Email the holder a code to resume the line or move its eSIM; returns the address."""
+    _own_line(uow, actor, line_id)
+    return holder_proof.send_email_code(uow, actor, purpose)
+
+
+def resume(uow: UnitOfWork, actor: Account, line_id: int, password: str | None, code: str | None) -> Line:
+    """The account holder turns the line back on, proving it with the password or an emailed
+    code. A wrong proof changes nothing on the line."""
+    line = _own_line(uow, actor, line_id)
+    if line.suspension is None:
+        raise DomainError(ErrorCode.LINE_NOT_SUSPENDED)
+    method = holder_proof.prove(uow, actor, RESUME, password, code)
+    return _lift(uow, actor, _locked(uow, line), "resumed by the subscriber", proof=method)
+
+
+def staff_resume(uow: UnitOfWork, actor: Account, line_id: int, reason: str) -> Line:
+    """Staff turn a suspended line back on (e.g. the holder proved who they are at a shop)."""
+    if actor.role not in LINE_OPERATORS:
+        raise DomainError(ErrorCode.FORBIDDEN)
+    cleaned = reason.strip()
+    if not cleaned:
+        raise DomainError(ErrorCode.REASON_REQUIRED, field="reason")
+    if len(cleaned) > STAFF_REASON_MAX:
+        raise DomainError(ErrorCode.VALIDATION_FAILED, field="reason")
+    line = _locked(uow, lines.visible_line(uow, actor, line_id))
+    if line.suspension is None:
+        raise DomainError(ErrorCode.LINE_NOT_SUSPENDED)
+    return _lift(uow, actor, line, f"resumed by staff: {cleaned}", reason=cleaned)
+
+
+def move_esim(uow: UnitOfWork, actor: Account, line_id: int, password: str | None, code: str | None) -> EsimProfile:
+    """Issue a new eSIM profile (ICCID and activation code) for the line; the old one is retired
+    and refused from now on. Needs fresh proof, and a line's eSIM moves a few times a day at most."""
+    line = _own_line(uow, actor, line_id)
+    if line.status is LineStatus.RECYCLED:
+        raise DomainError(ErrorCode.LINE_RECYCLED)
+    holder_proof.prove(uow, actor, ESIM_MOVE, password, code)
+    line = _locked(uow, line)
+    now, settings = uow.now(), uow.settings
+    moves = uow.session.scalar(
+        select(func.count())
+        .select_from(RetiredEsimProfile)
+        .where(RetiredEsimProfile.line_id == line.id, RetiredEsimProfile.retired_at > now - timedelta(days=1))
+    )
+    if (moves or 0) >= settings.esim_moves_per_day:
+        raise DomainError(ErrorCode.ESIM_MOVE_LIMIT, count=moves)
+    profile = lines.esim_profile(uow, line)
+    retired = RetiredEsimProfile(
+        line_id=line.id,
+        iccid=profile.iccid,
+        smdp_address=profile.smdp_address,
+        matching_id=profile.matching_id,
+        issued_at=profile.created_at,
+        retired_at=now,
+        retired_by=actor.id,
+    )
+    uow.session.add(retired)
+    uow.session.flush()
+    old_iccid = profile.iccid
+    prefix = settings.iccid_prefix
+    profile.iccid = esim.make_iccid(prefix, esim.reissue_serial(prefix, retired.id))
+    profile.smdp_address = settings.smdp_address
+    profile.matching_id = secrets.token_hex(10).upper()
+    profile.created_at = now
+    line.updated_at = now
+    _event(uow, line, f"eSIM moved to a new phone: profile {old_iccid} retired")
+    audit.record(uow, actor.id, "line.esim_moved", f"line:{line.id}", old=old_iccid, new=profile.iccid)
+    events.raise_event(uow, events.ESIM_MOVED, line.account_id, line_id=line.id, iccid=profile.iccid)
+    notifications.notify(uow, _owner(uow, line), "esim_moved", msisdn=_shown(line))
+    return profile
+
+
+def profile_in_use(uow: UnitOfWork, iccid: str | None, matching_id: str | None) -> tuple[EsimProfile, Line]:
+    """For the SM-DP+ and the network: the current profile with this ICCID or matching ID, and its
+    line. A retired one is refused (ESIM_PROFILE_RETIRED); one nobody issued is not found."""
+    if not iccid and not matching_id:
+        raise DomainError(ErrorCode.VALIDATION_FAILED, field="iccid")
+    current = uow.session.scalars(select(EsimProfile).where(_matches(EsimProfile, iccid, matching_id))).first()
+    if current is not None:
+        line = uow.session.get(Line, current.line_id)
+        assert line is not None
+        if line.status is LineStatus.RECYCLED:
+            raise DomainError(ErrorCode.LINE_RECYCLED)
+        return current, line
+    retired = uow.session.scalar(
+        select(RetiredEsimProfile.id).where(_matches(RetiredEsimProfile, iccid, matching_id)).limit(1)
+    )
+    if retired is not None:
+        raise DomainError(ErrorCode.ESIM_PROFILE_RETIRED)
+    raise DomainError(ErrorCode.NOT_FOUND, field="iccid" if iccid else "matching_id")
+
+
+def _matches(table: type[EsimProfile] | type[RetiredEsimProfile], iccid: str | None, matching_id: str | None) -> Any:
+    conditions = []
+    if iccid:
+        conditions.append(table.iccid == iccid)
+    if matching_id:
+        conditions.append(table.matching_id == matching_id.upper())
+    return or_(*conditions)
+
+
+def _lift(uow: UnitOfWork, actor: Account, line: Line, why: str, **details: Any) -> Line:
+    old = line.suspension.value if line.suspension else None
+    if old is None:
+        return line  # lifted meanwhile by another request
+    line.suspension, line.suspended_at, line.updated_at = None, None, uow.now()
+    _event(uow, line, why)
+    audit.record(uow, actor.id, "line.resumed", f"line:{line.id}", old=old, new=None, **details)
+    events.raise_event(uow, events.LINE_RESUMED, line.account_id, line_id=line.id, suspension=old)
+    notifications.notify(uow, _owner(uow, line), "line_resumed", msisdn=_shown(line))
+    return line
+
+
+def _end_sessions(uow: UnitOfWork, line: Line) -> int:
+    """End the line's open charging sessions: their reservations are released and nothing more is
+    granted; what the network element still reports as used is charged (quota.ABORTED)."""
+    now = uow.now()
+    ended = cast(
+        CursorResult[Any],
+        uow.session.execute(
+            update(CreditSession)
+            .where(CreditSession.line_id == line.id, CreditSession.status == quota.OPEN)
+            .values(status=quota.ABORTED, reserved=0, expires_at=now, updated_at=now)
+            .execution_options(synchronize_session=False)
+        ),
+    )
+    return int(ended.rowcount or 0)
+
+
+def _own_line(uow: UnitOfWork, actor: Account, line_id: int) -> Line:
+    """Only the account holder proves who they are for their line; staff have their own way."""
+    line = lines.visible_line(uow, actor, line_id)
+    if line.account_id != actor.id:
+        raise DomainError(ErrorCode.FORBIDDEN)
+    return line
+
+
+def _locked(uow: UnitOfWork, line: Line) -> Line:
+    """The line row, locked and read again: concurrent reports are served one after the other."""
+    locked = uow.session.scalars(
+        select(Line).where(Line.id == line.id).with_for_update().execution_options(populate_existing=True)
+    ).one()
+    return locked
+
+
+def _event(uow: UnitOfWork, line: Line, reason: str) -> None:
+    uow.session.add(
+        LineEvent(line_id=line.id, from_status=line.status, to_status=line.status, reason=reason[:200], at=uow.now())
+    )
+
+
+def _owner(uow: UnitOfWork, line: Line) -> Account:
+    owner = uow.session.get(Account, line.account_id)
+    assert owner is not None  # accounts are never deleted
+    return owner
+
+
+def _shown(line: Line) -> str:
+    return notifications.msisdn(line.msisdn)

@@ -1,0 +1,47 @@
+"""Console: staff who may operate lines turn a suspended line back on, with a reason (audited)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
+
+from duckline.adapters.db.tables import Account, Line
+from duckline.adapters.db.types import is_id
+from duckline.domain.roles import LINE_OPERATORS
+from duckline.errors import DomainError
+from duckline.services import line_care
+from duckline.web.deps import RuntimeDep
+from duckline.web.portal.console_common import FormProblem, page, required_text
+from duckline.web.portal.console_subscribers import _detail
+from duckline.web.portal.rendering import check_csrf, redirect
+from duckline.web.portal.session import staff_with
+
+router = APIRouter(include_in_schema=False)
+LineOperator = Annotated[Account, staff_with(LINE_OPERATORS)]
+
+
+@router.post("/console/lines/{line_id}/resume")
+def resume_line(
+    line_id: int,
+    request: Request,
+    runtime: RuntimeDep,
+    actor: LineOperator,
+    reason: Annotated[str, Form(max_length=1000)] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    """As POST /api/v1/lines/{id}/resume by staff: the reason is required and kept in the audit log."""
+    check_csrf(request, runtime, csrf_token)
+    with runtime.unit_of_work() as uow:
+        line = uow.session.get(Line, line_id) if is_id(line_id) else None
+        account_id = line.account_id if line else None
+    if account_id is None:
+        return page(request, runtime, actor, "not_found.html", 404)
+    try:
+        cleaned = required_text(reason, "reason", line_care.STAFF_REASON_MAX)
+        with runtime.unit_of_work() as uow:
+            line_care.staff_resume(uow, actor, line_id, cleaned)
+    except (DomainError, FormProblem) as failure:
+        return _detail(request, runtime, actor, account_id, failure, resume_line=line_id, resume_reason=reason)
+    return redirect(f"/console/subscribers/{account_id}?done=line_resumed#line-{line_id}")

@@ -122,6 +122,13 @@ class ErrorCode(Enum):
     )
     EMAIL_INVALID = (Kind.INVALID, "Enter an email address like name@example.com.")
     DOCUMENT_IMAGE_REQUIRED = (Kind.INVALID, "Attach a photo or scan of your identity document.")
+    PASSWORD_INCORRECT = (Kind.INVALID, "The password is wrong.")
+    ACCOUNT_CLOSED = (Kind.UNAUTHENTICATED, "This account is closed and can no longer log in.")
+    CLOSURE_PAYMENT_IN_PROGRESS = (
+        Kind.CONFLICT,
+        "A payment is still in progress. Finish or cancel it (or wait until it expires), then close the account.",
+    )
+    CLOSURE_NOT_CONFIRMED = (Kind.INVALID, "Tick the box to confirm that you have read what closing means.")
 
     @property
     def kind(self) -> Kind:

@@ -37,7 +37,11 @@ class RateLimits:
     def __init__(self, settings: Settings) -> None:
         options = {"key_prefix": settings.rate_limit_prefix} if settings.rate_limit_storage.startswith("redis") else {}
         self._limiter = MovingWindowRateLimiter(storage_from_string(settings.rate_limit_storage, **options))
-        self._rules = {"login": parse(settings.login_rate_limit), "otp": parse(settings.otp_rate_limit)}
+        self._rules = {
+            "login": parse(settings.login_rate_limit),
+            "otp": parse(settings.otp_rate_limit),
+            "export": parse(settings.export_rate_limit),
+        }
 
     def hit(self, rule: str, *keys: str) -> bool:
         """Count one attempt against every key; False if any of them is over its limit."""

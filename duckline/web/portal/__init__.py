@@ -9,6 +9,13 @@ from fastapi import APIRouter
 
 
 def portal_routers() -> list[APIRouter]:
-    from duckline.web.portal import account_pages, console, lines_pages, pages, renew_pages
+    from duckline.web.portal import account_pages, console, lines_pages, pages, privacy_pages, renew_pages
 
-    return [pages.router, lines_pages.router, renew_pages.router, account_pages.router, console.router]
+    return [
+        pages.router,
+        lines_pages.router,
+        renew_pages.router,
+        account_pages.router,
+        privacy_pages.router,
+        console.router,
+    ]

@@ -110,6 +110,8 @@ SUBSCRIBER_PAGES = (
     "/orders/{failed}/result",
     "/bills",
     "/settings",
+    "/settings/payment-methods",
+    "/settings/privacy",
     "/support",
     "/support/{ticket}",
 )

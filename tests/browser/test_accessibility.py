@@ -68,6 +68,8 @@ def test_main_pages_meet_wcag_21_aa(browser: Browser, live: Live, clock: Any) ->
         f"/orders/{paid['id']}/result",
         "/bills",
         "/settings",
+        "/settings/payment-methods",
+        "/settings/privacy",
         "/support",
     )
     console_pages = (
@@ -104,6 +106,6 @@ def test_main_pages_meet_wcag_21_aa(browser: Browser, live: Live, clock: Any) ->
         checked += len(subscriber_pages) + len(anonymous_pages) + len(console_pages)
         context.close()
 
-    assert checked == 2 * 19
+    assert checked == 2 * 21
     assert {"label", "color-contrast", "button-name", "link-name", "html-has-lang", "document-title"} <= passed
     assert not found, "\n".join(found)

@@ -618,6 +618,26 @@ def test_save_method_creates_a_customer_and_yields_a_reusable_token(
     assert renewal.status is PaymentStatus.SUCCEEDED and renewal.card_last4 == "4242"
 
 
+def test_a_saved_card_has_its_expiry_and_is_detached_once_removed(
+    fake: FakeStripe, provider: StripeCardProvider
+) -> None:
+    payment = provider.create_payment(request("pay_keep", save_method=True))
+    fake.confirm(payment.provider_ref, "pm_card_visa")
+    paid = provider.query(payment.provider_ref)
+    assert paid.saved_token is not None and paid.card_expiry == "12/2034"
+
+    provider.detach_saved(paid.saved_token)
+
+    assert fake.detached == {"pm_card_visa"}
+    [call] = fake.calls("POST", "/v1/payment_methods/pm_card_visa/detach")
+    assert call.params == {}
+    provider.detach_saved(paid.saved_token)  # already detached: what was asked for is true
+    fake.fail_next.append(500)
+    fake.fail_next.append(500)  # the library retries once
+    with pytest.raises(ProviderError):
+        provider.detach_saved("cus_x|pm_card_mastercard")
+
+
 # --- query ---------------------------------------------------------------------------------------
 
 

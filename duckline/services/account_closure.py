@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy import delete, or_, select, update
 
@@ -129,7 +129,7 @@ def _check_settled(uow: UnitOfWork, account: Account) -> None:
         raise DomainError(ErrorCode.CLOSURE_PAYMENT_IN_PROGRESS, field="orders")
 
 
-def _close(uow: UnitOfWork, account: Account) -> tuple[Closed, list[Any]]:
+def _close(uow: UnitOfWork, account: Account) -> tuple[Closed, list[payment_methods.SavedAtProvider]]:
     now, terms = uow.now(), Retention.of(uow)
     account.closed_at = now
     ended = [
@@ -141,7 +141,7 @@ def _close(uow: UnitOfWork, account: Account) -> tuple[Closed, list[Any]]:
             .with_for_update()
         )
     ]
-    detach = []
+    detach: list[payment_methods.SavedAtProvider] = []
     for saved in lines.saved_methods(uow, account):
         payment_methods.revoke(uow, account, saved, account.id)
         detach.append(payment_methods.to_detach(saved))

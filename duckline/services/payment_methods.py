@@ -47,7 +47,9 @@ class Removed:
 
 
 @dataclass(frozen=True)
-class _ToDetach:
+class SavedAtProvider:
+    """A removed method the provider may still hold: what it takes to ask the provider to forget it."""
+
     method_id: int
     provider: str
     token: str
@@ -88,7 +90,7 @@ def remove(app: App, account_id: int, method_id: int) -> Removed:
             raise DomainError(ErrorCode.NOT_FOUND)
         label = payment_labels.describe(saved, account.language)
         auto_renew_off = revoke(uow, account, saved, account.id)
-        target = _ToDetach(saved.id, saved.provider, saved.token)
+        target = SavedAtProvider(saved.id, saved.provider, saved.token)
     return Removed(method_id, label, auto_renew_off, detach(app, target, account_id))
 
 
@@ -136,7 +138,7 @@ def revoke(uow: UnitOfWork, account: Account, saved: SavedPaymentMethod, actor_i
     return auto_renew_off
 
 
-def detach(app: App, target: _ToDetach, actor_id: int | None) -> bool | None:
+def detach(app: App, target: SavedAtProvider, actor_id: int | None) -> bool | None:
     """Ask the provider to forget a removed method (after the removal is committed: a provider that
     fails or is slow never undoes it). The outcome is audited; a failure is logged for support."""
     try:
@@ -162,5 +164,5 @@ def detach(app: App, target: _ToDetach, actor_id: int | None) -> bool | None:
     return detached
 
 
-def to_detach(saved: SavedPaymentMethod) -> _ToDetach:
-    return _ToDetach(saved.id, saved.provider, saved.token)
+def to_detach(saved: SavedPaymentMethod) -> SavedAtProvider:
+    return SavedAtProvider(saved.id, saved.provider, saved.token)

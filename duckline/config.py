@@ -188,6 +188,14 @@ class Settings(BaseSettings):
     auto_renew_hours_before: int = 24
     auto_renew_retry_hours: tuple[int, ...] = (0, 6, 24, 48)  # dunning schedule from the first try
     reconcile_after_minutes: int = 10  # payments still open this long are asked about
+    # Personal data (PDPO): how often a subscriber may download everything held about them, and
+    # what a closed account leaves behind for how long (stated on the closure page before it is
+    # confirmed). Contact details go first; the identity record is kept as long as the real-name
+    # registration rules ask after the service ends; money records for the tax record period.
+    export_rate_limit: str = "5/hour"
+    closure_contact_days: int = 30
+    closure_identity_days: int = 365
+    financial_records_years: int = 7  # Inland Revenue Ordinance s.51C
 
     # Payment providers: the sandbox is built in; the others are on when their keys are set.
     sandbox_enabled: bool = True

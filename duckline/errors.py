@@ -153,6 +153,12 @@ class ErrorCode(Enum):
         Kind.CONFLICT,
         "This eSIM profile was replaced by a newer one and can no longer be used.",
     )
+    ACCOUNT_CLOSED = (Kind.UNAUTHENTICATED, "This account is closed and can no longer log in.")
+    CLOSURE_PAYMENT_IN_PROGRESS = (
+        Kind.CONFLICT,
+        "A payment is still in progress. Finish or cancel it (or wait until it expires), then close the account.",
+    )
+    CLOSURE_NOT_CONFIRMED = (Kind.INVALID, "Tick the box to confirm that you have read what closing means.")
 
     @property
     def kind(self) -> Kind:

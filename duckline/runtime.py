@@ -44,6 +44,7 @@ class RateLimits:
             "login": parse(settings.login_rate_limit),
             "otp": parse(settings.otp_rate_limit),
             "otp_send": parse(settings.otp_address_rate_limit),
+            "export": parse(settings.export_rate_limit),
         }
 
     def hit(self, rule: str, *keys: str) -> bool:

@@ -267,6 +267,8 @@ def sign_in(
         assert account is not None  # accounts are never deleted
         if not right:
             _wrong_password(uow, account, attempt)
+        if account.closed_at is not None:  # said only to whoever knows the password
+            raise DomainError(ErrorCode.ACCOUNT_CLOSED)
         # The owner proved it: the count starts again (and a lock this attempt took is lifted).
         account.failed_logins, account.locked_until = 0, None
         if account.phone_verified_at is not None:
@@ -390,7 +392,8 @@ def account_for_token(uow: UnitOfWork, token: str) -> Account | None:
     interval = timedelta(seconds=uow.settings.token_last_used_interval_seconds)
     if row.last_used_at is None or row.last_used_at <= now - interval:
         row.last_used_at = now
-    return uow.session.get(Account, row.account_id)
+    account = uow.session.get(Account, row.account_id)
+    return account if account is not None and account.closed_at is None else None
 
 
 def revoke_token(uow: UnitOfWork, token: str) -> None:
@@ -489,7 +492,7 @@ def request_password_reset(uow: UnitOfWork, raw_phone: str) -> None:
     settings = uow.settings
     phone = normalise_mobile(raw_phone, settings.allowed_regions, settings.default_region)
     account = uow.session.scalars(select(Account).where(Account.phone == phone)).first()
-    if account is None or account.phone_verified_at is None:
+    if account is None or account.phone_verified_at is None or account.closed_at is not None:
         return
     try:
         otp.send(uow, phone, PASSWORD_RESET, account.language)
@@ -508,7 +511,7 @@ def reset_password(uow: UnitOfWork, raw_phone: str, code: str, new_password: str
     if len(new_password) < MIN_PASSWORD_LENGTH:
         raise DomainError(ErrorCode.PASSWORD_TOO_WEAK, field="password", min=MIN_PASSWORD_LENGTH)
     account = uow.session.scalars(select(Account).where(Account.phone == phone).with_for_update()).first()
-    if account is None or account.phone_verified_at is None:
+    if account is None or account.phone_verified_at is None or account.closed_at is not None:
         raise DomainError(ErrorCode.OTP_INVALID, field="code")  # as a wrong code: no enumeration
     otp.verify(uow, phone, PASSWORD_RESET, code)
     account.password_hash = uow.passwords.hash(new_password)

@@ -6,11 +6,11 @@ import logging
 from dataclasses import asdict
 
 from duckline.errors import DomainError, ErrorCode
-from duckline.services import auto_renew, lifecycle, outgoing_webhooks, reconciliation, reminders
+from duckline.services import account_closure, auto_renew, lifecycle, outgoing_webhooks, reconciliation, reminders
 from duckline.services.checkout import App
 
 log = logging.getLogger(__name__)
-NAMES = ("reconcile", "auto-renew", "lifecycle", "reminders", "webhooks")
+NAMES = ("reconcile", "auto-renew", "lifecycle", "reminders", "webhooks", "privacy")
 
 
 def run(app: App, name: str) -> dict[str, object]:
@@ -26,6 +26,9 @@ def run(app: App, name: str) -> dict[str, object]:
             return dict(reminders.run(uow))
     if name == "webhooks":
         return dict(outgoing_webhooks.run(app))
+    if name == "privacy":  # erase what closed accounts left, once its retention is over
+        with app.unit_of_work() as uow:
+            return dict(account_closure.erase_due(uow))
     raise DomainError(ErrorCode.NOT_FOUND, field="name")
 
 

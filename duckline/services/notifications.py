@@ -186,6 +186,24 @@ TEMPLATES: dict[str, Template] = {
         "Never share it with anyone.",
         carries_code=True,
     ),
+    "payment_method_removed": Template(
+        SECURITY,
+        "A saved payment method was removed",
+        "{method} was removed from your Duckline account. If this was not you, contact support at once.",
+    ),
+    "payment_method_removed_auto_renew_off": Template(
+        SECURITY,
+        "Automatic renewal is off",
+        "{method} was removed from your Duckline account, so automatic renewal of {numbers} is now off. "
+        "Renew before the plan expires to keep your number. If this was not you, contact support at once.",
+    ),
+    "account_closed": Template(
+        SECURITY,
+        "Your Duckline account is closed",
+        "Your Duckline account is closed and its lines have ended. You can no longer log in. Receipts and "
+        "payment records are kept for {years} years, as the law requires; your contact details are erased "
+        "after {days} days. If this was not you, contact support at once.",
+    ),
 }
 UNIT_NAMES = {"voice_seconds": "voice minutes", "sms": "SMS", "data_bytes": "data"}
 EMAIL_FOOTER = "This message was sent by Duckline to {recipient}."

@@ -111,7 +111,7 @@ def _captured(
         return Outcome(order.status, payment.status, True, f"{source}: amount mismatch, flagged")
     payment.status = PaymentStatus.SUCCEEDED
     if update.saved_token and order.auto_renew:
-        _save_method(uow, order, payment, update.saved_token)
+        _save_method(uow, order, payment, update.saved_token, update.card_expiry)
     if order.status in (OrderStatus.PAID, OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED):
         # A second attempt captured money for an order already paid: never apply it twice.
         tickets.open_case(
@@ -161,7 +161,7 @@ def _is_latest(uow: UnitOfWork, order: Order, payment: Payment) -> bool:
     return latest == payment.id
 
 
-def _save_method(uow: UnitOfWork, order: Order, payment: Payment, token: str) -> None:
+def _save_method(uow: UnitOfWork, order: Order, payment: Payment, token: str, expiry: str | None) -> None:
     saved = SavedPaymentMethod(
         account_id=order.account_id,
         provider=payment.provider,
@@ -169,6 +169,7 @@ def _save_method(uow: UnitOfWork, order: Order, payment: Payment, token: str) ->
         token=token,
         card_brand=payment.card_brand,
         card_last4=payment.card_last4,
+        card_expiry=expiry,
         created_at=uow.now(),
     )
     uow.session.add(saved)

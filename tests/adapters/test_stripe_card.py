@@ -87,6 +87,7 @@ class FakeStripe:
     charges: dict[str, dict[str, Any]] = field(default_factory=dict)
     customers: dict[str, dict[str, Any]] = field(default_factory=dict)
     refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    detached: set[str] = field(default_factory=set)  # payment methods detached from their customer
     requests: list[Recorded] = field(default_factory=list)
     fail_next: list[int] = field(default_factory=list)  # HTTP statuses to answer with, one per request
     delay: float = 0.0
@@ -150,9 +151,31 @@ class FakeStripe:
             return 200, self.view(self._intent(m.group(1)), expand)
         if method == "POST" and path == "/v1/refunds":
             return 200, self._create_refund(params)
+        if method == "POST" and (m := re.fullmatch(r"/v1/payment_methods/([^/]+)/detach", path)):
+            return 200, self._detach(m.group(1))
         raise StripeError(404, {"type": "invalid_request_error", "message": f"Unrecognized request URL ({path})"})
 
     # -- resources --
+
+    def _detach(self, payment_method: str) -> dict[str, Any]:
+        """Stripe answers 400 for a method attached to no customer (never attached, or detached)."""
+        if payment_method not in FAKE_PAYMENT_METHODS or payment_method in self.detached:
+            raise StripeError(
+                400,
+                {
+                    "type": "invalid_request_error",
+                    "message": f"The payment method {payment_method} is not attached to a customer.",
+                },
+            )
+        self.detached.add(payment_method)
+        brand, last4, _ = FAKE_PAYMENT_METHODS[payment_method]
+        return {
+            "id": payment_method,
+            "object": "payment_method",
+            "type": "card",
+            "customer": None,
+            "card": {"brand": brand, "last4": last4, "exp_month": 12, "exp_year": 2034},
+        }
 
     def _create_customer(self, params: dict[str, Any]) -> dict[str, Any]:
         customer = {
@@ -593,6 +616,26 @@ def test_save_method_creates_a_customer_and_yields_a_reusable_token(
 
     renewal = provider.create_payment(request("pay_renew_3", saved_token=paid.saved_token))
     assert renewal.status is PaymentStatus.SUCCEEDED and renewal.card_last4 == "4242"
+
+
+def test_a_saved_card_has_its_expiry_and_is_detached_once_removed(
+    fake: FakeStripe, provider: StripeCardProvider
+) -> None:
+    payment = provider.create_payment(request("pay_keep", save_method=True))
+    fake.confirm(payment.provider_ref, "pm_card_visa")
+    paid = provider.query(payment.provider_ref)
+    assert paid.saved_token is not None and paid.card_expiry == "12/2034"
+
+    provider.detach_saved(paid.saved_token)
+
+    assert fake.detached == {"pm_card_visa"}
+    [call] = fake.calls("POST", "/v1/payment_methods/pm_card_visa/detach")
+    assert call.params == {}
+    provider.detach_saved(paid.saved_token)  # already detached: what was asked for is true
+    fake.fail_next.append(500)
+    fake.fail_next.append(500)  # the library retries once
+    with pytest.raises(ProviderError):
+        provider.detach_saved("cus_x|pm_card_mastercard")
 
 
 # --- query ---------------------------------------------------------------------------------------

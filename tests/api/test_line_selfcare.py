@@ -49,7 +49,8 @@ def count(runtime: Runtime, model: Any, *where: Any) -> int:
 
 def add_email(client: TestClient, runtime: Runtime, subscriber: dict[str, Any], address: str) -> None:
     headers = subscriber["headers"]
-    assert client.post("/api/v1/me/email", json={"email": address, "password": PASSWORD}, headers=headers).status_code == 202
+    asked = client.post("/api/v1/me/email", json={"email": address, "password": PASSWORD}, headers=headers)
+    assert asked.status_code == 202
     code = last_emailed_code(runtime, address)
     assert client.post("/api/v1/me/email/verify", json={"code": code}, headers=headers).status_code == 200
 

@@ -69,6 +69,8 @@ def test_main_pages_meet_wcag_21_aa(browser: Browser, live: Live, clock: Any) ->
         "/bills",
         "/settings",
         "/settings/security",
+        "/settings/payment-methods",
+        "/settings/privacy",
         "/support",
     )
     console_pages = (
@@ -105,6 +107,6 @@ def test_main_pages_meet_wcag_21_aa(browser: Browser, live: Live, clock: Any) ->
         checked += len(subscriber_pages) + len(anonymous_pages) + len(console_pages)
         context.close()
 
-    assert checked == 2 * 20
+    assert checked == 2 * 22
     assert {"label", "color-contrast", "button-name", "link-name", "html-has-lang", "document-title"} <= passed
     assert not found, "\n".join(found)

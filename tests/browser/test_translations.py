@@ -111,6 +111,8 @@ SUBSCRIBER_PAGES = (
     "/bills",
     "/settings",
     "/settings/security",
+    "/settings/payment-methods",
+    "/settings/privacy",
     "/support",
     "/support/{ticket}",
 )

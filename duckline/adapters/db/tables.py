@@ -119,6 +119,7 @@ class Account(Base):
     # Per channel and category, e.g. {"email": {"marketing": true}}; absent means the default.
     preferences: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
     created_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]  # closed by its holder: no sign-in from then on (see AccountClosure)
 
 
 class OtpChallenge(Base):
@@ -563,6 +564,7 @@ class SavedPaymentMethod(Base):
     token: Mapped[str] = mapped_column(String(200))  # the provider's reusable reference
     card_brand: Mapped[str | None] = mapped_column(String(20))
     card_last4: Mapped[str | None] = mapped_column(String(4))
+    card_expiry: Mapped[str | None] = mapped_column(String(7))  # "MM/YYYY", when the provider says
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
 
@@ -720,3 +722,17 @@ class RetiredEsimProfile(Base):
     issued_at: Mapped[datetime]
     retired_at: Mapped[datetime]
     retired_by: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+
+
+class AccountClosure(Base):
+    """A closed account: when what it leaves behind is erased (the retention its closure page
+    stated), and when it was. Money records (orders, payments, receipts, the ledger) are kept."""
+
+    __tablename__ = "account_closures"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), unique=True)
+    closed_at: Mapped[datetime]
+    erase_contact_at: Mapped[datetime]
+    erase_identity_at: Mapped[datetime]
+    contact_erased_at: Mapped[datetime | None]
+    identity_erased_at: Mapped[datetime | None]

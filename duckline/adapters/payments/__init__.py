@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from duckline.domain.orders import PaymentMethod, PaymentStatus
 from duckline.money import Money
@@ -59,6 +59,7 @@ class ProviderPayment:
     failure_message: str | None = None
     saved_token: str | None = None
     refunded_amount: int = 0  # all that the payment has had refunded so far
+    card_expiry: str | None = None  # "MM/YYYY" of the card, shown with a saved method
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class WebhookNotice:
     wallet_account: str | None = None
     failure_code: str | None = None
     saved_token: str | None = None
+    card_expiry: str | None = None  # "MM/YYYY" of the card, shown with a saved method
     # A notice about one refund: the provider's id for it and its amount (a provider that reports
     # refunds one by one, without the total, names them so a repeat is recognised), and the
     # reference Duckline gave it when Duckline asked for it ("refund_<id>"); None for a refund
@@ -139,3 +141,13 @@ class PaymentProvider(Protocol):
         ...
 
     def ack(self) -> WebhookAck: ...
+
+
+@runtime_checkable
+class DetachesSavedMethods(Protocol):
+    """A provider that can forget a saved method at its end (Stripe detaches the card from its
+    customer), so a removed method can never be charged again, even with a leaked token."""
+
+    def detach_saved(self, token: str) -> None:
+        """Forget the saved method; one already forgotten is not an error. Raises ProviderError."""
+        ...

@@ -90,6 +90,8 @@ class TestCard:
     brand: str = "visa"
 
 
+# Every test card expires then (the hosted page asks for no expiry): saved cards show it.
+TEST_CARD_EXPIRY = "12/2034"
 TEST_CARDS = {
     "4242424242424242": TestCard("succeed"),
     "5555555555554444": TestCard("succeed", "mastercard"),
@@ -219,6 +221,7 @@ class SandboxProvider:
             card_last4=data.last4,
             failure_code=data.failure_code,
             saved_token=data.saved_token,
+            card_expiry=TEST_CARD_EXPIRY if data.last4 else None,
             refund_reference=data.refund.reference if data.refund else None,
             reference=data.reference,
         )
@@ -409,6 +412,7 @@ class SandboxProvider:
             failure_message="The card was declined." if payment.status == "declined" else None,
             saved_token=payment.customer_token,
             refunded_amount=payment.refunded,
+            card_expiry=TEST_CARD_EXPIRY if payment.card_last4 else None,
         )
 
 

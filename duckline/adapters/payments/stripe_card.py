@@ -215,6 +215,18 @@ class StripeCardProvider:
     def ack(self) -> WebhookAck:
         return WebhookAck()
 
+    def detach_saved(self, token: str) -> None:
+        """Detach the card from its customer: Stripe refuses to charge it from then on."""
+        _, payment_method = _split_token(token)
+        try:
+            self._client.v1.payment_methods.detach(payment_method)
+        except stripe.InvalidRequestError as exc:
+            if exc.code == "resource_missing" or "not attached" in str(exc.user_message or exc):
+                return  # gone already: what was asked for is true
+            raise _provider_error(f"detach {payment_method}", exc) from exc
+        except stripe.StripeError as exc:
+            raise _provider_error(f"detach {payment_method}", exc) from exc
+
     # --- internals -------------------------------------------------------------------------------
 
     def _create_customer(self, request: PaymentRequest) -> str:
@@ -258,6 +270,16 @@ def _card(obj: Any) -> tuple[str | None, str | None]:
     if not isinstance(card, Mapping):
         return None, None
     return card.get("brand"), card.get("last4")
+
+
+def _expiry(charge: Any) -> str | None:
+    """The card's expiry as "MM/YYYY" (shown with a saved method), from a charge's card details."""
+    if not isinstance(charge, Mapping):
+        return None
+    card = (charge.get("payment_method_details") or {}).get("card") or charge.get("card")
+    if not isinstance(card, Mapping) or not card.get("exp_month") or not card.get("exp_year"):
+        return None
+    return f"{int(card['exp_month']):02d}/{int(card['exp_year'])}"
 
 
 def _failure(error: Any) -> tuple[str | None, str | None]:
@@ -318,6 +340,7 @@ def _payment(intent: Mapping[str, Any], on_session: bool) -> ProviderPayment:
         failure_message=failure_message if status is PaymentStatus.FAILED else None,
         saved_token=_saved_token(intent),
         refunded_amount=refunded,
+        card_expiry=_expiry(charge),
     )
 
 
@@ -368,6 +391,7 @@ def _notice(event: dict[str, Any]) -> WebhookNotice:
             card_last4=last4,
             failure_code=failure_code if status is PaymentStatus.FAILED else None,
             saved_token=_saved_token(obj),
+            card_expiry=_expiry(obj.get("latest_charge")),
         )
     if event_type == "charge.refunded":
         brand, last4 = _card(obj)

@@ -15,6 +15,7 @@ def portal_routers() -> list[APIRouter]:
         line_care_pages,
         lines_pages,
         pages,
+        privacy_pages,
         renew_pages,
         security_pages,
     )
@@ -26,5 +27,6 @@ def portal_routers() -> list[APIRouter]:
         renew_pages.router,
         account_pages.router,
         security_pages.router,
+        privacy_pages.router,
         console.router,
     ]

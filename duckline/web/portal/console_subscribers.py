@@ -26,7 +26,7 @@ from duckline.domain.identity import KycStatus
 from duckline.domain.roles import Role
 from duckline.errors import DomainError, ErrorCode
 from duckline.runtime import Runtime
-from duckline.services import accounts, identity_documents, quota, refunds, staff_search
+from duckline.services import account_closure, accounts, identity_documents, quota, refunds, staff_search
 from duckline.web.deps import RuntimeDep
 from duckline.web.portal.console_common import (
     FormProblem,
@@ -90,6 +90,7 @@ def _subscriber(runtime: Runtime, account_id: int) -> dict[str, Any]:
         ).all()
         return {
             "subscriber": account,
+            "closure": account_closure.closure_of(uow, account.id),
             "person": person,
             "document": identity_documents.info(uow, person.id) if person else None,  # never its bytes
             "lines": lines,

@@ -29,10 +29,12 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.get("/login")
-def login_page(request: Request, runtime: RuntimeDep, account: Viewer, next: str = "/") -> Response:
+def login_page(
+    request: Request, runtime: RuntimeDep, account: Viewer, next: str = "/", closed: bool = False
+) -> Response:
     if account is not None:
         return redirect("/console" if account.role in STAFF else "/")
-    return render(request, runtime, "portal/login.html", None, title_key="Log in", next=_safe(next))
+    return render(request, runtime, "portal/login.html", None, title_key="Log in", next=_safe(next), closed=closed)
 
 
 @router.post("/login", dependencies=[PUBLIC])

@@ -122,6 +122,14 @@ class ErrorCode(Enum):
     )
     EMAIL_INVALID = (Kind.INVALID, "Enter an email address like name@example.com.")
     DOCUMENT_IMAGE_REQUIRED = (Kind.INVALID, "Attach a photo or scan of your identity document.")
+    TICKET_NOT_ANSWERABLE = (
+        Kind.CONFLICT,
+        "A reconciliation case has no subscriber to answer: add an internal note, or resolve it on the "
+        "reconciliation page.",
+    )
+    ASSIGNEE_INVALID = (Kind.INVALID, "A ticket can only be assigned to a support or administrator account.")
+    CLOSE_REASON_INVALID = (Kind.INVALID, "Choose why the ticket is closed.")
+    LINK_TARGET_NOT_FOUND = (Kind.INVALID, "There is no such order, payment or reconciliation case.")
 
     @property
     def kind(self) -> Kind:

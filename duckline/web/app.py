@@ -28,6 +28,7 @@ from duckline.web.api import (
     plans,
     registration,
     support,
+    support_desk,
     usage,
     webhooks,
 )
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         me,
         account_settings,
         support,
+        support_desk,
         lines,
         plans,
         usage,

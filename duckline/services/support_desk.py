@@ -158,6 +158,52 @@ def note(uow: UnitOfWork, actor: Account, ticket: Ticket, body: str) -> TicketMe
     return message
 
 
+@dataclass(frozen=True)
+class TicketView:
+    """Everything a ticket's desk page shows."""
+
+    ticket: Ticket
+    messages: list[TicketMessage]  # internal notes included
+    links: list[TicketLink]
+    orders: dict[int, Order]  # linked, those of linked payments, and the case's own order
+    payments: dict[int, Payment]
+    cases: dict[int, Ticket]
+    staff: list[Account]  # who it can be assigned to
+    people: dict[int, Account]  # the subscriber, the assignee and the authors
+
+
+def view(uow: UnitOfWork, ticket_id: int) -> TicketView:
+    found = ticket(uow, ticket_id)
+    conversation = support.messages(uow, found, internal=True)
+    linked = links(uow, found)
+    s = uow.session
+
+    def targets(kind: str) -> list[int]:
+        return [k.target_id for k in linked if k.target == kind]
+
+    payments = {p.id: p for p in s.scalars(select(Payment).where(Payment.id.in_(targets("payment"))))}
+    order_ids = (
+        targets("order") + [p.order_id for p in payments.values()] + ([found.order_id] if found.order_id else [])
+    )
+    return TicketView(
+        ticket=found,
+        messages=conversation,
+        links=linked,
+        orders={o.id: o for o in s.scalars(select(Order).where(Order.id.in_(order_ids)))},
+        payments=payments,
+        cases={t.id: t for t in s.scalars(select(Ticket).where(Ticket.id.in_(targets("case"))))},
+        staff=desk_staff(uow),
+        people=accounts(uow, {found.account_id, found.assignee_id} | {m.author_id for m in conversation}),
+    )
+
+
+def accounts(uow: UnitOfWork, ids: set[int | None]) -> dict[int, Account]:
+    wanted = [i for i in ids if i is not None]
+    if not wanted:
+        return {}
+    return {a.id: a for a in uow.session.scalars(select(Account).where(Account.id.in_(wanted)))}
+
+
 def desk_staff(uow: UnitOfWork) -> list[Account]:
     """Who a ticket can be assigned to."""
     return list(uow.session.scalars(select(Account).where(Account.role.in_(DESK_ROLES)).order_by(Account.id)).all())

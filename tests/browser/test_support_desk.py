@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page
 from sqlalchemy import select
 
@@ -23,6 +24,7 @@ from tests.browser.conftest import (
     screenshot,
     switch_language,
 )
+from tests.browser.test_accessibility import WCAG_AA
 
 LANGUAGE = "zh_Hans"
 NOTE = "Roaming profile on the SM-DP+ looks stale; checked with the network team."
@@ -32,6 +34,12 @@ REPLY = "Please restart your phone and turn data roaming on again."
 def no_sideways_scroll(page: Page) -> None:
     widths = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
     assert widths[0] <= widths[1], f"the page is {widths[0]} px wide on a {widths[1]} px screen"
+
+
+def accessibility_problems(page: Page) -> list[str]:
+    """WCAG 2.1 A and AA violations axe-core finds on the page (as tests/browser/test_accessibility.py)."""
+    response = Axe().run(page, options=WCAG_AA).response
+    return [f"{page.url}: {v['id']} {v['help']} — {v['nodes'][0]['target']}" for v in response["violations"]]
 
 
 def open_ticket_in_the_portal(page: Page, base: str) -> int:
@@ -69,6 +77,7 @@ def test_support_answers_a_ticket_in_the_console_and_the_subscriber_never_sees_t
     assert "topic=line" in page.url
     assert page.locator(f"#ticket-{ticket}").is_visible()
     screenshot(page, "support-queue", "desktop", LANGUAGE)
+    assert accessibility_problems(page) == []
     with page.expect_navigation():
         page.click(f"#ticket-{ticket} a")
 
@@ -86,6 +95,7 @@ def test_support_answers_a_ticket_in_the_console_and_the_subscriber_never_sees_t
     main = page.inner_text("main")
     assert NOTE in main and REPLY in main and "内部备注" in main and "等待用户回复" in main
     screenshot(page, "support-ticket", "desktop", LANGUAGE)
+    assert accessibility_problems(page) == []
 
     # The same pages on a phone: nothing is wider than the screen.
     phone = new_context(browser, "phone")

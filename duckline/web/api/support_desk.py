@@ -14,7 +14,7 @@ from duckline.adapters.db.tables import Account, Ticket, TicketLink, TicketMessa
 from duckline.services import support, support_desk, tickets
 from duckline.services.unit_of_work import UnitOfWork
 from duckline.web.deps import RuntimeDep, language, require_roles
-from duckline.web.fields import Cursor, PathId
+from duckline.web.fields import Cursor, PathId, RowId
 from duckline.web.openapi import errors
 from duckline.web.pagination import page
 from duckline.web.schemas import Page
@@ -97,7 +97,7 @@ class TextIn(BaseModel):
 
 
 class AssignIn(BaseModel):
-    assignee_id: int | None = Field(description="a support or admin account; null for nobody")
+    assignee_id: RowId | None = Field(description="a support or admin account; null for nobody")
 
 
 class CloseIn(BaseModel):
@@ -107,7 +107,7 @@ class CloseIn(BaseModel):
 
 class LinkIn(BaseModel):
     target: Literal["order", "payment", "case"]
-    target_id: int = Field(ge=1)
+    target_id: RowId
 
 
 def _owner(uow: UnitOfWork, ticket: Ticket) -> Account | None:

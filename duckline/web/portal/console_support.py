@@ -10,10 +10,9 @@ from typing import Annotated, Any
 from babel.dates import format_timedelta
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 
 from duckline import i18n
-from duckline.adapters.db.tables import Account, Order, Payment, Ticket
+from duckline.adapters.db.tables import Account, Ticket
 from duckline.errors import DomainError, ErrorCode
 from duckline.runtime import Runtime
 from duckline.services import support, support_desk
@@ -68,7 +67,7 @@ def support_queue(request: Request, runtime: RuntimeDep, actor: Desk, cursor: st
         with runtime.unit_of_work() as uow:
             query = support_desk.queue(filters, actor, runtime.clock.now())
             rows, next_cursor = keyset_page(uow.session, query, Ticket.id, cursor, QUEUE_PAGE, oldest_first=True)
-            accounts = _accounts(uow, {t.account_id for t in rows} | {t.assignee_id for t in rows})
+            accounts = support_desk.accounts(uow, {t.account_id for t in rows} | {t.assignee_id for t in rows})
             latest = support.latest_messages(uow, [t.id for t in rows])
     except DomainError as error:
         return page(request, runtime, actor, "support.html", status_for(error), failure=error, **_empty_queue())
@@ -111,49 +110,23 @@ def _choices() -> dict[str, Any]:
     }
 
 
-def _accounts(uow: Any, ids: set[int | None]) -> dict[int, Account]:
-    wanted = [i for i in ids if i is not None]
-    if not wanted:
-        return {}
-    return {a.id: a for a in uow.session.scalars(select(Account).where(Account.id.in_(wanted)))}
-
-
 def _ticket_context(runtime: Runtime, ticket_id: int) -> dict[str, Any]:
     with runtime.unit_of_work() as uow:
-        ticket = support_desk.ticket(uow, ticket_id)
-        messages = support.messages(uow, ticket, internal=True)
-        links = support_desk.links(uow, ticket)
-        staff = support_desk.desk_staff(uow)
-        people = _accounts(uow, {ticket.account_id, ticket.assignee_id} | {m.author_id for m in messages})
-        payments = {
-            p.id: p
-            for p in uow.session.scalars(
-                select(Payment).where(Payment.id.in_([k.target_id for k in links if k.target == "payment"]))
-            )
-        }
-        order_ids = [k.target_id for k in links if k.target == "order"] + [p.order_id for p in payments.values()]
-        orders = {o.id: o for o in uow.session.scalars(select(Order).where(Order.id.in_(order_ids)))}
-        cases = {
-            t.id: t
-            for t in uow.session.scalars(
-                select(Ticket).where(Ticket.id.in_([k.target_id for k in links if k.target == "case"]))
-            )
-        }
-        order = uow.session.get(Order, ticket.order_id) if ticket.order_id else None
-        return {
-            "ticket": ticket,
-            "desk_status": support_desk.desk_status(ticket),
-            "is_case": support_desk.is_case(ticket),
-            "messages": messages,
-            "links": links,
-            "linked_orders": orders,
-            "linked_payments": payments,
-            "linked_cases": cases,
-            "case_order": order,
-            "staff": staff,
-            "people": people,
-            "close_reasons": support_desk.CLOSE_REASONS,
-        }
+        shown = support_desk.view(uow, ticket_id)
+    return {
+        "ticket": shown.ticket,
+        "desk_status": support_desk.desk_status(shown.ticket),
+        "is_case": support_desk.is_case(shown.ticket),
+        "messages": shown.messages,
+        "links": shown.links,
+        "linked_orders": shown.orders,
+        "linked_payments": shown.payments,
+        "linked_cases": shown.cases,
+        "case_order": shown.orders.get(shown.ticket.order_id or 0),
+        "staff": shown.staff,
+        "people": shown.people,
+        "close_reasons": support_desk.CLOSE_REASONS,
+    }
 
 
 def _ticket_page(

@@ -292,7 +292,8 @@ def test_only_support_and_admin_use_the_desk(client: TestClient, runtime: Runtim
         assert client.request(method, url, **kwargs).status_code == 401, url
     assert count(runtime, TicketMessage) == 0
     with runtime.unit_of_work() as uow:
-        assert uow.session.get(Ticket, ticket).status == "open"  # type: ignore[union-attr]
+        row = uow.session.get(Ticket, ticket)
+        assert row is not None and row.status == "open"
     assert client.get(DESK, headers=people["admin"]).status_code == 200
     assert client.get(f"{DESK}/999999", headers=people["admin"]).status_code == 404
 

@@ -5,6 +5,7 @@ subscriber's portal never shows an internal note."""
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import timedelta
 from typing import Any
@@ -12,10 +13,10 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from duckline.adapters.db.tables import AuditEntry, Notification, Ticket, TicketLink, TicketMessage
+from duckline.adapters.db.tables import Account, AuditEntry, Notification, Ticket, TicketLink, TicketMessage
 from duckline.clock import FrozenClock
 from duckline.runtime import Runtime
-from duckline.services import tickets
+from duckline.services import support, tickets
 from tests.factories import place_order
 from tests.portal import test_console
 from tests.portal.test_console import browser, count, csrf, text
@@ -154,3 +155,22 @@ def test_links_go_both_ways_and_the_dashboard_counts_the_desk(
     }
     assert figures == {"open": "1", "waiting": "0", "cases": "1", "oldest": "3 days ago"}
     assert "style=" not in dashboard.text
+
+
+def test_the_queue_pages_through_long_lists_keeping_the_filters(
+    client: TestClient, runtime: Runtime, world: dict[str, Any]
+) -> None:
+    with runtime.unit_of_work() as uow:
+        owner = uow.session.get(Account, world["account_id"])
+        assert owner is not None
+        opened = [support.open_ticket(uow, owner, f"Question {n}", "body", "billing").id for n in range(27)]
+    staff = browser(client, runtime, world["phones"]["support"])
+
+    first = staff.get("/console/support?topic=billing")
+    more = re.findall(r'href="(/console/support\?[^"]*cursor=[^"]*)"', first.text)
+    assert len(more) == 1 and "topic=billing" in more[0]
+    second = staff.get(html.unescape(more[0]))
+
+    shown = [int(n) for page in (first, second) for n in re.findall(r'id="ticket-(\d+)"', page.text)]
+    assert shown == opened
+    assert "cursor=" not in second.text

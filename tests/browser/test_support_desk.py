@@ -8,12 +8,14 @@ the page scroll sideways."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page
 from sqlalchemy import select
 
 from duckline.adapters.db.tables import Notification
+from duckline.clock import FrozenClock
 from tests.browser.conftest import (
     SUBSCRIBER_EN,
     SUPPORT,
@@ -55,7 +57,7 @@ def open_ticket_in_the_portal(page: Page, base: str) -> int:
 
 
 def test_support_answers_a_ticket_in_the_console_and_the_subscriber_never_sees_the_note(
-    page: Page, browser: Browser, live: Live
+    page: Page, browser: Browser, live: Live, clock: FrozenClock
 ) -> None:
     base, runtime = live
     # The subscriber, in 简体中文, asks for help.
@@ -63,6 +65,7 @@ def test_support_answers_a_ticket_in_the_console_and_the_subscriber_never_sees_t
     switch_language(page, LANGUAGE)
     ticket = open_ticket_in_the_portal(page, base)
     log_out(page)
+    clock.advance(timedelta(days=2, hours=3))  # support comes to it two days later
 
     # Support, in 简体中文, finds it in the queue with a filter.
     log_in(page, base, SUPPORT)
@@ -72,9 +75,11 @@ def test_support_answers_a_ticket_in_the_console_and_the_subscriber_never_sees_t
     assert page.inner_text("main h1") == "客服工作台"
     page.select_option("#f-topic", "line")
     page.select_option("#f-language", LANGUAGE)
+    page.select_option("#f-age", "1")
     with page.expect_navigation():
         page.click("form.desk-filters button[type=submit]")
-    assert "topic=line" in page.url
+    assert "topic=line" in page.url and "older_than=1" in page.url
+    assert "2天前提交" in page.inner_text(f"#ticket-{ticket}")
     assert page.locator(f"#ticket-{ticket}").is_visible()
     screenshot(page, "support-queue", "desktop", LANGUAGE)
     assert accessibility_problems(page) == []

@@ -159,6 +159,14 @@ class ErrorCode(Enum):
         "A payment is still in progress. Finish or cancel it (or wait until it expires), then close the account.",
     )
     CLOSURE_NOT_CONFIRMED = (Kind.INVALID, "Tick the box to confirm that you have read what closing means.")
+    TICKET_NOT_ANSWERABLE = (
+        Kind.CONFLICT,
+        "A reconciliation case has no subscriber to answer: add an internal note, or resolve it on the "
+        "reconciliation page.",
+    )
+    ASSIGNEE_INVALID = (Kind.INVALID, "A ticket can only be assigned to a support or administrator account.")
+    CLOSE_REASON_INVALID = (Kind.INVALID, "Choose why the ticket is closed.")
+    LINK_TARGET_NOT_FOUND = (Kind.INVALID, "There is no such order, payment or reconciliation case.")
 
     @property
     def kind(self) -> Kind:

@@ -16,14 +16,24 @@ from duckline.services import audit, notifications, tickets
 from duckline.services.unit_of_work import UnitOfWork
 
 SUBSCRIBER = "subscriber"
-OPEN, RESOLVED = "open", "resolved"
+OPEN, WAITING, RESOLVED = "open", "waiting", "resolved"  # waiting: for the subscriber's answer
 SUBJECT_MAX, BODY_MAX = 200, 5000
+# What a subscriber's ticket is about, chosen when it is opened (the desk filters by it).
+TOPICS = ("billing", "renewal", "line", "account", "other")
 NOTIFIED_REPLY_CHARS = 200
 
 
-def open_ticket(uow: UnitOfWork, account: Account, subject: str, body: str) -> Ticket:
+def open_ticket(uow: UnitOfWork, account: Account, subject: str, body: str, topic: str | None = None) -> Ticket:
+    if topic is not None and topic not in TOPICS:
+        raise DomainError(ErrorCode.VALIDATION_FAILED, field="topic")
     ticket = tickets.open_ticket(
-        uow, SUBSCRIBER, _text(subject, "subject", SUBJECT_MAX), _text(body, "body", BODY_MAX), account.id, None
+        uow,
+        SUBSCRIBER,
+        checked_text(subject, "subject", SUBJECT_MAX),
+        checked_text(body, "body", BODY_MAX),
+        account.id,
+        None,
+        topic=topic,
     )
     audit.record(uow, account.id, "ticket.opened", f"ticket:{ticket.id}")
     return ticket
@@ -31,10 +41,15 @@ def open_ticket(uow: UnitOfWork, account: Account, subject: str, body: str) -> T
 
 def reply(uow: UnitOfWork, author: Account, ticket: Ticket, body: str) -> TicketMessage:
     """Add a message. A staff reply tells the subscriber (in their language, on the channels they
-    want support messages on); a subscriber's reply reopens a resolved ticket."""
+    want support messages on) and the ticket waits for them; a subscriber's reply reopens a ticket
+    that waited for it or was resolved."""
     staff = author.role in STAFF
     message = TicketMessage(
-        ticket_id=ticket.id, author_id=author.id, body=_text(body, "body", BODY_MAX), staff=staff, created_at=uow.now()
+        ticket_id=ticket.id,
+        author_id=author.id,
+        body=checked_text(body, "body", BODY_MAX),
+        staff=staff,
+        created_at=uow.now(),
     )
     uow.session.add(message)
     uow.session.flush()
@@ -50,9 +65,13 @@ def reply(uow: UnitOfWork, author: Account, ticket: Ticket, body: str) -> Ticket
                 ticket=ticket.id,
                 reply=message.body[:NOTIFIED_REPLY_CHARS],
             )
+            # Support has answered: the subscriber's turn (answering a closed ticket opens it again).
+            ticket.status = WAITING
+            ticket.resolved_at = ticket.resolved_by = ticket.resolution = ticket.close_reason = None
         audit.record(uow, author.id, "ticket.replied", f"ticket:{ticket.id}", message=message.id)
-    elif ticket.status == RESOLVED:
+    elif ticket.status in (WAITING, RESOLVED):
         ticket.status, ticket.resolved_at, ticket.resolved_by, ticket.resolution = OPEN, None, None, None
+        ticket.close_reason = None
     return message
 
 
@@ -72,12 +91,12 @@ def visible_ticket(uow: UnitOfWork, viewer: Account, ticket_id: int) -> Ticket:
     return ticket
 
 
-def messages(uow: UnitOfWork, ticket: Ticket) -> list[TicketMessage]:
-    return list(
-        uow.session.scalars(
-            select(TicketMessage).where(TicketMessage.ticket_id == ticket.id).order_by(TicketMessage.id)
-        ).all()
-    )
+def messages(uow: UnitOfWork, ticket: Ticket, internal: bool = False) -> list[TicketMessage]:
+    """The conversation, oldest first; staff's internal notes only when `internal` (the desk)."""
+    query = select(TicketMessage).where(TicketMessage.ticket_id == ticket.id)
+    if not internal:
+        query = query.where(TicketMessage.internal.is_(False))
+    return list(uow.session.scalars(query.order_by(TicketMessage.id)).all())
 
 
 def latest_messages(uow: UnitOfWork, ticket_ids: list[int]) -> dict[int, TicketMessage]:
@@ -86,7 +105,7 @@ def latest_messages(uow: UnitOfWork, ticket_ids: list[int]) -> dict[int, TicketM
         return {}
     newest = (
         select(func.max(TicketMessage.id))
-        .where(TicketMessage.ticket_id.in_(ticket_ids))
+        .where(TicketMessage.ticket_id.in_(ticket_ids), TicketMessage.internal.is_(False))
         .group_by(TicketMessage.ticket_id)
     )
     rows = uow.session.scalars(select(TicketMessage).where(TicketMessage.id.in_(newest))).all()
@@ -108,7 +127,7 @@ def for_staff(status: str | None = None, kind: str | None = None) -> Select[Tick
     return query
 
 
-def _text(value: str, field: str, limit: int) -> str:
+def checked_text(value: str, field: str, limit: int) -> str:
     text = value.strip()
     if not text or len(text) > limit:
         raise DomainError(ErrorCode.VALIDATION_FAILED, field=field)

@@ -30,6 +30,7 @@ from duckline.web.api import (
     registration,
     security,
     support,
+    support_desk,
     usage,
     webhooks,
 )
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         account_settings,
         privacy,
         support,
+        support_desk,
         lines,
         plans,
         usage,

@@ -31,13 +31,21 @@ def decode_cursor(cursor: str) -> int:
 
 
 def page(
-    session: Session, query: Select[Any], id_column: InstrumentedAttribute[int], cursor: str | None, limit: int
+    session: Session,
+    query: Select[Any],
+    id_column: InstrumentedAttribute[int],
+    cursor: str | None,
+    limit: int,
+    oldest_first: bool = False,
 ) -> tuple[list[Any], str | None]:
-    """Rows ordered by id (descending: newest first) after the cursor, and the next cursor."""
+    """Rows ordered by id (descending: newest first, unless `oldest_first`) after the cursor, and
+    the next cursor."""
     limit = max(1, min(limit, MAX_LIMIT))
     if cursor:
-        query = query.where(id_column < decode_cursor(cursor))
-    rows = list(session.scalars(query.order_by(id_column.desc()).limit(limit + 1)).all())
+        last = decode_cursor(cursor)
+        query = query.where(id_column > last if oldest_first else id_column < last)
+    order = id_column.asc() if oldest_first else id_column.desc()
+    rows = list(session.scalars(query.order_by(order).limit(limit + 1)).all())
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, encode_cursor(rows[-1].id) if more and rows else None

@@ -208,6 +208,23 @@ MATRIX: dict[str, frozenset[Caller]] = {
     "GET /console/numbers": STAFF,
     "POST /console/numbers/import": STAFF,
     "GET /console/audit": STAFF,
+    # The support desk (support and admin roles; the role check is tested in tests/api/test_support_desk.py).
+    "GET /api/v1/desk/tickets": STAFF,
+    "GET /api/v1/desk/tickets/{ticket_id}": STAFF,
+    "POST /api/v1/desk/tickets/{ticket_id}/replies": STAFF,
+    "POST /api/v1/desk/tickets/{ticket_id}/notes": STAFF,
+    "PUT /api/v1/desk/tickets/{ticket_id}/assignee": STAFF,
+    "POST /api/v1/desk/tickets/{ticket_id}/close": STAFF,
+    "POST /api/v1/desk/tickets/{ticket_id}/links": STAFF,
+    "DELETE /api/v1/desk/tickets/{ticket_id}/links/{link_id}": STAFF,
+    "GET /console/support": STAFF,
+    "GET /console/support/{ticket_id}": STAFF,
+    "POST /console/support/{ticket_id}/reply": STAFF,
+    "POST /console/support/{ticket_id}/note": STAFF,
+    "POST /console/support/{ticket_id}/assign": STAFF,
+    "POST /console/support/{ticket_id}/close": STAFF,
+    "POST /console/support/{ticket_id}/links": STAFF,
+    "POST /console/support/{ticket_id}/links/{link_id}/remove": STAFF,
 }
 
 

@@ -623,7 +623,7 @@ class Ticket(Base):
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
     kind: Mapped[str] = mapped_column(String(30))  # reconciliation, payment_mismatch, subscriber
-    status: Mapped[str] = mapped_column(String(10))  # open, resolved
+    status: Mapped[str] = mapped_column(String(10))  # open, waiting (for the subscriber), resolved
     subject: Mapped[str] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)
     # Cases that Duckline opens keep what they say as a topic and its parameters, so each reader
@@ -634,6 +634,9 @@ class Ticket(Base):
     resolved_by: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
     created_at: Mapped[datetime]
     resolved_at: Mapped[datetime | None]
+    # The support desk: who is on it, and why it was closed (answered, duplicate, …; see support_desk).
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    close_reason: Mapped[str | None] = mapped_column(String(30))
     __table_args__ = (Index("ix_tickets_status", "status", "kind", "id"),)
 
 
@@ -705,6 +708,8 @@ class TicketMessage(Base):
     author_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
     body: Mapped[str] = mapped_column(Text)
     staff: Mapped[bool] = mapped_column(Boolean, default=False)  # written by support, not the subscriber
+    # A note between staff: never shown to the subscriber, never notified.
+    internal: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime]
     __table_args__ = (Index("ix_ticket_messages_ticket", "ticket_id", "id"),)
 
@@ -736,3 +741,19 @@ class AccountClosure(Base):
     erase_identity_at: Mapped[datetime]
     contact_erased_at: Mapped[datetime | None]
     identity_erased_at: Mapped[datetime | None]
+
+
+class TicketLink(Base):
+    """What a ticket concerns: an order, a payment or a reconciliation case (a ticket), added by staff."""
+
+    __tablename__ = "ticket_links"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    target: Mapped[str] = mapped_column(String(10))  # order, payment, case
+    target_id: Mapped[int] = mapped_column(BigId)
+    created_by: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    created_at: Mapped[datetime]
+    __table_args__ = (
+        UniqueConstraint("ticket_id", "target", "target_id"),
+        Index("ix_ticket_links_target", "target", "target_id"),
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, Field
@@ -23,6 +23,9 @@ router = APIRouter(prefix="/tickets", tags=["support"])
 class TicketIn(BaseModel):
     subject: str = Field(min_length=1, max_length=support.SUBJECT_MAX)
     body: str = Field(min_length=1, max_length=support.BODY_MAX)
+    topic: Literal["billing", "renewal", "line", "account", "other"] | None = Field(
+        default=None, description="what it is about (the support desk sorts by it)"
+    )
 
 
 class MessageIn(BaseModel):
@@ -45,7 +48,7 @@ class MessageOut(BaseModel):
 class TicketOut(BaseModel):
     id: int
     kind: str
-    status: str = Field(description="open or resolved")
+    status: str = Field(description="open, waiting (support replied; the subscriber's turn) or resolved")
     subject: str
     body: str = Field(description="the opening message")
     account_id: int | None
@@ -83,14 +86,14 @@ def _detail(ticket: Ticket, messages: list[TicketMessage]) -> TicketDetailOut:
 def open_ticket(body: TicketIn, runtime: RuntimeDep, account: Subscriber) -> TicketDetailOut:
     """Ask support something; the answer arrives here and by SMS or email."""
     with runtime.unit_of_work() as uow:
-        return _detail(support.open_ticket(uow, account, body.subject, body.body), [])
+        return _detail(support.open_ticket(uow, account, body.subject, body.body, body.topic), [])
 
 
 @router.get("", response_model=Page[TicketOut])
 def list_tickets(
     runtime: RuntimeDep,
     account: SubscriberOrStaff,
-    state: Annotated[str, Query(pattern="^(open|resolved|all)$")] = "all",
+    state: Annotated[str, Query(pattern="^(open|waiting|resolved|all)$")] = "all",
     kind: Annotated[str | None, Query(max_length=30)] = None,
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,

@@ -293,12 +293,13 @@ def open_ticket(
     account: SignedIn,
     subject: Annotated[str, Form(max_length=support.SUBJECT_MAX + 50)],
     body: Text,
+    topic: Annotated[str, Form(max_length=20)] = "",
     csrf_token: Csrf = "",
 ) -> Response:
     check_csrf(request, runtime, csrf_token)
     try:
         with runtime.unit_of_work() as uow:
-            ticket_id = support.open_ticket(uow, account, subject, body).id
+            ticket_id = support.open_ticket(uow, account, subject, body, topic or None).id
     except DomainError as error:
         return _support(
             request,
@@ -310,6 +311,7 @@ def open_ticket(
             error_field=error.field,
             subject=subject,
             body=body,
+            topic=topic,
         )
     return redirect(f"/support/{ticket_id}?saved=opened")
 

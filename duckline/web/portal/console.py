@@ -21,10 +21,16 @@ from duckline.adapters.db.tables import Line, Ticket, UsageRecord
 from duckline.domain.catalog import Unit
 from duckline.domain.lines import LineStatus
 from duckline.money import Money
-from duckline.services import numbers
+from duckline.services import numbers, support_desk
 from duckline.web.api import billing
 from duckline.web.deps import RuntimeDep
-from duckline.web.portal import console_catalogue, console_lines, console_operations, console_subscribers
+from duckline.web.portal import (
+    console_catalogue,
+    console_lines,
+    console_operations,
+    console_subscribers,
+    console_support,
+)
 from duckline.web.portal.console_common import Staff, abilities, page
 from duckline.web.portal.rendering import page_language
 
@@ -33,6 +39,7 @@ router.include_router(console_subscribers.router)
 router.include_router(console_lines.router)
 router.include_router(console_catalogue.router)
 router.include_router(console_operations.router)
+router.include_router(console_support.router)
 
 DAYS = 30
 CASE_KINDS = ("reconciliation", "payment_mismatch")
@@ -158,12 +165,15 @@ def dashboard(request: Request, runtime: RuntimeDep, actor: Staff) -> Response:
         )
         lines_by_status = dict(uow.session.execute(select(Line.status, func.count()).group_by(Line.status)).all())
         pool = numbers.pool_summary(uow) if abilities(actor)["pool"] else None
+        desk = support_desk.summary(uow)
     return page(
         request,
         runtime,
         actor,
         "dashboard.html",
         open_cases=int(open_cases or 0),
+        desk=desk,
+        oldest_open_age=console_support.ages(request, runtime, actor)(desk.oldest_open_at),
         revenue_total=money(sum(revenue)),
         other_currencies={c: Money(sum(v), c).format(locale) for c, v in net.items() if c != currency},
         held=[Money(amount, c).format(locale) for c, amount in sorted(held.items()) if amount],

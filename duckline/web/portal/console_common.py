@@ -23,6 +23,7 @@ from duckline.web.portal.session import staff_with
 
 REFUNDERS = frozenset({Role.FINANCE, Role.ADMIN})
 ADMINS = frozenset({Role.ADMIN})
+DESK = frozenset({Role.SUPPORT, Role.ADMIN})  # the support desk (services.support_desk.DESK_ROLES)
 
 # Each route names the roles it needs; the check runs on the server for every request.
 Staff = Annotated[Account, staff_with(STAFF)]
@@ -53,6 +54,7 @@ def abilities(actor: Account) -> dict[str, bool]:
         "pool": actor.role in NUMBER_POOL_MANAGERS,
         "audit": actor.role in ADMINS,
         "jobs": actor.role in ADMINS,
+        "desk": actor.role in DESK,
     }
 
 

@@ -15,7 +15,7 @@ from duckline.adapters.db.types import is_id
 from duckline.domain.orders import OrderStatus
 from duckline.errors import DomainError, ErrorCode
 from duckline.runtime import Runtime
-from duckline.services import audit, jobs, numbers, reconciliation, refunds
+from duckline.services import audit, jobs, numbers, reconciliation, refunds, support_desk
 from duckline.web.deps import RuntimeDep
 from duckline.web.edge import BULK
 from duckline.web.pagination import page as keyset_page
@@ -91,6 +91,7 @@ def _cases(runtime: Runtime) -> dict[str, Any]:
             "payments": payments,
             "msisdns": {order_id: msisdns.get(o.line_id) for order_id, o in orders.items()},
             "phones": phones,
+            "mentions": support_desk.mentioning(uow, cases=[t.id for t in [*open_cases, *resolved]]),
         }
 
 

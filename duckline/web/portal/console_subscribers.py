@@ -26,7 +26,15 @@ from duckline.domain.identity import KycStatus
 from duckline.domain.roles import Role
 from duckline.errors import DomainError, ErrorCode
 from duckline.runtime import Runtime
-from duckline.services import account_closure, accounts, identity_documents, quota, refunds, staff_search
+from duckline.services import (
+    account_closure,
+    accounts,
+    identity_documents,
+    quota,
+    refunds,
+    staff_search,
+    support_desk,
+)
 from duckline.web.deps import RuntimeDep
 from duckline.web.portal.console_common import (
     FormProblem,
@@ -100,6 +108,7 @@ def _subscriber(runtime: Runtime, account_id: int) -> dict[str, Any]:
             "refunds": order_refunds,
             "receipts": receipts,
             "tickets": tickets,
+            "mentions": support_desk.mentioning(uow, order_ids, [p.id for rows in payments.values() for p in rows]),
             "credit_sessions": sessions,
             "msisdns": {line.id: line.msisdn for line in lines},
             "refundable": {o.id for o in orders if o.status in refunds.REFUNDABLE},

@@ -228,9 +228,8 @@ def schedule(uow: UnitOfWork, line: Line) -> Schedule:
 
     A renewal paid before expiry starts when the current period ends (domain/renewal.py), so
     the allowances in use now end at the first queued period's start, not at the line's expiry.
-    The current plan is the one of the order whose period runs now; a period started by staff
-    (no order) has the line's plan, unless a plan change is queued after it — then the plan it
-    runs on is not recorded anywhere and is left unknown rather than shown wrong."""
+    The current plan is the one of the order whose period runs now; for a period started by
+    staff (no order) see below. A plan that cannot be known is left None rather than shown wrong."""
     if line.expires_at is None:
         return Schedule(None)
     now = uow.now()
@@ -256,11 +255,16 @@ def schedule(uow: UnitOfWork, line: Line) -> Schedule:
     if running:
         order, plan = running[-1]
         return Schedule(Period(plan, order.period_start, end, order.id), queued)
-    current_plan: Plan | None = None
-    if not queued:
-        current_plan = uow.session.get(Plan, line.plan_id) if line.plan_id else None
-    elif bought[0][0].kind is OrderKind.RENEWAL:
-        current_plan = bought[0][1]  # a renewal is the same plan again
+    # No order runs now (staff started the period): its plan is the line's, or — with a period
+    # queued — the one the first queued order was bought on top of (kept with the order since
+    # it records it; older orders: the same plan again for a renewal, else unknown).
+    plan_id: int | None = line.plan_id
+    if queued:
+        following, following_plan = bought[0]
+        plan_id = following.quote.get("previous_plan_id")
+        if plan_id is None and following.kind is OrderKind.RENEWAL:
+            plan_id = following_plan.id
+    current_plan = uow.session.get(Plan, plan_id) if plan_id else None
     return Schedule(Period(current_plan, line.period_start, end, None), queued)
 
 

@@ -238,6 +238,7 @@ def snapshot(q: Quote) -> dict[str, object]:
         "plan_code": q.plan.code,
         "plan_names": q.plan.names,
         "kind": q.kind.value,
+        "previous_plan_id": q.line.plan_id,  # the plan the line was on: what a queued period follows
         "list_amount": q.price.list_price.amount,
         "currency": q.price.list_price.currency,
         "adjustments": [

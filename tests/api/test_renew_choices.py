@@ -231,13 +231,20 @@ def test_a_first_purchase_code_on_a_later_purchase_is_refused_as_first_purchase_
 def test_a_line_started_by_staff_makes_its_first_purchase_at_its_first_renewal(
     client: TestClient, runtime: Runtime, clock: FrozenClock, alice: dict[str, Any], admin: Any
 ) -> None:
-    """As the demo's lines are: activated by staff, with no order; WELCOME20 fits their first renewal."""
+    """As the demo's lines are: activated by staff, with no order; WELCOME20 fits their first renewal
+    (here a plan change)."""
     with runtime.unit_of_work() as uow:
         line = uow.session.get(Line, alice["line"]["id"])
         assert line is not None
         lines.activate(uow, uow.session.merge(admin), line, catalog.get_plan(uow, "monthly"))
-    first = buy(client, runtime, clock, alice, promo_code="WELCOME20")
-    assert first["kind"] == "renewal" and first["total_amount"] == 7040
+    first = buy(client, runtime, clock, alice, "big", promo_code="WELCOME20")  # a plan change, queued
+    assert first["kind"] == "change" and first["total_amount"] == 13440
+
+    # The period staff started has no order; it runs on the plan the queued change was bought on.
+    status = client.get(f"/api/v1/lines/{alice['line']['id']}/status", headers=alice["headers"]).json()
+    assert status["current_period"]["plan_code"] == "monthly" and status["current_period"]["order_id"] is None
+    assert status["current_period"]["ends_at"] == first["period_start"]
+    assert [(p["plan_code"], p["order_id"]) for p in status["queued_periods"]] == [("big", first["id"])]
 
 
 # --- item 15: the current period and the queued ones ----------------------------------------------

@@ -35,7 +35,12 @@ def subscriber(client: TestClient, runtime: Runtime) -> dict[str, Any]:
         catalog.create_plan(
             uow,
             admin,
-            plan_input("big", validity=Validity(months=1), price=16800, allowances=[Allowance(Unit.DATA_BYTES, Zone.HK, 20 * GB)]),
+            plan_input(
+                "big",
+                validity=Validity(months=1),
+                price=16800,
+                allowances=[Allowance(Unit.DATA_BYTES, Zone.HK, 20 * GB)],
+            ),
         )
     registered = register_and_verify(client, runtime, 1)
     with runtime.unit_of_work() as uow:
@@ -117,7 +122,8 @@ def test_the_result_page_says_whether_auto_renew_was_turned_on(
 
 def test_settings_says_auto_renew_needs_a_saved_card(client: TestClient, subscriber: dict[str, Any]) -> None:
     shown = text(client.get("/settings").text)
-    assert "自动续费会从您以往用银行卡付款时保存的银行卡扣款，而您尚未保存银行卡。支付宝和微信支付无法自动扣款。" in shown
+    assert "自动续费会从您以往用银行卡付款时保存的银行卡扣款，而您尚未保存银行卡。" in shown
+    assert "支付宝和微信支付无法自动扣款。" in shown
     assert "Save for automatic renewals" not in shown
 
 

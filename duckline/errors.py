@@ -97,7 +97,8 @@ class ErrorCode(Enum):
     PROMO_CODE_INVALID = (Kind.INVALID, "This promo code is not valid.")
     PROMO_CODE_EXPIRED = (Kind.INVALID, "This promo code has expired.")
     PROMO_CODE_NOT_APPLICABLE = (Kind.INVALID, "This promo code does not apply to this plan.")
-    PROMO_CODE_FIRST_RENEWAL_ONLY = (Kind.INVALID, "This promo code is only for a line's first renewal.")
+    PROMO_CODE_FIRST_RENEWAL_ONLY = (Kind.INVALID, "This promo code is only for a line's first purchase.")
+    PROMO_CODE_ALREADY_USED = (Kind.CONFLICT, "You have already used this promo code.")
     PROMO_CODE_USED_UP = (Kind.CONFLICT, "This promo code has been used the maximum number of times.")
     PAYMENT_METHOD_UNAVAILABLE = (Kind.INVALID, "This payment method is not available.")
     PAYMENT_PROVIDER_ERROR = (Kind.UNAVAILABLE, "The payment provider did not answer. Please try again.")
@@ -111,7 +112,12 @@ class ErrorCode(Enum):
     REFUND_AMOUNT_INVALID = (Kind.INVALID, "The refund amount must be between 1 and {max} minor units.")
     REASON_REQUIRED = (Kind.INVALID, "A reason is required.")
     CASE_ALREADY_RESOLVED = (Kind.CONFLICT, "This case has already been resolved.")
-    SAVED_METHOD_REQUIRED = (Kind.CONFLICT, "Auto-renew needs a saved payment method.")
+    SAVED_METHOD_REQUIRED = (Kind.CONFLICT, "Automatic renewal needs a card saved with an earlier card payment.")
+    AUTO_RENEW_NEEDS_CARD = (
+        Kind.INVALID,
+        "Automatic renewal needs a card: Alipay and WeChat Pay cannot be charged automatically. "
+        "Pay by card, or pay without automatic renewal.",
+    )
     EMAIL_TAKEN = (Kind.CONFLICT, "This email address is already used by another account.")
     PREFERENCE_ALWAYS_ON = (
         Kind.INVALID,

@@ -68,6 +68,14 @@ REFUND_OF_RECEIPT = "Refund of receipt"
 RECEIPT_FOOTER = "This receipt was issued electronically."
 CREDIT_NOTE_FOOTER = "This credit note was issued electronically."
 PAGE_OF = "Page {page} of {pages}"
+# A receipt's line for what was bought, by the order's kind: a new line's first period is an
+# activation, never a renewal.
+ITEM_BY_KIND = {
+    "activation": "Activation: {plan}",
+    "renewal": "Renewal: {plan}",
+    "change": "Plan change: {plan}",
+    "addon": "Add-on pack: {plan}",
+}
 LABELS: tuple[str, ...] = (
     RECEIPT,
     CREDIT_NOTE,
@@ -86,6 +94,7 @@ LABELS: tuple[str, ...] = (
     RECEIPT_FOOTER,
     CREDIT_NOTE_FOOTER,
     PAGE_OF,
+    *ITEM_BY_KIND.values(),
 )
 _WORDING = {
     # kind: (title, number label, payment label, footer)

@@ -7,6 +7,10 @@ Stacking rules (shown to staff and subscribers alike):
 3. Percentages are taken before fixed amounts, rounded half up to the minor unit; the total
    never goes below zero.
 4. Bonus gifts ("buy X, get bonus data") are not discounts: every eligible one is given.
+
+A promotion marked `first_renewal_only` (the name is kept for the API and the table) is for a
+line's first purchase: the first period paid for on the line, whether it is the activation of a
+new line or, on a line started without an order (by staff, with a voucher), its first renewal.
 """
 
 from __future__ import annotations
@@ -35,15 +39,15 @@ class PromotionRule:
     bonus: tuple[Allowance, ...] = ()
     code: str | None = None
     plan_codes: frozenset[str] | None = None
-    first_renewal_only: bool = False
+    first_renewal_only: bool = False  # for a line's first purchase only (see the module's docstring)
     exclusive: bool = False
     starts_at: datetime | None = None
     ends_at: datetime | None = None
 
-    def applies(self, plan_code: str, now: datetime, first_renewal: bool) -> bool:
+    def applies(self, plan_code: str, now: datetime, first_purchase: bool) -> bool:
         in_window = (self.starts_at is None or self.starts_at <= now) and (self.ends_at is None or now < self.ends_at)
         for_plan = self.plan_codes is None or plan_code in self.plan_codes
-        return in_window and for_plan and (first_renewal or not self.first_renewal_only)
+        return in_window and for_plan and (first_purchase or not self.first_renewal_only)
 
     def discount_on(self, amount: int) -> int:
         if self.kind is PromotionKind.PERCENT_OFF:
@@ -92,10 +96,10 @@ def price(
     automatic: list[PromotionRule],
     code: PromotionRule | None,
     now: datetime,
-    first_renewal: bool,
+    first_purchase: bool,
 ) -> Price:
     """Apply the stacking rules above. `code` must already be known valid for this plan."""
-    eligible = [p for p in automatic if p.code is None and p.applies(plan_code, now, first_renewal)]
+    eligible = [p for p in automatic if p.code is None and p.applies(plan_code, now, first_purchase)]
     discounts = [p for p in eligible if p.kind is not PromotionKind.BONUS]
     chosen: list[PromotionRule] = []
     if discounts and not (code and code.exclusive):

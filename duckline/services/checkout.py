@@ -41,7 +41,7 @@ from duckline.config import Settings
 from duckline.domain.orders import MAY_CAPTURE, OPEN_FOR_PAYMENT, OrderStatus, PaymentMethod, PaymentStatus
 from duckline.errors import DomainError, ErrorCode
 from duckline.money import Money
-from duckline.services import fulfilment, orders, payments, promotions
+from duckline.services import fulfilment, orders, payment_labels, payments, promotions
 from duckline.services.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,9 @@ def start_attempt(app: App, payment_id: int, return_url: str, language: str = "e
             notify_url=f"{app.settings.base_url}/api/v1/webhooks/{payment.provider}",
             language=language,
             saved_token=saved.token if saved else None,
-            save_method=order.auto_renew and saved is None,
+            # Only a card can be saved for automatic renewal (orders.check_auto_renew_method); an
+            # auto-renew order retried with a wallet is paid without saving anything.
+            save_method=order.auto_renew and saved is None and payment_labels.is_card(payment.method),
             expires_at=order.pay_by,
         )
     provider = app.payments.by_name(payment.provider)

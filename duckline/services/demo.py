@@ -199,7 +199,8 @@ def _promotions(uow: UnitOfWork) -> list[promotions.PromotionInput]:
             ends_at=now + timedelta(days=60),
         ),
         promotions.PromotionInput(
-            name=_texts("Welcome back: 20% off your first renewal", "首次續費八折", "首次续费八折"),
+            # For a line's first purchase: a new line's activation, or a demo line's first renewal.
+            name=_texts("Welcome: 20% off your first purchase", "首次購買八折", "首次购买八折"),
             kind=PromotionKind.PERCENT_OFF,
             percent_off=20,
             code="WELCOME20",

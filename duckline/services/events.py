@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from duckline.adapters.db.tables import Account, DomainEvent, Line, Order, Plan
+from duckline.domain.orders import OrderKind
 from duckline.money import Money
 from duckline.services import notifications
 from duckline.services.unit_of_work import UnitOfWork
@@ -65,10 +66,11 @@ def _message(uow: UnitOfWork, account: Account, event_type: str, order_id: int |
     if event_type == RENEWAL_SUCCEEDED and order is not None:
         plan = uow.session.get(Plan, order.plan_id)
         names = plan.names if plan else {}
+        # The first period of a new line is an activation, and its message says so.
         notifications.notify(
             uow,
             account,
-            "renewal_succeeded",
+            "activation_succeeded" if order.kind is OrderKind.ACTIVATION else "renewal_succeeded",
             msisdn=number,
             plan=names.get(account.language) or names.get("en", ""),
             amount=Money(order.total_amount, order.currency),

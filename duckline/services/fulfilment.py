@@ -60,6 +60,7 @@ def fulfil(uow: UnitOfWork, order: Order) -> None:
         order.account_id,
         order.id,
         receipt=receipt.display_number,
+        kind=order.kind.value,  # activation, renewal, change or addon
         msisdn=line.msisdn,
         plan=plan.code,
         amount=order.total_amount,

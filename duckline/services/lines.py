@@ -15,6 +15,7 @@ from duckline.adapters.db.tables import (
     EsimProfile,
     Line,
     LineEvent,
+    Order,
     Person,
     Plan,
     SavedPaymentMethod,
@@ -24,9 +25,10 @@ from duckline.domain import alerts, esim
 from duckline.domain.catalog import PlanKind, PlanStatus, Validity
 from duckline.domain.identity import KycStatus
 from duckline.domain.lines import LineStatus, check_transition
+from duckline.domain.orders import OrderKind, OrderStatus
 from duckline.domain.roles import STAFF
 from duckline.errors import DomainError, ErrorCode
-from duckline.services import audit, balances, numbers
+from duckline.services import audit, balances, numbers, payment_labels
 from duckline.services.unit_of_work import UnitOfWork
 
 
@@ -154,12 +156,32 @@ class AllowanceView:
 
 
 @dataclass(frozen=True)
+class Period:
+    """A period of a line's plan: the one running now, or one paid for ahead and queued."""
+
+    plan: Plan | None  # None only where it cannot be known (see `schedule`)
+    start: datetime | None
+    end: datetime
+    order_id: int | None  # the order that bought it; None for a period started by staff
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The period running now (or the last one, for a line past its expiry) and the periods
+    renewed ahead that follow it, in order. The line's `expires_at` is the end of the last one."""
+
+    current: Period | None
+    queued: list[Period] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class LineStatusView:
     line: Line
     plan: Plan | None
     allowances: list[AllowanceView]
     usage_warnings: list[alerts.UsageWarning] = field(default_factory=list)
     expiry_warning: alerts.ExpiryWarning | None = None
+    schedule: Schedule = field(default_factory=lambda: Schedule(None))
 
 
 def status(uow: UnitOfWork, line: Line) -> LineStatusView:
@@ -192,13 +214,58 @@ def status(uow: UnitOfWork, line: Line) -> LineStatusView:
         warning = alerts.usage_warning(unit, zone, initial, remaining, thresholds)
         if warning:
             warnings.append(warning)
-    plan = uow.session.get(Plan, line.plan_id) if line.plan_id else None
+    plan = uow.session.get(Plan, line.plan_id) if line.plan_id else None  # the plan last bought
     expiry = (
         alerts.expiry_warning(line.expires_at, now, tuple(uow.settings.expiry_warning_days))
         if line.expires_at and line.status is LineStatus.ACTIVE
         else None
     )
-    return LineStatusView(line, plan, views, warnings, expiry)
+    return LineStatusView(line, plan, views, warnings, expiry, schedule(uow, line))
+
+
+def schedule(uow: UnitOfWork, line: Line) -> Schedule:
+    """The current period (its plan, start and end) and the periods renewed ahead after it.
+
+    A renewal paid before expiry starts when the current period ends (domain/renewal.py), so
+    the allowances in use now end at the first queued period's start, not at the line's expiry.
+    The current plan is the one of the order whose period runs now; for a period started by
+    staff (no order) see below. A plan that cannot be known is left None rather than shown wrong."""
+    if line.expires_at is None:
+        return Schedule(None)
+    now = uow.now()
+    bought = uow.session.execute(
+        select(Order, Plan)
+        .join(Plan, Plan.id == Order.plan_id)
+        .where(
+            Order.line_id == line.id,
+            Order.kind.in_((OrderKind.ACTIVATION, OrderKind.RENEWAL, OrderKind.CHANGE)),
+            Order.status.in_((OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED)),
+            Order.period_end.is_not(None),
+            Order.period_end > now,
+        )
+        .order_by(Order.period_start, Order.id)
+    ).all()
+    queued = [
+        Period(plan, order.period_start, order.period_end, order.id)
+        for order, plan in bought
+        if order.period_start is not None and order.period_end is not None and order.period_start > now
+    ]
+    running = [(order, plan) for order, plan in bought if order.period_start is not None and order.period_start <= now]
+    end = queued[0].start if queued and queued[0].start is not None else line.expires_at
+    if running:
+        order, plan = running[-1]
+        return Schedule(Period(plan, order.period_start, end, order.id), queued)
+    # No order runs now (staff started the period): its plan is the line's, or — with a period
+    # queued — the one the first queued order was bought on top of (kept with the order since
+    # it records it; older orders: the same plan again for a renewal, else unknown).
+    plan_id: int | None = line.plan_id
+    if queued:
+        following, following_plan = bought[0]
+        plan_id = following.quote.get("previous_plan_id")
+        if plan_id is None and following.kind is OrderKind.RENEWAL:
+            plan_id = following_plan.id
+    current_plan = uow.session.get(Plan, plan_id) if plan_id else None
+    return Schedule(Period(current_plan, line.period_start, end, None), queued)
 
 
 def saved_methods(uow: UnitOfWork, account: Account) -> list[SavedPaymentMethod]:
@@ -213,8 +280,9 @@ def saved_methods(uow: UnitOfWork, account: Account) -> list[SavedPaymentMethod]
 
 
 def renewal_method(uow: UnitOfWork, account: Account, line: Line) -> SavedPaymentMethod | None:
-    """The line's own saved method if still usable, else the newest one the account saved."""
-    methods = saved_methods(uow, account)
+    """The line's own saved card if still usable, else the newest card the account saved (only a
+    card can be charged automatically: a wallet saved by an older version is never used)."""
+    methods = [m for m in saved_methods(uow, account) if payment_labels.is_card(m.method)]
     own = next((m for m in methods if m.id == line.auto_renew_method_id), None)
     return own or (methods[0] if methods else None)
 

@@ -110,6 +110,11 @@ TEMPLATES: dict[str, Template] = {
         "Renewal confirmed: {msisdn}",
         "Your renewal of {msisdn} ({plan}) is confirmed. Paid {amount}. Valid until {expires}. Receipt {receipt}.",
     ),
+    "activation_succeeded": Template(
+        PAYMENT,
+        "Activation confirmed: {msisdn}",
+        "Your line {msisdn} is activated on {plan}. Paid {amount}. Valid until {expires}. Receipt {receipt}.",
+    ),
     "payment_failed": Template(
         PAYMENT,
         "Payment not completed",

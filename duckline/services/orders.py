@@ -28,7 +28,7 @@ from duckline.domain.renewal import Term, next_term, order_kind
 from duckline.domain.roles import STAFF
 from duckline.errors import DomainError, ErrorCode
 from duckline.money import Money
-from duckline.services import catalog, lines, promotions
+from duckline.services import catalog, lines, payment_labels, promotions
 from duckline.services.unit_of_work import UnitOfWork
 
 
@@ -56,9 +56,9 @@ def quote(
     now = uow.now()
     validity = Validity(plan.validity_days, plan.validity_months)
     term = next_term(kind, line.status, line.expires_at, now, validity, uow.settings.display_timezone)
-    first_renewal = kind in (OrderKind.RENEWAL, OrderKind.CHANGE) and not _has_renewed(uow, line.id)
+    first_purchase = kind is not OrderKind.ADDON and not _has_bought_a_period(uow, line.id)
     code_rule = (
-        promotions.code_rule(uow, account, promo_code, plan.code, first_renewal, language)
+        promotions.code_rule(uow, account, promo_code, plan.code, first_purchase, language)
         if promo_code and promo_code.strip()
         else None
     )
@@ -68,7 +68,7 @@ def quote(
         promotions.automatic_rules(uow, now, language, account.id),
         code_rule,
         now,
-        first_renewal,
+        first_purchase,
     )
     _check_limits(uow, line, priced)
     return Quote(line, plan, kind, priced, term, catalog.allowances_of(uow, [plan.id])[plan.id])
@@ -83,14 +83,16 @@ def _check_identity_verified(uow: UnitOfWork, line: Line) -> None:
         raise DomainError(ErrorCode.KYC_NOT_VERIFIED)
 
 
-def _has_renewed(uow: UnitOfWork, line_id: int) -> bool:
+def _has_bought_a_period(uow: UnitOfWork, line_id: int) -> bool:
+    """The line has had a period paid for and applied: its activation, a renewal or a plan change.
+    (A line started by staff, with no order, makes its first purchase at its first renewal.)"""
     return (
         uow.session.scalar(
             select(func.count())
             .select_from(Order)
             .where(
                 Order.line_id == line_id,
-                Order.kind.in_((OrderKind.RENEWAL, OrderKind.CHANGE)),
+                Order.kind.in_((OrderKind.ACTIVATION, OrderKind.RENEWAL, OrderKind.CHANGE)),
                 Order.status.in_((OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED)),
             )
         )
@@ -174,7 +176,12 @@ def create(uow: UnitOfWork, account: Account, form: OrderForm, language: str = "
     The account and the line are locked first (in that order, always): two orders racing for
     one line are checked against the monthly limit one after the other, and a retried request
     finds the order the first one made.
+
+    Automatic renewal is asked for with a card only (AUTO_RENEW_NEEDS_CARD otherwise): it charges
+    a card saved at the provider, and a wallet payment saves nothing that could be charged later.
+    Refused before anything is made, rather than dropped without a word.
     """
+    check_auto_renew_method(form.auto_renew, form.payment_method)
     uow.session.execute(select(Account.id).where(Account.id == account.id).with_for_update())
     line = lines.visible_line(uow, account, form.line_id)
     uow.session.execute(select(Line.id).where(Line.id == line.id).with_for_update())
@@ -219,12 +226,19 @@ def create(uow: UnitOfWork, account: Account, form: OrderForm, language: str = "
     return order, True
 
 
+def check_auto_renew_method(auto_renew: bool, method: PaymentMethod) -> None:
+    """Automatic renewal charges a saved card; only a card payment can save one."""
+    if auto_renew and not payment_labels.is_card(method):
+        raise DomainError(ErrorCode.AUTO_RENEW_NEEDS_CARD, field="auto_renew")
+
+
 def snapshot(q: Quote) -> dict[str, object]:
     """What the subscriber was shown and agreed to pay, kept with the order."""
     return {
         "plan_code": q.plan.code,
         "plan_names": q.plan.names,
         "kind": q.kind.value,
+        "previous_plan_id": q.line.plan_id,  # the plan the line was on: what a queued period follows
         "list_amount": q.price.list_price.amount,
         "currency": q.price.list_price.currency,
         "adjustments": [

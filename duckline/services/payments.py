@@ -110,7 +110,7 @@ def _captured(
         )
         return Outcome(order.status, payment.status, True, f"{source}: amount mismatch, flagged")
     payment.status = PaymentStatus.SUCCEEDED
-    if update.saved_token and order.auto_renew:
+    if update.saved_token and order.auto_renew and payment_labels.is_card(payment.method):
         _save_method(uow, order, payment, update.saved_token, update.card_expiry)
     if order.status in (OrderStatus.PAID, OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED):
         # A second attempt captured money for an order already paid: never apply it twice.

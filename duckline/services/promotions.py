@@ -137,9 +137,11 @@ def automatic_rules(
 
 
 def code_rule(
-    uow: UnitOfWork, account: Account, code: str, plan_code: str, first_renewal: bool, language: str
+    uow: UnitOfWork, account: Account, code: str, plan_code: str, first_purchase: bool, language: str
 ) -> PromotionRule:
-    """The promotion behind a code, if this account may use it on this plan now."""
+    """The promotion behind a code, if this account may use it on this plan now. A code this
+    account has used up is refused as already used (PROMO_CODE_ALREADY_USED) before any other
+    condition: that is what the subscriber needs to hear, whatever else would also stop it."""
     now = uow.now()
     promotion = uow.session.scalars(
         select(Promotion).where(Promotion.code == code.strip().upper(), Promotion.active.is_(True))
@@ -148,17 +150,17 @@ def code_rule(
         raise DomainError(ErrorCode.PROMO_CODE_INVALID, field="promo_code")
     if promotion.ends_at is not None and promotion.ends_at <= now:
         raise DomainError(ErrorCode.PROMO_CODE_EXPIRED, field="promo_code")
-    found = rule(promotion, language)
-    if found.first_renewal_only and not first_renewal:
-        raise DomainError(ErrorCode.PROMO_CODE_FIRST_RENEWAL_ONLY, field="promo_code")
-    if not found.applies(plan_code, now, first_renewal):
-        raise DomainError(ErrorCode.PROMO_CODE_NOT_APPLICABLE, field="promo_code")
-    if promotion.max_uses is not None and promotion.uses >= promotion.max_uses:
-        raise DomainError(ErrorCode.PROMO_CODE_USED_UP, field="promo_code")
     if promotion.max_uses_per_account is not None and used_by(uow, promotion.id, account.id) >= (
         promotion.max_uses_per_account
     ):
+        raise DomainError(ErrorCode.PROMO_CODE_ALREADY_USED, field="promo_code")
+    if promotion.max_uses is not None and promotion.uses >= promotion.max_uses:
         raise DomainError(ErrorCode.PROMO_CODE_USED_UP, field="promo_code")
+    found = rule(promotion, language)
+    if found.first_renewal_only and not first_purchase:
+        raise DomainError(ErrorCode.PROMO_CODE_FIRST_RENEWAL_ONLY, field="promo_code")
+    if not found.applies(plan_code, now, first_purchase):
+        raise DomainError(ErrorCode.PROMO_CODE_NOT_APPLICABLE, field="promo_code")
     return found
 
 
@@ -186,7 +188,7 @@ def reserve(uow: UnitOfWork, order: Order, promotion_ids: list[int]) -> None:
         if promotion.max_uses_per_account is not None and used_by(uow, promotion_id, order.account_id) >= (
             promotion.max_uses_per_account
         ):
-            raise DomainError(ErrorCode.PROMO_CODE_USED_UP, field="promo_code")
+            raise DomainError(ErrorCode.PROMO_CODE_ALREADY_USED, field="promo_code")
         counted = cast(
             CursorResult[Any],
             uow.session.execute(

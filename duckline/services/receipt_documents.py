@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from duckline import i18n
 from duckline.adapters.db.tables import Account, Person, Receipt
-from duckline.adapters.receipt_pdf import CREDIT_NOTE, ReceiptDocument, render_pdf
+from duckline.adapters.receipt_pdf import CREDIT_NOTE, ITEM_BY_KIND, ReceiptDocument, render_pdf
 from duckline.domain.phone import display
 from duckline.services import payment_labels
 from duckline.services.receipts import CREDIT_NOTE as CREDIT_NOTE_KIND
@@ -29,7 +29,9 @@ def document(uow: UnitOfWork, receipt: Receipt, language: str) -> ReceiptDocumen
     if receipt.kind == CREDIT_NOTE_KIND:
         items = [(f"{i18n.gettext(language, CREDIT_NOTE)}: {plan_name}", -receipt.amount)]
     else:
-        items = [(plan_name, int(details.get("list_amount", receipt.amount)))]
+        wording = ITEM_BY_KIND.get(str(details.get("kind", "")))
+        item = i18n.gettext(language, wording).format(plan=plan_name) if wording else plan_name
+        items = [(item, int(details.get("list_amount", receipt.amount)))]
         items += [(str(a["name"]), -int(a["amount"])) for a in details.get("adjustments", [])]
     period = None
     if details.get("period_start") and details.get("period_end"):

@@ -100,7 +100,11 @@ class QuoteOut(BaseModel):
 
 class OrderIn(QuoteIn):
     payment_method: PaymentMethod
-    auto_renew: bool = Field(default=False, description="save the payment method and renew automatically")
+    auto_renew: bool = Field(
+        default=False,
+        description="save the card with the provider and renew automatically before expiry; card payments only:"
+        " with alipay or wechatpay the order is refused (422 auto_renew_needs_card) and nothing is created",
+    )
 
 
 class RetryIn(BaseModel):

@@ -13,7 +13,7 @@ from duckline.domain.esim import activation_code
 from duckline.domain.lines import can_use_service
 from duckline.domain.phone import display
 from duckline.money import Money
-from duckline.services.lines import LineStatusView
+from duckline.services.lines import LineStatusView, Period, Schedule
 from duckline.services.usage import UsageKind
 from duckline.web.fields import MAX_MINOR_UNITS, Amount, Currency, Phone, Quantity, Texts
 
@@ -57,13 +57,31 @@ class AccountOut(BaseModel):
         )
 
 
+class PeriodOut(BaseModel):
+    """A period of the line's plan: the one running now, or one renewed ahead."""
+
+    plan_code: str | None = Field(description="null only for a staff-started period followed by a queued plan change")
+    starts_at: datetime | None
+    ends_at: datetime
+    order_id: int | None = Field(description="the order that bought it; null for a period started by staff")
+
+    @classmethod
+    def of(cls, period: Period) -> PeriodOut:
+        return cls(
+            plan_code=period.plan.code if period.plan else None,
+            starts_at=period.start,
+            ends_at=period.end,
+            order_id=period.order_id,
+        )
+
+
 class LineOut(BaseModel):
     id: int
     msisdn: str
     msisdn_display: str
     status: str
     plan_code: str | None = None
-    expires_at: datetime | None
+    expires_at: datetime | None = Field(description="the end of the last period paid for, queued ones included")
     voicemail: bool
     caller_id: bool
     auto_renew: bool = False
@@ -72,9 +90,25 @@ class LineOut(BaseModel):
     )
     suspended_at: datetime | None = None
     in_service: bool = Field(default=False, description="calls, SMS and data go through now")
+    current_period: PeriodOut | None = Field(
+        default=None,
+        description="the period running now (for a line past its expiry, the last one); its allowances end at"
+        " its ends_at, which is earlier than expires_at when a renewal is queued; null before activation",
+    )
+    queued_periods: list[PeriodOut] = Field(
+        default_factory=list, description="periods renewed ahead, in order, each starting when the one before ends"
+    )
 
     @classmethod
-    def of(cls, line: Line, plan_code: str | None = None) -> LineOut:
+    def of(cls, line: Line, plan_code: str | None = None, periods: Schedule | None = None) -> LineOut:
+        """`periods` as lines.schedule gives it; without it, a line with nothing queued is assumed
+        (true of a line just opened or activated by staff)."""
+        if periods is None:
+            current = Period(None, line.period_start, line.expires_at, None) if line.expires_at else None
+            periods = Schedule(current)
+        current_out = PeriodOut.of(periods.current) if periods.current else None
+        if current_out is not None and current_out.plan_code is None and not periods.queued:
+            current_out.plan_code = plan_code
         return cls(
             id=line.id,
             msisdn=line.msisdn,
@@ -88,6 +122,8 @@ class LineOut(BaseModel):
             suspension=line.suspension.value if line.suspension else None,
             suspended_at=line.suspended_at,
             in_service=can_use_service(line.status, line.suspension),
+            current_period=current_out,
+            queued_periods=[PeriodOut.of(p) for p in periods.queued],
         )
 
 
@@ -224,10 +260,14 @@ class ExpiryWarningOut(BaseModel):
 
 class LineStatusOut(BaseModel):
     line: LineOut
-    plan: PlanOut | None
-    expires_at: datetime | None
-    allowances: list[AllowanceOut]
+    plan: PlanOut | None = Field(description="the plan last bought (a queued plan change included)")
+    expires_at: datetime | None = Field(description="the end of the last period paid for, queued ones included")
+    allowances: list[AllowanceOut] = Field(description="the current period's (valid now)")
     warnings: list[UsageWarningOut | ExpiryWarningOut]
+    current_period: PeriodOut | None = Field(
+        default=None, description="the period running now, whose allowances are listed; null before activation"
+    )
+    queued_periods: list[PeriodOut] = Field(default_factory=list, description="periods renewed ahead, in order")
 
     @classmethod
     def of(cls, view: LineStatusView, plan: PlanOut | None) -> LineStatusOut:
@@ -239,12 +279,15 @@ class LineStatusOut(BaseModel):
             warnings.append(
                 ExpiryWarningOut(within_days=view.expiry_warning.days, expires_at=view.expiry_warning.expires_at)
             )
+        line = LineOut.of(view.line, view.plan.code if view.plan else None, view.schedule)
         return cls(
-            line=LineOut.of(view.line, view.plan.code if view.plan else None),
+            line=line,
             plan=plan,
             expires_at=view.line.expires_at,
             allowances=[AllowanceOut(**a.__dict__) for a in view.allowances],
             warnings=warnings,
+            current_period=line.current_period,
+            queued_periods=line.queued_periods,
         )
 
 

@@ -147,4 +147,6 @@ def test_a_charge_answered_after_the_timeout_is_found_by_our_reference_and_never
     assert the_line(runtime, line_id).expires_at == done.period_end
     assert len(stripe.intents) == 2  # the first month and this renewal: never a second charge
     assert count(runtime, Notification, Notification.body.contains("Nothing was charged")) == 0
-    assert count(runtime, Notification, Notification.template == "renewal_succeeded") == 2
+    # One confirmation each (by SMS: no email address): the first month's activation, this renewal.
+    assert count(runtime, Notification, Notification.template == "activation_succeeded") == 1
+    assert count(runtime, Notification, Notification.template == "renewal_succeeded") == 1

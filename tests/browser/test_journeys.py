@@ -145,7 +145,7 @@ def sign_up_and_renew(page: Page, live: Live, clock: FrozenClock, n: int, langua
     # The result page asked the provider at once (the return URL): done, with the receipt number.
     success = page.locator("section.result.success")
     assert success.is_visible(), page.inner_text("main")
-    seen("result", "Done: your line is renewed")
+    seen("result", "Done: your line is activated")  # the new line's first purchase
     assert t("Receipt number") in success.inner_text()
     receipt_number = page.inner_text(".receipt-number")
     assert RECEIPT_NUMBER.fullmatch(receipt_number), receipt_number

@@ -245,12 +245,12 @@ def test_auto_renew_needs_a_saved_method_and_shows_it_masked(
     admin, _ = staff(runtime, Role.ADMIN, 1)
     with runtime.unit_of_work() as uow:
         catalog.create_plan(uow, admin, plan_input("monthly", validity=Validity(months=1)))
-    assert "Automatic renewal needs a saved payment method" in text(client.get("/settings").text)
+    assert "Automatic renewal charges a card saved with an earlier card payment" in text(client.get("/settings").text)
 
     refused = submit(client, "/settings", f"/settings/lines/{line_id}/auto-renew", {"enabled": "on"})
 
     assert refused.status_code == 409
-    assert "Auto-renew needs a saved payment method." in text(refused.text)
+    assert "Automatic renewal needs a card saved with an earlier card payment." in text(refused.text)
     assert line_row(runtime, line_id).auto_renew is False
 
     order = place_order(client, subscriber, auto_renew=True)

@@ -196,7 +196,7 @@ def test_paid_in_the_browser_the_card_page_hands_over_to_the_result(
     )
     assert returned.status_code == 303 and returned.headers["location"] == again.headers["location"]
     done = client.get(returned.headers["location"])
-    assert "Done: your line is renewed" in text(done.text) and "•••• 4242" in text(done.text)
+    assert "Done: your line is activated" in text(done.text) and "•••• 4242" in text(done.text)
     with runtime.unit_of_work() as uow:
         order = uow.session.get(Order, order_id)
         assert order is not None and order.status is OrderStatus.FULFILLED

@@ -61,7 +61,8 @@ def list_lines(
         owner = account_id
     with runtime.unit_of_work() as uow:
         rows, next_cursor = page(uow.session, select(Line).where(Line.account_id == owner), Line.id, cursor, limit)
-        return Page[LineOut](items=[LineOut.of(r) for r in rows], next_cursor=next_cursor)
+        items = [LineOut.of(r, periods=lines.schedule(uow, r)) for r in rows]
+        return Page[LineOut](items=items, next_cursor=next_cursor)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=LineOut, responses=errors(409, 503))
@@ -120,15 +121,18 @@ def set_features(line_id: PathId, body: FeaturesIn, runtime: RuntimeDep, viewer:
     """Turn voicemail and caller ID on or off."""
     with runtime.unit_of_work() as uow:
         line = lines.visible_line(uow, viewer, line_id)
-        return LineOut.of(lines.set_features(uow, viewer, line, body.voicemail, body.caller_id))
+        changed = lines.set_features(uow, viewer, line, body.voicemail, body.caller_id)
+        return LineOut.of(changed, periods=lines.schedule(uow, changed))
 
 
 @router.patch("/{line_id}/auto-renew", response_model=LineOut, responses=errors(409))
 def set_auto_renew(line_id: PathId, body: AutoRenewIn, runtime: RuntimeDep, viewer: Subscriber) -> LineOut:
-    """Renew automatically before expiry with the payment method saved at an earlier renewal."""
+    """Renew automatically before expiry with the card saved at an earlier card payment (409
+    saved_method_required without one: Alipay and WeChat Pay cannot be charged automatically)."""
     with runtime.unit_of_work() as uow:
         line = lines.visible_line(uow, viewer, line_id)
-        return LineOut.of(lines.set_auto_renew(uow, viewer, line, body.enabled))
+        changed = lines.set_auto_renew(uow, viewer, line, body.enabled)
+        return LineOut.of(changed, periods=lines.schedule(uow, changed))
 
 
 @router.post("/{line_id}/activate", response_model=LineOut, responses=errors(409))

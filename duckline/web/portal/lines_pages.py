@@ -8,6 +8,7 @@ the templates, through gettext.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from fastapi.responses import Response
 from sqlalchemy import select
 
 from duckline import i18n
-from duckline.adapters.db.tables import Account, Line, Person
+from duckline.adapters.db.tables import Account, Line, Person, Plan
 from duckline.domain.esim import activation_code
 from duckline.domain.identity import DocumentType
 from duckline.domain.roles import STAFF
@@ -342,21 +343,37 @@ class Countdown:
 
 
 @dataclass(frozen=True)
+class QueuedPeriod:
+    plan_name: str | None
+    start: datetime | None
+    end: datetime
+
+
+@dataclass(frozen=True)
 class LineSummary:
     line: Line
-    plan_name: str | None
+    plan_name: str | None  # the current period's plan
     status: lines.LineStatusView
-    left: Countdown | None  # until expiry, if it is still ahead
+    left: Countdown | None  # until the current period ends, if it is still ahead
+    period_end: datetime | None = None  # the current period's end: the line's expiry unless renewed ahead
+    queued: list[QueuedPeriod] = dataclasses.field(default_factory=list)  # renewed ahead, after the current period
 
 
 def _summary(uow: UnitOfWork, line: Line, language: str) -> LineSummary:
     view = lines.status(uow, line)
-    plan_name = (view.plan.names.get(language) or view.plan.code) if view.plan else None
+    current, queued = view.schedule.current, view.schedule.queued
+
+    def name(plan: Plan | None) -> str | None:
+        return (plan.names.get(language) or plan.code) if plan else None
+
+    plan_name = name(current.plan) if current else name(view.plan)
+    period_end = current.end if current else line.expires_at
     left = None
-    if line.expires_at is not None and line.expires_at > uow.now():
-        remaining = line.expires_at - uow.now()
+    if period_end is not None and period_end > uow.now():
+        remaining = period_end - uow.now()
         left = Countdown(remaining.days, remaining.seconds // 3600)
-    return LineSummary(line, plan_name, view, left)
+    later = [QueuedPeriod(name(p.plan), p.start, p.end) for p in queued]
+    return LineSummary(line, plan_name, view, left, period_end, later)
 
 
 @router.get("/")

@@ -61,6 +61,8 @@ DONE = (OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED)
 CHART_MONTHS, CHART_MIN_MONTHS = 12, 6
 # The fields a renewal form has; any other field an error names is shown at the top of the page.
 FORM_FIELDS = ("plan_code", "promo_code", "payment_method")
+# Shown beside the price (which stays on the page): automatic renewal asked for with a wallet.
+AUTO_RENEW_FIELD = "auto_renew"
 
 
 def return_url(runtime: Runtime) -> str:
@@ -173,7 +175,7 @@ def _renew_context(
 
 def _place_error(context: dict[str, Any], language: str, exc: DomainError) -> None:
     context["status"] = STATUS[exc.error.kind]
-    if exc.field in FORM_FIELDS:
+    if exc.field in FORM_FIELDS or exc.field == AUTO_RENEW_FIELD:
         context["field_errors"][exc.field] = error_text(language, exc)
     else:
         context["error"] = error_text(language, exc)

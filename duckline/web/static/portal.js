@@ -20,6 +20,17 @@ document.addEventListener("DOMContentLoaded", () => {
     documentType.addEventListener("change", follow);
     follow(); // the browser may restore another choice when the page is shown again
   }
+  // Renewal: the note that automatic renewal needs a card shows while a wallet is chosen.
+  const walletHint = document.querySelector("[data-wallet-hint]");
+  if (walletHint) {
+    const methods = document.querySelectorAll('input[name="method"][type="radio"]');
+    const follow = () => {
+      const chosen = document.querySelector('input[name="method"][type="radio"]:checked');
+      walletHint.hidden = !chosen || chosen.value === "card";
+    };
+    for (const method of methods) method.addEventListener("change", follow);
+    follow();
+  }
   // A table that overflows sideways can be focused, so the keyboard can scroll it too.
   for (const region of document.querySelectorAll(".table-scroll")) {
     if (region.scrollWidth > region.clientWidth && !region.hasAttribute("tabindex")) {

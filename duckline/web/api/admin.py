@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
-from sqlalchemy import select
 
 from duckline.adapters.db.tables import Account, AuditEntry, Person
 from duckline.adapters.db.types import is_id
@@ -86,10 +86,23 @@ def review_identity(person_id: PathId, body: KycIn, runtime: RuntimeDep, actor: 
 
 @router.get("/audit", response_model=Page[AuditOut])
 def audit_log(
-    runtime: RuntimeDep, actor: Admin, cursor: Cursor = None, limit: Annotated[int, Query(ge=1, le=200)] = 50
+    runtime: RuntimeDep,
+    actor: Admin,
+    cursor: Cursor = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    who: Annotated[str, Query(max_length=100, description="An account id or a phone number.")] = "",
+    subject: Annotated[
+        str, Query(max_length=100, description='A target as the log names it ("account:12"), or a phone number.')
+    ] = "",
+    action: Annotated[str, Query(max_length=60, description='One action, e.g. "account.phone_changed".')] = "",
+    since: Annotated[datetime | None, Query(description="From this moment, inclusive (UTC without an offset).")] = None,
+    until: Annotated[datetime | None, Query(description="Before this moment; without an offset, UTC.")] = None,
 ) -> Page[AuditOut]:
+    """The audit log, newest first, filtered by who acted, what was acted on, the action and a
+    time window. Changes carry `old` and `new`; money is minor units with its currency."""
+    filters = audit.Filters(actor=who, subject=subject, action=action, since=_utc(since), until=_utc(until))
     with runtime.unit_of_work() as uow:
-        rows, next_cursor = page(uow.session, select(AuditEntry), AuditEntry.id, cursor, limit)
+        rows, next_cursor = page(uow.session, audit.entries(uow, filters), AuditEntry.id, cursor, limit)
         return Page[AuditOut](
             items=[
                 AuditOut(id=r.id, actor_id=r.actor_id, action=r.action, target=r.target, detail=r.detail, at=r.at)
@@ -97,3 +110,7 @@ def audit_log(
             ],
             next_cursor=next_cursor,
         )
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment

@@ -59,7 +59,7 @@ class Filters:
         return bool(self.actor or self.subject or self.action or self.since or self.until)
 
 
-def entries(uow: UnitOfWork, filters: Filters) -> Select[tuple[AuditEntry]]:
+def entries(uow: UnitOfWork, filters: Filters) -> Select[Any]:
     """The entries matching `filters` (page them with web.pagination, newest first). An actor or
     subject that cannot be read is a validation error on its field; one that names nobody matches
     nothing."""
@@ -164,9 +164,13 @@ def subjects(uow: UnitOfWork, targets: set[str]) -> dict[str, Subject]:
             )
         }
     if ids.get("person"):
-        owners["person"] = dict(
-            s.execute(select(Account.person_id, Account.id).where(Account.person_id.in_(ids["person"]))).all()
-        )
+        owners["person"] = {
+            person_id: account_id
+            for person_id, account_id in s.execute(
+                select(Account.person_id, Account.id).where(Account.person_id.in_(ids["person"]))
+            )
+            if person_id is not None
+        }
     if ids.get("line"):
         owners["line"] = dict(s.execute(select(Line.id, Line.account_id).where(Line.id.in_(ids["line"]))).all())
     if ids.get("order"):
@@ -177,9 +181,7 @@ def subjects(uow: UnitOfWork, targets: set[str]) -> dict[str, Subject]:
                 select(Payment.id, Order.account_id)
                 .join(Order, Order.id == Payment.order_id)
                 .where(Payment.id.in_(ids["payment"]))
-            )
-            .tuples()
-            .all()
+            ).all()
         )
     if ids.get("ticket"):
         owners["ticket"] = {}

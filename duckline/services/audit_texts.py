@@ -171,6 +171,8 @@ UNITS = {
     "bytes": "{n} bytes",
 }
 ZONES = {"HK": "Hong Kong", "CN": "Mainland China", "MO": "Macau"}
+IN_ZONE = "{quantity} ({zone})"
+NAMED = "{action}: {subject}"  # an entry whose details do not fit its sentence (written before it)
 VALIDITY = {"month": "1 month", "months": "{n} months", "day": "1 day", "days": "{n} days"}
 SEPARATORS = {"en": ", "}  # Chinese lists take the enumeration comma
 
@@ -202,6 +204,8 @@ MESSAGE_IDS: tuple[str, ...] = (
     *ZONES.values(),
     *VALIDITY.values(),
     *PROBLEMS.values(),
+    IN_ZONE,
+    NAMED,
 )
 
 
@@ -357,7 +361,7 @@ class Reader:
         else:
             measure, n = "sms", amount
         quantity = self._(UNITS[measure], n=format_decimal(n, locale=self.locale))
-        return f"{quantity} ({self._(ZONES[zone])})" if zone in ZONES else quantity
+        return self._(IN_ZONE, quantity=quantity, zone=self._(ZONES[zone])) if zone in ZONES else quantity
 
     # --- entries ----------------------------------------------------------------------------
 
@@ -381,7 +385,7 @@ class Reader:
         if not wanted <= {"subject", *detail}:  # an entry written before its details were settled
             sentence, wanted = self._(UNKNOWN.sentence), {"subject"}
             if action is not UNKNOWN:
-                sentence = f"{self._(action.label)}: {{subject}}"
+                sentence = self._(NAMED, action=self._(action.label), subject="{subject}")
         values: dict[str, Value] = {"subject": self.subject(target)}
         for name in wanted - {"subject"}:
             kind = action.values if name in ("old", "new") else self.kind(name)

@@ -132,9 +132,14 @@ def confirm_change(uow: UnitOfWork, account: Account, kind: str, code: str) -> A
         account.email = change.new_value
     else:
         account.phone = change.new_value
-    action = "account.email_changed" if kind == EMAIL else "account.phone_changed"
-    old = old_email if kind == EMAIL else old_phone
-    audit.record(uow, account.id, action, f"account:{account.id}", old=old, new=change.new_value)
+    audit.record(
+        uow,
+        account.id,
+        "account.email_changed" if kind == EMAIL else "account.phone_changed",
+        f"account:{account.id}",
+        old=old_email if kind == EMAIL else old_phone,
+        new=change.new_value,
+    )
     return account
 
 

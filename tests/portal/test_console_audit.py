@@ -106,7 +106,9 @@ def test_changes_keep_old_and_new_values(
     assert kept.status_code == 200, kept.text
 
     with runtime.unit_of_work() as uow:
-        details = dict(uow.session.execute(select(AuditEntry.action, AuditEntry.detail)).tuples().all())
+        details = {
+            action: detail for action, detail in uow.session.execute(select(AuditEntry.action, AuditEntry.detail))
+        }
     assert details["line.features"] == {
         "old": {"voicemail": False, "caller_id": True},
         "new": {"voicemail": True, "caller_id": False},

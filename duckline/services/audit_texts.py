@@ -35,6 +35,7 @@ class Action:
     label: str  # a short name, for the action filter
     sentence: str  # {subject} and details by name
     values: str = "text"  # how a scalar `old` and `new` are shown (a kind of FIELDS)
+    field: str | None = None  # what a scalar `old` and `new` are, when the sentence does not show them
 
 
 ACTIONS: dict[str, Action] = {
@@ -75,9 +76,9 @@ ACTIONS: dict[str, Action] = {
     "payment.refunded": Action("Payment refunded", "{amount} of {subject} refunded to the original payment method."),
     "plan.created": Action("Plan created", "{subject} created at {price}."),
     "plan.updated": Action("Plan changed", "{subject} changed."),
-    "plan.retired": Action("Plan retired", "{subject} retired."),
+    "plan.retired": Action("Plan retired", "{subject} retired.", "status", "Status"),
     "promotion.created": Action("Promotion created", "{subject} created."),
-    "promotion.deactivated": Action("Promotion deactivated", "{subject} deactivated."),
+    "promotion.deactivated": Action("Promotion deactivated", "{subject} deactivated.", "status", "Status"),
     "numbers.imported": Action("Numbers added to the pool", "Numbers added to the {subject}: {added}."),
     "job.run": Action(
         "Reconciliation run by hand",
@@ -161,6 +162,7 @@ WORDS = {
     "none": "—",
 }
 KYC = {"pending_review": "Pending review", "verified": "Verified", "rejected": "Rejected", "flagged": "Flagged"}
+STATUSES = {"active": "Active", "retired": "Retired", "inactive": "Inactive"}
 VIA = {"phone": "the phone number", "identity": "the identity document"}
 UNITS = {
     "min": "{n} min",
@@ -188,6 +190,7 @@ PROBLEMS = {
 MESSAGE_IDS: tuple[str, ...] = (
     *(a.label for a in ACTIONS.values()),
     *(a.sentence for a in ACTIONS.values()),
+    *(a.field for a in ACTIONS.values() if a.field),
     UNKNOWN.label,
     UNKNOWN.sentence,
     *SUBJECTS.values(),
@@ -199,6 +202,7 @@ MESSAGE_IDS: tuple[str, ...] = (
     *CATEGORIES.values(),
     *(w for w in WORDS.values() if w != "—"),
     *KYC.values(),
+    *STATUSES.values(),
     *VIA.values(),
     *UNITS.values(),
     *ZONES.values(),
@@ -293,6 +297,8 @@ class Reader:
             return Value(self._(WORDS["on" if value else "off"]))
         if kind == "kyc" and value in KYC:
             return Value(self._(KYC[value]))
+        if kind == "status" and value in STATUSES:
+            return Value(self._(STATUSES[value]))
         if kind == "via" and value in VIA:
             return Value(self._(VIA[value]))
         if kind == "plan":
@@ -406,7 +412,11 @@ class Reader:
                 )
         elif old is not None or new is not None:
             described.changes.append(
-                Change(self._(action.label), self.shown(action.values, old), self.shown(action.values, new))
+                Change(
+                    self._(action.field or action.label),
+                    self.shown(action.values, old),
+                    self.shown(action.values, new),
+                )
             )
         for key, value in rest.items():
             if value is None or value == "":

@@ -107,9 +107,10 @@ def _audited(uow: UnitOfWork, plan: Plan) -> dict[str, Any]:
 def retire_plan(uow: UnitOfWork, actor: Account, code: str) -> Plan:
     """Stop offering a plan. Lines on it keep running until their period ends."""
     plan = get_plan(uow, code, for_update=True)
+    before = plan.status
     plan.status = PlanStatus.RETIRED
     plan.updated_at = uow.now()
-    audit.record(uow, actor.id, "plan.retired", f"plan:{plan.code}")
+    audit.record(uow, actor.id, "plan.retired", f"plan:{plan.code}", old=before.value, new=plan.status.value)
     return plan
 
 

@@ -4,6 +4,7 @@ pages, every change with its old and new value, and filters by who, subject, act
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import timedelta
 from typing import Any
@@ -16,6 +17,7 @@ from duckline.adapters.db.tables import AuditEntry
 from duckline.clock import FrozenClock
 from duckline.domain.phone import display
 from duckline.runtime import Runtime
+from duckline.services import audit
 from tests.factories import PASSWORD, buy, hk_mobile, last_code
 from tests.portal import test_console
 from tests.portal.test_console import browser, csrf, field, text
@@ -182,3 +184,20 @@ def test_the_staff_api_filters_the_same_way(
     assert "order.refunded" in listed(until="2026-11-25T00:00:00+08:00", action="order.refunded")
     bad = client.get("/api/v1/audit", params={"who": "somebody"}, headers=headers)
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "actor"
+
+
+def test_pages_keep_the_filters(runtime: Runtime, world: dict[str, Any], admin: TestClient) -> None:
+    with runtime.unit_of_work() as uow:
+        for n in range(60):
+            audit.record(uow, world["ids"]["admin"], "numbers.imported", "pool", added=n + 1)
+            audit.record(uow, world["ids"]["admin"], "job.run", "job:reconcile", applied=0, expired=0, refunded=0)
+
+    first = admin.get("/console/audit", params={"action": "numbers.imported"})
+    older = re.findall(r'href="(/console/audit\?[^"]*cursor=[^"]*)"', first.text)
+    assert len(actions(first.text)) == 50 and len(older) == 1
+    second = admin.get(html.unescape(older[0]))
+
+    assert set(actions(first.text)) == set(actions(second.text)) == {"numbers.imported"}
+    assert len(actions(second.text)) == 10
+    assert "加入 号码池 的号码：1 个。" in rows(second.text)[-1]  # the oldest of them; the pool is a link
+    assert 'value="numbers.imported" selected' in second.text

@@ -164,3 +164,10 @@ def test_an_unknown_action_and_old_entries_read_in_the_readers_language() -> Non
     assert legacy_refund.text == "订单 #1的 HK$10.00 已退回原付款方式。"
     assert legacy_review.text == "实名审核：实名记录 #4"
     assert [(label, value.text) for label, value in legacy_review.details] == [("实名核验", "已审核通过")]
+
+
+def test_a_status_change_names_both_statuses() -> None:
+    retired = reader("en").describe("plan.retired", "plan:monthly", {"old": "active", "new": "retired"})
+
+    assert retired.text == "Plan “Monthly 88” retired."
+    assert [(c.label, c.old.text, c.new.text) for c in retired.changes] == [("Status", "Active", "Retired")]

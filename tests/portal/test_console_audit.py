@@ -182,6 +182,9 @@ def test_the_staff_api_filters_the_same_way(
     assert listed(action="plan.created") == ["plan.created"]
     assert listed(since="2026-11-25T00:00:00Z") == []
     assert "order.refunded" in listed(until="2026-11-25T00:00:00+08:00", action="order.refunded")
+    assert client.patch("/api/v1/me", json={"language": "zh_Hans"}, headers=headers).status_code == 200
+    chinese = client.get("/api/v1/audit", params={"action": "order.refunded"}, headers=headers)
+    assert chinese.json()["items"][0]["text"] == f"订单 #{order_id}的 HK$10.00 已退回原付款方式。"
     bad = client.get("/api/v1/audit", params={"who": "somebody"}, headers=headers)
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "actor"
 

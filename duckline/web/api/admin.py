@@ -12,7 +12,8 @@ from duckline.adapters.db.types import is_id
 from duckline.domain.identity import KycStatus
 from duckline.domain.roles import KYC_REVIEWERS, NUMBER_POOL_MANAGERS, Role
 from duckline.errors import DomainError, ErrorCode
-from duckline.services import accounts, audit, identity_documents, numbers
+from duckline.services import accounts, audit, audit_texts, identity_documents, numbers
+from duckline.web.api.plans import Language
 from duckline.web.deps import RuntimeDep, require_roles
 from duckline.web.edge import BULK
 from duckline.web.fields import Cursor, PathId
@@ -88,6 +89,7 @@ def review_identity(person_id: PathId, body: KycIn, runtime: RuntimeDep, actor: 
 def audit_log(
     runtime: RuntimeDep,
     actor: Admin,
+    lang: Language,
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     who: Annotated[str, Query(max_length=100, description="An account id or a phone number.")] = "",
@@ -103,13 +105,22 @@ def audit_log(
     filters = audit.Filters(actor=who, subject=subject, action=action, since=_utc(since), until=_utc(until))
     with runtime.unit_of_work() as uow:
         rows, next_cursor = page(uow.session, audit.entries(uow, filters), AuditEntry.id, cursor, limit)
-        return Page[AuditOut](
-            items=[
-                AuditOut(id=r.id, actor_id=r.actor_id, action=r.action, target=r.target, detail=r.detail, at=r.at)
-                for r in rows
-            ],
-            next_cursor=next_cursor,
-        )
+        reader = audit_texts.Reader(lang, actor.timezone, audit.subjects(uow, {r.target for r in rows}))
+    return Page[AuditOut](
+        items=[
+            AuditOut(
+                id=r.id,
+                actor_id=r.actor_id,
+                action=r.action,
+                target=r.target,
+                detail=r.detail,
+                at=r.at,
+                text=reader.describe(r.action, r.target, r.detail or {}).text,
+            )
+            for r in rows
+        ],
+        next_cursor=next_cursor,
+    )
 
 
 def _utc(moment: datetime | None) -> datetime | None:

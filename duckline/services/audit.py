@@ -25,6 +25,7 @@ from duckline.errors import DomainError, ErrorCode
 from duckline.services.unit_of_work import UnitOfWork
 
 ACTION_MAX, QUERY_MAX = 60, 100
+FIRST_YEAR, LAST_YEAR = 1970, 9998
 _SUBJECT = re.compile(r"([a-z_]+):([A-Za-z0-9_\-]{1,60})")
 _ID = re.compile(r"#?(\d{1,18})")
 
@@ -72,6 +73,9 @@ def entries(uow: UnitOfWork, filters: Filters) -> Select[Any]:
         if len(filters.action) > ACTION_MAX:
             raise DomainError(ErrorCode.VALIDATION_FAILED, field="action")
         query = query.where(AuditEntry.action == filters.action.strip())
+    for name, moment in (("since", filters.since), ("until", filters.until)):
+        if moment is not None and not FIRST_YEAR <= moment.year <= LAST_YEAR:  # far ends overflow in UTC
+            raise DomainError(ErrorCode.VALIDATION_FAILED, field=name)
     if filters.since is not None and filters.until is not None and filters.until <= filters.since:
         raise DomainError(ErrorCode.VALIDATION_FAILED, field="until")
     if filters.since is not None:

@@ -156,11 +156,13 @@ def test_filters_that_cannot_be_read_say_which(admin: TestClient) -> None:
     bad_actor = admin.get("/console/audit", params={"who": "somebody"})
     bad_day = admin.get("/console/audit", params={"since": "31/12/2026"})
     backwards = admin.get("/console/audit", params={"since": "2026-12-02", "until": "2026-12-01"})
+    far = admin.get("/console/audit", params={"until": "9999-12-31"})
 
     assert bad_actor.status_code == 422 and 'id="audit-who" ' in bad_actor.text
     assert 'aria-invalid="true"' in bad_actor.text and "请输入手机号码或账户编号" in text(bad_actor.text)
     assert bad_day.status_code == 422 and "请输入日期" in text(bad_day.text)
     assert backwards.status_code == 422 and "结束日期" in text(backwards.text)
+    assert far.status_code == 422 and 'id="audit-until" ' in far.text
 
 
 def test_the_staff_api_filters_the_same_way(
@@ -185,6 +187,8 @@ def test_the_staff_api_filters_the_same_way(
     assert client.patch("/api/v1/me", json={"language": "zh_Hans"}, headers=headers).status_code == 200
     chinese = client.get("/api/v1/audit", params={"action": "order.refunded"}, headers=headers)
     assert chinese.json()["items"][0]["text"] == f"订单 #{order_id}的 HK$10.00 已退回原付款方式。"
+    ancient = client.get("/api/v1/audit", params={"since": "0001-01-01T00:00:00+08:00"}, headers=headers)
+    assert ancient.status_code == 422 and ancient.json()["error"]["field"] == "since"
     bad = client.get("/api/v1/audit", params={"who": "somebody"}, headers=headers)
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "actor"
 

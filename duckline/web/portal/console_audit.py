@@ -74,12 +74,17 @@ def _days(text: str, field: str) -> date | None:
     if not text.strip():
         return None
     try:
-        return date.fromisoformat(text.strip())
+        day = date.fromisoformat(text.strip())
     except ValueError as exc:
         raise FormProblem("day", field) from exc
+    if not audit.FIRST_YEAR <= day.year <= audit.LAST_YEAR:
+        raise FormProblem("day", field)
+    return day
 
 
-def _rows(runtime: Runtime, actor: Account, language: str, filters: audit.Filters, cursor: str | None) -> Any:
+def _rows(
+    runtime: Runtime, actor: Account, language: str, filters: audit.Filters, cursor: str | None
+) -> tuple[list[Row], str | None]:
     with runtime.unit_of_work() as uow:
         entries, next_cursor = keyset_page(uow.session, audit.entries(uow, filters), AuditEntry.id, cursor, AUDIT_PAGE)
         actor_ids = {e.actor_id for e in entries if e.actor_id}
@@ -90,7 +95,7 @@ def _rows(runtime: Runtime, actor: Account, language: str, filters: audit.Filter
         subjects = audit.subjects(uow, targets)
     reader = audit_texts.Reader(language, actor.timezone, subjects)
     links = {target: subject_href(subject) for target, subject in subjects.items()}
-    rows = []
+    rows: list[Row] = []
     for e in entries:
         described = reader.describe(e.action, e.target, e.detail or {})
         sentence = escape(described.sentence).format(

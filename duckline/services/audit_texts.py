@@ -63,7 +63,7 @@ ACTIONS: dict[str, Action] = {
     ),
     "kyc.document_viewed": Action("Identity document viewed", "The identity document scan of {subject} was viewed."),
     "line.opened": Action("Line opened", "{subject} opened with the number {msisdn}."),
-    "line.activated": Action("Line activated", "{subject} activated on the plan {plan}."),
+    "line.activated": Action("Line activated", "{subject} activated on {plan}."),
     "line.features": Action("Line features changed", "Features of {subject} changed."),
     "line.auto_renew": Action("Automatic renewal changed", "Automatic renewal of {subject}: {old} → {new}.", "onoff"),
     "ticket.opened": Action("Ticket opened", "{subject} opened."),

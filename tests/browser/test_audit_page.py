@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from playwright.sync_api import Page
+from playwright.sync_api import Browser, Page
 
 from duckline.clock import FrozenClock
 from duckline.domain.phone import display
@@ -15,6 +15,7 @@ from tests.browser.conftest import (
     Live,
     api_client,
     log_in,
+    new_context,
     screenshot,
     switch_language,
 )
@@ -76,3 +77,20 @@ def test_an_administrator_filters_the_audit_log_by_action_and_day(page: Page, li
     with page.expect_navigation():
         page.click(".audit-sentence a[href^='/console/subscribers/']")
     assert "/console/subscribers/" in page.url
+
+
+def test_the_audit_page_fits_a_phone(browser: Browser, live: Live) -> None:
+    context = new_context(browser, "phone")
+    page = context.new_page()
+    try:
+        log_in(page, live.base_url, ADMIN)
+        switch_language(page, "zh_Hans")
+        page.goto(f"{live.base_url}/console/audit")
+        assert page.locator("table.console-audit tbody tr").count() > 1
+        # Each entry is a block whose sentence wraps: nothing is wider than the screen.
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        sentence = page.locator(".audit-sentence").first.bounding_box()
+        assert sentence is not None and sentence["x"] + sentence["width"] <= 390
+        screenshot(page, "console-audit", "phone", "zh_Hans")
+    finally:
+        context.close()

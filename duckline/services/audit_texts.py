@@ -303,8 +303,8 @@ class Reader:
             return Value(self._(VIA[value]))
         if kind == "plan":
             return self.subject(f"plan:{value}")
-        if kind in ("order", "payment"):
-            return self.subject(f"{kind}:{int(value)}")
+        if kind in ("order", "payment"):  # under a label that names it already: the number, linked
+            return Value(f"#{int(value)}", f"{kind}:{int(value)}")
         if kind == "id" and isinstance(value, int):
             return Value(f"#{value}")
         if kind == "count" and isinstance(value, int):

@@ -18,6 +18,7 @@ from duckline.clock import FrozenClock
 from duckline.domain.phone import display
 from duckline.runtime import Runtime
 from duckline.services import audit
+from duckline.web.portal.console_audit import subject_href
 from tests.factories import PASSWORD, buy, hk_mobile, last_code
 from tests.portal import test_console
 from tests.portal.test_console import browser, csrf, field, text
@@ -208,3 +209,17 @@ def test_pages_keep_the_filters(runtime: Runtime, world: dict[str, Any], admin: 
     assert len(actions(second.text)) == 10
     assert "加入 号码池 的号码：1 个。" in rows(second.text)[-1]  # the oldest of them; the pool is a link
     assert 'value="numbers.imported" selected' in second.text
+
+
+def test_each_subject_links_to_its_console_page() -> None:
+    Subject = audit.Subject
+    assert subject_href(Subject("account", "4", account_id=4)) == "/console/subscribers/4"
+    assert subject_href(Subject("account", "1")) is None  # staff have no subscriber page
+    assert subject_href(Subject("person", "3", account_id=4)) == "/console/subscribers/4#identity"
+    assert subject_href(Subject("order", "7", account_id=4)) == "/console/subscribers/4#order-7"
+    assert subject_href(Subject("ticket", "9", account_id=4, case=True)) == "/console/reconciliation#case-9"
+    assert subject_href(Subject("ticket", "9", account_id=4)) == "/console/subscribers/4#tickets-heading"
+    assert subject_href(Subject("plan", "monthly")) == "/console/plans/monthly/edit"
+    assert subject_href(Subject("promotion", "2")) == "/console/promotions#promotion-2"
+    assert subject_href(Subject("pool", "")) == "/console/numbers"
+    assert subject_href(Subject("webhook_delivery", "5")) is None

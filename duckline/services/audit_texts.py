@@ -86,6 +86,37 @@ ACTIONS: dict[str, Action] = {
     ),
     "webhook.subscribed": Action("Webhook subscribed", "{subject} created for {url}."),
     "webhook.replayed": Action("Webhook sent again", "{subject} sent again."),
+    # Self-care: sessions and step-up proofs, lost phones, saved methods, the right of access, closing.
+    "account.reauthenticated": Action("Account holder proved", "{subject} proved it is the account holder with {via}."),
+    "account.password_changed": Action(
+        "Password changed", "The password of {subject} was changed; other sessions signed out: {sessions_revoked}."
+    ),
+    "account.session_revoked": Action("Session signed out", "A session of {subject} was signed out."),
+    "account.sessions_revoked": Action(
+        "Other sessions signed out", "Every other session of {subject} was signed out: {count}."
+    ),
+    "line.suspended": Action("Line suspended", "{subject} suspended: the phone was {new}.", "choice"),
+    "line.resumed": Action("Line resumed", "{subject} resumed; the phone had been {old}.", "choice"),
+    "line.esim_moved": Action(
+        "eSIM moved", "The eSIM of {subject} moved to a new phone: profile {old} replaced by {new}."
+    ),
+    "payment_method.removed": Action(
+        "Saved payment method removed", "A saved payment method of {subject} was removed."
+    ),
+    "payment_method.detached": Action("Payment method detached", "{subject} was detached at {provider}."),
+    "payment_method.detach_failed": Action(
+        "Payment method not detached", "{provider} did not confirm detaching {subject}."
+    ),
+    "account.data_exported": Action(
+        "Personal data downloaded", "{subject} downloaded everything Duckline holds about it."
+    ),
+    "account.closed": Action("Account closed", "{subject} closed; its lines were ended."),
+    "account.contact_erased": Action(
+        "Contact details erased", "The contact details of {subject} were erased, as its closure said."
+    ),
+    "account.identity_erased": Action(
+        "Identity erased", "The identity record of {subject} was erased, as its closure said."
+    ),
 }
 UNKNOWN = Action("Other action", "An action with no description yet was recorded for {subject}.")
 
@@ -103,6 +134,7 @@ SUBJECTS: dict[str, str] = {
     "job": "Reconciliation job",
     "webhook_subscription": "Webhook subscription #{key}",
     "webhook_delivery": "Webhook delivery #{key}",
+    "payment_method": "Saved payment method #{key}",
 }
 CASE = "Case #{key}"
 UNKNOWN_SUBJECT = "Record “{key}”"
@@ -111,18 +143,18 @@ UNKNOWN_SUBJECT = "Record “{key}”"
 FIELDS: dict[str, tuple[str, str]] = {
     "amount": ("Amount", "money"),
     "price": ("Price", "money"),
-    "reason": ("Reason", "text"),
+    "reason": ("Reason", "choice"),
     "resolution": ("Resolution", "resolution"),
     "kyc": ("Identity check", "kyc"),
     "status": ("Identity check", "kyc"),
-    "via": ("Tried with", "via"),
+    "via": ("Proved with", "choice"),
+    "proof": ("Proved with", "choice"),
     "msisdn": ("Number", "phone"),
     "plan": ("Plan", "plan"),
     "order": ("Order", "order"),
     "payment": ("Payment", "payment"),
     "message": ("Message", "id"),
     "document": ("Document scan", "id"),
-    "method": ("Saved payment method", "id"),
     "enabled": ("Automatic renewal", "onoff"),
     "voicemail": ("Voicemail", "onoff"),
     "caller_id": ("Caller ID", "onoff"),
@@ -140,6 +172,21 @@ FIELDS: dict[str, tuple[str, str]] = {
     "allowances": ("Allowances", "allowances"),
     "phone": ("Login phone", "phone"),
     "email": ("Email", "text"),
+    "sessions_ended": ("Network sessions ended", "count"),
+    "sessions_revoked": ("Sessions signed out", "count"),
+    "count": ("Sessions signed out", "count"),
+    "session": ("Session", "id"),
+    "lines": ("Lines", "phones"),
+    "auto_renew_off": ("Automatic renewal turned off", "phones"),
+    "erase_contact_at": ("Contact details erased from", "moment"),
+    "erase_identity_at": ("Identity record erased from", "moment"),
+    "identity": ("Identity number", "choice"),
+    "format": ("Format", "choice"),
+    "payment_method": ("Saved payment method", "id"),
+    "method": ("Payment method", "choice"),
+    "brand": ("Card brand", "text"),
+    "last4": ("Last four digits", "text"),
+    "provider": ("Payment provider", "provider"),
     "old": ("Before", "text"),
     "new": ("After", "text"),
 }
@@ -163,7 +210,24 @@ WORDS = {
 }
 KYC = {"pending_review": "Pending review", "verified": "Verified", "rejected": "Rejected", "flagged": "Flagged"}
 STATUSES = {"active": "Active", "retired": "Retired", "inactive": "Inactive"}
-VIA = {"phone": "the phone number", "identity": "the identity document"}
+# Words the code stores for a choice (a detail's value), in the reader's words; others as written.
+CHOICES = {
+    "phone": "the phone number",
+    "identity": "the identity document",
+    "password": "the password",
+    "code": "a code sent to the phone",
+    "proof": "a recent proof of the account holder",
+    "lost": "reported lost",
+    "stolen": "reported stolen",
+    "full": "In full",
+    "masked": "Masked",
+    "zip": "ZIP with the receipts",
+    "json": "JSON",
+    "card": "Card",
+    "alipay": "Alipay",
+    "wechatpay": "WeChat Pay",
+    "method_removed": "The saved payment method was removed",
+}
 UNITS = {
     "min": "{n} min",
     "s": "{n} s",
@@ -203,7 +267,7 @@ MESSAGE_IDS: tuple[str, ...] = (
     *(w for w in WORDS.values() if w != "—"),
     *KYC.values(),
     *STATUSES.values(),
-    *VIA.values(),
+    *CHOICES.values(),
     *UNITS.values(),
     *ZONES.values(),
     *VALIDITY.values(),
@@ -299,8 +363,14 @@ class Reader:
             return Value(self._(KYC[value]))
         if kind == "status" and value in STATUSES:
             return Value(self._(STATUSES[value]))
-        if kind == "via" and value in VIA:
-            return Value(self._(VIA[value]))
+        if kind == "choice" and isinstance(value, str):
+            return Value(self._(CHOICES[value]) if value in CHOICES else value)
+        if kind == "provider" and isinstance(value, str):
+            return Value(self._(case_texts.PROVIDER_NAMES.get(value, value)))
+        if kind == "phones" and isinstance(value, list):
+            return Value(self.separator.join(self.shown("phone", v).text for v in value) or WORDS["none"])
+        if kind == "moment" and isinstance(value, str):
+            return Value(self.when(datetime.fromisoformat(value)))
         if kind == "plan":
             return self.subject(f"plan:{value}")
         if kind in ("order", "payment"):  # under a label that names it already: the number, linked

@@ -233,6 +233,12 @@ def set_auto_renew(uow: UnitOfWork, actor: Account, line: Line, enabled: bool) -
     line.auto_renew = enabled
     line.updated_at = uow.now()
     audit.record(
-        uow, actor.id, "line.auto_renew", f"line:{line.id}", old=before, new=enabled, method=line.auto_renew_method_id
+        uow,
+        actor.id,
+        "line.auto_renew",
+        f"line:{line.id}",
+        old=before,
+        new=enabled,
+        payment_method=line.auto_renew_method_id,
     )
     return line

@@ -171,3 +171,23 @@ def test_a_status_change_names_both_statuses() -> None:
 
     assert retired.text == "Plan “Monthly 88” retired."
     assert [(c.label, c.old.text, c.new.text) for c in retired.changes] == [("Status", "Active", "Retired")]
+
+
+def test_self_care_entries_read_with_their_choices_and_days_in_the_readers_words() -> None:
+    zh = reader()
+    suspended = zh.describe("line.suspended", "line:2", {"old": None, "new": "lost", "sessions_ended": 2})
+    closed = zh.describe(
+        "account.closed",
+        "account:4",
+        {"lines": ["+85251700001"], "erase_contact_at": "2027-01-06T02:00:00+00:00", "erase_identity_at": None},
+    )
+    auto_renew_off = zh.describe("line.auto_renew", "line:2", {"old": True, "new": False, "reason": "method_removed"})
+
+    assert suspended.text == "号码 #2已暂停服务：手机已报失。"
+    assert [(label, value.text) for label, value in suspended.details] == [("已结束的网络会话", "2")]
+    assert closed.text == "账户 #4已关闭；其号码已终止。"
+    assert [(label, value.text) for label, value in closed.details] == [
+        ("号码", "+852 5170 0001"),
+        ("联系信息删除日期", "2027年1月6日 10:00"),
+    ]
+    assert [(label, value.text) for label, value in auto_renew_off.details] == [("原因", "已保存的付款方式已移除")]

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from duckline import __version__, i18n
 from duckline.adapters.receipt_pdf import LABELS as RECEIPT_LABELS
 from duckline.errors import ErrorCode
+from duckline.services.audit_texts import MESSAGE_IDS as AUDIT_MESSAGE_IDS
 from duckline.services.case_texts import MESSAGE_IDS as CASE_MESSAGE_IDS
 from duckline.services.notifications import MESSAGE_IDS
 from duckline.services.payment_labels import MESSAGE_IDS as PAYMENT_LABEL_IDS
@@ -37,6 +38,7 @@ def collect() -> list[tuple[str, str, str]]:
     messages += [(text, "duckline/services/case_texts.py", "reconciliation case texts") for text in CASE_MESSAGE_IDS]
     messages += [(text, "duckline/adapters/receipt_pdf.py", "LABELS (receipt PDF)") for text in RECEIPT_LABELS]
     messages += [(text, "duckline/services/payment_labels.py", "payment method label") for text in PAYMENT_LABEL_IDS]
+    messages += [(text, "duckline/services/audit_texts.py", "audit log") for text in AUDIT_MESSAGE_IDS]
     messages += [(text, f"duckline/web/templates/{name}", "portal page") for text, name in i18n.template_messages()]
     return messages
 

@@ -426,8 +426,11 @@ def set_kyc(uow: UnitOfWork, actor: Account, person_id: int, status: KycStatus, 
     person = uow.session.get(Person, person_id, with_for_update=True) if is_id(person_id) else None
     if person is None:
         raise DomainError(ErrorCode.NOT_FOUND)
+    before = person.kyc_status
     person.kyc_status, person.kyc_reason = status, reason
-    audit.record(uow, actor.id, "kyc.reviewed", f"person:{person_id}", status=status.value, reason=reason)
+    audit.record(
+        uow, actor.id, "kyc.reviewed", f"person:{person_id}", old=before.value, new=status.value, reason=reason
+    )
     return person
 
 
@@ -455,7 +458,7 @@ def resubmit_identity(uow: UnitOfWork, account: Account, given: IdentityInput, d
     )
     if other is not None:
         raise DomainError(ErrorCode.IDENTITY_TAKEN, field="document_number")
-    fresh = checked.to_person(uow)
+    fresh, before = checked.to_person(uow), person.kyc_status
     for column in (
         "document_type",
         "document_hash",
@@ -478,7 +481,9 @@ def resubmit_identity(uow: UnitOfWork, account: Account, given: IdentityInput, d
             created_at=uow.now(),
         )
     )
-    audit.record(uow, account.id, "kyc.resubmitted", f"person:{person.id}", status=person.kyc_status.value)
+    audit.record(
+        uow, account.id, "kyc.resubmitted", f"person:{person.id}", old=before.value, new=person.kyc_status.value
+    )
     return person
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -61,7 +62,7 @@ def create_plan(uow: UnitOfWork, actor: Account, form: PlanInput) -> Plan:
     except IntegrityError as exc:
         raise DomainError(ErrorCode.PLAN_CODE_TAKEN, field="code") from exc
     _set_allowances(uow, plan, form.allowances)
-    audit.record(uow, actor.id, "plan.created", f"plan:{plan.code}", price=form.price.amount)
+    audit.record(uow, actor.id, "plan.created", f"plan:{plan.code}", price=form.price.as_dict())
     return plan
 
 
@@ -69,6 +70,7 @@ def update_plan(uow: UnitOfWork, actor: Account, code: str, form: PlanInput) -> 
     """Change what the plan offers from now on; lines already on it keep what they were granted."""
     _check(form)
     plan = get_plan(uow, code, for_update=True)
+    before = _audited(uow, plan)
     if form.code != code:
         raise DomainError(ErrorCode.PLAN_INVALID, field="code", reason="the code cannot change")
     if form.kind is not plan.kind:
@@ -80,16 +82,35 @@ def update_plan(uow: UnitOfWork, actor: Account, code: str, form: PlanInput) -> 
     plan.updated_at = uow.now()
     uow.session.execute(delete(PlanAllowance).where(PlanAllowance.plan_id == plan.id))
     _set_allowances(uow, plan, form.allowances)
-    audit.record(uow, actor.id, "plan.updated", f"plan:{plan.code}", price=form.price.amount)
+    old, new = audit.changes(before, _audited(uow, plan))
+    audit.record(uow, actor.id, "plan.updated", f"plan:{plan.code}", old=old, new=new)
     return plan
+
+
+def _audited(uow: UnitOfWork, plan: Plan) -> dict[str, Any]:
+    """What an edit can change, as the audit log keeps it (money with its currency)."""
+    allowances = uow.session.scalars(
+        select(PlanAllowance).where(PlanAllowance.plan_id == plan.id).order_by(PlanAllowance.id)
+    ).all()
+    return {
+        "names": dict(plan.names),
+        "descriptions": dict(plan.descriptions),
+        "price": {"amount": plan.price_amount, "currency": plan.currency},
+        "validity": {"days": plan.validity_days, "months": plan.validity_months},
+        "allowances": sorted(
+            ({"unit": a.unit.value, "zone": a.zone.value, "amount": a.amount} for a in allowances),
+            key=lambda a: (a["unit"], a["zone"]),
+        ),
+    }
 
 
 def retire_plan(uow: UnitOfWork, actor: Account, code: str) -> Plan:
     """Stop offering a plan. Lines on it keep running until their period ends."""
     plan = get_plan(uow, code, for_update=True)
+    before = plan.status
     plan.status = PlanStatus.RETIRED
     plan.updated_at = uow.now()
-    audit.record(uow, actor.id, "plan.retired", f"plan:{plan.code}")
+    audit.record(uow, actor.id, "plan.retired", f"plan:{plan.code}", old=before.value, new=plan.status.value)
     return plan
 
 

@@ -27,6 +27,7 @@ def set_preferences(
     """Turn categories on or off per channel. Security, payment and service messages (codes,
     receipts, warnings before a number is lost) cannot be turned off."""
     merged = {channel: dict((account.preferences or {}).get(channel, {})) for channel in notifications.CHANNELS}
+    before = _flat(effective_preferences(account))
     for channel, categories in wanted.items():
         if channel not in notifications.CHANNELS:
             raise DomainError(ErrorCode.VALIDATION_FAILED, field=f"preferences.{channel}")
@@ -37,8 +38,18 @@ def set_preferences(
                 raise DomainError(ErrorCode.PREFERENCE_ALWAYS_ON, field=f"preferences.{channel}.{category}")
             merged[channel][category] = on
     account.preferences = merged
-    audit.record(uow, account.id, "account.preferences", f"account:{account.id}", preferences=merged)
+    old, new = audit.changes(before, _flat(effective_preferences(account)))
+    audit.record(uow, account.id, "account.preferences", f"account:{account.id}", old=old, new=new)
     return effective_preferences(account)
+
+
+def _flat(preferences: Preferences) -> dict[str, bool]:
+    """{"sms.marketing": False, …}: one value per channel and category, as the audit log keeps them."""
+    return {
+        f"{channel}.{category}": on
+        for channel, categories in preferences.items()
+        for category, on in categories.items()
+    }
 
 
 def effective_preferences(account: Account) -> Preferences:
@@ -135,8 +146,14 @@ def confirm_change(uow: UnitOfWork, account: Account, kind: str, code: str) -> A
         account.email = change.new_value
     else:
         account.phone = change.new_value
-    was = old_email if kind == EMAIL else notifications.msisdn(old_phone)
-    audit.record(uow, account.id, f"account.{kind}_changed", f"account:{account.id}", old=was, new=shown)
+    audit.record(
+        uow,
+        account.id,
+        "account.email_changed" if kind == EMAIL else "account.phone_changed",
+        f"account:{account.id}",
+        old=old_email if kind == EMAIL else old_phone,
+        new=change.new_value,
+    )
     return account
 
 

@@ -107,12 +107,14 @@ def activate(uow: UnitOfWork, actor: Account, line: Line, plan: Plan) -> Line:
 
 
 def set_features(uow: UnitOfWork, actor: Account, line: Line, voicemail: bool | None, caller_id: bool | None) -> Line:
+    before = {"voicemail": line.voicemail, "caller_id": line.caller_id}
     if voicemail is not None:
         line.voicemail = voicemail
     if caller_id is not None:
         line.caller_id = caller_id
     line.updated_at = uow.now()
-    audit.record(uow, actor.id, "line.features", f"line:{line.id}", voicemail=line.voicemail, caller_id=line.caller_id)
+    old, new = audit.changes(before, {"voicemail": line.voicemail, "caller_id": line.caller_id})
+    audit.record(uow, actor.id, "line.features", f"line:{line.id}", old=old, new=new)
     return line
 
 
@@ -289,6 +291,7 @@ def renewal_method(uow: UnitOfWork, account: Account, line: Line) -> SavedPaymen
 
 def set_auto_renew(uow: UnitOfWork, actor: Account, line: Line, enabled: bool) -> Line:
     """Turning it on needs a method saved with an earlier payment (Duckline never holds a card)."""
+    before = line.auto_renew
     if enabled:
         owner = uow.session.get(Account, line.account_id)
         method = renewal_method(uow, owner, line) if owner else None
@@ -297,5 +300,13 @@ def set_auto_renew(uow: UnitOfWork, actor: Account, line: Line, enabled: bool) -
         line.auto_renew_method_id = method.id
     line.auto_renew = enabled
     line.updated_at = uow.now()
-    audit.record(uow, actor.id, "line.auto_renew", f"line:{line.id}", enabled=enabled, method=line.auto_renew_method_id)
+    audit.record(
+        uow,
+        actor.id,
+        "line.auto_renew",
+        f"line:{line.id}",
+        old=before,
+        new=enabled,
+        payment_method=line.auto_renew_method_id,
+    )
     return line

@@ -82,8 +82,9 @@ def deactivate(uow: UnitOfWork, actor: Account, promotion_id: int) -> Promotion:
     promotion = uow.session.get(Promotion, promotion_id)
     if promotion is None:
         raise DomainError(ErrorCode.NOT_FOUND)
+    before = "active" if promotion.active else "inactive"
     promotion.active = False
-    audit.record(uow, actor.id, "promotion.deactivated", f"promotion:{promotion.id}")
+    audit.record(uow, actor.id, "promotion.deactivated", f"promotion:{promotion.id}", old=before, new="inactive")
     return promotion
 
 

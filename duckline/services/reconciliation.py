@@ -25,6 +25,8 @@ from duckline.services import audit, case_texts, checkout, fulfilment, orders, p
 from duckline.services.checkout import App
 
 log = logging.getLogger(__name__)
+# What a person's resolution of a case is called in the audit log.
+AUDITED = {"apply": "reconciliation.apply", "refund": "reconciliation.refund", "close": "reconciliation.close"}
 
 
 @dataclass
@@ -210,6 +212,11 @@ def resolve(app: App, actor: Account, ticket_id: int, action: str, reason: str) 
                 )
             fulfilment.fulfil(uow, order)
         audit.record(
-            uow, actor.id, f"reconciliation.{action}", f"ticket:{ticket.id}", order=ticket.order_id, reason=reason
+            uow,
+            actor.id,
+            AUDITED[action],
+            f"ticket:{ticket.id}",
+            order=ticket.order_id,
+            reason=reason,
         )
         return tickets.resolve(uow, actor, ticket, f"{action}: {reason}")

@@ -122,7 +122,14 @@ def _record(uow: UnitOfWork, refund_id: int, provider_ref: str, succeeded: bool)
         credit_note=note.display_number,
     )
     if row.actor_id is not None:
-        audit.record(uow, row.actor_id, "order.refunded", f"order:{order.id}", amount=row.amount, reason=row.reason)
+        audit.record(
+            uow,
+            row.actor_id,
+            "order.refunded",
+            f"order:{order.id}",
+            amount=audit.money(row.amount, row.currency),
+            reason=row.reason,
+        )
     return row
 
 
@@ -213,5 +220,12 @@ def refund_payment(app: App, actor_id: int | None, payment_id: int, reason: str)
                 credit_note="",
             )
             if actor_id is not None:
-                audit.record(uow, actor_id, "payment.refunded", f"payment:{payment.id}", amount=amount, reason=reason)
+                audit.record(
+                    uow,
+                    actor_id,
+                    "payment.refunded",
+                    f"payment:{payment.id}",
+                    amount=audit.money(amount, currency),
+                    reason=reason,
+                )
         return recorded

@@ -374,6 +374,7 @@ class AuditOut(BaseModel):
     target: str
     detail: dict[str, object]
     at: datetime
+    text: str = Field(description="What happened, in the caller's language, values formatted for the reader.")
 
 
 def plan_out(plan: Plan, allowances: list[AllowanceIn], price_display: str) -> PlanOut:

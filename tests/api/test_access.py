@@ -318,7 +318,7 @@ def test_audit_log_records_plan_creation_and_activation_with_the_actor(client: T
     assert len(created) == 1
     assert created[0]["actor_id"] == w.admin.id
     assert created[0]["target"] == f"plan:{w.plan}"
-    assert created[0]["detail"] == {"price": 8800}
+    assert created[0]["detail"] == {"price": {"amount": 8800, "currency": "HKD"}}
     activated = [e for e in entries if e["action"] == "line.activated"]
     assert len(activated) == 1
     assert activated[0]["actor_id"] == w.support.id

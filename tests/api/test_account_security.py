@@ -130,7 +130,7 @@ def test_a_code_to_the_current_phone_proves_it_and_the_old_number_is_still_told(
     assert len(told) == 1
     with runtime.unit_of_work() as uow:
         entry = uow.session.scalars(select(AuditEntry).where(AuditEntry.action == "account.phone_changed")).one()
-    assert entry.detail == {"old": "+852 6100 0001", "new": "+852 6100 9999"}
+    assert entry.detail == {"old": "+85261000001", "new": "+85261009999"}
     used_again = client.post("/api/v1/me/reauthenticate", json={"code": code}, headers=headers)
     assert used_again.status_code == 422  # a code proves once
 

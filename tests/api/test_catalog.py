@@ -254,7 +254,14 @@ def test_editing_a_plan_does_not_change_what_lines_were_granted(
     assert parse_time(fresh["expires_at"]) == clock.now() + timedelta(days=60)
 
     audit = client.get("/api/v1/audit", headers=headers).json()["items"]
-    assert [e["detail"] for e in audit if e["action"] == "plan.updated"] == [{"price": 12800}]
+    [edit] = [e["detail"] for e in audit if e["action"] == "plan.updated"]
+    # What changed, before and after; names and descriptions were sent unchanged, so are not listed.
+    assert set(edit["old"]) == set(edit["new"]) == {"price", "validity", "allowances"}
+    assert (edit["old"]["price"], edit["new"]["price"]) == (
+        {"amount": 8800, "currency": "HKD"},
+        {"amount": 12800, "currency": "HKD"},
+    )
+    assert (edit["old"]["validity"], edit["new"]["validity"]) == ({"days": 30, "months": 0}, {"days": 60, "months": 0})
 
 
 def test_a_plans_code_and_kind_cannot_be_edited(client: TestClient, runtime: Runtime) -> None:

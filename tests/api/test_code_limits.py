@@ -195,9 +195,7 @@ def test_email_codes_are_counted_per_address_they_go_to(
     assert other.status_code == 202
 
 
-def test_the_address_ceiling_holds_and_refused_input_costs_nothing(
-    settings: Settings, clock: FrozenClock
-) -> None:
+def test_the_address_ceiling_holds_and_refused_input_costs_nothing(settings: Settings, clock: FrozenClock) -> None:
     for client, runtime in _client(settings, clock, otp_address_rate_limit="3/hour"):
         numbers(runtime, 4)
         for _ in range(5):  # slips: none of them counts

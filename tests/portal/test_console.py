@@ -300,7 +300,8 @@ def test_finance_refunds_an_order_and_the_audit_log_shows_it(
     audit = admin.get("/console/audit")
     assert audit.status_code == 200
     shown = text(audit.text)
-    assert "order.refunded" in shown and f"order:{order['id']}" in shown and "goodwill: slow data" in shown
+    assert f"HK$20.00 of Order #{order['id']} refunded to the original payment method." in shown
+    assert "goodwill: slow data" in shown and "2000" not in shown
     assert "+852 5100 0003" in shown  # who: the finance staff member
 
 

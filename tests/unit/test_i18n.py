@@ -11,6 +11,7 @@ from duckline import i18n
 from duckline.adapters.receipt_pdf import LABELS as RECEIPT_LABELS
 from duckline.errors import ErrorCode
 from duckline.money import Money
+from duckline.services.audit_texts import MESSAGE_IDS as AUDIT_IDS
 from duckline.services.case_texts import MESSAGE_IDS as CASE_IDS
 from duckline.services.notifications import MESSAGE_IDS as NOTIFICATION_IDS
 from duckline.services.payment_labels import MESSAGE_IDS as PAYMENT_LABEL_IDS
@@ -23,6 +24,7 @@ MESSAGE_IDS = list(
         + list(CASE_IDS)
         + list(RECEIPT_LABELS)
         + list(PAYMENT_LABEL_IDS)
+        + list(AUDIT_IDS)
         + [text for text, _ in i18n.template_messages()]
     )
 )

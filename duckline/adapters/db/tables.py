@@ -407,6 +407,13 @@ class WebhookDelivery(Base):
 
 class AuditEntry(Base):
     __tablename__ = "audit_log"
+    # The audit page filters by who, subject, action and time, newest first.
+    __table_args__ = (
+        Index("ix_audit_log_actor", "actor_id", "id"),
+        Index("ix_audit_log_target", "target", "id"),
+        Index("ix_audit_log_action", "action", "id"),
+        Index("ix_audit_log_at", "at"),
+    )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
     action: Mapped[str] = mapped_column(String(60))

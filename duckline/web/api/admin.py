@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
-from sqlalchemy import select
 
 from duckline.adapters.db.tables import Account, AuditEntry, Person
 from duckline.adapters.db.types import is_id
 from duckline.domain.identity import KycStatus
 from duckline.domain.roles import KYC_REVIEWERS, NUMBER_POOL_MANAGERS, Role
 from duckline.errors import DomainError, ErrorCode
-from duckline.services import accounts, audit, identity_documents, numbers
+from duckline.services import accounts, audit, audit_texts, identity_documents, numbers
+from duckline.web.api.plans import Language
 from duckline.web.deps import RuntimeDep, require_roles
 from duckline.web.edge import BULK
 from duckline.web.fields import Cursor, PathId
@@ -86,14 +87,41 @@ def review_identity(person_id: PathId, body: KycIn, runtime: RuntimeDep, actor: 
 
 @router.get("/audit", response_model=Page[AuditOut])
 def audit_log(
-    runtime: RuntimeDep, actor: Admin, cursor: Cursor = None, limit: Annotated[int, Query(ge=1, le=200)] = 50
+    runtime: RuntimeDep,
+    actor: Admin,
+    lang: Language,
+    cursor: Cursor = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    who: Annotated[str, Query(max_length=100, description="An account id or a phone number.")] = "",
+    subject: Annotated[
+        str, Query(max_length=100, description='A target as the log names it ("account:12"), or a phone number.')
+    ] = "",
+    action: Annotated[str, Query(max_length=60, description='One action, e.g. "account.phone_changed".')] = "",
+    since: Annotated[datetime | None, Query(description="From this moment, inclusive (UTC without an offset).")] = None,
+    until: Annotated[datetime | None, Query(description="Before this moment; without an offset, UTC.")] = None,
 ) -> Page[AuditOut]:
+    """The audit log, newest first, filtered by who acted, what was acted on, the action and a
+    time window. Changes carry `old` and `new`; money is minor units with its currency."""
+    filters = audit.Filters(actor=who, subject=subject, action=action, since=_utc(since), until=_utc(until))
     with runtime.unit_of_work() as uow:
-        rows, next_cursor = page(uow.session, select(AuditEntry), AuditEntry.id, cursor, limit)
-        return Page[AuditOut](
-            items=[
-                AuditOut(id=r.id, actor_id=r.actor_id, action=r.action, target=r.target, detail=r.detail, at=r.at)
-                for r in rows
-            ],
-            next_cursor=next_cursor,
-        )
+        rows, next_cursor = page(uow.session, audit.entries(uow, filters), AuditEntry.id, cursor, limit)
+        reader = audit_texts.Reader(lang, actor.timezone, audit.subjects(uow, {r.target for r in rows}))
+    return Page[AuditOut](
+        items=[
+            AuditOut(
+                id=r.id,
+                actor_id=r.actor_id,
+                action=r.action,
+                target=r.target,
+                detail=r.detail,
+                at=r.at,
+                text=reader.describe(r.action, r.target, r.detail or {}).text,
+            )
+            for r in rows
+        ],
+        next_cursor=next_cursor,
+    )
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment

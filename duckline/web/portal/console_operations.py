@@ -1,5 +1,5 @@
 """Console: the reconciliation queue (apply, refund or close a case with a reason), running the
-reconciliation job, the number pool, and the audit log."""
+reconciliation job and the number pool (the audit log is in console_audit)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 
-from duckline.adapters.db.tables import Account, AuditEntry, Line, Order, Payment, Ticket
+from duckline.adapters.db.tables import Account, Line, Order, Payment, Ticket
 from duckline.adapters.db.types import is_id
 from duckline.domain.orders import OrderStatus
 from duckline.errors import DomainError, ErrorCode
@@ -18,7 +18,7 @@ from duckline.runtime import Runtime
 from duckline.services import audit, jobs, numbers, reconciliation, refunds, support_desk
 from duckline.web.deps import RuntimeDep
 from duckline.web.edge import BULK
-from duckline.web.pagination import page as keyset_page
+from duckline.web.portal import console_audit
 from duckline.web.portal.console_common import (
     REFUNDERS,
     Admin,
@@ -32,11 +32,11 @@ from duckline.web.portal.console_common import (
 from duckline.web.portal.rendering import check_csrf, redirect
 
 router = APIRouter(include_in_schema=False)
+router.include_router(console_audit.router)
 Token = Annotated[str, Form()]
 CASE_KINDS = ("reconciliation", "payment_mismatch")
 ACTIONS = ("apply", "refund", "close")
 RESOLVED_SHOWN = 50
-AUDIT_PAGE = 50
 MAX_IMPORT_CHARS = 1_000_000  # about 60,000 numbers; the API takes 100,000 per call
 JOB_COUNTS = ("applied", "expired", "refunded", "unreachable")
 
@@ -218,42 +218,3 @@ def import_numbers(
     except (DomainError, FormProblem) as failure:
         return _numbers_page(request, runtime, actor, failure, numbers_text)
     return redirect(f"/console/numbers?done=numbers_imported&added={result.added}&present={result.already_present}")
-
-
-# --- the audit log --------------------------------------------------------------------------------
-
-
-@router.get("/console/audit")
-def audit_log(request: Request, runtime: RuntimeDep, actor: Admin, cursor: str | None = None) -> Response:
-    try:
-        with runtime.unit_of_work() as uow:
-            rows, next_cursor = keyset_page(uow.session, select(AuditEntry), AuditEntry.id, cursor, AUDIT_PAGE)
-            actor_ids = {r.actor_id for r in rows if r.actor_id}
-            actors = (
-                dict(uow.session.execute(select(Account.id, Account.phone).where(Account.id.in_(actor_ids))).all())
-                if actor_ids
-                else {}
-            )
-    except DomainError as error:
-        return page(
-            request,
-            runtime,
-            actor,
-            "audit.html",
-            status_for(error),
-            failure=error,
-            entries=[],
-            actors={},
-            next_cursor=None,
-            first_page=True,
-        )
-    return page(
-        request,
-        runtime,
-        actor,
-        "audit.html",
-        entries=rows,
-        actors=actors,
-        next_cursor=next_cursor,
-        first_page=not cursor,
-    )

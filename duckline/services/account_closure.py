@@ -45,7 +45,7 @@ from duckline.domain.lines import LineStatus
 from duckline.domain.orders import OrderStatus
 from duckline.domain.roles import STAFF
 from duckline.errors import DomainError, ErrorCode
-from duckline.services import audit, lines, notifications, numbers, payment_methods
+from duckline.services import accounts, audit, lines, notifications, numbers, payment_methods
 from duckline.services.checkout import App
 from duckline.services.unit_of_work import UnitOfWork
 
@@ -78,13 +78,15 @@ class Retention:
 
 
 def prove(app: ProofApp, account_id: int, password: str) -> None:
-    """A fresh proof of the account holder: the password (checked outside any transaction: argon2
-    is slow on purpose). Callers rate-limit it."""
+    """A fresh proof of the account holder: the password, checked as at sign-in (outside any
+    transaction, and wrong ones count towards the same lock), so the closing and the download
+    forms cannot be used to guess it. Callers rate-limit it too."""
     with app.unit_of_work() as uow:
         account = uow.session.get(Account, account_id)
-        hashed = account.password_hash if account is not None and account.closed_at is None else None
-    if not app.passwords.verify(hashed, password):
+        closed = account is None or account.closed_at is not None
+    if closed:
         raise DomainError(ErrorCode.PASSWORD_WRONG, field="password")
+    accounts.check_password(app, account_id, password)
 
 
 # --- closing the account ------------------------------------------------------------------------

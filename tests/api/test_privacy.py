@@ -328,6 +328,19 @@ def test_closing_needs_the_password_and_the_confirmation(
         assert uow.session.scalar(select(func.count()).select_from(AccountClosure)) == 0
 
 
+def test_guessing_the_password_on_the_closing_form_locks_sign_in(
+    client: TestClient, runtime: Runtime, subscriber: dict[str, Any]
+) -> None:
+    """The closing form checks the password as sign-in does: wrong guesses count towards the same lock."""
+    failures = runtime.settings.login_lockout_failures
+    answers = [close(client, subscriber, "not the password").json()["error"]["code"] for _ in range(failures)]
+
+    assert answers[:-1] == ["password_wrong"] * (failures - 1) and answers[-1] == "login_locked"
+    assert close(client, subscriber).json()["error"]["code"] == "login_locked"  # even the right one, for now
+    with runtime.unit_of_work() as uow:
+        assert uow.session.scalar(select(func.count()).select_from(AccountClosure)) == 0
+
+
 def test_closing_waits_for_a_payment_in_progress(
     client: TestClient, runtime: Runtime, subscriber: dict[str, Any]
 ) -> None:

@@ -10,13 +10,10 @@ lock, so a stranger holding a signed-in phone cannot guess the password here ins
 
 from __future__ import annotations
 
-import secrets
 from datetime import timedelta
 from typing import NoReturn
 
-from sqlalchemy import select
-
-from duckline.adapters.db.tables import Account, OtpChallenge
+from duckline.adapters.db.tables import Account
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import audit, notifications, otp
 from duckline.services.unit_of_work import UnitOfWork
@@ -38,22 +35,7 @@ def send_email_code(uow: UnitOfWork, account: Account, purpose: str) -> str:
     """Email a code for `purpose` to the account's address; returns the address it went to."""
     if not account.email:
         raise DomainError(ErrorCode.PROOF_EMAIL_MISSING, field="code")
-    now, settings, key = uow.now(), uow.settings, _key(account)
-    day_ago = now - timedelta(days=1)
-    sent = select(OtpChallenge.created_at).where(
-        OtpChallenge.phone == key, OtpChallenge.purpose == purpose, OtpChallenge.created_at > day_ago
-    )
-    otp.check_quota(uow, list(uow.session.scalars(sent)))
-    code = f"{secrets.randbelow(1_000_000):06d}"
-    challenge = OtpChallenge(
-        phone=key,
-        purpose=purpose,
-        code_hash=uow.secrets.otp(key, code),
-        expires_at=now + timedelta(seconds=settings.otp_ttl_seconds),
-        attempts=0,
-        created_at=now,
-    )
-    uow.session.add(challenge)
+    challenge, code = otp.issue(uow, _key(account), purpose)
     notifications.send_to(
         uow,
         "email",
@@ -63,7 +45,7 @@ def send_email_code(uow: UnitOfWork, account: Account, purpose: str) -> str:
         account.id,
         valid_until=challenge.expires_at,
         code=code,
-        minutes=settings.otp_ttl_seconds // 60,
+        minutes=uow.settings.otp_ttl_seconds // 60,
     )
     return account.email
 
@@ -112,25 +94,7 @@ def _wrong_password(uow: UnitOfWork, account: Account) -> NoReturn:
 
 
 def _code(uow: UnitOfWork, account: Account, purpose: str, code: str) -> str:
-    key = _key(account)
-    challenge = uow.session.scalars(
-        select(OtpChallenge)
-        .where(OtpChallenge.phone == key, OtpChallenge.purpose == purpose)
-        .order_by(OtpChallenge.created_at.desc(), OtpChallenge.id.desc())
-        .limit(1)
-        .with_for_update()
-    ).first()
-    if challenge is None or challenge.consumed_at is not None:
-        raise DomainError(ErrorCode.OTP_INVALID, field="code")
-    if challenge.expires_at <= uow.now():
-        raise DomainError(ErrorCode.OTP_EXPIRED, field="code")
-    if challenge.attempts >= uow.settings.otp_max_attempts:
-        raise DomainError(ErrorCode.OTP_TOO_MANY_ATTEMPTS, field="code")
-    if not secrets.compare_digest(challenge.code_hash, uow.secrets.otp(key, code.strip())):
-        challenge.attempts += 1
-        exhausted = challenge.attempts >= uow.settings.otp_max_attempts
-        raise WrongProof(ErrorCode.OTP_TOO_MANY_ATTEMPTS if exhausted else ErrorCode.OTP_INVALID, field="code")
-    challenge.consumed_at = uow.now()
+    otp.verify(uow, _key(account), purpose, code)  # a wrong one is counted and committed (WrongCode)
     return EMAIL_CODE
 
 

@@ -17,32 +17,32 @@ from duckline.services.unit_of_work import UnitOfWork
 
 
 def send(uow: UnitOfWork, phone: str, purpose: str, language: str) -> OtpChallenge:
-    """Issue a new code (replacing any earlier one) unless the phone's quota for `purpose` says wait."""
-    now = uow.now()
-    settings = uow.settings
-    check_quota(
-        uow,
-        uow.session.scalars(
-            select(OtpChallenge.created_at).where(
-                OtpChallenge.phone == phone, OtpChallenge.purpose == purpose, OtpChallenge.created_at > now - DAY
-            )
-        ).all(),
-    )
+    """Text a new code (replacing any earlier one) unless the phone's quota for `purpose` says wait."""
+    challenge, code = issue(uow, phone, purpose)
+    minutes = uow.settings.otp_ttl_seconds // 60
+    notifications.queue_sms(uow, phone, "otp", language, valid_until=challenge.expires_at, code=code, minutes=minutes)
+    return challenge
 
+
+def issue(uow: UnitOfWork, destination: str, purpose: str) -> tuple[OtpChallenge, str]:
+    """A new code for (destination, purpose), stored hashed, unless the quota says wait; the
+    caller sends the code (returned here, the only time it is seen) by the channel it chose."""
+    now = uow.now()
+    sent = select(OtpChallenge.created_at).where(
+        OtpChallenge.phone == destination, OtpChallenge.purpose == purpose, OtpChallenge.created_at > now - DAY
+    )
+    check_quota(uow, uow.session.scalars(sent).all())
     code = f"{secrets.randbelow(1_000_000):06d}"
     challenge = OtpChallenge(
-        phone=phone,
+        phone=destination,
         purpose=purpose,
-        code_hash=uow.secrets.otp(phone, code),
-        expires_at=now + timedelta(seconds=settings.otp_ttl_seconds),
+        code_hash=uow.secrets.otp(destination, code),
+        expires_at=now + timedelta(seconds=uow.settings.otp_ttl_seconds),
         attempts=0,
         created_at=now,
     )
     uow.session.add(challenge)
-    notifications.queue_sms(
-        uow, phone, "otp", language, valid_until=challenge.expires_at, code=code, minutes=settings.otp_ttl_seconds // 60
-    )
-    return challenge
+    return challenge, code
 
 
 def verify(uow: UnitOfWork, phone: str, purpose: str, code: str) -> None:

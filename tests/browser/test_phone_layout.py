@@ -27,6 +27,7 @@ from duckline.clock import FrozenClock
 from tests.browser.conftest import (
     ADMIN,
     GOOD_CARD,
+    PASSWORD,
     SUBSCRIBER_EN,
     SUBSCRIBER_HANT,
     Live,
@@ -108,7 +109,7 @@ def test_portal_and_console_fit_a_phone(browser: Browser, live: Live, clock: Fro
     with api_client(live, SUBSCRIBER_EN) as http:
         api_order(http, "hk-data-30", card=GOOD_CARD)
     with api_client(live, SUBSCRIBER_HANS) as http:  # a long address, as real ones can be
-        assert http.post("/api/v1/me/email", json={"email": LONG_EMAIL}).status_code == 202
+        assert http.post("/api/v1/me/email", json={"email": LONG_EMAIL, "password": PASSWORD}).status_code == 202
         code = last_emailed_code(runtime, LONG_EMAIL)
         assert http.post("/api/v1/me/email/verify", json={"code": code}).status_code == 200
     deliver_webhooks(live, clock)

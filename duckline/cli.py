@@ -4,6 +4,7 @@ run the worker and the online charging (Diameter Gy) server."""
 from __future__ import annotations
 
 import csv
+import faulthandler
 import json
 import logging
 import os
@@ -50,6 +51,9 @@ for sub, name in (
 
 console = Console()
 USAGE_BATCH = 1000
+
+# How long `duckline ocs` may take to stop (DPR, waiting for peers, closing) before it gives up.
+STOP_DEADLINE_SECONDS = 30
 
 
 def _runtime(check: bool = True, settings: Settings | None = None) -> Runtime:
@@ -355,8 +359,12 @@ def ocs(
     except KeyboardInterrupt:
         console.print("stopping: disconnecting peers")
     finally:
+        # A stop that hangs (a peer that never leaves, a stuck library thread) ends the process
+        # with every thread's stack printed, rather than leaving it for the service manager to kill.
+        faulthandler.dump_traceback_later(STOP_DEADLINE_SECONDS, exit=True)
         server.stop()
         runtime.close()
+        faulthandler.cancel_dump_traceback_later()
 
 
 def _interrupt(_signum: int, _frame: object) -> None:

@@ -108,9 +108,13 @@ def test_ocs_serves_credit_control_until_interrupted(env: Path) -> None:
         command, env=server_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     assert server.stdout is not None
+    output: list[str] = []
     try:
         banner = server.stdout.readline()  # printed once the port is bound
         assert f"127.0.0.1:{port}" in banner, banner + server.stdout.read()
+        # Keep reading what it prints: a child writing into a full pipe nobody reads would block.
+        reader = threading.Thread(target=lambda: output.extend(server.stdout or ()), daemon=True)
+        reader.start()
         node, app, _ = connect(Settings(diameter_port=port), "pgw.cli.test")
         try:
             app.wait_for_ready(timeout=10)
@@ -123,7 +127,11 @@ def test_ocs_serves_credit_control_until_interrupted(env: Path) -> None:
             stopping = threading.Thread(target=node.stop, kwargs={"force": True})
             stopping.start()
         # A guard against a hang, not a measure: the peer's leaving takes seconds, more on a busy machine.
-        assert server.wait(timeout=90) == 0, server.stdout.read()
+        try:
+            code = server.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            code = None
+        assert code == 0, "".join(output)
         stopping.join(timeout=30)
     finally:
         server.kill()

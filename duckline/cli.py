@@ -330,6 +330,7 @@ def worker() -> None:
 
     runtime = _runtime()
     console.print("worker running; Ctrl-C to stop")
+    _stop_on_signals()
     with suppress(KeyboardInterrupt):
         Worker(runtime, runtime.settings.worker_interval_seconds).run_forever()
 
@@ -352,7 +353,7 @@ def ocs(
         f"Gy server {settings.diameter_origin_host} (realm {settings.diameter_realm}) on {server.host}:{server.port};"
         f" peers: {', '.join(settings.diameter_peers) or 'none (set DUCKLINE_DIAMETER_PEERS)'}; Ctrl-C to stop"
     )
-    signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop is a Ctrl-C too
+    _stop_on_signals()
     try:
         while True:
             time.sleep(3600)
@@ -365,6 +366,14 @@ def ocs(
         server.stop()
         runtime.close()
         faulthandler.cancel_dump_traceback_later()
+
+
+def _stop_on_signals() -> None:
+    """Stop on SIGINT (Ctrl-C) and SIGTERM (a service manager's stop) alike. SIGINT is set here too:
+    a process started in the background of a script (`duckline ocs &`) inherits it ignored, and
+    Python then leaves it ignored, so the process would never stop on it."""
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 def _interrupt(_signum: int, _frame: object) -> None:

@@ -104,8 +104,15 @@ def test_ocs_serves_credit_control_until_interrupted(env: Path) -> None:
     port = free_port()
     server_env = {**os.environ, "DUCKLINE_DIAMETER_PEERS": '["aaa://pgw.cli.test"]'}
     command = [sys.executable, "-m", "duckline.cli", "ocs", "--port", str(port)]
+    # Started as a script's background job is (`duckline ocs &`): with SIGINT ignored, which the
+    # child inherits. It must still stop on SIGINT.
     server = subprocess.Popen(  # noqa: S603 (our own command line)
-        command, env=server_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command,
+        env=server_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     assert server.stdout is not None
     output: list[str] = []

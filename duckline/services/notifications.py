@@ -10,15 +10,17 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date
 from jinja2 import Environment, PackageLoader, select_autoescape
-from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from duckline import i18n
+from duckline.adapters.db import delivery
 from duckline.adapters.db.engine import Database
 from duckline.adapters.db.tables import Account, Notification
 from duckline.adapters.email import EmailChannel, EmailMessage, PermanentFailure
@@ -336,54 +338,19 @@ def msisdn(value: str) -> str:
     return display(value)
 
 
-# --- delivery -----------------------------------------------------------------------------
+# --- delivery (services/delivery.py claims, sends and records) ------------------------------
 
 
 @dataclass(frozen=True)
-class DeliveryPolicy:
+class DeliveryPolicy(delivery.Policy):
     max_attempts: int = 6
     base_delay: timedelta = timedelta(seconds=30)  # then 1, 2, 4, 8 minutes …
-    # How long a claim holds without news from its worker, which renews it while it makes progress:
-    # short, so that what a dead worker held (codes too) goes out again well before a code expires.
+    # Short, so that what a dead worker held (codes too) goes out again well before a code expires.
     lease: timedelta = timedelta(seconds=30)
 
     @classmethod
     def of(cls, settings: Settings) -> DeliveryPolicy:
         return cls(lease=timedelta(seconds=settings.notification_lease_seconds))
-
-
-def claim(db: Database, clock: Clock, limit: int, policy: DeliveryPolicy, token: str | None = None) -> list[int]:
-    """Take up to `limit` due messages for this worker, codes first, under `token`. SKIP LOCKED
-    lets two workers claim different rows at once (SQLite serialises writers instead); a claim
-    whose worker died is taken back when its lease runs out."""
-    now = clock.now()
-    with db.transaction() as session:
-        ids = list(
-            session.scalars(
-                select(Notification.id)
-                .where(
-                    or_(
-                        (Notification.status == "queued") & (Notification.next_attempt_at <= now),
-                        (Notification.status == "sending") & (Notification.lease_until < now),
-                    )
-                )
-                .order_by(Notification.priority, Notification.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            ).all()
-        )
-        if ids:
-            session.execute(
-                update(Notification)
-                .where(Notification.id.in_(ids))
-                .values(
-                    status="sending",
-                    claim=token or uuid.uuid4().hex,
-                    lease_until=now + policy.lease,
-                    attempts=Notification.attempts + 1,
-                )
-            )
-    return ids
 
 
 @dataclass(frozen=True)
@@ -415,11 +382,40 @@ class _Outgoing:
         )
 
 
-@dataclass(frozen=True)
-class _Outcome:
-    kind: str  # sent, refused (for good), error (worth retrying), expired (not sent)
-    error: str | None = None
-    provider_ref: str | None = None
+def _load(session: Session, ids: list[int]) -> list[_Outgoing]:
+    rows = session.scalars(
+        select(Notification).where(Notification.id.in_(ids)).order_by(Notification.priority, Notification.id)
+    )
+    return [_Outgoing.of(row) for row in rows]
+
+
+def _settle(message: _Outgoing, outcome: delivery.Outcome, values: dict[str, Any]) -> dict[str, Any]:
+    """A retry that would bring a code after it expired is not worth waiting for; a message that is
+    settled for good loses its code."""
+    if values["status"] == "queued" and message.expires_at and values["next_attempt_at"] >= message.expires_at:
+        values["status"] = "expired"
+    if values["status"] != "queued" and message.one_time_code:
+        values |= _without_code(message, outcome.error)
+    return values
+
+
+def _queue(policy: delivery.Policy) -> delivery.Queue[_Outgoing]:
+    return delivery.Queue(
+        subject="notification",
+        table=Notification,
+        due_at=Notification.next_attempt_at,
+        waiting="queued",
+        sent="sent",
+        order_by=(Notification.priority, Notification.id),  # codes first
+        policy=policy,
+        load=_load,
+        settle=_settle,
+    )
+
+
+def claim(db: Database, clock: Clock, limit: int, policy: DeliveryPolicy, token: str | None = None) -> list[int]:
+    """Take up to `limit` due messages for this worker, codes first, under `token`."""
+    return delivery.claim(delivery.Store.of(db, clock), _queue(policy), limit, token)
 
 
 def deliver_due(
@@ -431,38 +427,21 @@ def deliver_due(
     policy: DeliveryPolicy | None = None,
 ) -> int:
     """Send what is due, codes first; returns how many were sent. Safe to run in several workers.
+    Each message goes under its own reference, the same on every try, so a gateway can drop the
+    repeat of one whose worker died before recording it."""
 
-    One transaction claims a batch; each message is sent outside any transaction, under its own
-    reference, and its outcome recorded at once in a short transaction of its own, so a worker
-    that dies loses at most the outcome of the message it was sending: that one goes again with
-    the same reference (the gateway can drop the repeat), the rest of its batch as soon as its
-    short lease runs out. The lease is renewed as long as the batch makes progress.
-    """
-    policy = policy or DeliveryPolicy()
-    token = uuid.uuid4().hex
-    claimed = claim(db, clock, limit, policy, token)
-    if not claimed:
-        return 0
-    with db.transaction() as session:
-        rows = session.scalars(
-            select(Notification).where(Notification.id.in_(claimed)).order_by(Notification.priority, Notification.id)
-        ).all()
-        batch = [_Outgoing.of(row) for row in rows]
-    held, renewed_at, sent = set(claimed), clock.now(), 0
-    for message in batch:
-        if clock.now() - renewed_at >= policy.lease / 2:
-            held, renewed_at = _renew(db, clock, token, policy), clock.now()
-        if message.id not in held:
-            continue  # our lease ran out and another worker has taken the message
-        outcome = _send(message, sms, email, clock)
-        if _record(db, clock, token, message, outcome, policy) and outcome.kind == "sent":
-            sent += 1
-    return sent
+    def send(message: _Outgoing) -> delivery.Outcome:
+        return _send(message, sms, email, clock)
+
+    # A disk flush per outcome would slow delivery down: should the database server itself crash
+    # and lose an outcome, the message merely goes again under its reference.
+    store = delivery.Store.of(db, clock)
+    return delivery.deliver(store, _queue(policy or DeliveryPolicy()), send, limit).sent
 
 
-def _send(message: _Outgoing, sms: SmsChannel, email: EmailChannel | None, clock: Clock) -> _Outcome:
+def _send(message: _Outgoing, sms: SmsChannel, email: EmailChannel | None, clock: Clock) -> delivery.Outcome:
     if message.expires_at is not None and message.expires_at <= clock.now():
-        return _Outcome("expired", "not sent: its code had expired")
+        return delivery.Outcome("expired", "not sent: its code had expired")
     try:
         if message.channel == "sms":
             reference = sms.send(message.recipient, message.body, reference=message.reference)
@@ -472,61 +451,13 @@ def _send(message: _Outgoing, sms: SmsChannel, email: EmailChannel | None, clock
             )
         else:
             raise PermanentFailure("no email channel configured")
-        return _Outcome("sent", provider_ref=reference)
+        return delivery.Outcome("sent", values={"sent_at": clock.now(), "provider_ref": reference})
     except PermanentFailure as exc:
-        return _Outcome("refused", _struck(str(exc), message.one_time_code)[:500])
+        return delivery.Outcome("refused", _struck(str(exc), message.one_time_code)[:500])
     except Exception as exc:  # a temporary failure: retried with back-off
         error = _struck(repr(exc), message.one_time_code)
         log.warning("notification %s attempt %s failed: %s", message.id, message.attempts, error)
-        return _Outcome("error", error[:500])
-
-
-def _record(
-    db: Database, clock: Clock, token: str, message: _Outgoing, outcome: _Outcome, policy: DeliveryPolicy
-) -> bool:
-    """Write one message's outcome, unless our claim on it was taken back meanwhile (then the worker
-    holding it now decides). A message that is settled for good loses its code. One statement: a
-    claimed row changes only under its claim, so what the batch read of it still holds."""
-    now = clock.now()
-    values: dict[str, Any] = {"lease_until": None, "claim": None, "last_error": outcome.error}
-    if outcome.kind == "sent":
-        values |= {"status": "sent", "sent_at": now, "provider_ref": outcome.provider_ref}
-    elif outcome.kind == "error" and message.attempts < policy.max_attempts:
-        retry_at = now + policy.base_delay * (2 ** (message.attempts - 1))
-        # A retry that would bring a code after it expired is not worth waiting for.
-        expired = message.expires_at is not None and retry_at >= message.expires_at
-        values |= {"status": "expired" if expired else "queued", "next_attempt_at": retry_at}
-    else:
-        values["status"] = "expired" if outcome.kind == "expired" else "failed"
-    if values["status"] != "queued" and message.one_time_code:
-        values |= _without_code(message, outcome.error)
-    # A disk flush per message would slow delivery down: should the database server itself crash
-    # and lose this outcome, the message merely goes again under its reference.
-    with db.transaction(wait_for_disk=False) as session:
-        result = cast(
-            CursorResult[Any],
-            session.execute(
-                update(Notification)
-                .where(Notification.id == message.id, Notification.claim == token, Notification.status == "sending")
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            ),
-        )
-    return result.rowcount == 1
-
-
-def _renew(db: Database, clock: Clock, token: str, policy: DeliveryPolicy) -> set[int]:
-    """Extend our lease on what we still hold, and say which messages those are."""
-    with db.transaction() as session:
-        return set(
-            session.scalars(
-                update(Notification)
-                .where(Notification.claim == token, Notification.status == "sending")
-                .values(lease_until=clock.now() + policy.lease)
-                .returning(Notification.id)
-                .execution_options(synchronize_session=False)
-            )
-        )
+        return delivery.Outcome("error", error[:500])
 
 
 def _without_code(message: _Outgoing, error: str | None) -> dict[str, Any]:

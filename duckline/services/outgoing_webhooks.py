@@ -6,13 +6,18 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import or_, select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
+from duckline.adapters.db import delivery
 from duckline.adapters.db.tables import Account, DomainEvent, WebhookDelivery, WebhookSubscription
 from duckline.adapters.signing import sign
 from duckline.errors import DomainError, ErrorCode
@@ -21,9 +26,7 @@ from duckline.services.checkout import App
 from duckline.services.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
-MAX_ATTEMPTS = 8
-BASE_DELAY = timedelta(seconds=30)
-LEASE = timedelta(minutes=2)
+POLICY = delivery.Policy(max_attempts=8, base_delay=timedelta(seconds=30), lease=timedelta(minutes=2))
 SIGNATURE_HEADER = "Duckline-Signature"
 
 
@@ -83,59 +86,68 @@ def fan_out(uow: UnitOfWork, limit: int = 500) -> int:
     return queued
 
 
+@dataclass(frozen=True)
+class _Outgoing:
+    id: int
+    attempts: int
+    url: str
+    secret: str
+    event_type: str
+    body: bytes
+
+
+def _load(session: Session, ids: list[int]) -> list[_Outgoing]:
+    rows = session.execute(
+        select(WebhookDelivery.id, WebhookDelivery.attempts, WebhookSubscription.url, WebhookSubscription.secret)
+        .add_columns(DomainEvent)
+        .join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
+        .join(DomainEvent, DomainEvent.id == WebhookDelivery.event_id)
+        .where(WebhookDelivery.id.in_(ids))
+        .order_by(WebhookDelivery.id)
+    )
+    return [
+        _Outgoing(id, attempts, url, secret, event.type, json.dumps(events.as_dict(event), sort_keys=True).encode())
+        for id, attempts, url, secret, event in rows
+    ]
+
+
+def _queue(policy: delivery.Policy = POLICY) -> delivery.Queue[_Outgoing]:
+    return delivery.Queue(
+        subject="webhook",
+        table=WebhookDelivery,
+        due_at=WebhookDelivery.next_attempt_at,
+        waiting="pending",
+        sent="delivered",
+        order_by=(WebhookDelivery.id,),
+        policy=policy,
+        load=_load,
+    )
+
+
 def deliver_due(app: App, client: httpx.Client, limit: int = 100) -> int:
+    """Post what is due, signed afresh at each try; returns how many were delivered."""
     with app.unit_of_work() as uow:
-        now = uow.now()
-        ids = list(
-            uow.session.scalars(
-                select(WebhookDelivery.id)
-                .where(
-                    or_(
-                        (WebhookDelivery.status == "pending") & (WebhookDelivery.next_attempt_at <= now),
-                        (WebhookDelivery.status == "sending") & (WebhookDelivery.lease_until < now),
-                    )
-                )
-                .order_by(WebhookDelivery.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            ).all()
-        )
-        if ids:
-            uow.session.execute(
-                update(WebhookDelivery)
-                .where(WebhookDelivery.id.in_(ids))
-                .values(status="sending", lease_until=now + LEASE, attempts=WebhookDelivery.attempts + 1)
-            )
-    delivered = 0
-    for delivery_id in ids:
+        clock = uow.clock
+
+    @contextmanager
+    def transaction() -> Iterator[Session]:
         with app.unit_of_work() as uow:
-            delivery = uow.session.get(WebhookDelivery, delivery_id)
-            assert delivery is not None
-            subscription = uow.session.get(WebhookSubscription, delivery.subscription_id)
-            event = uow.session.get(DomainEvent, delivery.event_id)
-            assert subscription is not None and event is not None
-            body = json.dumps(events.as_dict(event), sort_keys=True).encode()
-            url, secret, attempts, now = subscription.url, subscription.secret, delivery.attempts, uow.now()
+            yield uow.session
+
+    def send(outgoing: _Outgoing) -> delivery.Outcome:
         headers = {
             "content-type": "application/json",
-            "Duckline-Event": event.type,
-            "Duckline-Delivery": str(delivery_id),
-            SIGNATURE_HEADER: sign(secret, body, int(now.timestamp())),
+            "Duckline-Event": outgoing.event_type,
+            "Duckline-Delivery": str(outgoing.id),
+            SIGNATURE_HEADER: sign(outgoing.secret, outgoing.body, int(clock.now().timestamp())),
         }
-        code, error = _post(client, url, body, headers)
-        with app.unit_of_work() as uow:
-            delivery = uow.session.get(WebhookDelivery, delivery_id)
-            assert delivery is not None
-            delivery.last_status_code, delivery.last_error, delivery.lease_until = code, error, None
-            if code is not None and 200 <= code < 300:
-                delivery.status, delivery.delivered_at = "delivered", uow.now()
-                delivered += 1
-            elif attempts >= MAX_ATTEMPTS:
-                delivery.status = "failed"
-            else:
-                delivery.status = "pending"
-                delivery.next_attempt_at = uow.now() + BASE_DELAY * (2 ** (attempts - 1))
-    return delivered
+        code, error = _post(client, outgoing.url, outgoing.body, headers)
+        if code is not None and 200 <= code < 300:
+            values = {"last_status_code": code, "delivered_at": clock.now()}
+            return delivery.Outcome("sent", status_code=code, values=values)
+        return delivery.Outcome("error", error, status_code=code, values={"last_status_code": code})
+
+    return delivery.deliver(delivery.Store(transaction, clock.now), _queue(), send, limit).sent
 
 
 def _post(client: httpx.Client, url: str, body: bytes, headers: dict[str, str]) -> tuple[int | None, str | None]:
@@ -146,9 +158,9 @@ def _post(client: httpx.Client, url: str, body: bytes, headers: dict[str, str]) 
     return response.status_code, None if response.is_success else response.text[:500]
 
 
-def replay(uow: UnitOfWork, actor: Account, delivery_id: int) -> WebhookDelivery:
+def replay(uow: UnitOfWork, actor: Account, outgoingid: int) -> WebhookDelivery:
     """Send a delivery again (after the integrator fixed their endpoint), from attempt one."""
-    delivery = uow.session.get(WebhookDelivery, delivery_id, with_for_update=True)
+    delivery = uow.session.get(WebhookDelivery, outgoingid, with_for_update=True)
     if delivery is None:
         raise DomainError(ErrorCode.NOT_FOUND)
     delivery.status, delivery.attempts, delivery.next_attempt_at = "pending", 0, uow.now()

@@ -395,6 +395,7 @@ class WebhookDelivery(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None]
     lease_until: Mapped[datetime | None]
+    claim: Mapped[str | None] = mapped_column(String(32))  # the worker round holding the lease
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime]
@@ -403,6 +404,25 @@ class WebhookDelivery(Base):
         UniqueConstraint("subscription_id", "event_id", name="uq_webhook_deliveries_subscription_event"),
         Index("ix_webhook_deliveries_due", "status", "next_attempt_at", "id"),
     )
+
+
+class DeliveryAttempt(Base):
+    """One try at delivering one outbox row (a notification, a webhook delivery, a sandbox webhook),
+    written when the try is claimed and completed when its outcome is recorded: a try whose worker
+    died keeps no outcome. Never the message itself: its error text has any one-time code struck."""
+
+    __tablename__ = "delivery_attempts"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    subject: Mapped[str] = mapped_column(String(20))  # notification, webhook, sandbox_webhook
+    subject_id: Mapped[int] = mapped_column(BigInteger)
+    attempt: Mapped[int] = mapped_column(Integer)  # the row's attempt count at this try
+    claim: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(String(10))  # sent, refused, error, expired
+    error: Mapped[str | None] = mapped_column(String(500))
+    status_code: Mapped[int | None] = mapped_column(Integer)  # the receiver's HTTP answer, where there is one
+    __table_args__ = (Index("ix_delivery_attempts_subject", "subject", "subject_id", "id"),)
 
 
 class AuditEntry(Base):
@@ -700,10 +720,17 @@ class SandboxWebhook(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     event_id: Mapped[str] = mapped_column(String(60), unique=True)
     payload: Mapped[dict[str, Any]]
-    deliveries: Mapped[int] = mapped_column(Integer, default=0)
-    deliver_after: Mapped[datetime]
+    deliveries: Mapped[int] = mapped_column(Integer, default=0)  # posts that were answered
+    deliver_after: Mapped[datetime]  # when it is (next) due
     lost: Mapped[bool] = mapped_column(Boolean, default=False)  # simulate a webhook that never arrives
+    # pending, sending, delivered, failed, lost: its place in the shared delivery (services/delivery.py)
+    status: Mapped[str] = mapped_column(String(10), default="pending", server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    lease_until: Mapped[datetime | None]
+    claim: Mapped[str | None] = mapped_column(String(32))
+    last_error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime]
+    __table_args__ = (Index("ix_sandbox_webhooks_due", "status", "deliver_after", "id"),)
 
 
 class TicketMessage(Base):

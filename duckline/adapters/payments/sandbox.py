@@ -30,7 +30,9 @@ from pydantic import BaseModel, Field, StrictInt, ValidationError
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
 
+from duckline.adapters.db import delivery
 from duckline.adapters.db.engine import Database
 from duckline.adapters.db.tables import SandboxPayment, SandboxWebhook
 from duckline.adapters.payments import (
@@ -271,40 +273,27 @@ class SandboxProvider:
             return self._payment(session, provider_ref)
 
     def deliver_due(self, post: Callable[[str, bytes, dict[str, str]], int], limit: int = 100) -> int:
-        """Post the webhooks that are due (twice each when duplicates are on). Returns posts made."""
-        posted = 0
-        with self.db.transaction() as session:
-            due = [
-                (hook.id, hook.payload)
-                for hook in session.scalars(
-                    select(SandboxWebhook)
-                    .where(
-                        SandboxWebhook.deliver_after <= self.clock.now(),
-                        SandboxWebhook.lost.is_(False),
-                        SandboxWebhook.deliveries == 0,
-                    )
-                    .order_by(SandboxWebhook.id)
-                    .limit(limit)
-                )
-            ]
+        """Post the webhooks that are due (twice each when duplicates are on), through the same
+        claim, send and record as Duckline's own outbox. Returns posts made."""
+        copies = 2 if self.duplicate_webhooks else 1
+
         # Posted outside any transaction: the receiver writes to the same database. At least
         # once, like a real provider: a crash here means a repeat, which Duckline ignores.
-        copies = 2 if self.duplicate_webhooks else 1
-        for hook_id, payload in due:
-            body = json.dumps(payload).encode()
+        def send(hook: _Due) -> delivery.Outcome:
+            body = json.dumps(hook.payload).encode()
             headers = {
                 "content-type": "application/json",
                 SIGNATURE_HEADER: sign(self.secret, body, int(self.clock.now().timestamp())),
             }
             answers = [post(f"{self.base_url}/api/v1/webhooks/sandbox", body, headers) for _ in range(copies)]
-            posted += copies
-            if not any(200 <= code < 300 for code in answers):
-                continue  # nobody took it: due again next round, like a provider's retry
-            with self.db.transaction() as session:
-                hook = session.get(SandboxWebhook, hook_id)
-                if hook is not None:
-                    hook.deliveries += copies
-        return posted
+            taken = [code for code in answers if 200 <= code < 300]
+            if taken:
+                return delivery.Outcome("sent", status_code=taken[0], values={"deliveries": hook.deliveries + copies})
+            # Nobody took it: due again after a back-off, like a provider's retry.
+            return delivery.Outcome("error", f"answered {answers}", status_code=answers[-1] or None)
+
+        tally = delivery.deliver(delivery.Store.of(self.db, self.clock), _QUEUE, send, limit)
+        return tally.tried * copies
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -364,6 +353,8 @@ class SandboxProvider:
                 deliveries=0,
                 deliver_after=self.clock.now() + self.webhook_delay,
                 lost=lost,
+                status="lost" if lost else "pending",
+                attempts=0,
                 created_at=self.clock.now(),
             )
         )
@@ -414,6 +405,34 @@ class SandboxProvider:
             refunded_amount=payment.refunded,
             card_expiry=TEST_CARD_EXPIRY if payment.card_last4 else None,
         )
+
+
+@dataclass(frozen=True)
+class _Due:
+    id: int
+    attempts: int
+    deliveries: int
+    payload: dict[str, Any]
+
+
+def _load(session: Session, ids: list[int]) -> list[_Due]:
+    rows = session.scalars(select(SandboxWebhook).where(SandboxWebhook.id.in_(ids)).order_by(SandboxWebhook.id))
+    return [_Due(row.id, row.attempts, row.deliveries, row.payload) for row in rows]
+
+
+# A provider keeps trying for a while (Stripe: three days); the sandbox, about half an hour.
+_QUEUE = delivery.Queue(
+    subject="sandbox_webhook",
+    table=SandboxWebhook,
+    due_at=SandboxWebhook.deliver_after,
+    waiting="pending",
+    sent="delivered",
+    order_by=(SandboxWebhook.id,),
+    policy=delivery.Policy(
+        max_attempts=30, base_delay=timedelta(seconds=1), max_delay=timedelta(minutes=1), lease=timedelta(seconds=30)
+    ),
+    load=_load,
+)
 
 
 def _ref(reference: str) -> str:

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from duckline.adapters.db.tables import Account, AutoRenewAttempt, Line, Payment, Plan, SavedPaymentMethod
 from duckline.adapters.payments import ProviderError
+from duckline.domain.events import AutoRenewFailed, PaymentUnconfirmed
 from duckline.domain.lines import LineStatus
 from duckline.domain.orders import MAY_CAPTURE, PaymentStatus
 from duckline.errors import DomainError
@@ -54,16 +55,17 @@ def _cannot_order(app: App, line_id: int, attempt: int, last: bool, error: Domai
                 line_id=line.id, period_end=line.expires_at, attempt=attempt, outcome="error", created_at=uow.now()
             )
         )
-        events.raise_event(
+        events.emit(
             uow,
-            events.AUTO_RENEW_FAILED,
-            line.account_id,
-            None,
-            line_id=line.id,
-            msisdn=line.msisdn,
-            attempt=attempt + 1,
-            final=last,
-            reason=error.code,
+            AutoRenewFailed(
+                account_id=line.account_id,
+                order_id=None,
+                line_id=line.id,
+                msisdn=line.msisdn,
+                attempt=attempt + 1,
+                final=last,
+                reason=error.code,
+            ),
         )
     report.declined.append(line_id)
     if last:
@@ -199,20 +201,22 @@ def _attempt(app: App, line_id: int, attempt: int, report: Report) -> None:
             # No answer yet (or still processing): it may have been charged. Neither "failed" nor
             # "renew in the app" (that could make them pay twice); the provider will tell.
             row.outcome = payment.status.value
-            events.raise_event(uow, events.PAYMENT_UNCONFIRMED, line.account_id, row.order_id, payment_id=payment.id)
+            unconfirmed = PaymentUnconfirmed(account_id=line.account_id, order_id=row.order_id, payment_id=payment.id)
+            events.emit(uow, unconfirmed)
             return
         row.outcome = "declined" if payment.status is PaymentStatus.FAILED else payment.status.value
         report.declined.append(line_id)
         if last:
             report.gave_up.append(line_id)
-        events.raise_event(
+        events.emit(
             uow,
-            events.AUTO_RENEW_FAILED,
-            line.account_id,
-            row.order_id,
-            line_id=line_id,
-            msisdn=line.msisdn,
-            attempt=attempt + 1,
-            final=last,
-            reason=payment.failure_code or "declined",
+            AutoRenewFailed(
+                account_id=line.account_id,
+                order_id=row.order_id,
+                line_id=line_id,
+                msisdn=line.msisdn,
+                attempt=attempt + 1,
+                final=last,
+                reason=payment.failure_code or "declined",
+            ),
         )

@@ -8,6 +8,7 @@ from sqlalchemy import or_, select
 
 from duckline.adapters.db.tables import Bucket, LedgerEntry, Line, Order, Payment, Plan
 from duckline.domain.catalog import Unit, Validity, Zone
+from duckline.domain.events import RenewalSucceeded
 from duckline.domain.lines import LineStatus
 from duckline.domain.orders import OrderKind, OrderStatus, PaymentStatus
 from duckline.domain.renewal import next_term
@@ -54,18 +55,19 @@ def fulfil(uow: UnitOfWork, order: Order) -> None:
     order.period_start, order.period_end, order.fulfilled_at = term.start, term.end, now
     orders.move(uow, order, OrderStatus.FULFILLED, "renewal applied")
     receipt = receipts.issue(uow, receipts.RECEIPT, order, order.total_amount, _receipt_details(uow, order, line))
-    events.raise_event(
+    events.emit(
         uow,
-        events.RENEWAL_SUCCEEDED,
-        order.account_id,
-        order.id,
-        receipt=receipt.display_number,
-        kind=order.kind.value,  # activation, renewal, change or addon
-        msisdn=line.msisdn,
-        plan=plan.code,
-        amount=order.total_amount,
-        currency=order.currency,
-        expires_at=line.expires_at.isoformat() if line.expires_at else None,
+        RenewalSucceeded(
+            account_id=order.account_id,
+            order_id=order.id,
+            receipt=receipt.display_number,
+            kind=order.kind.value,
+            msisdn=line.msisdn,
+            plan=plan.code,
+            amount=order.total_amount,
+            currency=order.currency,
+            expires_at=line.expires_at.isoformat() if line.expires_at else None,
+        ),
     )
 
 

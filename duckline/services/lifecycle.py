@@ -8,6 +8,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from duckline.adapters.db.tables import Line
+from duckline.domain.events import LineExpired, LineGrace, LineRecycled
 from duckline.domain.lines import LineStatus
 from duckline.services import events, lines, numbers
 from duckline.services.unit_of_work import UnitOfWork
@@ -19,9 +20,9 @@ def advance(uow: UnitOfWork) -> dict[str, int]:
     grace, retention = timedelta(days=settings.grace_days), timedelta(days=settings.retention_days)
     moved = {"grace": 0, "expired": 0, "recycled": 0}
     steps = [
-        (LineStatus.ACTIVE, LineStatus.GRACE, timedelta(0), events.LINE_GRACE, "grace"),
-        (LineStatus.GRACE, LineStatus.EXPIRED, grace, events.LINE_EXPIRED, "expired"),
-        (LineStatus.EXPIRED, LineStatus.RECYCLED, grace + retention, events.LINE_RECYCLED, "recycled"),
+        (LineStatus.ACTIVE, LineStatus.GRACE, timedelta(0), LineGrace, "grace"),
+        (LineStatus.GRACE, LineStatus.EXPIRED, grace, LineExpired, "expired"),
+        (LineStatus.EXPIRED, LineStatus.RECYCLED, grace + retention, LineRecycled, "recycled"),
     ]
     for current, target, after, event, key in steps:
         due = _due(uow, current, after)
@@ -31,14 +32,14 @@ def advance(uow: UnitOfWork) -> dict[str, int]:
             )
             if target is LineStatus.RECYCLED:
                 numbers.release_number(uow, line.msisdn)
-            events.raise_event(
+            events.emit(
                 uow,
-                event,
-                line.account_id,
-                None,
-                line_id=line.id,
-                msisdn=line.msisdn,
-                expires_at=line.expires_at.isoformat() if line.expires_at else None,
+                event(
+                    account_id=line.account_id,
+                    line_id=line.id,
+                    msisdn=line.msisdn,
+                    expires_at=line.expires_at.isoformat() if line.expires_at else None,
+                ),
             )
             moved[key] += 1
     return moved

@@ -16,6 +16,7 @@ from sqlalchemy import CursorResult, func, or_, select, update
 
 from duckline.adapters.db.tables import Account, CreditSession, EsimProfile, Line, LineEvent, RetiredEsimProfile
 from duckline.domain import esim
+from duckline.domain.events import EsimMoved, LineResumed, LineSuspended
 from duckline.domain.lines import LineStatus, Suspension, can_suspend
 from duckline.domain.roles import LINE_OPERATORS
 from duckline.errors import DomainError, ErrorCode
@@ -39,7 +40,7 @@ def report_lost(uow: UnitOfWork, actor: Account, line_id: int, reason: Suspensio
     ended = _end_sessions(uow, line)
     _event(uow, line, f"suspended: phone {reason.value}, reported by the subscriber")
     audit.record(uow, actor.id, "line.suspended", f"line:{line.id}", old=None, new=reason.value, sessions_ended=ended)
-    events.raise_event(uow, events.LINE_SUSPENDED, line.account_id, line_id=line.id, reason=reason.value)
+    events.emit(uow, LineSuspended(account_id=line.account_id, line_id=line.id, reason=reason.value))
     owner = _owner(uow, line)
     # Not by SMS to the lost phone; to the account's phone only when there is no email.
     channels = ("email",) if owner.email else ("sms",)
@@ -116,7 +117,7 @@ def move_esim(uow: UnitOfWork, actor: Account, line_id: int, password: str | Non
     line.updated_at = now
     _event(uow, line, f"eSIM moved to a new phone: profile {old_iccid} retired")
     audit.record(uow, actor.id, "line.esim_moved", f"line:{line.id}", old=old_iccid, new=profile.iccid)
-    events.raise_event(uow, events.ESIM_MOVED, line.account_id, line_id=line.id, iccid=profile.iccid)
+    events.emit(uow, EsimMoved(account_id=line.account_id, line_id=line.id, iccid=profile.iccid))
     notifications.notify(uow, _owner(uow, line), "esim_moved", msisdn=_shown(line))
     return profile
 
@@ -157,7 +158,7 @@ def _lift(uow: UnitOfWork, actor: Account, line: Line, why: str, **details: Any)
     line.suspension, line.suspended_at, line.updated_at = None, None, uow.now()
     _event(uow, line, why)
     audit.record(uow, actor.id, "line.resumed", f"line:{line.id}", old=old, new=None, **details)
-    events.raise_event(uow, events.LINE_RESUMED, line.account_id, line_id=line.id, suspension=old)
+    events.emit(uow, LineResumed(account_id=line.account_id, line_id=line.id, suspension=old))
     notifications.notify(uow, _owner(uow, line), "line_resumed", msisdn=_shown(line))
     return line
 

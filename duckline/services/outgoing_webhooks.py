@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from duckline.adapters.db import delivery
 from duckline.adapters.db.tables import Account, DomainEvent, WebhookDelivery, WebhookSubscription
 from duckline.adapters.signing import sign
+from duckline.domain.events import SUBSCRIBABLE
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import audit, events
 from duckline.services.checkout import App
@@ -31,7 +32,7 @@ SIGNATURE_HEADER = "Duckline-Signature"
 
 
 def subscribe(uow: UnitOfWork, actor: Account, url: str, event_types: list[str]) -> WebhookSubscription:
-    unknown = [t for t in event_types if t != "*" and t not in events.ALL]
+    unknown = [t for t in event_types if t != "*" and t not in SUBSCRIBABLE]
     if not event_types or unknown:
         raise DomainError(ErrorCode.VALIDATION_FAILED, field="event_types")
     if not url.startswith(("https://", "http://")):

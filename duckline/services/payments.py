@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from duckline.adapters.db.tables import Line, Order, Payment, SavedPaymentMethod
 from duckline.adapters.payments import ProviderPayment, WebhookNotice
+from duckline.domain.events import PaymentFailed
 from duckline.domain.orders import OPEN_FOR_PAYMENT, OrderStatus, PaymentStatus, payment_can_become
 from duckline.errors import DomainError
 from duckline.services import (
@@ -59,13 +60,14 @@ def apply(uow: UnitOfWork, payment_id: int, update: ProviderPayment | WebhookNot
         payment.failure_code = update.failure_code or payment.failure_code
         if order.status in (OrderStatus.CREATED, OrderStatus.PAYMENT_PENDING) and _is_latest(uow, order, payment):
             orders.move(uow, order, OrderStatus.FAILED, f"payment {payment.id} failed ({source})")
-            events.raise_event(
+            events.emit(
                 uow,
-                events.PAYMENT_FAILED,
-                order.account_id,
-                order.id,
-                reason=payment.failure_code or "declined",
-                payment_id=payment.id,
+                PaymentFailed(
+                    account_id=order.account_id,
+                    order_id=order.id,
+                    reason=payment.failure_code or "declined",
+                    payment_id=payment.id,
+                ),
             )
     elif target is PaymentStatus.REFUNDED:
         # A refund can arrive before the success it refunds (out of order): the money went

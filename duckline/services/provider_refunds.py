@@ -23,6 +23,7 @@ from sqlalchemy import func, or_, select
 
 from duckline.adapters.db.tables import Bucket, Order, Payment, Receipt, Refund
 from duckline.adapters.payments import ProviderPayment, WebhookNotice
+from duckline.domain.events import RenewalRefunded
 from duckline.domain.orders import OrderStatus, PaymentStatus, held_amount
 from duckline.services import case_texts, events, refunds, tickets
 from duckline.services.unit_of_work import UnitOfWork
@@ -67,14 +68,15 @@ def record(uow: UnitOfWork, order: Order, payment: Payment, update: ProviderPaym
     note = _refund_order(uow, order, payment, row, for_order) if for_order > 0 else None
     if amount > for_order:
         _extra_given_back(uow, order, payment, amount - for_order)
-    events.raise_event(
+    events.emit(
         uow,
-        events.RENEWAL_REFUNDED,
-        order.account_id,
-        order.id,
-        amount=amount,
-        currency=payment.currency,
-        credit_note=note.display_number if note else "",
+        RenewalRefunded(
+            account_id=order.account_id,
+            order_id=order.id,
+            amount=amount,
+            currency=payment.currency,
+            credit_note=note.display_number if note else "",
+        ),
     )
     return amount
 

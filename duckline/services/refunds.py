@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from duckline.adapters.db.tables import Account, Line, Order, Payment, Receipt, Refund
 from duckline.adapters.payments import ProviderError, RefundResult
+from duckline.domain.events import RenewalRefunded
 from duckline.domain.orders import OrderStatus, PaymentStatus
 from duckline.errors import DomainError, ErrorCode
 from duckline.money import Money
@@ -112,14 +113,15 @@ def _record(uow: UnitOfWork, refund_id: int, provider_ref: str, succeeded: bool)
     if payment.refunded_amount >= payment.captured_amount:
         payment.status = PaymentStatus.REFUNDED
     note = credit(uow, order, payment, row, row.amount, f"refund {row.id}: {row.reason}")
-    events.raise_event(
+    events.emit(
         uow,
-        events.RENEWAL_REFUNDED,
-        order.account_id,
-        order.id,
-        amount=row.amount,
-        currency=row.currency,
-        credit_note=note.display_number,
+        RenewalRefunded(
+            account_id=order.account_id,
+            order_id=order.id,
+            amount=row.amount,
+            currency=row.currency,
+            credit_note=note.display_number,
+        ),
     )
     if row.actor_id is not None:
         audit.record(
@@ -210,14 +212,15 @@ def refund_payment(app: App, actor_id: int | None, payment_id: int, reason: str)
             payment.refunded_amount += amount
             payment.status = PaymentStatus.REFUNDED
             order = uow.session.get(Order, payment.order_id)
-            events.raise_event(
+            events.emit(
                 uow,
-                events.RENEWAL_REFUNDED,
-                order.account_id if order else None,
-                payment.order_id,
-                amount=amount,
-                currency=currency,
-                credit_note="",
+                RenewalRefunded(
+                    account_id=order.account_id if order else None,
+                    order_id=payment.order_id,
+                    amount=amount,
+                    currency=currency,
+                    credit_note="",
+                ),
             )
             if actor_id is not None:
                 audit.record(

@@ -19,6 +19,7 @@ from duckline.adapters.db.tables import Account, Line, Notification, Order, Paym
 from duckline.clock import FrozenClock
 from duckline.config import Settings
 from duckline.domain.catalog import Allowance, PlanKind, Unit, Validity, Zone
+from duckline.domain.events import AutoRenewFailed
 from duckline.domain.lines import LineStatus
 from duckline.domain.orders import OrderStatus
 from duckline.domain.pricing import PromotionKind
@@ -400,7 +401,16 @@ def test_the_failed_automatic_renewal_message_links_to_the_renew_page(
     with runtime.unit_of_work() as uow:
         account = uow.session.scalars(select(Account).where(Account.phone == world["phone"])).one()
         account.language = language
-        events.raise_event(uow, events.AUTO_RENEW_FAILED, account.id, line_id=world["line_id"])
+        failed = AutoRenewFailed(
+            account_id=account.id,
+            order_id=None,
+            line_id=world["line_id"],
+            msisdn="+85251700000",
+            attempt=1,
+            final=False,
+            reason="card_declined",
+        )
+        events.emit(uow, failed)
 
     with runtime.unit_of_work() as uow:
         sms = uow.session.scalars(

@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from duckline.adapters.db import delivery
 from duckline.adapters.db.tables import Line, Notification, WebhookDelivery
 from duckline.adapters.signing import verify
 from duckline.clock import FrozenClock
@@ -217,5 +218,13 @@ def test_integrator_webhooks_are_signed_retried_logged_and_replayable(
     assert len(Receiver.received) == 3
     with runtime.unit_of_work() as uow:
         assert uow.session.scalar(select(WebhookDelivery.status)) == "delivered"
+        tried = delivery.attempts(uow.session, "webhook", log[0]["id"])
+    # One attempt row per try: refused, delivered, then delivered again when replayed (from attempt one).
+    assert [(t.attempt, t.outcome, t.status_code) for t in tried] == [
+        (1, "error", 500),
+        (2, "sent", 200),
+        (1, "sent", 200),
+    ]
+    assert all(t.finished_at is not None and t.started_at <= t.finished_at for t in tried)
     grace = sent(runtime, "line_grace")
     assert (grace and "續期" in grace[0].body) or (grace and grace[0].body)

@@ -11,6 +11,7 @@ its lease runs out and another round takes it back (its worker died).
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -26,6 +27,7 @@ from duckline.adapters.db.tables import DeliveryAttempt
 from duckline.adapters.db.types import UTCDateTime
 from duckline.clock import Clock
 
+log = logging.getLogger(__name__)
 SENDING, FAILED, EXPIRED = "sending", "failed", "expired"
 Transaction = Callable[[], AbstractContextManager[Session]]
 
@@ -123,7 +125,11 @@ def deliver(store: Store, queue: Queue[T], send: Callable[[T], Outcome], limit: 
         if item.id not in held:
             continue  # our lease ran out and another worker has taken it
         started = store.now()
-        outcome = send(item)
+        try:
+            outcome = send(item)
+        except Exception as exc:  # a sender's own failure: this try failed, the batch goes on
+            log.exception("%s %s: try %s failed", queue.subject, item.id, item.attempts)
+            outcome = Outcome("error", repr(exc)[:500])
         tried += 1
         if _record(store, queue, token, item, outcome, started) and outcome.kind == "sent":
             sent += 1

@@ -172,3 +172,23 @@ def test_messages_stored_before_0009_get_references_and_lose_settled_codes(empty
     assert "314159" not in failed.body + failed.html
     assert (queued.one_time_code, queued.priority) == ("271828", 0) and "271828" in queued.body  # still to go
     assert other.body.endswith("(ticket 123456).") and other.priority == 1  # not a code
+
+
+def test_sandbox_webhooks_stored_before_0014a_join_the_shared_delivery_in_their_state(empty_database: Engine) -> None:
+    """Answered ones are delivered, lost ones stay lost, the rest are due as they were."""
+    upgrade(empty_database, "0013b")
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    with empty_database.begin() as db:
+        for id, deliveries, lost in ((1, 2, False), (2, 0, True), (3, 0, False)):
+            db.execute(
+                text(
+                    "INSERT INTO sandbox_webhooks (id, event_id, payload, deliveries, deliver_after, lost, created_at)"
+                    " VALUES (:id, :event, '{}', :deliveries, :at, :lost, :at)"
+                ),
+                {"id": id, "event": f"evt_{id}", "deliveries": deliveries, "at": now, "lost": lost},
+            )
+    upgrade(empty_database)
+    with empty_database.connect() as db:
+        rows = db.execute(text("SELECT id, status, attempts, claim FROM sandbox_webhooks ORDER BY id")).all()
+        assert [tuple(r) for r in rows] == [(1, "delivered", 0, None), (2, "lost", 0, None), (3, "pending", 0, None)]
+        assert db.execute(text("SELECT count(*) FROM delivery_attempts")).scalar() == 0

@@ -112,17 +112,16 @@ def _load(session: Session, ids: list[int]) -> list[_Outgoing]:
     ]
 
 
-def _queue(policy: delivery.Policy = POLICY) -> delivery.Queue[_Outgoing]:
-    return delivery.Queue(
-        subject="webhook",
-        table=WebhookDelivery,
-        due_at=WebhookDelivery.next_attempt_at,
-        waiting="pending",
-        sent="delivered",
-        order_by=(WebhookDelivery.id,),
-        policy=policy,
-        load=_load,
-    )
+_QUEUE = delivery.Queue(
+    subject="webhook",
+    table=WebhookDelivery,
+    due_at=WebhookDelivery.next_attempt_at,
+    waiting="pending",
+    sent="delivered",
+    order_by=(WebhookDelivery.id,),
+    policy=POLICY,
+    load=_load,
+)
 
 
 def deliver_due(app: App, client: httpx.Client, limit: int = 100) -> int:
@@ -148,7 +147,7 @@ def deliver_due(app: App, client: httpx.Client, limit: int = 100) -> int:
             return delivery.Outcome("sent", status_code=code, values=values)
         return delivery.Outcome("error", error, status_code=code, values={"last_status_code": code})
 
-    return delivery.deliver(delivery.Store(transaction, clock.now), _queue(), send, limit).sent
+    return delivery.deliver(delivery.Store(transaction, clock.now), _QUEUE, send, limit).sent
 
 
 def _post(client: httpx.Client, url: str, body: bytes, headers: dict[str, str]) -> tuple[int | None, str | None]:
@@ -159,14 +158,15 @@ def _post(client: httpx.Client, url: str, body: bytes, headers: dict[str, str]) 
     return response.status_code, None if response.is_success else response.text[:500]
 
 
-def replay(uow: UnitOfWork, actor: Account, outgoingid: int) -> WebhookDelivery:
+def replay(uow: UnitOfWork, actor: Account, delivery_id: int) -> WebhookDelivery:
     """Send a delivery again (after the integrator fixed their endpoint), from attempt one."""
-    delivery = uow.session.get(WebhookDelivery, outgoingid, with_for_update=True)
-    if delivery is None:
+    row = uow.session.get(WebhookDelivery, delivery_id, with_for_update=True)
+    if row is None:
         raise DomainError(ErrorCode.NOT_FOUND)
-    delivery.status, delivery.attempts, delivery.next_attempt_at = "pending", 0, uow.now()
-    audit.record(uow, actor.id, "webhook.replayed", f"webhook_delivery:{delivery.id}")
-    return delivery
+    row.status, row.attempts, row.next_attempt_at = "pending", 0, uow.now()
+    row.claim = row.lease_until = None  # a round still sending it no longer records its outcome
+    audit.record(uow, actor.id, "webhook.replayed", f"webhook_delivery:{row.id}")
+    return row
 
 
 def run(app: App, client: httpx.Client | None = None) -> dict[str, Any]:

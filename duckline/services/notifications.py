@@ -433,8 +433,8 @@ def deliver_due(
     def send(message: _Outgoing) -> delivery.Outcome:
         return _send(message, sms, email, clock)
 
-    # A disk flush per outcome would slow delivery down: should the database server itself crash
-    # and lose an outcome, the message merely goes again under its reference.
+    # Outcomes are committed without waiting for the disk (Store.of): should the database server
+    # itself crash and lose one, the message merely goes again under its reference.
     store = delivery.Store.of(db, clock)
     return delivery.deliver(store, _queue(policy or DeliveryPolicy()), send, limit).sent
 

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from duckline.adapters.db.tables import Account, DomainEvent, WebhookDelivery, WebhookSubscription
 from duckline.adapters.signing import sign
+from duckline.domain.messaging import WebhookDeliveryStatus
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import audit, events
 from duckline.services.checkout import App
@@ -69,7 +70,7 @@ def fan_out(uow: UnitOfWork, limit: int = 500) -> int:
                             WebhookDelivery(
                                 subscription_id=subscription.id,
                                 event_id=event.id,
-                                status="pending",
+                                status=WebhookDeliveryStatus.PENDING,
                                 attempts=0,
                                 next_attempt_at=uow.now(),
                                 created_at=uow.now(),
@@ -91,8 +92,9 @@ def deliver_due(app: App, client: httpx.Client, limit: int = 100) -> int:
                 select(WebhookDelivery.id)
                 .where(
                     or_(
-                        (WebhookDelivery.status == "pending") & (WebhookDelivery.next_attempt_at <= now),
-                        (WebhookDelivery.status == "sending") & (WebhookDelivery.lease_until < now),
+                        (WebhookDelivery.status == WebhookDeliveryStatus.PENDING)
+                        & (WebhookDelivery.next_attempt_at <= now),
+                        (WebhookDelivery.status == WebhookDeliveryStatus.SENDING) & (WebhookDelivery.lease_until < now),
                     )
                 )
                 .order_by(WebhookDelivery.id)
@@ -104,7 +106,9 @@ def deliver_due(app: App, client: httpx.Client, limit: int = 100) -> int:
             uow.session.execute(
                 update(WebhookDelivery)
                 .where(WebhookDelivery.id.in_(ids))
-                .values(status="sending", lease_until=now + LEASE, attempts=WebhookDelivery.attempts + 1)
+                .values(
+                    status=WebhookDeliveryStatus.SENDING, lease_until=now + LEASE, attempts=WebhookDelivery.attempts + 1
+                )
             )
     delivered = 0
     for delivery_id in ids:
@@ -128,12 +132,12 @@ def deliver_due(app: App, client: httpx.Client, limit: int = 100) -> int:
             assert delivery is not None
             delivery.last_status_code, delivery.last_error, delivery.lease_until = code, error, None
             if code is not None and 200 <= code < 300:
-                delivery.status, delivery.delivered_at = "delivered", uow.now()
+                delivery.status, delivery.delivered_at = WebhookDeliveryStatus.DELIVERED, uow.now()
                 delivered += 1
             elif attempts >= MAX_ATTEMPTS:
-                delivery.status = "failed"
+                delivery.status = WebhookDeliveryStatus.FAILED
             else:
-                delivery.status = "pending"
+                delivery.status = WebhookDeliveryStatus.PENDING
                 delivery.next_attempt_at = uow.now() + BASE_DELAY * (2 ** (attempts - 1))
     return delivered
 
@@ -151,7 +155,7 @@ def replay(uow: UnitOfWork, actor: Account, delivery_id: int) -> WebhookDelivery
     delivery = uow.session.get(WebhookDelivery, delivery_id, with_for_update=True)
     if delivery is None:
         raise DomainError(ErrorCode.NOT_FOUND)
-    delivery.status, delivery.attempts, delivery.next_attempt_at = "pending", 0, uow.now()
+    delivery.status, delivery.attempts, delivery.next_attempt_at = WebhookDeliveryStatus.PENDING, 0, uow.now()
     audit.record(uow, actor.id, "webhook.replayed", f"webhook_delivery:{delivery.id}")
     return delivery
 

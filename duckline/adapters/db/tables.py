@@ -250,7 +250,7 @@ class Bucket(Base):
     remaining: Mapped[int] = mapped_column(BigInteger)
     valid_from: Mapped[datetime]
     valid_until: Mapped[datetime]
-    source: Mapped[str] = mapped_column(String(20))  # plan, addon, promotion, adjustment
+    source: Mapped[str] = mapped_column(String(20))  # plan, addon, promotion (a bonus)
     source_ref: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime]
     __table_args__ = (
@@ -272,7 +272,7 @@ class LedgerEntry(Base):
     unit: Mapped[Unit] = mapped_column(enum_column(Unit))
     zone: Mapped[Zone] = mapped_column(enum_column(Zone, 4))
     delta: Mapped[int] = mapped_column(BigInteger)  # + grant, - usage; overage rows have no bucket
-    reason: Mapped[str] = mapped_column(String(20))  # grant, usage, overage, adjustment
+    reason: Mapped[str] = mapped_column(String(20))  # grant, usage, overage, refund (what was left is taken back)
     usage_record_id: Mapped[int | None] = mapped_column(BigId)
     created_at: Mapped[datetime]
 
@@ -676,7 +676,8 @@ class AutoRenewAttempt(Base):
     period_end: Mapped[datetime]  # the expiry being renewed
     attempt: Mapped[int] = mapped_column(Integer)
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"))
-    outcome: Mapped[str] = mapped_column(String(20))  # paid, declined, error
+    # started, paid, declined, error, or else the payment's status (unknown: it may still capture, …)
+    outcome: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime]
     __table_args__ = (UniqueConstraint("line_id", "period_end", "attempt", name="uq_auto_renew_attempts_cycle"),)
 

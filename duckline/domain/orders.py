@@ -130,6 +130,17 @@ def payment_can_become(current: PaymentStatus, target: PaymentStatus) -> bool:
     return target in _PAYMENT[current]
 
 
+class RefundStatus(StrEnum):
+    PENDING = "pending"  # asked of the provider, no answer recorded yet
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class ReceiptKind(StrEnum):
+    RECEIPT = "receipt"  # for a fulfilled order
+    CREDIT_NOTE = "credit_note"  # for a refund
+
+
 class PaymentMethod(StrEnum):
     CARD = "card"
     ALIPAY = "alipay"

@@ -29,6 +29,14 @@ class PromotionKind(StrEnum):
     BONUS = "bonus"
 
 
+class RedemptionStatus(StrEnum):
+    """A promotion use taken by an order: held while it may be paid, kept once paid."""
+
+    RESERVED = "reserved"
+    CONFIRMED = "confirmed"
+    RELEASED = "released"
+
+
 @dataclass(frozen=True)
 class PromotionRule:
     id: int

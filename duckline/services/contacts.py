@@ -10,12 +10,13 @@ from sqlalchemy import select
 
 from duckline import i18n
 from duckline.adapters.db.tables import Account, ContactChange
+from duckline.domain.contacts import ContactKind
 from duckline.domain.phone import normalise_mobile
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import audit, notifications, otp, security
 from duckline.services.unit_of_work import UnitOfWork
 
-EMAIL, PHONE = "email", "phone"
+EMAIL, PHONE = ContactKind.EMAIL, ContactKind.PHONE
 
 
 Preferences = dict[str, dict[str, bool]]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, exists, func, or_, select
@@ -12,7 +12,6 @@ from duckline.adapters.db.tables import Account, Line, Order, OrderEvent, Paymen
 from duckline.adapters.db.types import is_id
 from duckline.domain.catalog import Allowance, PlanKind, PlanStatus, Validity
 from duckline.domain.identity import KycStatus
-from duckline.domain.lines import LineStatus
 from duckline.domain.orders import (
     CAPTURED,
     COMMITTED_SPEND,
@@ -281,10 +280,6 @@ def visible_order(uow: UnitOfWork, viewer: Account, order_id: int, lock: bool = 
     if order is None or (viewer.role not in STAFF and order.account_id != viewer.id):
         raise DomainError(ErrorCode.NOT_FOUND)
     return order
-
-
-def is_line_live(line: Line, now: datetime) -> bool:
-    return line.status is LineStatus.ACTIVE and line.expires_at is not None and line.expires_at > now
 
 
 def cancel(uow: UnitOfWork, order: Order, actor_id: int) -> None:

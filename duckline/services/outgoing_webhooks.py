@@ -21,6 +21,7 @@ from duckline.adapters.db import delivery
 from duckline.adapters.db.tables import Account, DomainEvent, WebhookDelivery, WebhookSubscription
 from duckline.adapters.signing import sign
 from duckline.domain.events import SUBSCRIBABLE
+from duckline.domain.messaging import WebhookDeliveryStatus
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import audit, events
 from duckline.services.checkout import App
@@ -73,7 +74,7 @@ def fan_out(uow: UnitOfWork, limit: int = 500) -> int:
                             WebhookDelivery(
                                 subscription_id=subscription.id,
                                 event_id=event.id,
-                                status="pending",
+                                status=WebhookDeliveryStatus.PENDING,
                                 attempts=0,
                                 next_attempt_at=uow.now(),
                                 created_at=uow.now(),
@@ -116,8 +117,8 @@ _QUEUE = delivery.Queue(
     subject="webhook",
     table=WebhookDelivery,
     due_at=WebhookDelivery.next_attempt_at,
-    waiting="pending",
-    sent="delivered",
+    waiting=WebhookDeliveryStatus.PENDING,
+    sent=WebhookDeliveryStatus.DELIVERED,
     order_by=(WebhookDelivery.id,),
     policy=POLICY,
     load=_load,
@@ -163,7 +164,7 @@ def replay(uow: UnitOfWork, actor: Account, delivery_id: int) -> WebhookDelivery
     row = uow.session.get(WebhookDelivery, delivery_id, with_for_update=True)
     if row is None:
         raise DomainError(ErrorCode.NOT_FOUND)
-    row.status, row.attempts, row.next_attempt_at = "pending", 0, uow.now()
+    row.status, row.attempts, row.next_attempt_at = WebhookDeliveryStatus.PENDING, 0, uow.now()
     row.claim = row.lease_until = None  # a round still sending it no longer records its outcome
     audit.record(uow, actor.id, "webhook.replayed", f"webhook_delivery:{row.id}")
     return row

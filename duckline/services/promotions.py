@@ -12,12 +12,12 @@ from sqlalchemy.exc import IntegrityError
 from duckline.adapters.db.tables import Account, Order, Payment, Promotion, PromotionRedemption
 from duckline.domain.catalog import Allowance, Unit, Zone, check_texts
 from duckline.domain.orders import MAY_CAPTURE, OrderStatus
-from duckline.domain.pricing import PromotionKind, PromotionRule
+from duckline.domain.pricing import PromotionKind, PromotionRule, RedemptionStatus
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import audit
 from duckline.services.unit_of_work import UnitOfWork
 
-RESERVED, CONFIRMED, RELEASED = "reserved", "confirmed", "released"
+RESERVED, CONFIRMED, RELEASED = RedemptionStatus.RESERVED, RedemptionStatus.CONFIRMED, RedemptionStatus.RELEASED
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,11 @@ from sqlalchemy import func, or_, select
 from duckline.adapters.db.tables import Bucket, Order, Payment, Receipt, Refund
 from duckline.adapters.payments import ProviderPayment, WebhookNotice
 from duckline.domain.events import RenewalRefunded
-from duckline.domain.orders import OrderStatus, PaymentStatus, held_amount
+from duckline.domain.orders import OrderStatus, PaymentStatus, RefundStatus, held_amount
 from duckline.services import case_texts, events, refunds, tickets
 from duckline.services.unit_of_work import UnitOfWork
 
 _OURS = re.compile(r"refund_(\d+)")  # the reference Duckline gives its own refunds (services.refunds)
-PENDING = "pending"
 
 
 def reports_refund(update: ProviderPayment | WebhookNotice) -> bool:
@@ -51,7 +50,7 @@ def record(uow: UnitOfWork, order: Order, payment: Payment, update: ProviderPaym
         amount=amount,
         currency=payment.currency,
         reason=f"refunded at {case_texts.PROVIDER_NAMES.get(payment.provider, payment.provider)}",
-        status="succeeded",
+        status=RefundStatus.SUCCEEDED,
         provider_ref=update.refund_id if isinstance(update, WebhookNotice) else None,
         actor_id=None,
         created_at=uow.now(),
@@ -116,14 +115,18 @@ def _is_ours(uow: UnitOfWork, payment: Payment, reference: str | None) -> bool:
     if found is None:
         return False
     row = uow.session.get(Refund, int(found.group(1)))
-    return row is not None and row.payment_id == payment.id and row.status in (PENDING, "succeeded")
+    return (
+        row is not None
+        and row.payment_id == payment.id
+        and row.status in (RefundStatus.PENDING, RefundStatus.SUCCEEDED)
+    )
 
 
 def _pending(uow: UnitOfWork, payment: Payment) -> int:
     return int(
         uow.session.scalar(
             select(func.coalesce(func.sum(Refund.amount), 0)).where(
-                Refund.payment_id == payment.id, Refund.status == PENDING
+                Refund.payment_id == payment.id, Refund.status == RefundStatus.PENDING
             )
         )
         or 0

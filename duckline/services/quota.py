@@ -21,16 +21,14 @@ from sqlalchemy import func, select
 
 from duckline.adapters.db.tables import Bucket, CreditSession, Line
 from duckline.domain.catalog import Zone
+from duckline.domain.charging import CreditSessionStatus
 from duckline.domain.lines import can_use_service
 from duckline.services import usage
 from duckline.services.unit_of_work import UnitOfWork
 from duckline.services.usage import UsageInput, UsageKind
 
 SOURCE = "diameter"
-OPEN, CLOSED = "open", "closed"
-# Ended by Duckline, not by the network element (the line was suspended): it holds nothing and is
-# granted nothing more, but the units the element still reports as used are charged.
-ABORTED = "aborted"
+OPEN, CLOSED, ABORTED = CreditSessionStatus.OPEN, CreditSessionStatus.CLOSED, CreditSessionStatus.ABORTED
 _KINDS = {kind.unit: kind for kind in UsageKind}
 RECORD_ID_MAX = 100  # usage_records.record_id
 

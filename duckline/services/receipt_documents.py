@@ -51,7 +51,7 @@ def document(uow: UnitOfWork, receipt: Receipt, language: str) -> ReceiptDocumen
         customer_name=name or "",
         msisdn=display(msisdn) if msisdn else "",
         items=items,
-        total=-receipt.amount if receipt.kind == "credit_note" else receipt.amount,
+        total=-receipt.amount if receipt.kind == CREDIT_NOTE_KIND else receipt.amount,
         currency=receipt.currency,
         period=period,
         payment_method=payment_labels.text(details.get("payment") or {}, language),

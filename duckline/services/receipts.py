@@ -10,9 +10,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from duckline.adapters.db.tables import Order, Receipt, ReceiptCounter
+from duckline.domain.orders import ReceiptKind
 from duckline.services.unit_of_work import UnitOfWork
 
-RECEIPT, CREDIT_NOTE = "receipt", "credit_note"
+RECEIPT, CREDIT_NOTE = ReceiptKind.RECEIPT, ReceiptKind.CREDIT_NOTE
 _PREFIX = {RECEIPT: "R", CREDIT_NOTE: "CN"}
 
 
@@ -33,7 +34,7 @@ def next_number(uow: UnitOfWork, series: str) -> int:
 
 
 def issue(
-    uow: UnitOfWork, kind: str, order: Order, amount: int, details: dict[str, Any], refund_id: int | None = None
+    uow: UnitOfWork, kind: ReceiptKind, order: Order, amount: int, details: dict[str, Any], refund_id: int | None = None
 ) -> Receipt:
     year = uow.now().astimezone(ZoneInfo(uow.settings.display_timezone)).year
     series = f"{_PREFIX[kind]}{year}"

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from duckline.adapters.db.tables import Account, Line, Order, Payment, Receipt, Refund
 from duckline.adapters.payments import ProviderError, RefundResult
 from duckline.domain.events import RenewalRefunded
-from duckline.domain.orders import OrderStatus, PaymentStatus
+from duckline.domain.orders import OrderStatus, PaymentStatus, RefundStatus
 from duckline.errors import DomainError, ErrorCode
 from duckline.money import Money
 from duckline.services import audit, events, fulfilment, orders, payment_labels, receipts
@@ -57,7 +57,7 @@ def _reserve(uow: UnitOfWork, payment: Payment, amount: int, reason: str, actor_
         amount=amount,
         currency=payment.currency,
         reason=reason.strip()[:300],
-        status="pending",
+        status=RefundStatus.PENDING,
         actor_id=actor_id,
         created_at=uow.now(),
     )
@@ -83,7 +83,7 @@ def _ask_provider(app: App, refund_id: int) -> RefundResult:
         with app.unit_of_work() as uow:
             failed = uow.session.get(Refund, refund_id)
             assert failed is not None
-            failed.status = "failed"
+            failed.status = RefundStatus.FAILED
         raise DomainError(ErrorCode.PAYMENT_PROVIDER_ERROR) from exc
 
 
@@ -91,7 +91,7 @@ def _pending(uow: UnitOfWork, order_id: int) -> int:
     return int(
         uow.session.scalar(
             select(func.coalesce(func.sum(Refund.amount), 0)).where(
-                Refund.order_id == order_id, Refund.status == "pending"
+                Refund.order_id == order_id, Refund.status == RefundStatus.PENDING
             )
         )
         or 0
@@ -106,9 +106,9 @@ def _record(uow: UnitOfWork, refund_id: int, provider_ref: str, succeeded: bool)
     assert order is not None and payment is not None
     row.provider_ref = provider_ref
     if not succeeded:
-        row.status = "failed"
+        row.status = RefundStatus.FAILED
         return row
-    row.status = "succeeded"
+    row.status = RefundStatus.SUCCEEDED
     payment.refunded_amount += row.amount
     if payment.refunded_amount >= payment.captured_amount:
         payment.status = PaymentStatus.REFUNDED
@@ -207,7 +207,7 @@ def refund_payment(app: App, actor_id: int | None, payment_id: int, reason: str)
         payment = uow.session.get(Payment, payment_id, with_for_update=True)
         assert recorded is not None and payment is not None
         recorded.provider_ref = answer.provider_ref
-        recorded.status = "succeeded" if answer.succeeded else "failed"
+        recorded.status = RefundStatus.SUCCEEDED if answer.succeeded else RefundStatus.FAILED
         if answer.succeeded:
             payment.refunded_amount += amount
             payment.status = PaymentStatus.REFUNDED

@@ -12,8 +12,6 @@ from duckline.adapters.db.tables import Order, Payment, Plan
 from duckline.domain.orders import PAID_FOR, held_amount
 from duckline.services.unit_of_work import UnitOfWork
 
-GROUPINGS = ("day", "plan", "method")
-
 
 def revenue(uow: UnitOfWork, by: str, start: datetime, end: datetime, tz: ZoneInfo) -> list[dict[str, object]]:
     """Per day (of the order, in `tz`), plan or payment method, for orders made in [start, end) that

@@ -11,12 +11,13 @@ from sqlalchemy import Select, func, select
 from duckline.adapters.db.tables import Account, Ticket, TicketMessage
 from duckline.adapters.db.types import is_id
 from duckline.domain.roles import STAFF
+from duckline.domain.support import TicketKind, TicketStatus
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import audit, notifications, tickets
 from duckline.services.unit_of_work import UnitOfWork
 
-SUBSCRIBER = "subscriber"
-OPEN, WAITING, RESOLVED = "open", "waiting", "resolved"  # waiting: for the subscriber's answer
+SUBSCRIBER = TicketKind.SUBSCRIBER
+OPEN, WAITING, RESOLVED = TicketStatus.OPEN, TicketStatus.WAITING, TicketStatus.RESOLVED
 SUBJECT_MAX, BODY_MAX = 200, 5000
 # What a subscriber's ticket is about, chosen when it is opened (the desk filters by it).
 TOPICS = ("billing", "renewal", "line", "account", "other")

@@ -20,18 +20,19 @@ from sqlalchemy import Select, delete, func, select
 from duckline.adapters.db.tables import Account, Order, Payment, Ticket, TicketLink, TicketMessage
 from duckline.adapters.db.types import is_id
 from duckline.domain.roles import Role
+from duckline.domain.support import LinkTarget, TicketKind
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import audit, support
 from duckline.services.unit_of_work import UnitOfWork
 
 DESK_ROLES = frozenset({Role.SUPPORT, Role.ADMIN})
-CASE_KINDS = ("reconciliation", "payment_mismatch")
+CASE_KINDS = (TicketKind.RECONCILIATION, TicketKind.PAYMENT_MISMATCH)
 STATUSES = ("open", "waiting", "closed")  # as the desk names them; closed is stored as "resolved"
 KINDS = ("subscriber", "case")
 ASSIGNED = ("me", "unassigned", "anyone")
 AGES = (1, 3, 7)  # "older than" choices, in days
 CLOSE_REASONS = ("answered", "duplicate", "no_response", "resolved_by_action")
-LINK_TARGETS = ("order", "payment", "case")
+LINK_TARGETS = tuple(LinkTarget)
 NOTE_TEXT_MAX = 500
 
 
@@ -181,9 +182,11 @@ def view(uow: UnitOfWork, ticket_id: int) -> TicketView:
     def targets(kind: str) -> list[int]:
         return [k.target_id for k in linked if k.target == kind]
 
-    payments = {p.id: p for p in s.scalars(select(Payment).where(Payment.id.in_(targets("payment"))))}
+    payments = {p.id: p for p in s.scalars(select(Payment).where(Payment.id.in_(targets(LinkTarget.PAYMENT))))}
     order_ids = (
-        targets("order") + [p.order_id for p in payments.values()] + ([found.order_id] if found.order_id else [])
+        targets(LinkTarget.ORDER)
+        + [p.order_id for p in payments.values()]
+        + ([found.order_id] if found.order_id else [])
     )
     return TicketView(
         ticket=found,
@@ -191,7 +194,7 @@ def view(uow: UnitOfWork, ticket_id: int) -> TicketView:
         links=linked,
         orders={o.id: o for o in s.scalars(select(Order).where(Order.id.in_(order_ids)))},
         payments=payments,
-        cases={t.id: t for t in s.scalars(select(Ticket).where(Ticket.id.in_(targets("case"))))},
+        cases={t.id: t for t in s.scalars(select(Ticket).where(Ticket.id.in_(targets(LinkTarget.CASE))))},
         staff=desk_staff(uow),
         people=accounts(uow, {found.account_id, found.assignee_id} | {m.author_id for m in conversation}),
     )
@@ -250,7 +253,7 @@ def link(uow: UnitOfWork, actor: Account, ticket: Ticket, target: str, target_id
     """Say the ticket concerns an order, a payment or a reconciliation case. Linking twice is one link."""
     if target not in LINK_TARGETS:
         raise DomainError(ErrorCode.VALIDATION_FAILED, field="target")
-    if not _exists(uow, target, target_id) or (target == "case" and target_id == ticket.id):
+    if not _exists(uow, target, target_id) or (target == LinkTarget.CASE and target_id == ticket.id):
         raise DomainError(ErrorCode.LINK_TARGET_NOT_FOUND, field="target_id")
     existing = uow.session.scalars(
         select(TicketLink).where(
@@ -281,9 +284,9 @@ def unlink(uow: UnitOfWork, actor: Account, ticket: Ticket, link_id: int) -> Non
 def _exists(uow: UnitOfWork, target: str, target_id: int) -> bool:
     if not is_id(target_id):
         return False
-    if target == "order":
+    if target == LinkTarget.ORDER:
         return uow.session.get(Order, target_id) is not None
-    if target == "payment":
+    if target == LinkTarget.PAYMENT:
         return uow.session.get(Payment, target_id) is not None
     case = uow.session.get(Ticket, target_id)
     return case is not None and is_case(case)

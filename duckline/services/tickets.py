@@ -7,17 +7,18 @@ from typing import Any
 from sqlalchemy import select
 
 from duckline.adapters.db.tables import Account, Ticket
+from duckline.domain.support import TicketKind, TicketStatus
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import audit, case_texts
 from duckline.services.unit_of_work import UnitOfWork
 
-RECONCILIATION = "reconciliation"
-PAYMENT_MISMATCH = "payment_mismatch"
+RECONCILIATION = TicketKind.RECONCILIATION
+PAYMENT_MISMATCH = TicketKind.PAYMENT_MISMATCH
 
 
 def open_ticket(
     uow: UnitOfWork,
-    kind: str,
+    kind: TicketKind,
     subject: str,
     body: str,
     account_id: int | None,
@@ -31,7 +32,7 @@ def open_ticket(
         account_id=account_id,
         order_id=order_id,
         kind=kind,
-        status="resolved" if resolved else "open",
+        status=TicketStatus.RESOLVED if resolved else TicketStatus.OPEN,
         subject=subject,
         body=body,
         topic=topic,
@@ -47,7 +48,7 @@ def open_ticket(
 
 def open_case(
     uow: UnitOfWork,
-    kind: str,
+    kind: TicketKind,
     topic: str,
     params: dict[str, Any],
     account_id: int | None,
@@ -73,9 +74,9 @@ def describe(ticket: Ticket, language: str) -> tuple[str, str, str | None]:
 def resolve(uow: UnitOfWork, actor: Account, ticket: Ticket, resolution: str) -> Ticket:
     if not resolution.strip():
         raise DomainError(ErrorCode.REASON_REQUIRED, field="reason")
-    if ticket.status == "resolved":
+    if ticket.status == TicketStatus.RESOLVED:
         raise DomainError(ErrorCode.CASE_ALREADY_RESOLVED)
-    ticket.status, ticket.resolution = "resolved", resolution.strip()
+    ticket.status, ticket.resolution = TicketStatus.RESOLVED, resolution.strip()
     ticket.resolved_by, ticket.resolved_at = actor.id, uow.now()
     audit.record(uow, actor.id, "ticket.resolved", f"ticket:{ticket.id}", resolution=ticket.resolution)
     return ticket
@@ -84,24 +85,20 @@ def resolve(uow: UnitOfWork, actor: Account, ticket: Ticket, resolution: str) ->
 def settle_open(uow: UnitOfWork, order_id: int, resolution: str) -> int:
     """Close the order's open cases that an automatic action has just settled."""
     settled = 0
-    for ticket in uow.session.scalars(select(Ticket).where(Ticket.order_id == order_id, Ticket.status == "open")):
-        ticket.status, ticket.resolution, ticket.resolved_at = "resolved", resolution, uow.now()
+    for ticket in uow.session.scalars(
+        select(Ticket).where(Ticket.order_id == order_id, Ticket.status == TicketStatus.OPEN)
+    ):
+        ticket.status, ticket.resolution, ticket.resolved_at = TicketStatus.RESOLVED, resolution, uow.now()
         settled += 1
     return settled
-
-
-def open_for_order(uow: UnitOfWork, order_id: int) -> Ticket | None:
-    return uow.session.scalars(
-        select(Ticket).where(Ticket.order_id == order_id, Ticket.status == "open").order_by(Ticket.id)
-    ).first()
 
 
 def settle_topics(uow: UnitOfWork, order_id: int, topics: frozenset[str], resolution: str) -> int:
     """Close the order's open cases about one of `topics`: what they asked for has just happened."""
     settled = 0
     for ticket in uow.session.scalars(
-        select(Ticket).where(Ticket.order_id == order_id, Ticket.status == "open", Ticket.topic.in_(topics))
+        select(Ticket).where(Ticket.order_id == order_id, Ticket.status == TicketStatus.OPEN, Ticket.topic.in_(topics))
     ):
-        ticket.status, ticket.resolution, ticket.resolved_at = "resolved", resolution, uow.now()
+        ticket.status, ticket.resolution, ticket.resolved_at = TicketStatus.RESOLVED, resolution, uow.now()
         settled += 1
     return settled

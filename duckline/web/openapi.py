@@ -3,7 +3,7 @@
 Integrators generate clients from it, so what it says must be what the API does. Most statuses
 follow from what a route depends on and takes, and are derived here once, for every route:
 
-- 401 where a caller must be signed in (the route depends on `current_account`),
+- 401 where a caller must be signed in (the route's caller dependency is an `Accepts`),
 - 403 where roles apply, and on every signed-in request that changes something (a browser
   session must send its CSRF token),
 - 404 where the path names something to look up, 422 where anything is read from the request,

@@ -25,11 +25,15 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from duckline.adapters.db.types import BigId, UTCDateTime, enum_column
 from duckline.domain.catalog import PlanKind, PlanStatus, Unit, Zone
+from duckline.domain.charging import CreditSessionStatus
+from duckline.domain.contacts import ContactKind
 from duckline.domain.identity import DocumentType, KycStatus
 from duckline.domain.lines import LineStatus, Suspension
-from duckline.domain.orders import OrderKind, OrderStatus, PaymentMethod, PaymentStatus
-from duckline.domain.pricing import PromotionKind
+from duckline.domain.messaging import NotificationStatus, WebhookDeliveryStatus
+from duckline.domain.orders import OrderKind, OrderStatus, PaymentMethod, PaymentStatus, ReceiptKind, RefundStatus
+from duckline.domain.pricing import PromotionKind, RedemptionStatus
 from duckline.domain.roles import Role
+from duckline.domain.support import LinkTarget, TicketKind, TicketStatus
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -246,7 +250,7 @@ class Bucket(Base):
     remaining: Mapped[int] = mapped_column(BigInteger)
     valid_from: Mapped[datetime]
     valid_until: Mapped[datetime]
-    source: Mapped[str] = mapped_column(String(20))  # plan, addon, promotion, adjustment
+    source: Mapped[str] = mapped_column(String(20))  # plan, addon, promotion (a bonus)
     source_ref: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime]
     __table_args__ = (
@@ -268,7 +272,7 @@ class LedgerEntry(Base):
     unit: Mapped[Unit] = mapped_column(enum_column(Unit))
     zone: Mapped[Zone] = mapped_column(enum_column(Zone, 4))
     delta: Mapped[int] = mapped_column(BigInteger)  # + grant, - usage; overage rows have no bucket
-    reason: Mapped[str] = mapped_column(String(20))  # grant, usage, overage, adjustment
+    reason: Mapped[str] = mapped_column(String(20))  # grant, usage, overage, refund (what was left is taken back)
     usage_record_id: Mapped[int | None] = mapped_column(BigId)
     created_at: Mapped[datetime]
 
@@ -305,7 +309,7 @@ class CreditSession(Base):
     line_id: Mapped[int] = mapped_column(ForeignKey("lines.id"))
     unit: Mapped[Unit] = mapped_column(enum_column(Unit))
     zone: Mapped[Zone] = mapped_column(enum_column(Zone, 4))
-    status: Mapped[str] = mapped_column(String(10))  # open, closed
+    status: Mapped[CreditSessionStatus] = mapped_column(enum_column(CreditSessionStatus, 10))
     reserved: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[datetime]  # a reservation holds nothing after this
     last_request_number: Mapped[int] = mapped_column(Integer)
@@ -339,7 +343,9 @@ class Notification(Base):
     subject: Mapped[str | None] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)
     html: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(10), default="queued")  # queued, sending, sent, failed, expired
+    status: Mapped[NotificationStatus] = mapped_column(
+        enum_column(NotificationStatus, 10), default=NotificationStatus.QUEUED
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     next_attempt_at: Mapped[datetime | None]
     lease_until: Mapped[datetime | None]
@@ -362,7 +368,7 @@ class ContactChange(Base):
     __tablename__ = "contact_changes"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(10))  # email, phone
+    kind: Mapped[ContactKind] = mapped_column(enum_column(ContactKind, 10))
     new_value: Mapped[str] = mapped_column(String(254))
     code_hash: Mapped[str] = mapped_column(String(64))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -391,7 +397,7 @@ class WebhookDelivery(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     subscription_id: Mapped[int] = mapped_column(ForeignKey("webhook_subscriptions.id"))
     event_id: Mapped[int] = mapped_column(ForeignKey("domain_events.id"))
-    status: Mapped[str] = mapped_column(String(10))  # pending, sending, delivered, failed
+    status: Mapped[WebhookDeliveryStatus] = mapped_column(enum_column(WebhookDeliveryStatus, 10))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None]
     lease_until: Mapped[datetime | None]
@@ -480,7 +486,7 @@ class PromotionRedemption(Base):
     promotion_id: Mapped[int] = mapped_column(ForeignKey("promotions.id"))
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"))
-    status: Mapped[str] = mapped_column(String(10))  # reserved, confirmed, released
+    status: Mapped[RedemptionStatus] = mapped_column(enum_column(RedemptionStatus, 10))
     created_at: Mapped[datetime]
     __table_args__ = (
         UniqueConstraint("promotion_id", "order_id", name="uq_promotion_redemptions_promotion_order"),
@@ -612,7 +618,7 @@ class Receipt(Base):
     series: Mapped[str] = mapped_column(String(20))
     number: Mapped[int] = mapped_column(BigInteger)
     display_number: Mapped[str] = mapped_column(String(40), unique=True)
-    kind: Mapped[str] = mapped_column(String(12))  # receipt, credit_note
+    kind: Mapped[ReceiptKind] = mapped_column(enum_column(ReceiptKind, 12))
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
     refund_id: Mapped[int | None] = mapped_column(ForeignKey("refunds.id"), unique=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
@@ -631,7 +637,7 @@ class Refund(Base):
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     reason: Mapped[str] = mapped_column(String(300))
-    status: Mapped[str] = mapped_column(String(12))  # succeeded, failed
+    status: Mapped[RefundStatus] = mapped_column(enum_column(RefundStatus, 12))
     provider_ref: Mapped[str | None] = mapped_column(String(100))
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))  # None: reconciliation, or the provider
     created_at: Mapped[datetime]
@@ -649,8 +655,8 @@ class Ticket(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(30))  # reconciliation, payment_mismatch, subscriber
-    status: Mapped[str] = mapped_column(String(10))  # open, waiting (for the subscriber), resolved
+    kind: Mapped[TicketKind] = mapped_column(enum_column(TicketKind, 30))
+    status: Mapped[TicketStatus] = mapped_column(enum_column(TicketStatus, 10))
     subject: Mapped[str] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)
     # Cases that Duckline opens keep what they say as a topic and its parameters, so each reader
@@ -690,7 +696,8 @@ class AutoRenewAttempt(Base):
     period_end: Mapped[datetime]  # the expiry being renewed
     attempt: Mapped[int] = mapped_column(Integer)
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"))
-    outcome: Mapped[str] = mapped_column(String(20))  # paid, declined, error
+    # started, paid, declined, error, or else the payment's status (unknown: it may still capture, …)
+    outcome: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime]
     __table_args__ = (UniqueConstraint("line_id", "period_end", "attempt", name="uq_auto_renew_attempts_cycle"),)
 
@@ -783,7 +790,7 @@ class TicketLink(Base):
     __tablename__ = "ticket_links"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
-    target: Mapped[str] = mapped_column(String(10))  # order, payment, case
+    target: Mapped[LinkTarget] = mapped_column(enum_column(LinkTarget, 10))
     target_id: Mapped[int] = mapped_column(BigId)
     created_by: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
     created_at: Mapped[datetime]

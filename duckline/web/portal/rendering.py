@@ -6,7 +6,6 @@ duckline/locales (extracted from the templates by scripts/extract_messages.py).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
@@ -153,10 +152,6 @@ def redirect(url: str) -> RedirectResponse:
 
 def error_text(language: str, error: DomainError) -> str:
     return i18n.format_message(language, error.error.message, error.params)
-
-
-def etag_of(*parts: str) -> str:
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
 __all__ = ["Response", "check_csrf", "error_text", "form_csrf", "page_language", "redirect", "render"]

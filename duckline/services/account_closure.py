@@ -47,7 +47,7 @@ from duckline.domain.roles import STAFF
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import accounts, audit, lines, notifications, numbers, payment_methods
 from duckline.services.checkout import App
-from duckline.services.unit_of_work import UnitOfWork
+from duckline.services.unit_of_work import Transactions, UnitOfWork
 
 ERASED = "[erased]"
 # Orders whose money is not settled yet: a closure waits for them (a payment completing on an
@@ -273,3 +273,8 @@ def _erase_identity(uow: UnitOfWork, closure: AccountClosure) -> None:
                 uow.session.execute(delete(Guardian).where(Guardian.id == guardian_id))
     closure.identity_erased_at = uow.now()
     audit.record(uow, None, "account.identity_erased", f"account:{account.id}")
+
+
+def retention_terms(transactions: Transactions) -> Retention:
+    with transactions() as uow:
+        return Retention.of(uow)

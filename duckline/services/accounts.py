@@ -21,7 +21,7 @@ from duckline.domain.phone import normalise_mobile
 from duckline.domain.roles import Role
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import audit, notifications, otp
-from duckline.services.unit_of_work import UnitOfWork
+from duckline.services.unit_of_work import Transactions, UnitOfWork
 
 MIN_PASSWORD_LENGTH = 10
 REGISTER = "register"
@@ -528,3 +528,38 @@ def reset_password(uow: UnitOfWork, raw_phone: str, code: str, new_password: str
     )
     audit.record(uow, account.id, "account.password_reset", f"account:{account.id}")
     return account
+
+
+# --- flows: each one transaction ----------------------------------------------------------------
+
+
+def sign_out(transactions: Transactions, token: str) -> None:
+    """End the one session or token signed in with `token` (the account's others go on)."""
+    with transactions() as uow:
+        revoke_token(uow, token)
+
+
+def send_password_reset(transactions: Transactions, raw_phone: str) -> None:
+    with transactions() as uow:
+        request_password_reset(uow, raw_phone)
+
+
+def finish_password_reset(transactions: Transactions, raw_phone: str, code: str, new_password: str) -> None:
+    with transactions() as uow:
+        reset_password(uow, raw_phone, code, new_password)
+
+
+def identity_of(transactions: Transactions, viewer: Account) -> Person:
+    """The viewer's real-name record (NOT_FOUND for an account without one)."""
+    with transactions() as uow:
+        person = uow.session.get(Person, viewer.person_id) if viewer.person_id else None
+        if person is None:
+            raise DomainError(ErrorCode.NOT_FOUND)
+        return person
+
+
+def correct_identity(
+    transactions: Transactions, viewer: Account, given: IdentityInput, document_image: bytes
+) -> Person:
+    with transactions() as uow:
+        return resubmit_identity(uow, viewer, given, document_image)

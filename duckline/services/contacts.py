@@ -14,7 +14,7 @@ from duckline.domain.contacts import ContactKind
 from duckline.domain.phone import normalise_mobile
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import audit, notifications, otp, security
-from duckline.services.unit_of_work import UnitOfWork
+from duckline.services.unit_of_work import Transactions, UnitOfWork
 
 EMAIL, PHONE = ContactKind.EMAIL, ContactKind.PHONE
 
@@ -163,3 +163,50 @@ class WrongContactCode(DomainError):
 
     def __init__(self) -> None:
         super().__init__(ErrorCode.OTP_INVALID, field="code")
+
+
+def pending_change(uow: UnitOfWork, account: Account, kind: str) -> ContactChange | None:
+    """The change still waiting for its code, if its code can still be entered."""
+    change = uow.session.scalars(
+        select(ContactChange)
+        .where(ContactChange.account_id == account.id, ContactChange.kind == kind)
+        .order_by(ContactChange.id.desc())
+        .limit(1)
+    ).first()
+    if (
+        change is None
+        or change.consumed_at is not None
+        or change.expires_at <= uow.now()
+        or change.attempts >= uow.settings.otp_max_attempts
+    ):
+        return None
+    return change
+
+
+# --- flows: each one transaction, on the viewer's own account -------------------------------------
+
+
+def choose_language(transactions: Transactions, viewer: Account, language: str | None) -> Account:
+    """The account as it now stands (unchanged when no language is given)."""
+    with transactions() as uow:
+        me = uow.session.merge(viewer)
+        if language:
+            set_language(uow, me, language)
+        return me
+
+
+def save_preferences(transactions: Transactions, viewer: Account, wanted: Preferences) -> Preferences:
+    with transactions() as uow:
+        return set_preferences(uow, uow.session.merge(viewer), wanted)
+
+
+def start_change(transactions: Transactions, viewer: Account, kind: str, raw_value: str, session_token: str) -> None:
+    """Text or mail a code to the new phone or email (`kind`), if this session holds a fresh proof."""
+    with transactions() as uow:
+        request_change(uow, uow.session.merge(viewer), kind, raw_value, session_token)
+
+
+def finish_change(transactions: Transactions, viewer: Account, kind: str, code: str) -> Account:
+    """The account with its new phone or email; a wrong code is counted (its error commits it)."""
+    with transactions() as uow:
+        return confirm_change(uow, uow.session.merge(viewer), kind, code)

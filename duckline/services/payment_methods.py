@@ -21,7 +21,7 @@ from duckline.adapters.payments import DetachesSavedMethods, ProviderError
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import audit, lines, notifications, payment_labels
 from duckline.services.checkout import App
-from duckline.services.unit_of_work import UnitOfWork
+from duckline.services.unit_of_work import Transactions, UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -166,3 +166,9 @@ def detach(app: App, target: SavedAtProvider, actor_id: int | None) -> bool | No
 
 def to_detach(saved: SavedPaymentMethod) -> SavedAtProvider:
     return SavedAtProvider(saved.id, saved.provider, saved.token)
+
+
+def methods_of(transactions: Transactions, viewer: Account, language: str) -> list[SavedMethodView]:
+    """The viewer's saved methods, newest first, labelled in `language`."""
+    with transactions() as uow:
+        return listed(uow, viewer, language)

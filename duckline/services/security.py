@@ -18,7 +18,7 @@ from duckline.adapters.db.tables import Account, ApiToken, OtpChallenge
 from duckline.adapters.db.types import is_id
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import accounts, audit, notifications, otp
-from duckline.services.unit_of_work import UnitOfWork
+from duckline.services.unit_of_work import Transactions, UnitOfWork
 
 STEP_UP = "step_up"  # the OTP purpose of a code that proves the account holder
 BROWSER_SESSIONS = frozenset({"portal", "session"})  # token names the portal and /auth/login give
@@ -194,3 +194,53 @@ def _revoke_others(uow: UnitOfWork, account: Account, token: str) -> int:
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+# --- flows: each one transaction, on the viewer's own account -------------------------------------
+
+
+def send_proof_code(transactions: Transactions, viewer: Account) -> None:
+    with transactions() as uow:
+        send_code(uow, uow.session.merge(viewer))
+
+
+def prove_code(transactions: Transactions, viewer: Account, token: str, code: str) -> datetime:
+    """Until when this session (`token`) may make risky changes, once the texted code is right."""
+    with transactions() as uow:
+        return prove_with_code(uow, viewer, token, code)
+
+
+def proof_until(transactions: Transactions, token: str | None) -> datetime | None:
+    with transactions() as uow:
+        return proof_valid_until(uow, token)
+
+
+def sessions_of(transactions: Transactions, viewer: Account, token: str | None) -> list[SignedInSession]:
+    with transactions() as uow:
+        return signed_in(uow, viewer, token)
+
+
+def end_session(transactions: Transactions, viewer: Account, session_id: int) -> None:
+    with transactions() as uow:
+        revoke(uow, viewer, session_id)
+
+
+def end_other_sessions(transactions: Transactions, viewer: Account, token: str) -> int:
+    with transactions() as uow:
+        return revoke_others(uow, viewer, token)
+
+
+@dataclass(frozen=True)
+class Overview:
+    """What the security page shows: the account as it now is, and this session's standing."""
+
+    me: Account
+    sessions: list[SignedInSession]  # the current one first
+    proof_until: datetime | None
+    code_pending: bool
+
+
+def overview(transactions: Transactions, viewer: Account, token: str | None) -> Overview:
+    with transactions() as uow:
+        me = uow.session.get(Account, viewer.id) or viewer
+        return Overview(me, signed_in(uow, me, token), proof_valid_until(uow, token), code_pending(uow, me))

@@ -6,6 +6,8 @@ their own subscriber tickets (reconciliation cases are for staff); anything else
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import Select, func, select
 
 from duckline.adapters.db.tables import Account, Ticket, TicketMessage
@@ -14,7 +16,8 @@ from duckline.domain.roles import STAFF
 from duckline.domain.support import TicketKind, TicketStatus
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import audit, notifications, tickets
-from duckline.services.unit_of_work import UnitOfWork
+from duckline.services.pagination import page
+from duckline.services.unit_of_work import Transactions, UnitOfWork
 
 SUBSCRIBER = TicketKind.SUBSCRIBER
 OPEN, WAITING, RESOLVED = TicketStatus.OPEN, TicketStatus.WAITING, TicketStatus.RESOLVED
@@ -133,3 +136,62 @@ def checked_text(value: str, field: str, limit: int) -> str:
     if not text or len(text) > limit:
         raise DomainError(ErrorCode.VALIDATION_FAILED, field=field)
     return text
+
+
+# --- flows: each one transaction, returning rows already loaded (nothing loads after commit) ------
+
+
+@dataclass(frozen=True)
+class Thread:
+    """A ticket and its conversation as the viewer sees it, oldest message first."""
+
+    ticket: Ticket
+    messages: list[TicketMessage]
+
+
+@dataclass(frozen=True)
+class TicketPage:
+    tickets: list[Ticket]  # newest first
+    latest: dict[int, TicketMessage]  # each ticket's newest reply, by ticket id
+    next_cursor: str | None
+
+
+def start_ticket(transactions: Transactions, viewer: Account, subject: str, body: str, topic: str | None) -> Ticket:
+    with transactions() as uow:
+        return open_ticket(uow, viewer, subject, body, topic)
+
+
+def ticket_list(
+    transactions: Transactions,
+    viewer: Account,
+    cursor: str | None,
+    limit: int,
+    status: str | None = None,
+    kind: str | None = None,
+) -> TicketPage:
+    """The viewer's own tickets; staff get every ticket, of `status` and `kind` when given."""
+    if viewer.role in STAFF:
+        query = for_staff(status, kind)
+    else:
+        query = for_account(viewer)
+        if status is not None:
+            query = query.where(Ticket.status == status)
+    with transactions() as uow:
+        rows, next_cursor = page(uow.session, query, Ticket.id, cursor, limit)
+        return TicketPage(rows, latest_messages(uow, [t.id for t in rows]), next_cursor)
+
+
+def thread(transactions: Transactions, viewer: Account, ticket_id: int) -> Thread:
+    with transactions() as uow:
+        ticket = visible_ticket(uow, viewer, ticket_id)
+        return Thread(ticket, messages(uow, ticket))
+
+
+def answer(transactions: Transactions, viewer: Account, ticket_id: int, body: str, resolve_it: bool = False) -> Thread:
+    """Reply to a ticket the viewer may see (and, for staff, resolve it with the same words)."""
+    with transactions() as uow:
+        ticket = visible_ticket(uow, viewer, ticket_id)
+        reply(uow, viewer, ticket, body)
+        if resolve_it:
+            resolve(uow, viewer, ticket, body)
+        return Thread(ticket, messages(uow, ticket))

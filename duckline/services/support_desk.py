@@ -11,7 +11,7 @@ Every change here is audited; what a subscriber wrote and internal notes never g
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -23,7 +23,8 @@ from duckline.domain.roles import Role
 from duckline.domain.support import LinkTarget, TicketKind
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import audit, support
-from duckline.services.unit_of_work import UnitOfWork
+from duckline.services.pagination import page
+from duckline.services.unit_of_work import Transactions, UnitOfWork
 
 DESK_ROLES = frozenset({Role.SUPPORT, Role.ADMIN})
 CASE_KINDS = (TicketKind.RECONCILIATION, TicketKind.PAYMENT_MISMATCH)
@@ -316,3 +317,61 @@ def mentioning(
         for order_id, ticket_id in cases_of:
             found.setdefault(("order", order_id or 0), set()).add(ticket_id)
     return {key: sorted(ids) for key, ids in found.items()}
+
+
+# --- flows: each one transaction, returning rows already loaded (nothing loads after commit) ------
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    tickets: list[Ticket]  # oldest first
+    people: dict[int, Account]  # the subscribers and the assignees, by id
+    latest: dict[int, TicketMessage]  # each ticket's newest reply shown to the subscriber
+    next_cursor: str | None
+
+
+def queue_page(
+    transactions: Transactions, viewer: Account, filters: Filters, cursor: str | None, limit: int
+) -> QueuePage:
+    with transactions() as uow:
+        rows, next_cursor = page(
+            uow.session, queue(filters, viewer, uow.now()), Ticket.id, cursor, limit, oldest_first=True
+        )
+        people = accounts(uow, {t.account_id for t in rows} | {t.assignee_id for t in rows})
+        return QueuePage(rows, people, support.latest_messages(uow, [t.id for t in rows]), next_cursor)
+
+
+def shown(transactions: Transactions, ticket_id: int) -> TicketView:
+    with transactions() as uow:
+        return view(uow, ticket_id)
+
+
+def _acting(transactions: Transactions, ticket_id: int, action: Callable[[UnitOfWork, Ticket], object]) -> TicketView:
+    """One desk action on the locked ticket, and the ticket as it then stands, in one transaction."""
+    with transactions() as uow:
+        action(uow, ticket(uow, ticket_id, lock=True))
+        return view(uow, ticket_id)
+
+
+def reply_to(transactions: Transactions, actor: Account, ticket_id: int, body: str) -> TicketView:
+    return _acting(transactions, ticket_id, lambda uow, t: reply(uow, actor, t, body))
+
+
+def add_note(transactions: Transactions, actor: Account, ticket_id: int, body: str) -> TicketView:
+    return _acting(transactions, ticket_id, lambda uow, t: note(uow, actor, t, body))
+
+
+def assign_to(transactions: Transactions, actor: Account, ticket_id: int, assignee_id: int | None) -> TicketView:
+    return _acting(transactions, ticket_id, lambda uow, t: assign(uow, actor, t, assignee_id))
+
+
+def close_ticket(transactions: Transactions, actor: Account, ticket_id: int, reason: str, text: str) -> TicketView:
+    return _acting(transactions, ticket_id, lambda uow, t: close(uow, actor, t, reason, text))
+
+
+def add_link(transactions: Transactions, actor: Account, ticket_id: int, target: str, target_id: int) -> TicketView:
+    return _acting(transactions, ticket_id, lambda uow, t: link(uow, actor, t, target, target_id))
+
+
+def remove_link(transactions: Transactions, actor: Account, ticket_id: int, link_id: int) -> TicketView:
+    return _acting(transactions, ticket_id, lambda uow, t: unlink(uow, actor, t, link_id))

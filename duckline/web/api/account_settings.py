@@ -51,11 +51,7 @@ def _proved(request: Request, runtime: RuntimeDep, account: Account, password: s
 
 @router.patch("", response_model=AccountOut)
 def update_me(body: AccountPatch, runtime: RuntimeDep, account: SubscriberOrStaff) -> AccountOut:
-    with runtime.unit_of_work() as uow:
-        me = uow.session.merge(account)
-        if body.language:
-            contacts.set_language(uow, me, body.language)
-        return AccountOut.of(me)
+    return AccountOut.of(contacts.choose_language(runtime.unit_of_work, account, body.language))
 
 
 @router.get("/preferences", response_model=Preferences)
@@ -66,8 +62,7 @@ def preferences(account: Subscriber) -> Preferences:
 
 @router.put("/preferences", response_model=Preferences)
 def set_preferences(body: Preferences, runtime: RuntimeDep, account: Subscriber) -> Preferences:
-    with runtime.unit_of_work() as uow:
-        return contacts.set_preferences(uow, uow.session.merge(account), body)
+    return contacts.save_preferences(runtime.unit_of_work, account, body)
 
 
 @router.post("/email", status_code=status.HTTP_202_ACCEPTED, responses=errors(403, 409, 429))
@@ -76,16 +71,15 @@ def change_email(body: EmailIn, request: Request, runtime: RuntimeDep, account: 
     proof that it is you: the `password` here, or POST /me/reauthenticate just before
     (else 403 `reauthentication_required`, and nothing is sent)."""
     token = _proved(request, runtime, account, body.password)
-    with sending_code(request, runtime), runtime.unit_of_work() as uow:
-        contacts.request_change(uow, uow.session.merge(account), contacts.EMAIL, str(body.email), token)
+    with sending_code(request, runtime):
+        contacts.start_change(runtime.unit_of_work, account, contacts.EMAIL, str(body.email), token)
     return {"status": "code_sent"}
 
 
 @router.post("/email/verify", response_model=AccountOut, responses=errors(409, 429))
 def confirm_email(body: CodeIn, request: Request, runtime: RuntimeDep, account: Subscriber) -> AccountOut:
     checking_code(request, runtime, f"account:{account.id}")
-    with runtime.unit_of_work() as uow:
-        return AccountOut.of(contacts.confirm_change(uow, uow.session.merge(account), contacts.EMAIL, body.code))
+    return AccountOut.of(contacts.finish_change(runtime.unit_of_work, account, contacts.EMAIL, body.code))
 
 
 @router.post("/phone", status_code=status.HTTP_202_ACCEPTED, responses=errors(403, 409, 429))
@@ -93,13 +87,12 @@ def change_phone(body: PhoneChangeIn, request: Request, runtime: RuntimeDep, acc
     """Send a code by SMS to the new number; the old number is told once the change is confirmed.
     Needs a fresh proof that it is you, as for the email."""
     token = _proved(request, runtime, account, body.password)
-    with sending_code(request, runtime), runtime.unit_of_work() as uow:
-        contacts.request_change(uow, uow.session.merge(account), contacts.PHONE, body.phone, token)
+    with sending_code(request, runtime):
+        contacts.start_change(runtime.unit_of_work, account, contacts.PHONE, body.phone, token)
     return {"status": "code_sent"}
 
 
 @router.post("/phone/verify", response_model=AccountOut, responses=errors(409, 429))
 def confirm_phone(body: CodeIn, request: Request, runtime: RuntimeDep, account: Subscriber) -> AccountOut:
     checking_code(request, runtime, f"account:{account.id}")
-    with runtime.unit_of_work() as uow:
-        return AccountOut.of(contacts.confirm_change(uow, uow.session.merge(account), contacts.PHONE, body.code))
+    return AccountOut.of(contacts.finish_change(runtime.unit_of_work, account, contacts.PHONE, body.code))

@@ -63,8 +63,7 @@ def logout(request: Request, response: Response, runtime: RuntimeDep, account: C
     cookie); the account's other tokens and sessions go on working."""
     found = request_credential(request, runtime)
     if found is not None:
-        with runtime.unit_of_work() as uow:
-            accounts.revoke_token(uow, found[0])
+        accounts.sign_out(runtime.unit_of_work, found[0])
     if found is None or found[1]:
         response.delete_cookie(SESSION_COOKIE, path="/")
 

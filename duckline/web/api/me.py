@@ -7,7 +7,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 
-from duckline.adapters.db.tables import Person
 from duckline.adapters.sms.log import LogSmsChannel
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import accounts
@@ -26,11 +25,7 @@ def me(account: CurrentAccount) -> AccountOut:
 @router.get("/me/identity", response_model=PersonOut, responses=errors(404))
 def my_identity(account: Subscriber, runtime: RuntimeDep) -> PersonOut:
     """The caller's real-name record and its review status (rejected: with the reason)."""
-    with runtime.unit_of_work() as uow:
-        person = uow.session.get(Person, account.person_id) if account.person_id else None
-        if person is None:
-            raise DomainError(ErrorCode.NOT_FOUND)
-        return PersonOut.of(person)
+    return PersonOut.of(accounts.identity_of(runtime.unit_of_work, account))
 
 
 @router.put("/me/identity", response_model=PersonOut, responses=errors(404, 409))
@@ -48,8 +43,7 @@ def resubmit_identity(
     until the identity is verified."""
     image = document_image.file.read(runtime.settings.document_max_bytes + 1)
     given = accounts.IdentityInput(document_type, document_number, name_en, name_zh, birth_date)
-    with runtime.unit_of_work() as uow:
-        return PersonOut.of(accounts.resubmit_identity(uow, account, given, image))
+    return PersonOut.of(accounts.correct_identity(runtime.unit_of_work, account, given, image))
 
 
 @router.get("/demo/outbox", tags=["demo"], dependencies=[PUBLIC], responses=errors(404))

@@ -23,8 +23,8 @@ class PasswordResetIn(BaseModel):
 def request_reset(body: PhoneIn, request: Request, runtime: RuntimeDep) -> dict[str, str]:
     """Text a 6-digit code to the number if an account uses it. The answer is the same whether
     or not one does."""
-    with sending_code(request, runtime), runtime.unit_of_work() as uow:
-        accounts.request_password_reset(uow, body.phone)
+    with sending_code(request, runtime):
+        accounts.send_password_reset(runtime.unit_of_work, body.phone)
     return {"status": "sent"}
 
 
@@ -32,5 +32,4 @@ def request_reset(body: PhoneIn, request: Request, runtime: RuntimeDep) -> dict[
 def confirm_reset(body: PasswordResetIn, request: Request, runtime: RuntimeDep) -> None:
     """Set the new password with the code. Every session and token of the account is revoked."""
     checking_code(request, runtime)
-    with runtime.unit_of_work() as uow:
-        accounts.reset_password(uow, body.phone, body.code, body.new_password)
+    accounts.finish_password_reset(runtime.unit_of_work, body.phone, body.code, body.new_password)

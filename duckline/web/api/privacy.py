@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Literal
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from duckline.errors import DomainError, ErrorCode
@@ -15,6 +14,7 @@ from duckline.runtime import Runtime
 from duckline.services import account_closure, data_export, payment_methods
 from duckline.web.api.plans import Language
 from duckline.web.deps import RuntimeDep, Subscriber, client_address
+from duckline.web.downloads import download
 from duckline.web.fields import PathId
 from duckline.web.openapi import errors
 
@@ -93,8 +93,7 @@ def _limit(request: Request, runtime: Runtime, rule: str, account_id: int) -> No
 @router.get("/payment-methods", response_model=list[SavedMethodOut])
 def list_payment_methods(runtime: RuntimeDep, account: Subscriber, lang: Language) -> list[SavedMethodOut]:
     """The saved payment methods, newest first."""
-    with runtime.unit_of_work() as uow:
-        return [SavedMethodOut.of(v) for v in payment_methods.listed(uow, account, lang)]
+    return [SavedMethodOut.of(v) for v in payment_methods.methods_of(runtime.unit_of_work, account, lang)]
 
 
 @router.delete("/payment-methods/{method_id}", response_model=RemovedOut, responses=errors(404))
@@ -125,22 +124,10 @@ def export_my_data(
     return download(made, body.format == "zip", runtime.clock.now())
 
 
-def download(made: data_export.Export, as_zip: bool, now: datetime) -> Response:
-    """The export as an attachment, named for its day; the JSON streamed as it is encoded."""
-    stem = f"duckline-data-{now:%Y%m%d}"
-    headers = {"Cache-Control": "no-store"}
-    if as_zip:
-        headers["Content-Disposition"] = f'attachment; filename="{stem}.zip"'
-        return Response(made.zip_bytes(), media_type="application/zip", headers=headers)
-    headers["Content-Disposition"] = f'attachment; filename="{stem}.json"'
-    return StreamingResponse(made.json_chunks(), media_type="application/json", headers=headers)
-
-
 @router.get("/closure", response_model=RetentionOut)
 def closure_terms(runtime: RuntimeDep, account: Subscriber) -> RetentionOut:
     """What closing the account does and what is kept, for how long: read it before closing."""
-    with runtime.unit_of_work() as uow:
-        return RetentionOut.of(account_closure.Retention.of(uow))
+    return RetentionOut.of(account_closure.retention_terms(runtime.unit_of_work))
 
 
 @router.post("/closure", response_model=ClosedOut, responses=errors(409, 422, 429))

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Request, UploadFile, status
 
 from duckline.errors import DomainError, ErrorCode
-from duckline.services import accounts, lines
+from duckline.services import accounts, registration
 from duckline.web.deps import PUBLIC, RuntimeDep, checking_code, request_language, sending_code
 from duckline.web.openapi import errors
 from duckline.web.schemas import AccountOut, EsimOut, LineOut, PhoneIn, RegistrationOut, VerifiedOut, VerifyIn
@@ -64,25 +64,23 @@ def register(
         email=email or None,
         guardian=guardian,
     )
-    with sending_code(request, runtime), runtime.unit_of_work() as uow:
-        return RegistrationOut(phone=accounts.register(uow, form))
+    with sending_code(request, runtime):
+        return RegistrationOut(phone=registration.start(runtime.unit_of_work, form))
 
 
 @router.post("/verify", response_model=VerifiedOut, responses=errors(409, 429, 503))
 def verify(body: VerifyIn, request: Request, runtime: RuntimeDep) -> VerifiedOut:
     """Check the SMS code; on success the account is active and gets its first line and eSIM."""
     checking_code(request, runtime)
-    with runtime.unit_of_work() as uow:
-        account = accounts.verify_phone(uow, body.phone, body.code)
-        line = lines.open_line(uow, account)
-        return VerifiedOut(
-            account=AccountOut.of(account), line=LineOut.of(line), esim=EsimOut.of(line, lines.esim_profile(uow, line))
-        )
+    done = registration.verify(runtime.unit_of_work, body.phone, body.code)
+    return VerifiedOut(
+        account=AccountOut.of(done.account), line=LineOut.of(done.line), esim=EsimOut.of(done.line, done.esim)
+    )
 
 
 @router.post("/resend", status_code=status.HTTP_202_ACCEPTED, responses=errors(409, 429))
 def resend(body: PhoneIn, request: Request, runtime: RuntimeDep) -> dict[str, str]:
     """A new code for a registration waiting for one; any other number gets the same answer."""
-    with sending_code(request, runtime), runtime.unit_of_work() as uow:
-        accounts.resend_code(uow, body.phone)
+    with sending_code(request, runtime):
+        registration.resend(runtime.unit_of_work, body.phone)
     return {"status": "sent"}

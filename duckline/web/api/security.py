@@ -96,16 +96,14 @@ def prove(request: Request, runtime: Runtime, account: Account, password: str | 
         limit(request, runtime, "login", account.id)
         return security.prove_with_password(runtime, account, token, password)
     limit(request, runtime, "otp", account.id)
-    with runtime.unit_of_work() as uow:
-        return security.prove_with_code(uow, account, token, code or "")
+    return security.prove_code(runtime.unit_of_work, account, token, code or "")
 
 
 @router.post("/reauthenticate/code", status_code=status.HTTP_202_ACCEPTED, responses=errors(429))
 def send_proof_code(request: Request, runtime: RuntimeDep, account: Subscriber) -> dict[str, str]:
     """Text a code to the account's current number, to prove it is you with."""
     limit(request, runtime, "otp", account.id)
-    with runtime.unit_of_work() as uow:
-        security.send_code(uow, uow.session.merge(account))
+    security.send_proof_code(runtime.unit_of_work, account)
     return {"status": "code_sent"}
 
 
@@ -131,20 +129,20 @@ def change_password(
 @router.get("/sessions", response_model=list[SessionOut])
 def sessions(request: Request, runtime: RuntimeDep, account: Subscriber) -> list[SessionOut]:
     """The sessions and tokens signed in to the account, the one asking first (`current`)."""
-    with runtime.unit_of_work() as uow:
-        found = security.signed_in(uow, account, current_token(request, runtime))
-    return [SessionOut.of(s) for s in found]
+    return [
+        SessionOut.of(s) for s in security.sessions_of(runtime.unit_of_work, account, current_token(request, runtime))
+    ]
 
 
 @router.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(404))
 def revoke_session(session_id: PathId, runtime: RuntimeDep, account: Subscriber) -> None:
     """Sign one session or token out, at once."""
-    with runtime.unit_of_work() as uow:
-        security.revoke(uow, account, session_id)
+    security.end_session(runtime.unit_of_work, account, session_id)
 
 
 @router.post("/sessions/revoke-others", response_model=RevokedOut)
 def revoke_other_sessions(request: Request, runtime: RuntimeDep, account: Subscriber) -> RevokedOut:
     """Sign out every other session and token; the one asking goes on."""
-    with runtime.unit_of_work() as uow:
-        return RevokedOut(revoked=security.revoke_others(uow, account, current_token(request, runtime)))
+    return RevokedOut(
+        revoked=security.end_other_sessions(runtime.unit_of_work, account, current_token(request, runtime))
+    )

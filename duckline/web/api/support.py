@@ -9,12 +9,10 @@ from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, Field
 
 from duckline.adapters.db.tables import Ticket, TicketMessage
-from duckline.domain.roles import STAFF
 from duckline.services import support
 from duckline.web.deps import RuntimeDep, Subscriber, SubscriberOrStaff
 from duckline.web.fields import Cursor, PathId
 from duckline.web.openapi import errors
-from duckline.web.pagination import page
 from duckline.web.schemas import Page
 
 router = APIRouter(prefix="/tickets", tags=["support"])
@@ -85,8 +83,7 @@ def _detail(ticket: Ticket, messages: list[TicketMessage]) -> TicketDetailOut:
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=TicketDetailOut)
 def open_ticket(body: TicketIn, runtime: RuntimeDep, account: Subscriber) -> TicketDetailOut:
     """Ask support something; the answer arrives here and by SMS or email."""
-    with runtime.unit_of_work() as uow:
-        return _detail(support.open_ticket(uow, account, body.subject, body.body, body.topic), [])
+    return _detail(support.start_ticket(runtime.unit_of_work, account, body.subject, body.body, body.topic), [])
 
 
 @router.get("", response_model=Page[TicketOut])
@@ -100,24 +97,17 @@ def list_tickets(
 ) -> Page[TicketOut]:
     """The caller's tickets, newest first; staff get every ticket (?state=, ?kind= to filter)."""
     chosen = None if state == "all" else state
-    if account.role in STAFF:
-        query = support.for_staff(chosen, kind)
-    else:
-        query = support.for_account(account)
-        if chosen is not None:
-            query = query.where(Ticket.status == chosen)
-    with runtime.unit_of_work() as uow:
-        rows, next_cursor = page(uow.session, query, Ticket.id, cursor, limit)
-        last = support.latest_messages(uow, [t.id for t in rows])
-        return Page[TicketOut](items=[TicketOut.of(t, last.get(t.id)) for t in rows], next_cursor=next_cursor)
+    found = support.ticket_list(runtime.unit_of_work, account, cursor, limit, chosen, kind)
+    return Page[TicketOut](
+        items=[TicketOut.of(t, found.latest.get(t.id)) for t in found.tickets], next_cursor=found.next_cursor
+    )
 
 
 @router.get("/{ticket_id}", response_model=TicketDetailOut)
 def get_ticket(ticket_id: PathId, runtime: RuntimeDep, account: SubscriberOrStaff) -> TicketDetailOut:
     """The ticket and its whole conversation, oldest message first."""
-    with runtime.unit_of_work() as uow:
-        ticket = support.visible_ticket(uow, account, ticket_id)
-        return _detail(ticket, support.messages(uow, ticket))
+    shown = support.thread(runtime.unit_of_work, account, ticket_id)
+    return _detail(shown.ticket, shown.messages)
 
 
 @router.post(
@@ -125,9 +115,5 @@ def get_ticket(ticket_id: PathId, runtime: RuntimeDep, account: SubscriberOrStaf
 )
 def add_message(ticket_id: PathId, body: MessageIn, runtime: RuntimeDep, account: SubscriberOrStaff) -> TicketDetailOut:
     """Reply. A staff reply notifies the subscriber; a subscriber's reply reopens a resolved ticket."""
-    with runtime.unit_of_work() as uow:
-        ticket = support.visible_ticket(uow, account, ticket_id)
-        support.reply(uow, account, ticket, body.body)
-        if body.resolve:
-            support.resolve(uow, account, ticket, body.body)
-        return _detail(ticket, support.messages(uow, ticket))
+    shown = support.answer(runtime.unit_of_work, account, ticket_id, body.body, body.resolve)
+    return _detail(shown.ticket, shown.messages)

@@ -12,11 +12,9 @@ from pydantic import BaseModel, Field
 
 from duckline.adapters.db.tables import Account, Ticket, TicketLink, TicketMessage
 from duckline.services import support, support_desk, tickets
-from duckline.services.unit_of_work import UnitOfWork
 from duckline.web.deps import RuntimeDep, language, require_roles
 from duckline.web.fields import Cursor, PathId, RowId
 from duckline.web.openapi import errors
-from duckline.web.pagination import page
 from duckline.web.schemas import Page
 
 router = APIRouter(prefix="/desk/tickets", tags=["support desk"])
@@ -110,16 +108,13 @@ class LinkIn(BaseModel):
     target_id: RowId
 
 
-def _owner(uow: UnitOfWork, ticket: Ticket) -> Account | None:
-    return uow.session.get(Account, ticket.account_id) if ticket.account_id else None
-
-
-def _detail(uow: UnitOfWork, ticket: Ticket, reader_language: str) -> DeskTicketDetailOut:
-    summary = DeskTicketOut.of(ticket, _owner(uow, ticket), reader_language)
+def _detail(shown: support_desk.TicketView, reader_language: str) -> DeskTicketDetailOut:
+    ticket = shown.ticket
+    summary = DeskTicketOut.of(ticket, shown.people.get(ticket.account_id or 0), reader_language)
     return DeskTicketDetailOut(
         **summary.model_dump(),
-        messages=[DeskMessageOut.of(m) for m in support.messages(uow, ticket, internal=True)],
-        links=[LinkOut.of(link) for link in support_desk.links(uow, ticket)],
+        messages=[DeskMessageOut.of(m) for m in shown.messages],
+        links=[LinkOut.of(link) for link in shown.links],
     )
 
 
@@ -148,19 +143,17 @@ def queue(
         assigned=assigned,
         kind=kind,
     )
-    with runtime.unit_of_work() as uow:
-        query = support_desk.queue(filters, actor, runtime.clock.now())
-        rows, next_cursor = page(uow.session, query, Ticket.id, cursor, limit, oldest_first=True)
-        return Page[DeskTicketOut](
-            items=[DeskTicketOut.of(t, _owner(uow, t), reader_language) for t in rows], next_cursor=next_cursor
-        )
+    found = support_desk.queue_page(runtime.unit_of_work, actor, filters, cursor, limit)
+    return Page[DeskTicketOut](
+        items=[DeskTicketOut.of(t, found.people.get(t.account_id or 0), reader_language) for t in found.tickets],
+        next_cursor=found.next_cursor,
+    )
 
 
 @router.get("/{ticket_id}", response_model=DeskTicketDetailOut)
 def get_ticket(ticket_id: PathId, runtime: RuntimeDep, actor: Desk, reader_language: Language) -> DeskTicketDetailOut:
     """The ticket, its whole conversation with internal notes, and what it concerns."""
-    with runtime.unit_of_work() as uow:
-        return _detail(uow, support_desk.ticket(uow, ticket_id), reader_language)
+    return _detail(support_desk.shown(runtime.unit_of_work, ticket_id), reader_language)
 
 
 @router.post(
@@ -174,10 +167,7 @@ def reply(
 ) -> DeskTicketDetailOut:
     """Answer the subscriber (told by SMS or email in their language); the ticket waits for them.
     409 ticket_not_answerable for a reconciliation case."""
-    with runtime.unit_of_work() as uow:
-        ticket = support_desk.ticket(uow, ticket_id, lock=True)
-        support_desk.reply(uow, actor, ticket, body.body)
-        return _detail(uow, ticket, reader_language)
+    return _detail(support_desk.reply_to(runtime.unit_of_work, actor, ticket_id, body.body), reader_language)
 
 
 @router.post("/{ticket_id}/notes", status_code=status.HTTP_201_CREATED, response_model=DeskTicketDetailOut)
@@ -185,10 +175,7 @@ def note(
     ticket_id: PathId, body: TextIn, runtime: RuntimeDep, actor: Desk, reader_language: Language
 ) -> DeskTicketDetailOut:
     """An internal note: staff only, never shown to the subscriber, nobody is notified."""
-    with runtime.unit_of_work() as uow:
-        ticket = support_desk.ticket(uow, ticket_id, lock=True)
-        support_desk.note(uow, actor, ticket, body.body)
-        return _detail(uow, ticket, reader_language)
+    return _detail(support_desk.add_note(runtime.unit_of_work, actor, ticket_id, body.body), reader_language)
 
 
 @router.put("/{ticket_id}/assignee", response_model=DeskTicketDetailOut)
@@ -196,10 +183,7 @@ def assign(
     ticket_id: PathId, body: AssignIn, runtime: RuntimeDep, actor: Desk, reader_language: Language
 ) -> DeskTicketDetailOut:
     """Assign to a support or admin staff member (yourself included), or to nobody."""
-    with runtime.unit_of_work() as uow:
-        ticket = support_desk.ticket(uow, ticket_id, lock=True)
-        support_desk.assign(uow, actor, ticket, body.assignee_id)
-        return _detail(uow, ticket, reader_language)
+    return _detail(support_desk.assign_to(runtime.unit_of_work, actor, ticket_id, body.assignee_id), reader_language)
 
 
 @router.post("/{ticket_id}/close", response_model=DeskTicketDetailOut, responses=errors(409))
@@ -208,10 +192,9 @@ def close(
 ) -> DeskTicketDetailOut:
     """Close a subscriber's ticket with a reason. 409 if it is already closed, or for a
     reconciliation case (resolved through /reconciliation/cases)."""
-    with runtime.unit_of_work() as uow:
-        ticket = support_desk.ticket(uow, ticket_id, lock=True)
-        support_desk.close(uow, actor, ticket, body.reason, body.text)
-        return _detail(uow, ticket, reader_language)
+    return _detail(
+        support_desk.close_ticket(runtime.unit_of_work, actor, ticket_id, body.reason, body.text), reader_language
+    )
 
 
 @router.post("/{ticket_id}/links", status_code=status.HTTP_201_CREATED, response_model=DeskTicketDetailOut)
@@ -219,10 +202,9 @@ def link(
     ticket_id: PathId, body: LinkIn, runtime: RuntimeDep, actor: Desk, reader_language: Language
 ) -> DeskTicketDetailOut:
     """Say the ticket concerns an order, a payment or a reconciliation case (linking twice is one link)."""
-    with runtime.unit_of_work() as uow:
-        ticket = support_desk.ticket(uow, ticket_id, lock=True)
-        support_desk.link(uow, actor, ticket, body.target, body.target_id)
-        return _detail(uow, ticket, reader_language)
+    return _detail(
+        support_desk.add_link(runtime.unit_of_work, actor, ticket_id, body.target, body.target_id), reader_language
+    )
 
 
 @router.delete("/{ticket_id}/links/{link_id}", response_model=DeskTicketDetailOut)
@@ -230,7 +212,4 @@ def unlink(
     ticket_id: PathId, link_id: PathId, runtime: RuntimeDep, actor: Desk, reader_language: Language
 ) -> DeskTicketDetailOut:
     """Remove a link."""
-    with runtime.unit_of_work() as uow:
-        ticket = support_desk.ticket(uow, ticket_id, lock=True)
-        support_desk.unlink(uow, actor, ticket, link_id)
-        return _detail(uow, ticket, reader_language)
+    return _detail(support_desk.remove_link(runtime.unit_of_work, actor, ticket_id, link_id), reader_language)

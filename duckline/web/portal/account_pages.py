@@ -13,17 +13,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from pydantic import EmailStr, TypeAdapter, ValidationError
-from sqlalchemy import select
 
-from duckline.adapters.db.tables import Account, ContactChange, Line, SavedPaymentMethod, Ticket
-from duckline.domain.lines import LineStatus
+from duckline.adapters.db.tables import Account, SavedPaymentMethod
 from duckline.errors import DomainError, ErrorCode
 from duckline.runtime import Runtime
-from duckline.services import contacts, lines, notifications, payment_labels, security, support
-from duckline.services.unit_of_work import UnitOfWork
+from duckline.services import account_settings, contacts, notifications, payment_labels, support
 from duckline.web.deps import RuntimeDep, checking_code, sending_code, session_token_from_cookie
 from duckline.web.errors import STATUS
-from duckline.web.pagination import page
 from duckline.web.portal import security_pages
 from duckline.web.portal.rendering import check_csrf, error_text, page_language, redirect, render
 from duckline.web.portal.session import SignedIn
@@ -121,8 +117,7 @@ def save_preferences(
             if not dot:
                 raise DomainError(ErrorCode.VALIDATION_FAILED, field="preferences")
             wanted.setdefault(channel, {})[category] = item in enabled
-        with runtime.unit_of_work() as uow:
-            contacts.set_preferences(uow, uow.session.merge(account), wanted)
+        contacts.save_preferences(runtime.unit_of_work, account, wanted)
     except DomainError as error:
         return _settings_error(request, runtime, account, error)
     return redirect("/settings?saved=preferences")
@@ -141,9 +136,9 @@ def save_features(
     """Both switches are on the form, so a box that is not ticked means off."""
     check_csrf(request, runtime, csrf_token)
     try:
-        with runtime.unit_of_work() as uow:
-            line = _own_line(uow, account, line_id)
-            lines.set_features(uow, account, line, voicemail is not None, caller_id is not None)
+        account_settings.set_line_features(
+            runtime.unit_of_work, account, line_id, voicemail is not None, caller_id is not None
+        )
     except DomainError as error:
         return _settings_error(request, runtime, account, error)
     return redirect("/settings?saved=features")
@@ -161,9 +156,7 @@ def save_auto_renew(
     check_csrf(request, runtime, csrf_token)
     turn_on = enabled == "on"
     try:
-        with runtime.unit_of_work() as uow:
-            line = _own_line(uow, account, line_id)
-            _set_auto_renew(uow, account, line, turn_on)
+        account_settings.set_line_auto_renew(runtime.unit_of_work, account, line_id, turn_on)
     except DomainError as error:
         return _settings_error(request, runtime, account, error, auto_renew_line=line_id)
     return redirect(f"/settings?saved=auto_renew_{'on' if turn_on else 'off'}")
@@ -175,9 +168,9 @@ def _request_change(
     try:
         if password:
             security_pages.prove_with_password(request, runtime, account, password)
-        with sending_code(request, runtime), runtime.unit_of_work() as uow:
+        with sending_code(request, runtime):
             token = session_token_from_cookie(request, runtime) or ""
-            contacts.request_change(uow, uow.session.merge(account), kind, value, token)
+            contacts.start_change(runtime.unit_of_work, account, kind, value, token)
     except DomainError as error:
         return _settings_error(request, runtime, account, error, change_for=kind, **{kind: value})
     return redirect(f"/settings?saved={kind}_code_sent")
@@ -188,46 +181,15 @@ def _confirm_change(request: Request, runtime: Runtime, account: Account, kind: 
         checking_code(request, runtime, f"account:{account.id}")
         if not CODE.match(code.strip()):
             raise DomainError(ErrorCode.OTP_INVALID, field="code")
-        with runtime.unit_of_work() as uow:
-            contacts.confirm_change(uow, uow.session.merge(account), kind, code.strip())
+        contacts.finish_change(runtime.unit_of_work, account, kind, code.strip())
     except DomainError as error:  # a wrong code is still counted: the service's error commits it
         return _settings_error(request, runtime, account, error, code_for=kind)
     return redirect(f"/settings?saved={kind}")
 
 
-def _own_line(uow: UnitOfWork, account: Account, line_id: int) -> Line:
-    """Settings change the viewer's own lines only (staff use the console for others')."""
-    line = lines.visible_line(uow, account, line_id)
-    if line.account_id != account.id:
-        raise DomainError(ErrorCode.NOT_FOUND)
-    return line
-
-
 def _masked(method: SavedPaymentMethod | None, language: str) -> str | None:
     """Brand and last four digits (or the wallet's name), never more."""
     return payment_labels.describe(method, language) if method is not None else None
-
-
-def _set_auto_renew(uow: UnitOfWork, actor: Account, line: Line, enabled: bool) -> None:
-    lines.set_auto_renew(uow, actor, line, enabled)
-
-
-def _pending_change(uow: UnitOfWork, account: Account, kind: str) -> ContactChange | None:
-    """The change still waiting for its code, if its code can still be entered."""
-    change = uow.session.scalars(
-        select(ContactChange)
-        .where(ContactChange.account_id == account.id, ContactChange.kind == kind)
-        .order_by(ContactChange.id.desc())
-        .limit(1)
-    ).first()
-    if (
-        change is None
-        or change.consumed_at is not None
-        or change.expires_at <= uow.now()
-        or change.attempts >= uow.settings.otp_max_attempts
-    ):
-        return None
-    return change
 
 
 def _settings_error(
@@ -249,17 +211,10 @@ def _settings_error(
 
 
 def _settings(request: Request, runtime: Runtime, account: Account, status_code: int = 200, **context: Any) -> Response:
-    with runtime.unit_of_work() as uow:
-        me = uow.session.get(Account, account.id) or account
-        own_lines = uow.session.scalars(
-            select(Line).where(Line.account_id == me.id, Line.status != LineStatus.RECYCLED).order_by(Line.id)
-        ).all()
-        language = page_language(request, me)
-        line_rows = [
-            {"line": line, "method": _masked(lines.renewal_method(uow, me, line), language)} for line in own_lines
-        ]
-        pending = {kind: _pending_change(uow, me, kind) for kind in (contacts.EMAIL, contacts.PHONE)}
-        proof_until = security.proof_valid_until(uow, session_token_from_cookie(request, runtime))
+    shown = account_settings.settings_of(runtime.unit_of_work, account, session_token_from_cookie(request, runtime))
+    me = shown.me
+    language = page_language(request, me)
+    line_rows = [{"line": row.line, "method": _masked(row.renewal_method, language)} for row in shown.lines]
     return render(
         request,
         runtime,
@@ -267,8 +222,8 @@ def _settings(request: Request, runtime: Runtime, account: Account, status_code:
         me,
         status_code=status_code,
         me=me,
-        pending=pending,
-        proof_until=proof_until,
+        pending=shown.pending,
+        proof_until=shown.proof_until,
         preferences=contacts.effective_preferences(me),
         channels=notifications.CHANNELS,
         categories=notifications.CATEGORIES,
@@ -298,8 +253,7 @@ def open_ticket(
 ) -> Response:
     check_csrf(request, runtime, csrf_token)
     try:
-        with runtime.unit_of_work() as uow:
-            ticket_id = support.open_ticket(uow, account, subject, body, topic or None).id
+        ticket_id = support.start_ticket(runtime.unit_of_work, account, subject, body, topic or None).id
     except DomainError as error:
         return _support(
             request,
@@ -329,8 +283,7 @@ def reply(
 ) -> Response:
     check_csrf(request, runtime, csrf_token)
     try:
-        with runtime.unit_of_work() as uow:
-            support.reply(uow, account, support.visible_ticket(uow, account, ticket_id), body)
+        support.answer(runtime.unit_of_work, account, ticket_id, body)
     except DomainError as error:
         if error.error is ErrorCode.NOT_FOUND:
             return _not_found(request, runtime, account)
@@ -350,18 +303,16 @@ def reply(
 def _support(
     request: Request, runtime: Runtime, account: Account, cursor: str | None, status_code: int = 200, **context: Any
 ) -> Response:
-    with runtime.unit_of_work() as uow:
-        rows, next_cursor = page(uow.session, support.for_account(account), Ticket.id, cursor, 20)
-        latest = support.latest_messages(uow, [t.id for t in rows])
+    found = support.ticket_list(runtime.unit_of_work, account, cursor, 20)
     return render(
         request,
         runtime,
         "portal/support.html",
         account,
         status_code=status_code,
-        tickets=rows,
-        latest=latest,
-        next_cursor=next_cursor,
+        tickets=found.tickets,
+        latest=found.latest,
+        next_cursor=found.next_cursor,
         **context,
     )
 
@@ -370,9 +321,7 @@ def _ticket(
     request: Request, runtime: Runtime, account: Account, ticket_id: int, status_code: int = 200, **context: Any
 ) -> Response:
     try:
-        with runtime.unit_of_work() as uow:
-            ticket = support.visible_ticket(uow, account, ticket_id)
-            messages = support.messages(uow, ticket)
+        shown = support.thread(runtime.unit_of_work, account, ticket_id)
     except DomainError:
         return _not_found(request, runtime, account)
     return render(
@@ -381,8 +330,8 @@ def _ticket(
         "portal/ticket.html",
         account,
         status_code=status_code,
-        ticket=ticket,
-        messages=messages,
+        ticket=shown.ticket,
+        messages=shown.messages,
         **context,
     )
 

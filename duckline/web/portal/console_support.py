@@ -12,12 +12,11 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from duckline import i18n
-from duckline.adapters.db.tables import Account, Ticket
+from duckline.adapters.db.tables import Account
 from duckline.errors import DomainError, ErrorCode
 from duckline.runtime import Runtime
 from duckline.services import support, support_desk
 from duckline.web.deps import RuntimeDep
-from duckline.web.pagination import page as keyset_page
 from duckline.web.portal.console_common import FormProblem, page, status_for
 from duckline.web.portal.rendering import check_csrf, page_language, redirect
 from duckline.web.portal.session import staff_with
@@ -64,11 +63,7 @@ def _filters(request: Request) -> support_desk.Filters:
 def support_queue(request: Request, runtime: RuntimeDep, actor: Desk, cursor: str | None = None) -> Response:
     try:
         filters = _filters(request)
-        with runtime.unit_of_work() as uow:
-            query = support_desk.queue(filters, actor, runtime.clock.now())
-            rows, next_cursor = keyset_page(uow.session, query, Ticket.id, cursor, QUEUE_PAGE, oldest_first=True)
-            accounts = support_desk.accounts(uow, {t.account_id for t in rows} | {t.assignee_id for t in rows})
-            latest = support.latest_messages(uow, [t.id for t in rows])
+        found = support_desk.queue_page(runtime.unit_of_work, actor, filters, cursor, QUEUE_PAGE)
     except DomainError as error:
         return page(request, runtime, actor, "support.html", status_for(error), failure=error, **_empty_queue())
     params = {k: v for k, v in request.query_params.items() if k != "cursor"}
@@ -77,11 +72,11 @@ def support_queue(request: Request, runtime: RuntimeDep, actor: Desk, cursor: st
         runtime,
         actor,
         "support.html",
-        tickets=rows,
+        tickets=found.tickets,
         filters=filters,
-        accounts=accounts,
-        latest=latest,
-        next_cursor=next_cursor,
+        accounts=found.people,
+        latest=found.latest,
+        next_cursor=found.next_cursor,
         params=params,
         age=ages(request, runtime, actor),
         **_choices(),
@@ -110,9 +105,7 @@ def _choices() -> dict[str, Any]:
     }
 
 
-def _ticket_context(runtime: Runtime, ticket_id: int) -> dict[str, Any]:
-    with runtime.unit_of_work() as uow:
-        shown = support_desk.view(uow, ticket_id)
+def _ticket_context(shown: support_desk.TicketView) -> dict[str, Any]:
     return {
         "ticket": shown.ticket,
         "desk_status": support_desk.desk_status(shown.ticket),
@@ -138,7 +131,7 @@ def _ticket_page(
     **form: Any,
 ) -> Response:
     try:
-        context = _ticket_context(runtime, ticket_id)
+        context = _ticket_context(support_desk.shown(runtime.unit_of_work, ticket_id))
     except DomainError as error:
         return page(request, runtime, actor, "not_found.html", status_for(error))
     return page(
@@ -162,10 +155,9 @@ def ticket_page(ticket_id: int, request: Request, runtime: RuntimeDep, actor: De
 def _act(
     request: Request, runtime: Runtime, actor: Account, ticket_id: int, done: str, action: Any, **form: Any
 ) -> Response:
-    """Run one desk action in one transaction; on a refusal, the ticket page again with the form kept."""
+    """Run one desk flow; on a refusal, the ticket page again with the form kept."""
     try:
-        with runtime.unit_of_work() as uow:
-            action(uow, support_desk.ticket(uow, ticket_id, lock=True))
+        action(runtime.unit_of_work)
     except DomainError as failure:
         if failure.error is ErrorCode.NOT_FOUND and failure.field is None:
             return page(request, runtime, actor, "not_found.html", 404)
@@ -184,7 +176,7 @@ def reply(
         actor,
         ticket_id,
         "ticket_replied",
-        lambda uow, t: support_desk.reply(uow, actor, t, body),
+        lambda tx: support_desk.reply_to(tx, actor, ticket_id, body),
         reply_body=body,
     )
 
@@ -200,7 +192,7 @@ def note(
         actor,
         ticket_id,
         "ticket_noted",
-        lambda uow, t: support_desk.note(uow, actor, t, body),
+        lambda tx: support_desk.add_note(tx, actor, ticket_id, body),
         note_body=body,
     )
 
@@ -227,7 +219,12 @@ def assign(
             request, runtime, actor, ticket_id, DomainError(ErrorCode.ASSIGNEE_INVALID, field="assignee_id")
         )
     return _act(
-        request, runtime, actor, ticket_id, "ticket_assigned", lambda uow, t: support_desk.assign(uow, actor, t, chosen)
+        request,
+        runtime,
+        actor,
+        ticket_id,
+        "ticket_assigned",
+        lambda tx: support_desk.assign_to(tx, actor, ticket_id, chosen),
     )
 
 
@@ -248,7 +245,7 @@ def close(
         actor,
         ticket_id,
         "ticket_closed",
-        lambda uow, t: support_desk.close(uow, actor, t, reason, text),
+        lambda tx: support_desk.close_ticket(tx, actor, ticket_id, reason, text),
         close_reason=reason,
         close_text=text,
     )
@@ -273,7 +270,7 @@ def add_link(
         actor,
         ticket_id,
         "link_added",
-        lambda uow, t: support_desk.link(uow, actor, t, target, number),
+        lambda tx: support_desk.add_link(tx, actor, ticket_id, target, number),
         link_target=target,
         link_target_id=target_id,
     )
@@ -285,5 +282,10 @@ def remove_link(
 ) -> Response:
     check_csrf(request, runtime, csrf_token)
     return _act(
-        request, runtime, actor, ticket_id, "link_removed", lambda uow, t: support_desk.unlink(uow, actor, t, link_id)
+        request,
+        runtime,
+        actor,
+        ticket_id,
+        "link_removed",
+        lambda tx: support_desk.remove_link(tx, actor, ticket_id, link_id),
     )

@@ -101,8 +101,7 @@ def logout(request: Request, runtime: RuntimeDep, csrf_token: Annotated[str, For
     check_csrf(request, runtime, csrf_token)
     token = session_token_from_cookie(request, runtime)
     if token:
-        with runtime.unit_of_work() as uow:
-            accounts.revoke_token(uow, token)
+        accounts.sign_out(runtime.unit_of_work, token)
     response = redirect("/login")
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
@@ -122,8 +121,7 @@ def switch_language(
     if language not in i18n.LANGUAGES:
         language = i18n.DEFAULT_LANGUAGE
     if account is not None:
-        with runtime.unit_of_work() as uow:
-            contacts.set_language(uow, uow.session.merge(account), language)
+        contacts.choose_language(runtime.unit_of_work, account, language)
     response = redirect(_safe(next))
     response.set_cookie(
         LANGUAGE_COOKIE,

@@ -1,7 +1,8 @@
 """The subscriber's own data in the portal: saved payment methods (/settings/payment-methods) and
 "Privacy & data" (/settings/privacy): download everything held about them, close the account.
 
-The same services as the API (duckline.web.api.privacy); every form carries the CSRF token.
+The same services as the API (duckline.web.api.privacy), and the same download (duckline.web.downloads);
+every form carries the CSRF token.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from duckline.errors import DomainError, ErrorCode
 from duckline.runtime import Runtime
 from duckline.services import account_closure, payment_methods
 from duckline.services import data_export as exports
-from duckline.web.api.privacy import download
 from duckline.web.deps import SESSION_COOKIE, RuntimeDep, client_address
+from duckline.web.downloads import download
 from duckline.web.errors import STATUS
 from duckline.web.portal.rendering import (
     LANGUAGE_COOKIE,
@@ -62,8 +63,7 @@ def remove_payment_method(
 
 def _methods(request: Request, runtime: Runtime, account: Account, status_code: int = 200, **context: Any) -> Response:
     language = page_language(request, account)
-    with runtime.unit_of_work() as uow:
-        methods = payment_methods.listed(uow, account, language)
+    methods = payment_methods.methods_of(runtime.unit_of_work, account, language)
     return render(
         request,
         runtime,
@@ -145,8 +145,7 @@ def close_account(
 
 def _privacy(request: Request, runtime: Runtime, account: Account, status_code: int = 200, **context: Any) -> Response:
     language = page_language(request, account)
-    with runtime.unit_of_work() as uow:
-        terms = account_closure.Retention.of(uow)
+    terms = account_closure.retention_terms(runtime.unit_of_work)
     # What closing keeps is shown in every language, the reader's first (a statement people rely on).
     others = [(code, LANGUAGE_NAMES[code], gettext_for(code)) for code in i18n.LANGUAGES if code != language]
     return render(

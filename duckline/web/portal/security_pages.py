@@ -62,8 +62,7 @@ def send_code(request: Request, runtime: RuntimeDep, account: SignedIn, csrf_tok
     check_csrf(request, runtime, csrf_token)
     try:
         limit(request, runtime, "otp", account)
-        with runtime.unit_of_work() as uow:
-            security.send_code(uow, uow.session.merge(account))
+        security.send_proof_code(runtime.unit_of_work, account)
     except DomainError as error:
         return _error(request, runtime, account, error, form="code")
     return redirect(f"{PAGE}?saved=code_sent#confirm")
@@ -100,8 +99,7 @@ def revoke_session(
 ) -> Response:
     check_csrf(request, runtime, csrf_token)
     try:
-        with runtime.unit_of_work() as uow:
-            security.revoke(uow, account, session_id)
+        security.end_session(runtime.unit_of_work, account, session_id)
     except DomainError as error:
         return _error(request, runtime, account, error, form="sessions")
     return redirect(f"{PAGE}?saved=revoked#sessions")
@@ -110,8 +108,7 @@ def revoke_session(
 @router.post(f"{PAGE}/sessions/revoke-others")
 def revoke_other_sessions(request: Request, runtime: RuntimeDep, account: SignedIn, csrf_token: Csrf = "") -> Response:
     check_csrf(request, runtime, csrf_token)
-    with runtime.unit_of_work() as uow:
-        security.revoke_others(uow, account, _token(request, runtime))
+    security.end_other_sessions(runtime.unit_of_work, account, _token(request, runtime))
     return redirect(f"{PAGE}?saved=revoked_others#sessions")
 
 
@@ -129,19 +126,13 @@ def prove_with_code(request: Request, runtime: Runtime, account: Account, code: 
     limit(request, runtime, "otp", account)
     if not CODE.match(code):
         raise DomainError(ErrorCode.OTP_INVALID, field="code")
-    with runtime.unit_of_work() as uow:
-        security.prove_with_code(uow, account, _token(request, runtime), code)
+    security.prove_code(runtime.unit_of_work, account, _token(request, runtime), code)
 
 
 def limit(request: Request, runtime: Runtime, rule: str, account: Account) -> None:
     """Proofs are what someone holding a stolen session would guess: counted per address and account."""
     if not runtime.rate_limits.hit(rule, f"ip:{client_address(request)}", f"account:{account.id}"):
         raise DomainError(ErrorCode.RATE_LIMITED)
-
-
-def proof_until(request: Request, runtime: Runtime) -> Any:
-    with runtime.unit_of_work() as uow:
-        return security.proof_valid_until(uow, _token(request, runtime))
 
 
 def _token(request: Request, runtime: Runtime) -> str:
@@ -161,21 +152,16 @@ def _error(request: Request, runtime: Runtime, account: Account, error: DomainEr
 
 
 def _page(request: Request, runtime: Runtime, account: Account, status_code: int = 200, **context: Any) -> Response:
-    token = _token(request, runtime)
-    with runtime.unit_of_work() as uow:
-        me = uow.session.get(Account, account.id) or account
-        sessions = security.signed_in(uow, me, token)
-        until = security.proof_valid_until(uow, token)
-        code_pending = security.code_pending(uow, me)
+    shown = security.overview(runtime.unit_of_work, account, _token(request, runtime))
     return render(
         request,
         runtime,
         "portal/security.html",
-        me,
+        shown.me,
         status_code=status_code,
-        me=me,
-        sessions=sessions,
-        proof_until=until,
-        code_pending=code_pending,
+        me=shown.me,
+        sessions=shown.sessions,
+        proof_until=shown.proof_until,
+        code_pending=shown.code_pending,
         **context,
     )

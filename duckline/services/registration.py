@@ -1,0 +1,37 @@
+"""Sign-up as flows, each one transaction: identity and phone, the SMS code, then the first line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from duckline.adapters.db.tables import Account, EsimProfile, Line
+from duckline.services import accounts, lines
+from duckline.services.unit_of_work import Transactions
+
+
+@dataclass(frozen=True)
+class Verified:
+    """The account just activated, its first line and that line's eSIM profile."""
+
+    account: Account
+    line: Line
+    esim: EsimProfile
+
+
+def start(transactions: Transactions, form: accounts.Registration) -> str:
+    """Register and text the code; the normalised phone (the same answer for a taken number)."""
+    with transactions() as uow:
+        return accounts.register(uow, form)
+
+
+def resend(transactions: Transactions, raw_phone: str) -> None:
+    with transactions() as uow:
+        accounts.resend_code(uow, raw_phone)
+
+
+def verify(transactions: Transactions, raw_phone: str, code: str) -> Verified:
+    """Check the code; the account becomes active with its first line and eSIM, all or nothing."""
+    with transactions() as uow:
+        account = accounts.verify_phone(uow, raw_phone, code)
+        line = lines.open_line(uow, account)
+        return Verified(account, line, lines.esim_profile(uow, line))

@@ -33,5 +33,5 @@ class UnitOfWork:
         return self.now().astimezone(ZoneInfo(self.settings.display_timezone)).date()
 
 
-# The one unit-of-work factory: each call opens a transaction that commits when its block ends.
+# The one unit-of-work factory: each call opens one transaction (the runtime's `unit_of_work`).
 Transactions = Callable[[], AbstractContextManager[UnitOfWork]]

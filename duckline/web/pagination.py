@@ -1,7 +1,5 @@
-"""Keyset pagination lives with the reads in the service layer; this name stays for the routes
-that still import it from here."""
-
-from __future__ import annotations
+"""Keyset pagination lives with the services that read the pages (duckline.services.pagination);
+these names stay importable for the routes that have not moved their reads yet."""
 
 from duckline.services.pagination import MAX_LIMIT, decode_cursor, encode_cursor, page
 

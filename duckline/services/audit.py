@@ -22,7 +22,8 @@ from duckline.adapters.db.types import is_id
 from duckline.domain.phone import normalise_mobile
 from duckline.domain.roles import Role
 from duckline.errors import DomainError, ErrorCode
-from duckline.services.unit_of_work import UnitOfWork
+from duckline.services import pagination
+from duckline.services.unit_of_work import Transactions, UnitOfWork
 
 ACTION_MAX, QUERY_MAX = 60, 100
 FIRST_YEAR, LAST_YEAR = 1970, 9998
@@ -217,3 +218,37 @@ def phones(uow: UnitOfWork, account_ids: set[int]) -> dict[int, str]:
     if not account_ids:
         return {}
     return dict(uow.session.execute(select(Account.id, Account.phone).where(Account.id.in_(account_ids))).all())
+
+
+# --- Flows: reading the log ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogPage:
+    """A page of the log, newest first, with what its entries name: the API describes each entry
+    by its target; the console also names the actors (their phones) and the orders, plans and
+    payments in the details, to link them."""
+
+    entries: list[AuditEntry]
+    next_cursor: str | None
+    subjects: dict[str, Subject]
+    phones: dict[int, str]  # by actor id; the console's only
+
+
+def log_page(
+    transactions: Transactions,
+    viewer: Account,
+    filters: Filters,
+    cursor: str | None,
+    limit: int,
+    console: bool = False,
+) -> LogPage:
+    with transactions() as uow:
+        rows, next_cursor = pagination.page(uow.session, entries(uow, filters), AuditEntry.id, cursor, limit)
+        if not console:
+            return LogPage(rows, next_cursor, subjects(uow, {e.target for e in rows}), {})
+        actor_ids = {e.actor_id for e in rows if e.actor_id}
+        targets = {e.target for e in rows} | {f"account:{i}" for i in actor_ids}
+        for e in rows:  # subjects named in details (an order refunded, a plan put on a line)
+            targets |= {f"{k}:{e.detail[k]}" for k in ("order", "plan", "payment") if e.detail.get(k) is not None}
+        return LogPage(rows, next_cursor, subjects(uow, targets), phones(uow, actor_ids))

@@ -8,12 +8,14 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
+from duckline import i18n
 from duckline.adapters.db.tables import Account, Plan, PlanAllowance
 from duckline.domain.catalog import Allowance, PlanKind, PlanStatus, Unit, Validity, Zone, check_texts
+from duckline.domain.roles import STAFF
 from duckline.errors import DomainError, ErrorCode
 from duckline.money import Money
 from duckline.services import audit
-from duckline.services.unit_of_work import UnitOfWork
+from duckline.services.unit_of_work import Transactions, UnitOfWork
 
 
 @dataclass(frozen=True)
@@ -145,3 +147,48 @@ def allowances_of(uow: UnitOfWork, plan_ids: list[int]) -> dict[int, list[Allowa
     for row in rows:
         result[row.plan_id].append(Allowance(Unit(row.unit), Zone(row.zone), row.amount))
     return result
+
+
+# --- Flows: each owns its transaction and returns what the API and the console show ---------------
+
+
+@dataclass(frozen=True)
+class PlanView:
+    """A plan as offered: its row (read in the flow's transaction), allowances and price in words."""
+
+    plan: Plan
+    allowances: list[Allowance]
+    price_display: str
+
+
+def plan_views(uow: UnitOfWork, plans: list[Plan], language: str) -> list[PlanView]:
+    allowances = allowances_of(uow, [p.id for p in plans])
+    locale = i18n.babel_locale(language)
+    return [PlanView(p, allowances[p.id], Money(p.price_amount, p.currency).format(locale)) for p in plans]
+
+
+def offer(transactions: Transactions, viewer: Account | None, include_retired: bool, language: str) -> list[PlanView]:
+    """Plans and add-on packs on offer; retired ones too only if staff ask for them."""
+    show_retired = include_retired and viewer is not None and viewer.role in STAFF
+    with transactions() as uow:
+        return plan_views(uow, list_plans(uow, include_retired=show_retired), language)
+
+
+def show_plan(transactions: Transactions, code: str, language: str = "en") -> PlanView:
+    with transactions() as uow:
+        return plan_views(uow, [get_plan(uow, code)], language)[0]
+
+
+def add_plan(transactions: Transactions, actor: Account, form: PlanInput, language: str = "en") -> PlanView:
+    with transactions() as uow:
+        return plan_views(uow, [create_plan(uow, actor, form)], language)[0]
+
+
+def edit_plan(transactions: Transactions, actor: Account, code: str, form: PlanInput, language: str = "en") -> PlanView:
+    with transactions() as uow:
+        return plan_views(uow, [update_plan(uow, actor, code, form)], language)[0]
+
+
+def end_plan(transactions: Transactions, actor: Account, code: str, language: str = "en") -> PlanView:
+    with transactions() as uow:
+        return plan_views(uow, [retire_plan(uow, actor, code)], language)[0]

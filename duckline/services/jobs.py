@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
+from typing import cast
 
+from duckline.adapters.db.tables import Account
 from duckline.errors import DomainError, ErrorCode
-from duckline.services import account_closure, auto_renew, lifecycle, outgoing_webhooks, reconciliation, reminders
+from duckline.services import (
+    account_closure,
+    audit,
+    auto_renew,
+    lifecycle,
+    outgoing_webhooks,
+    reconciliation,
+    reminders,
+)
 from duckline.services.checkout import App
 
 log = logging.getLogger(__name__)
@@ -41,3 +51,15 @@ def run_all(app: App) -> dict[str, dict[str, object]]:
         except Exception:  # one failing job must not stop the others; it is retried next tick
             log.exception("job %s failed", name)
     return results
+
+
+RECONCILE_COUNTS = ("applied", "expired", "refunded", "unreachable")
+
+
+def reconcile_now(app: App, actor: Account) -> dict[str, int]:
+    """A staff member runs the reconciliation job now: how many orders each outcome had, audited."""
+    report = run(app, "reconcile")
+    counts = {name: len(cast(list[int], report.get(name) or [])) for name in RECONCILE_COUNTS}
+    with app.unit_of_work() as uow:
+        audit.record(uow, actor.id, "job.run", "job:reconcile", **counts)
+    return counts

@@ -9,19 +9,21 @@ grace and recycling go on as usual, and a renewal meanwhile extends the line wit
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, func, or_, select, update
 
 from duckline.adapters.db.tables import Account, CreditSession, EsimProfile, Line, LineEvent, RetiredEsimProfile
+from duckline.adapters.db.types import is_id
 from duckline.domain import esim
 from duckline.domain.events import EsimMoved, LineResumed, LineSuspended
-from duckline.domain.lines import LineStatus, Suspension, can_suspend
+from duckline.domain.lines import LineStatus, Suspension, can_suspend, can_use_service
 from duckline.domain.roles import LINE_OPERATORS
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import audit, events, holder_proof, lines, notifications, quota
-from duckline.services.unit_of_work import UnitOfWork
+from duckline.services.unit_of_work import Transactions, UnitOfWork
 
 RESUME, ESIM_MOVE = "line_resume", "esim_move"  # what a proof code is for
 STAFF_REASON_MAX = 300
@@ -209,3 +211,64 @@ def _owner(uow: UnitOfWork, line: Line) -> Account:
 
 def _shown(line: Line) -> str:
     return notifications.msisdn(line.msisdn)
+
+
+# --- Flows: each owns its transaction and returns what the API and the pages show ----------------
+
+
+def report(transactions: Transactions, viewer: Account, line_id: int, reason: Suspension) -> lines.LineView:
+    with transactions() as uow:
+        return lines.LineView(report_lost(uow, viewer, line_id, reason))
+
+
+def send_code(transactions: Transactions, viewer: Account, line_id: int, purpose: str) -> str:
+    """Email the holder a proof code; the address it went to, masked."""
+    with transactions() as uow:
+        sent_to = send_proof_code(uow, viewer, line_id, purpose)
+    return holder_proof.masked_email(sent_to)
+
+
+def resume_line(
+    transactions: Transactions, viewer: Account, line_id: int, password: str | None, code: str | None
+) -> lines.LineView:
+    with transactions() as uow:
+        return lines.LineView(resume(uow, viewer, line_id, password, code))
+
+
+def staff_resume_line(transactions: Transactions, actor: Account, line_id: int, reason: str) -> lines.LineView:
+    with transactions() as uow:
+        return lines.LineView(staff_resume(uow, actor, line_id, reason))
+
+
+def line_owner(transactions: Transactions, line_id: int) -> int | None:
+    """The account a line belongs to, None for no such line (the console's staff resume)."""
+    with transactions() as uow:
+        line = uow.session.get(Line, line_id) if is_id(line_id) else None
+        return line.account_id if line else None
+
+
+@dataclass(frozen=True)
+class EsimMove:
+    line: lines.LineView
+    profile: EsimProfile  # the new one
+
+
+def move(transactions: Transactions, viewer: Account, line_id: int, password: str | None, code: str | None) -> EsimMove:
+    with transactions() as uow:
+        profile = move_esim(uow, viewer, line_id, password, code)
+        return EsimMove(lines.LineView(lines.visible_line(uow, viewer, line_id)), profile)
+
+
+@dataclass(frozen=True)
+class ProfileState:
+    iccid: str
+    msisdn: str
+    line_id: int
+    in_service: bool
+
+
+def profile_state(transactions: Transactions, iccid: str | None, matching_id: str | None) -> ProfileState:
+    """For the SM-DP+ and the network: may this profile download or attach?"""
+    with transactions() as uow:
+        profile, line = profile_in_use(uow, iccid, matching_id)
+        return ProfileState(profile.iccid, line.msisdn, line.id, can_use_service(line.status, line.suspension))

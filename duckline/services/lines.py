@@ -28,8 +28,8 @@ from duckline.domain.lines import LineStatus, check_transition
 from duckline.domain.orders import OrderKind, OrderStatus
 from duckline.domain.roles import STAFF
 from duckline.errors import DomainError, ErrorCode
-from duckline.services import audit, balances, numbers, payment_labels
-from duckline.services.unit_of_work import UnitOfWork
+from duckline.services import audit, balances, catalog, numbers, pagination, payment_labels, usage_history
+from duckline.services.unit_of_work import Transactions, UnitOfWork
 
 
 def open_line(uow: UnitOfWork, account: Account) -> Line:
@@ -310,3 +310,199 @@ def set_auto_renew(uow: UnitOfWork, actor: Account, line: Line, enabled: bool) -
         payment_method=line.auto_renew_method_id,
     )
     return line
+
+
+# --- Flows: each owns its transaction and returns what the API and the pages show ----------------
+
+
+@dataclass(frozen=True)
+class LineView:
+    """A line as answers and pages show it, read in the transaction that loaded or changed it.
+    `schedule` None: a line with nothing queued (one just opened or activated by staff)."""
+
+    line: Line
+    schedule: Schedule | None = None
+    plan_code: str | None = None
+
+
+@dataclass(frozen=True)
+class LinesPage:
+    items: list[LineView]
+    next_cursor: str | None
+
+
+def list_lines(
+    transactions: Transactions, viewer: Account, account_id: int | None, cursor: str | None, limit: int
+) -> LinesPage:
+    """The viewer's lines; staff may list any account's lines."""
+    owner = viewer.id
+    if account_id is not None and account_id != viewer.id:
+        if viewer.role not in STAFF:
+            raise DomainError(ErrorCode.FORBIDDEN)
+        if not is_id(account_id):
+            raise DomainError(ErrorCode.NOT_FOUND, field="account_id")
+        owner = account_id
+    with transactions() as uow:
+        query = select(Line).where(Line.account_id == owner)
+        rows, next_cursor = pagination.page(uow.session, query, Line.id, cursor, limit)
+        return LinesPage([LineView(r, schedule(uow, r)) for r in rows], next_cursor)
+
+
+def open_another(transactions: Transactions, viewer: Account) -> LineView:
+    """Another line for the viewer, within the per-identity limit."""
+    with transactions() as uow:
+        return LineView(open_line(uow, viewer))
+
+
+@dataclass(frozen=True)
+class StatusAnswer:
+    view: LineStatusView
+    plan: catalog.PlanView | None  # the plan last bought, as offered
+
+
+def line_status(transactions: Transactions, viewer: Account, line_id: int, language: str) -> StatusAnswer:
+    """A visible line's allowances, expiry and warnings."""
+    with transactions() as uow:
+        return _status_answer(uow, visible_line(uow, viewer, line_id), language)
+
+
+def number_status(transactions: Transactions, viewer: Account, msisdn: str, language: str) -> StatusAnswer:
+    """As `line_status`, for the line with this number."""
+    with transactions() as uow:
+        return _status_answer(uow, visible_line_by_msisdn(uow, viewer, msisdn), language)
+
+
+def _status_answer(uow: UnitOfWork, line: Line, language: str) -> StatusAnswer:
+    view = status(uow, line)
+    return StatusAnswer(view, catalog.plan_views(uow, [view.plan], language)[0] if view.plan else None)
+
+
+@dataclass(frozen=True)
+class Esim:
+    line_id: int
+    profile: EsimProfile
+
+
+def esim_of(transactions: Transactions, viewer: Account, line_id: int) -> Esim:
+    with transactions() as uow:
+        return Esim(line_id, esim_profile(uow, visible_line(uow, viewer, line_id)))
+
+
+def change_features(
+    transactions: Transactions, viewer: Account, line_id: int, voicemail: bool | None, caller_id: bool | None
+) -> LineView:
+    """Voicemail and caller ID on or off."""
+    with transactions() as uow:
+        changed = set_features(uow, viewer, visible_line(uow, viewer, line_id), voicemail, caller_id)
+        return LineView(changed, schedule(uow, changed))
+
+
+def change_auto_renew(transactions: Transactions, viewer: Account, line_id: int, enabled: bool) -> LineView:
+    with transactions() as uow:
+        changed = set_auto_renew(uow, viewer, visible_line(uow, viewer, line_id), enabled)
+        return LineView(changed, schedule(uow, changed))
+
+
+def start_line(transactions: Transactions, actor: Account, line_id: int, plan_code: str) -> LineView:
+    """Staff: start a pending line on a plan."""
+    with transactions() as uow:
+        line = visible_line(uow, actor, line_id)
+        plan = catalog.get_plan(uow, plan_code)
+        return LineView(activate(uow, actor, line, plan), plan_code=plan.code)
+
+
+# --- The subscriber's pages -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Countdown:
+    days: int
+    hours: int
+
+
+@dataclass(frozen=True)
+class QueuedPeriod:
+    plan_name: str | None
+    start: datetime | None
+    end: datetime
+
+
+@dataclass(frozen=True)
+class LineSummary:
+    line: Line
+    plan_name: str | None  # the current period's plan
+    status: LineStatusView
+    left: Countdown | None  # until the current period ends, if it is still ahead
+    period_end: datetime | None = None  # the current period's end: the line's expiry unless renewed ahead
+    queued: list[QueuedPeriod] = field(default_factory=list)  # renewed ahead, after the current period
+
+
+def summary(uow: UnitOfWork, line: Line, language: str) -> LineSummary:
+    view = status(uow, line)
+    current, queued = view.schedule.current, view.schedule.queued
+
+    def name(plan: Plan | None) -> str | None:
+        return (plan.names.get(language) or plan.code) if plan else None
+
+    plan_name = name(current.plan) if current else name(view.plan)
+    period_end = current.end if current else line.expires_at
+    left = None
+    if period_end is not None and period_end > uow.now():
+        remaining = period_end - uow.now()
+        left = Countdown(remaining.days, remaining.seconds // 3600)
+    later = [QueuedPeriod(name(p.plan), p.start, p.end) for p in queued]
+    return LineSummary(line, plan_name, view, left, period_end, later)
+
+
+@dataclass(frozen=True)
+class Home:
+    summaries: list[LineSummary]
+    person: Person | None
+
+
+def home(transactions: Transactions, viewer: Account, language: str) -> Home:
+    """The viewer's lines, each summarised, and their identity record."""
+    with transactions() as uow:
+        owned = uow.session.scalars(select(Line).where(Line.account_id == viewer.id).order_by(Line.id)).all()
+        summaries = [summary(uow, line, language) for line in owned]
+        person = uow.session.get(Person, viewer.person_id) if viewer.person_id else None
+        return Home(summaries, person)
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    summary: LineSummary
+    profile: EsimProfile
+    person: Person | None  # the line owner's identity record
+
+
+def dashboard(transactions: Transactions, viewer: Account, line_id: int, language: str) -> Dashboard:
+    """A line's dashboard: plan, expiry, allowances, warnings, eSIM, and its owner's identity."""
+    with transactions() as uow:
+        line = visible_line(uow, viewer, line_id)
+        shown = summary(uow, line, language)
+        profile = esim_profile(uow, line)
+        owner = uow.session.get(Account, line.account_id)
+        person = uow.session.get(Person, owner.person_id) if owner and owner.person_id else None
+        return Dashboard(shown, profile, person)
+
+
+def shown_line(transactions: Transactions, viewer: Account, line_id: int) -> Line:
+    """A line the viewer may see, for a page about it."""
+    with transactions() as uow:
+        return visible_line(uow, viewer, line_id)
+
+
+@dataclass(frozen=True)
+class UsageMonth:
+    line: Line
+    history: usage_history.MonthUsage
+
+
+def usage_month(
+    transactions: Transactions, viewer: Account, line_id: int, month: usage_history.Month, tz: str
+) -> UsageMonth:
+    """A visible line's usage by day in `month` (in `tz`) and the month's records with their charges."""
+    with transactions() as uow:
+        line = visible_line(uow, viewer, line_id)
+        return UsageMonth(line, usage_history.month_usage(uow, line, month, tz))

@@ -8,10 +8,11 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, insert, select, update
 
-from duckline.adapters.db.tables import PoolNumber
+from duckline.adapters.db.tables import Account, PoolNumber
 from duckline.domain.phone import normalise_pool_number
 from duckline.errors import DomainError, ErrorCode
-from duckline.services.unit_of_work import UnitOfWork
+from duckline.services import audit
+from duckline.services.unit_of_work import Transactions, UnitOfWork
 
 
 @dataclass(frozen=True)
@@ -66,3 +67,19 @@ def release_number(uow: UnitOfWork, msisdn: str) -> None:
 def pool_summary(uow: UnitOfWork) -> dict[str, int]:
     rows = uow.session.execute(select(PoolNumber.available)).scalars().all()
     return {"available": sum(1 for r in rows if r), "allocated": sum(1 for r in rows if not r)}
+
+
+# --- Flows: each owns its transaction ---------------------------------------------------------------
+
+
+def import_into_pool(transactions: Transactions, actor: Account, raw_numbers: Iterable[str]) -> ImportResult:
+    """Load numbers into the pool; an invalid one rejects the whole list. Audited."""
+    with transactions() as uow:
+        result = import_numbers(uow, raw_numbers)
+        audit.record(uow, actor.id, "numbers.imported", "pool", added=result.added)
+    return result
+
+
+def pool(transactions: Transactions) -> dict[str, int]:
+    with transactions() as uow:
+        return pool_summary(uow)

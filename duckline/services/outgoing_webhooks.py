@@ -19,13 +19,14 @@ from sqlalchemy.orm import Session
 
 from duckline.adapters.db import delivery
 from duckline.adapters.db.tables import Account, DomainEvent, WebhookDelivery, WebhookSubscription
+from duckline.adapters.db.types import is_id
 from duckline.adapters.signing import sign
 from duckline.domain.events import SUBSCRIBABLE
 from duckline.domain.messaging import WebhookDeliveryStatus
 from duckline.errors import DomainError, ErrorCode
-from duckline.services import audit, events
+from duckline.services import audit, events, pagination
 from duckline.services.checkout import App
-from duckline.services.unit_of_work import UnitOfWork
+from duckline.services.unit_of_work import Transactions, UnitOfWork
 
 log = logging.getLogger(__name__)
 POLICY = delivery.Policy(max_attempts=8, base_delay=timedelta(seconds=30), lease=timedelta(minutes=2))
@@ -180,3 +181,35 @@ def run(app: App, client: httpx.Client | None = None) -> dict[str, Any]:
     finally:
         if own:
             client.close()
+
+
+# --- Flows for the integrations API: each owns its transaction --------------------------------------
+
+
+def add_subscription(
+    transactions: Transactions, actor: Account, url: str, event_types: list[str]
+) -> WebhookSubscription:
+    """`subscribe`; the row carries the signing secret, which only this answer shows."""
+    with transactions() as uow:
+        return subscribe(uow, actor, url, event_types)
+
+
+def subscriptions(transactions: Transactions, viewer: Account) -> list[WebhookSubscription]:
+    with transactions() as uow:
+        return list(uow.session.scalars(select(WebhookSubscription).order_by(WebhookSubscription.id)).all())
+
+
+def deliveries(
+    transactions: Transactions, viewer: Account, subscription_id: int, cursor: str | None, limit: int
+) -> tuple[list[WebhookDelivery], str | None]:
+    """A subscription's delivery log, newest first, and the next page's cursor."""
+    query = select(WebhookDelivery).where(WebhookDelivery.subscription_id == subscription_id)
+    with transactions() as uow:
+        return pagination.page(uow.session, query, WebhookDelivery.id, cursor, limit)
+
+
+def replay_delivery(transactions: Transactions, actor: Account, delivery_id: int) -> WebhookDelivery:
+    if not is_id(delivery_id):
+        raise DomainError(ErrorCode.NOT_FOUND)
+    with transactions() as uow:
+        return replay(uow, actor, delivery_id)

@@ -10,12 +10,13 @@ from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from duckline.adapters.db.tables import Account, Order, Payment, Promotion, PromotionRedemption
+from duckline.adapters.db.types import is_id
 from duckline.domain.catalog import Allowance, Unit, Zone, check_texts
 from duckline.domain.orders import MAY_CAPTURE, OrderStatus
 from duckline.domain.pricing import PromotionKind, PromotionRule, RedemptionStatus
 from duckline.errors import DomainError, ErrorCode
-from duckline.services import audit
-from duckline.services.unit_of_work import UnitOfWork
+from duckline.services import audit, catalog
+from duckline.services.unit_of_work import Transactions, UnitOfWork
 
 RESERVED, CONFIRMED, RELEASED = RedemptionStatus.RESERVED, RedemptionStatus.CONFIRMED, RedemptionStatus.RELEASED
 
@@ -270,3 +271,49 @@ def confirm(uow: UnitOfWork, order: Order) -> None:
         .where(PromotionRedemption.order_id == order.id, PromotionRedemption.status == RESERVED)
         .values(status=CONFIRMED)
     )
+
+
+# --- Flows: each owns its transaction and returns what the API and the console show ---------------
+
+
+@dataclass(frozen=True)
+class Board:
+    """Every promotion, newest first, which of them run now, and the plan codes one may target."""
+
+    promotions: list[Promotion]
+    running: frozenset[int]
+    plan_codes: list[str]
+
+
+def board(transactions: Transactions) -> Board:
+    with transactions() as uow:
+        rows = list(uow.session.scalars(select(Promotion).order_by(Promotion.id.desc())).all())
+        now = uow.now()
+        running = frozenset(
+            p.id for p in rows if p.active and p.starts_at <= now and (p.ends_at is None or p.ends_at > now)
+        )
+        codes = [p.code for p in catalog.list_plans(uow, include_retired=False)]
+    return Board(rows, running, codes)
+
+
+def every_promotion(transactions: Transactions) -> list[Promotion]:
+    with transactions() as uow:
+        return list(uow.session.scalars(select(Promotion).order_by(Promotion.id.desc())).all())
+
+
+def running_without_code(transactions: Transactions) -> list[Promotion]:
+    """Promotions running now that apply without a code (codes are not listed)."""
+    with transactions() as uow:
+        return [p for p in current(uow, uow.now()) if p.code is None]
+
+
+def add(transactions: Transactions, actor: Account, form: PromotionInput) -> Promotion:
+    with transactions() as uow:
+        return create(uow, actor, form)
+
+
+def end(transactions: Transactions, actor: Account, promotion_id: int) -> Promotion:
+    if not is_id(promotion_id):
+        raise DomainError(ErrorCode.NOT_FOUND)
+    with transactions() as uow:
+        return deactivate(uow, actor, promotion_id)

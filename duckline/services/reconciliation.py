@@ -17,12 +17,26 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from duckline.adapters.db.tables import Account, Order, Payment, Ticket
+from duckline.adapters.db.tables import Account, Line, Order, Payment, Ticket
+from duckline.adapters.db.types import is_id
 from duckline.adapters.payments import ProviderError
 from duckline.domain.orders import MAY_CAPTURE, OPEN_FOR_PAYMENT, OrderStatus, PaymentStatus
+from duckline.domain.roles import Role
 from duckline.errors import DomainError, ErrorCode
-from duckline.services import audit, case_texts, checkout, fulfilment, orders, promotions, refunds, tickets
+from duckline.services import (
+    audit,
+    case_texts,
+    checkout,
+    fulfilment,
+    orders,
+    pagination,
+    promotions,
+    refunds,
+    support_desk,
+    tickets,
+)
 from duckline.services.checkout import App
+from duckline.services.unit_of_work import Transactions
 
 log = logging.getLogger(__name__)
 # What a person's resolution of a case is called in the audit log.
@@ -220,3 +234,111 @@ def resolve(app: App, actor: Account, ticket_id: int, action: str, reason: str) 
             reason=reason,
         )
         return tickets.resolve(uow, actor, ticket, f"{action}: {reason}")
+
+
+# --- Flows for the API and the console: each owns its transactions --------------------------------
+
+CASE_KINDS = ("reconciliation", "payment_mismatch")
+RESOLVED_SHOWN = 50
+REFUNDERS = frozenset({Role.FINANCE, Role.ADMIN})
+
+
+@dataclass(frozen=True)
+class Case:
+    ticket: Ticket
+    order: Order | None
+
+
+@dataclass(frozen=True)
+class CasesPage:
+    items: list[Case]
+    next_cursor: str | None
+
+
+def cases(transactions: Transactions, viewer: Account, state: str, cursor: str | None, limit: int) -> CasesPage:
+    """Renewals that went wrong (open, resolved or all), newest first, with their orders."""
+    query = select(Ticket).where(Ticket.kind.in_(CASE_KINDS))
+    if state != "all":
+        query = query.where(Ticket.status == state)
+    with transactions() as uow:
+        rows, next_cursor = pagination.page(uow.session, query, Ticket.id, cursor, limit)
+        return CasesPage(
+            [Case(t, uow.session.get(Order, t.order_id) if t.order_id else None) for t in rows], next_cursor
+        )
+
+
+def settle(app: App, actor: Account, ticket_id: int, action: str, reason: str, console: bool = False) -> Case:
+    """`resolve` for a staff member: a refund needs finance or an admin. From the console, only a
+    reconciliation case that is still open may be settled (an API caller may settle any ticket and
+    learns of a settled one from `resolve`)."""
+    if not console and not is_id(ticket_id):
+        raise DomainError(ErrorCode.NOT_FOUND)
+    if action == "refund" and actor.role not in REFUNDERS:
+        raise DomainError(ErrorCode.FORBIDDEN)
+    if console:
+        with app.unit_of_work() as uow:
+            ticket = uow.session.get(Ticket, ticket_id) if is_id(ticket_id) else None
+            if ticket is None or ticket.kind not in CASE_KINDS:
+                raise DomainError(ErrorCode.NOT_FOUND)
+            if ticket.status != "open":  # a settled case keeps its first resolution
+                raise DomainError(ErrorCode.CASE_ALREADY_RESOLVED)
+    resolved = resolve(app, actor, ticket_id, action, reason)
+    with app.unit_of_work() as uow:
+        return Case(resolved, uow.session.get(Order, resolved.order_id) if resolved.order_id else None)
+
+
+@dataclass(frozen=True)
+class Queue:
+    """The console's reconciliation page: open cases oldest first, the latest resolved ones, and
+    what the page shows beside each (payments, the line's number, the subscriber's phone)."""
+
+    open_cases: list[Case]
+    resolved_cases: list[Case]
+    refundable: frozenset[int]  # order ids
+    payments: dict[int, list[Payment]]  # by order id
+    msisdns: dict[int, str | None]  # by order id
+    phones: dict[int, str]  # by account id
+    mentions: dict[tuple[str, int], list[int]]  # support-desk tickets mentioning each case
+
+
+def queue(transactions: Transactions) -> Queue:
+    with transactions() as uow:
+        s = uow.session
+        open_cases = s.scalars(
+            select(Ticket).where(Ticket.kind.in_(CASE_KINDS), Ticket.status == "open").order_by(Ticket.id)
+        ).all()
+        resolved = s.scalars(
+            select(Ticket)
+            .where(Ticket.kind.in_(CASE_KINDS), Ticket.status == "resolved")
+            .order_by(Ticket.id.desc())
+            .limit(RESOLVED_SHOWN)
+        ).all()
+        order_ids = {t.order_id for t in [*open_cases, *resolved] if t.order_id}
+        orders = {o.id: o for o in s.scalars(select(Order).where(Order.id.in_(order_ids)))} if order_ids else {}
+        payments: dict[int, list[Payment]] = {order_id: [] for order_id in orders}
+        for payment in s.scalars(select(Payment).where(Payment.order_id.in_(order_ids)).order_by(Payment.id)):
+            payments[payment.order_id].append(payment)
+        line_ids = {o.line_id for o in orders.values()}
+        msisdns = dict(s.execute(select(Line.id, Line.msisdn).where(Line.id.in_(line_ids))).all()) if line_ids else {}
+        account_ids = {t.account_id for t in open_cases if t.account_id}
+        phones = (
+            dict(s.execute(select(Account.id, Account.phone).where(Account.id.in_(account_ids))).all())
+            if account_ids
+            else {}
+        )
+        # A refund is offered when the order can be refunded, or when money was captured that the
+        # order does not account for (a wrong amount, a second capture): the service refunds that.
+        refundable = frozenset(
+            o.id
+            for o in orders.values()
+            if o.status in refunds.REFUNDABLE or refunds.stray_payment(uow, o.id) is not None
+        )
+        return Queue(
+            open_cases=[Case(t, orders.get(t.order_id or 0)) for t in open_cases],
+            resolved_cases=[Case(t, orders.get(t.order_id or 0)) for t in resolved],
+            refundable=refundable,
+            payments=payments,
+            msisdns={order_id: msisdns.get(o.line_id) for order_id, o in orders.items()},
+            phones=phones,
+            mentions=support_desk.mentioning(uow, cases=[t.id for t in [*open_cases, *resolved]]),
+        )

@@ -25,12 +25,12 @@ from sqlalchemy import Connection, Table, bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from duckline.adapters.db.tables import Bucket, LedgerEntry, Line, UsageRecord
+from duckline.adapters.db.tables import Account, Bucket, LedgerEntry, Line, UsageRecord
 from duckline.domain import balances
 from duckline.domain.catalog import Unit, Zone
 from duckline.domain.lines import LineStatus, can_use_service
 from duckline.errors import DomainError, ErrorCode
-from duckline.services.unit_of_work import UnitOfWork
+from duckline.services.unit_of_work import Transactions, UnitOfWork
 
 MAX_BATCH = 5000
 _usage = cast(Table, UsageRecord.__table__)
@@ -77,6 +77,13 @@ class BatchOutcome:
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.records if r.status == status)
+
+
+def report_batch(transactions: Transactions, reporter: Account, records: list[UsageInput]) -> BatchOutcome:
+    """A network element's batch, in one transaction: each record_id is charged at most once per
+    reporting client, so a batch may be retried freely."""
+    with transactions() as uow:
+        return ingest(uow, f"account:{reporter.id}", records)
 
 
 def ingest(uow: UnitOfWork, source: str, records: list[UsageInput]) -> BatchOutcome:

@@ -13,7 +13,8 @@ from duckline.domain.esim import activation_code
 from duckline.domain.lines import can_use_service
 from duckline.domain.phone import display
 from duckline.money import Money
-from duckline.services.lines import LineStatusView, Period, Schedule
+from duckline.services.catalog import PlanView
+from duckline.services.lines import LineStatusView, LineView, Period, Schedule
 from duckline.services.usage import UsageKind
 from duckline.web.fields import MAX_MINOR_UNITS, Amount, Currency, Phone, Quantity, Texts
 
@@ -127,6 +128,10 @@ class LineOut(BaseModel):
         )
 
 
+def line_out(view: LineView) -> LineOut:
+    return LineOut.of(view.line, view.plan_code, view.schedule)
+
+
 class EsimOut(BaseModel):
     iccid: str
     activation_code: str
@@ -137,13 +142,17 @@ class EsimOut(BaseModel):
 
     @classmethod
     def of(cls, line: Line, profile: EsimProfile) -> EsimOut:
+        return cls.of_id(line.id, profile)
+
+    @classmethod
+    def of_id(cls, line_id: int, profile: EsimProfile) -> EsimOut:
         return cls(
             iccid=profile.iccid,
             activation_code=activation_code(profile.smdp_address, profile.matching_id),
             smdp_address=profile.smdp_address,
             matching_id=profile.matching_id,
-            qr_png=f"/api/v1/lines/{line.id}/esim/qr.png",
-            qr_svg=f"/api/v1/lines/{line.id}/esim/qr.svg",
+            qr_png=f"/api/v1/lines/{line_id}/esim/qr.png",
+            qr_svg=f"/api/v1/lines/{line_id}/esim/qr.svg",
         )
 
 
@@ -375,6 +384,11 @@ class AuditOut(BaseModel):
     detail: dict[str, object]
     at: datetime
     text: str = Field(description="What happened, in the caller's language, values formatted for the reader.")
+
+
+def plan_out_of(view: PlanView) -> PlanOut:
+    allowances = [AllowanceIn(unit=a.unit, zone=a.zone, amount=a.amount) for a in view.allowances]
+    return plan_out(view.plan, allowances, view.price_display)
 
 
 def plan_out(plan: Plan, allowances: list[AllowanceIn], price_display: str) -> PlanOut:

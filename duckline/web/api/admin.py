@@ -7,18 +7,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from duckline.adapters.db.tables import Account, AuditEntry, Person
-from duckline.adapters.db.types import is_id
+from duckline.adapters.db.tables import Account
 from duckline.domain.identity import KycStatus
 from duckline.domain.roles import KYC_REVIEWERS, NUMBER_POOL_MANAGERS, Role
-from duckline.errors import DomainError, ErrorCode
-from duckline.services import accounts, audit, audit_texts, identity_documents, numbers
+from duckline.services import audit, audit_texts, identity_review, numbers
 from duckline.web.api.plans import Language
 from duckline.web.deps import RuntimeDep, require_roles
 from duckline.web.edge import BULK
 from duckline.web.fields import Cursor, PathId
 from duckline.web.openapi import errors
-from duckline.web.pagination import page
 from duckline.web.schemas import AuditOut, KycIn, NumbersIn, NumbersOut, Page, PersonOut
 
 router = APIRouter(tags=["staff"])
@@ -30,26 +27,19 @@ Admin = Annotated[Account, Depends(require_roles({Role.ADMIN}))]
 @router.post("/numbers/import", response_model=NumbersOut, openapi_extra=BULK)
 def import_numbers(body: NumbersIn, runtime: RuntimeDep, actor: PoolManager) -> NumbersOut:
     """Load numbers into the pool (E.164 or national form); an invalid one rejects the whole list."""
-    with runtime.unit_of_work() as uow:
-        result = numbers.import_numbers(uow, body.numbers)
-        audit.record(uow, actor.id, "numbers.imported", "pool", added=result.added)
+    result = numbers.import_into_pool(runtime.unit_of_work, actor, body.numbers)
     return NumbersOut(added=result.added, already_present=result.already_present)
 
 
 @router.get("/numbers/summary")
 def pool_summary(runtime: RuntimeDep, actor: PoolManager) -> dict[str, int]:
-    with runtime.unit_of_work() as uow:
-        return numbers.pool_summary(uow)
+    return numbers.pool(runtime.unit_of_work)
 
 
 @router.get("/persons/{person_id}", response_model=PersonOut)
 def get_person(person_id: PathId, runtime: RuntimeDep, actor: Reviewer) -> PersonOut:
     """An identity record; the document number is only ever shown masked."""
-    with runtime.unit_of_work() as uow:
-        person = uow.session.get(Person, person_id) if is_id(person_id) else None
-        if person is None:
-            raise DomainError(ErrorCode.NOT_FOUND)
-        return PersonOut.of(person)
+    return PersonOut.of(identity_review.person_record(runtime.unit_of_work, actor, person_id))
 
 
 @router.get(
@@ -61,8 +51,7 @@ def identity_document(person_id: PathId, runtime: RuntimeDep, actor: Reviewer) -
     """The scan of the identity document under review, decrypted for this answer only, never
     cached; identity reviewers only, and every view is in the audit log. Images are shown inline,
     a PDF is downloaded."""
-    with runtime.unit_of_work() as uow:
-        scan = identity_documents.view(uow, actor, person_id)
+    scan = identity_review.document_scan(runtime.unit_of_work, actor, person_id)
     disposition = "attachment" if scan.content_type == "application/pdf" else "inline"
     return Response(
         scan.content,
@@ -78,11 +67,8 @@ def identity_document(person_id: PathId, runtime: RuntimeDep, actor: Reviewer) -
 @router.post("/persons/{person_id}/kyc", response_model=PersonOut, responses=errors(409))
 def review_identity(person_id: PathId, body: KycIn, runtime: RuntimeDep, actor: Reviewer) -> PersonOut:
     """Accept or reject a real-name registration; a rejection needs a reason the subscriber sees."""
-    status = KycStatus(body.status)
-    if status is KycStatus.REJECTED and not (body.reason or "").strip():
-        raise DomainError(ErrorCode.VALIDATION_FAILED, field="reason")
-    with runtime.unit_of_work() as uow:
-        return PersonOut.of(accounts.set_kyc(uow, actor, person_id, status, body.reason))
+    reviewed = identity_review.review(runtime.unit_of_work, actor, person_id, KycStatus(body.status), body.reason)
+    return PersonOut.of(reviewed)
 
 
 @router.get("/audit", response_model=Page[AuditOut])
@@ -103,9 +89,8 @@ def audit_log(
     """The audit log, newest first, filtered by who acted, what was acted on, the action and a
     time window. Changes carry `old` and `new`; money is minor units with its currency."""
     filters = audit.Filters(actor=who, subject=subject, action=action, since=_utc(since), until=_utc(until))
-    with runtime.unit_of_work() as uow:
-        rows, next_cursor = page(uow.session, audit.entries(uow, filters), AuditEntry.id, cursor, limit)
-        reader = audit_texts.Reader(lang, actor.timezone, audit.subjects(uow, {r.target for r in rows}))
+    found = audit.log_page(runtime.unit_of_work, actor, filters, cursor, limit)
+    reader = audit_texts.Reader(lang, actor.timezone, found.subjects)
     return Page[AuditOut](
         items=[
             AuditOut(
@@ -117,9 +102,9 @@ def audit_log(
                 at=r.at,
                 text=reader.describe(r.action, r.target, r.detail or {}).text,
             )
-            for r in rows
+            for r in found.entries
         ],
-        next_cursor=next_cursor,
+        next_cursor=found.next_cursor,
     )
 
 

@@ -7,19 +7,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, status
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
-from duckline.adapters.db.tables import Account, Order, Promotion, Ticket, WebhookDelivery, WebhookSubscription
-from duckline.adapters.db.types import is_id
+from duckline.adapters.db.tables import Account, WebhookDelivery
 from duckline.domain.catalog import Allowance
 from duckline.domain.roles import STAFF, Role
-from duckline.errors import DomainError, ErrorCode
 from duckline.services import jobs, outgoing_webhooks, promotions, reconciliation
 from duckline.web.billing_schemas import CaseOut, PromotionIn, PromotionOut, ResolveIn
 from duckline.web.deps import PUBLIC, RuntimeDep, language, require_roles
 from duckline.web.fields import Cursor, PathId
 from duckline.web.openapi import errors
-from duckline.web.pagination import page
 from duckline.web.schemas import Page
 
 router = APIRouter(tags=["operations"])
@@ -39,17 +35,10 @@ def cases(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Page[CaseOut]:
     """Renewals that went wrong: paid but not applied, stuck payments, amount mismatches."""
-    query = select(Ticket).where(Ticket.kind.in_(("reconciliation", "payment_mismatch")))
-    if state != "all":
-        query = query.where(Ticket.status == state)
-    with runtime.unit_of_work() as uow:
-        rows, next_cursor = page(uow.session, query, Ticket.id, cursor, limit)
-        return Page[CaseOut](
-            items=[
-                CaseOut.of(t, uow.session.get(Order, t.order_id) if t.order_id else None, reader_language) for t in rows
-            ],
-            next_cursor=next_cursor,
-        )
+    found = reconciliation.cases(runtime.unit_of_work, actor, state, cursor, limit)
+    return Page[CaseOut](
+        items=[CaseOut.of(c.ticket, c.order, reader_language) for c in found.items], next_cursor=found.next_cursor
+    )
 
 
 @router.post("/reconciliation/cases/{ticket_id}/resolve", response_model=CaseOut, responses=errors(409, 503))
@@ -57,14 +46,8 @@ def resolve(
     ticket_id: PathId, body: ResolveIn, runtime: RuntimeDep, actor: Resolver, reader_language: Language
 ) -> CaseOut:
     """Apply the paid renewal, refund it to the original method, or close the case; a reason is required."""
-    if not is_id(ticket_id):
-        raise DomainError(ErrorCode.NOT_FOUND)
-    if body.action == "refund" and actor.role not in (Role.FINANCE, Role.ADMIN):
-        raise DomainError(ErrorCode.FORBIDDEN)
-    ticket = reconciliation.resolve(runtime, actor, ticket_id, body.action, body.reason)
-    with runtime.unit_of_work() as uow:
-        order = uow.session.get(Order, ticket.order_id) if ticket.order_id else None
-        return CaseOut.of(ticket, order, reader_language)
+    case = reconciliation.settle(runtime, actor, ticket_id, body.action, body.reason)
+    return CaseOut.of(case.ticket, case.order, reader_language)
 
 
 @router.post("/jobs/{name}")
@@ -75,15 +58,13 @@ def run_job(name: Annotated[str, Path(max_length=40)], runtime: RuntimeDep, acto
 
 @router.get("/promotions", response_model=list[PromotionOut])
 def list_promotions(runtime: RuntimeDep, actor: Staff) -> list[PromotionOut]:
-    with runtime.unit_of_work() as uow:
-        return [PromotionOut.of(p) for p in uow.session.scalars(select(Promotion).order_by(Promotion.id.desc()))]
+    return [PromotionOut.of(p) for p in promotions.every_promotion(runtime.unit_of_work)]
 
 
 @router.get("/promotions/current", response_model=list[PromotionOut], tags=["renewal"], dependencies=[PUBLIC])
 def current_promotions(runtime: RuntimeDep) -> list[PromotionOut]:
     """Promotions running now that apply without a code (codes are not listed)."""
-    with runtime.unit_of_work() as uow:
-        return [PromotionOut.of(p) for p in promotions.current(uow, uow.now()) if p.code is None]
+    return [PromotionOut.of(p) for p in promotions.running_without_code(runtime.unit_of_work)]
 
 
 @router.post("/promotions", response_model=PromotionOut, status_code=status.HTTP_201_CREATED, responses=errors(409))
@@ -104,16 +85,12 @@ def create_promotion(body: PromotionIn, runtime: RuntimeDep, actor: Admin) -> Pr
         max_uses=body.max_uses,
         max_uses_per_account=body.max_uses_per_account,
     )
-    with runtime.unit_of_work() as uow:
-        return PromotionOut.of(promotions.create(uow, actor, form))
+    return PromotionOut.of(promotions.add(runtime.unit_of_work, actor, form))
 
 
 @router.post("/promotions/{promotion_id}/deactivate", response_model=PromotionOut)
 def deactivate_promotion(promotion_id: PathId, runtime: RuntimeDep, actor: Admin) -> PromotionOut:
-    if not is_id(promotion_id):
-        raise DomainError(ErrorCode.NOT_FOUND)
-    with runtime.unit_of_work() as uow:
-        return PromotionOut.of(promotions.deactivate(uow, actor, promotion_id))
+    return PromotionOut.of(promotions.end(runtime.unit_of_work, actor, promotion_id))
 
 
 class SubscriptionIn(BaseModel):
@@ -145,16 +122,14 @@ class DeliveryOut(BaseModel):
 def subscribe(body: SubscriptionIn, runtime: RuntimeDep, actor: Admin) -> SubscriptionOut:
     """Receive Duckline's events (or "*" for all) at a URL, signed with the returned secret:
     header `Duckline-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "t.body">`."""
-    with runtime.unit_of_work() as uow:
-        s = outgoing_webhooks.subscribe(uow, actor, body.url, body.event_types)
-        return SubscriptionOut(id=s.id, url=s.url, event_types=s.event_types, active=s.active, secret=s.secret)
+    s = outgoing_webhooks.add_subscription(runtime.unit_of_work, actor, body.url, body.event_types)
+    return SubscriptionOut(id=s.id, url=s.url, event_types=s.event_types, active=s.active, secret=s.secret)
 
 
 @router.get("/webhook-subscriptions", response_model=list[SubscriptionOut], tags=["integrations"])
 def subscriptions(runtime: RuntimeDep, actor: Admin) -> list[SubscriptionOut]:
-    with runtime.unit_of_work() as uow:
-        rows = uow.session.scalars(select(WebhookSubscription).order_by(WebhookSubscription.id)).all()
-        return [SubscriptionOut(id=s.id, url=s.url, event_types=s.event_types, active=s.active) for s in rows]
+    rows = outgoing_webhooks.subscriptions(runtime.unit_of_work, actor)
+    return [SubscriptionOut(id=s.id, url=s.url, event_types=s.event_types, active=s.active) for s in rows]
 
 
 @router.get(
@@ -168,38 +143,22 @@ def deliveries(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Page[DeliveryOut]:
     """The delivery log: every attempt's outcome, newest first."""
-    query = select(WebhookDelivery).where(WebhookDelivery.subscription_id == subscription_id)
-    with runtime.unit_of_work() as uow:
-        rows, next_cursor = page(uow.session, query, WebhookDelivery.id, cursor, limit)
-        return Page[DeliveryOut](
-            items=[
-                DeliveryOut(
-                    id=d.id,
-                    event_id=d.event_id,
-                    status=d.status,
-                    attempts=d.attempts,
-                    last_status_code=d.last_status_code,
-                    last_error=d.last_error,
-                    delivered_at=d.delivered_at,
-                )
-                for d in rows
-            ],
-            next_cursor=next_cursor,
-        )
+    rows, next_cursor = outgoing_webhooks.deliveries(runtime.unit_of_work, actor, subscription_id, cursor, limit)
+    return Page[DeliveryOut](items=[_delivery_out(d) for d in rows], next_cursor=next_cursor)
 
 
 @router.post("/webhook-deliveries/{delivery_id}/replay", response_model=DeliveryOut, tags=["integrations"])
 def replay(delivery_id: PathId, runtime: RuntimeDep, actor: Admin) -> DeliveryOut:
-    if not is_id(delivery_id):
-        raise DomainError(ErrorCode.NOT_FOUND)
-    with runtime.unit_of_work() as uow:
-        d = outgoing_webhooks.replay(uow, actor, delivery_id)
-        return DeliveryOut(
-            id=d.id,
-            event_id=d.event_id,
-            status=d.status,
-            attempts=d.attempts,
-            last_status_code=d.last_status_code,
-            last_error=d.last_error,
-            delivered_at=d.delivered_at,
-        )
+    return _delivery_out(outgoing_webhooks.replay_delivery(runtime.unit_of_work, actor, delivery_id))
+
+
+def _delivery_out(d: WebhookDelivery) -> DeliveryOut:
+    return DeliveryOut(
+        id=d.id,
+        event_id=d.event_id,
+        status=d.status,
+        attempts=d.attempts,
+        last_status_code=d.last_status_code,
+        last_error=d.last_error,
+        delivered_at=d.delivered_at,
+    )

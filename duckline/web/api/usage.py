@@ -22,8 +22,7 @@ def post_batch(body: UsageBatchIn, runtime: RuntimeDep, reporter: Reporter) -> U
     """Apply a batch of usage records. Each record_id is charged at most once per reporting
     client, so a batch may be retried freely; usage beyond the allowances is kept as overage."""
     records = [usage.UsageInput(r.record_id, r.msisdn, r.kind, r.zone, r.quantity, r.started_at) for r in body.records]
-    with runtime.unit_of_work() as uow:
-        outcome = usage.ingest(uow, f"account:{reporter.id}", records)
+    outcome = usage.report_batch(runtime.unit_of_work, reporter, records)
     return UsageBatchOut(
         applied=outcome.count("applied"),
         duplicates=outcome.count("duplicate"),

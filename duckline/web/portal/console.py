@@ -5,24 +5,19 @@ carries the CSRF token, and every change goes through a service that writes the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, cast
-from zoneinfo import ZoneInfo
 
 from babel.dates import format_date
 from babel.numbers import format_decimal
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy import case, func, select
 
 from duckline import i18n
-from duckline.adapters.db.tables import Line, Ticket, UsageRecord
 from duckline.domain.catalog import Unit
-from duckline.domain.lines import LineStatus
 from duckline.money import Money
-from duckline.services import numbers, support_desk
-from duckline.web.api import billing
+from duckline.services import dashboard as dashboard_figures
 from duckline.web.deps import RuntimeDep
 from duckline.web.portal import (
     console_catalogue,
@@ -31,7 +26,7 @@ from duckline.web.portal import (
     console_subscribers,
     console_support,
 )
-from duckline.web.portal.console_common import Staff, abilities, page
+from duckline.web.portal.console_common import Staff, page
 from duckline.web.portal.rendering import page_language
 
 router = APIRouter(include_in_schema=False)
@@ -41,8 +36,7 @@ router.include_router(console_catalogue.router)
 router.include_router(console_operations.router)
 router.include_router(console_support.router)
 
-DAYS = 30
-CASE_KINDS = ("reconciliation", "payment_mismatch")
+DAYS = dashboard_figures.DAYS
 MB = 1024 * 1024
 
 
@@ -102,41 +96,18 @@ def bar_chart(
     return Chart(bars=bars, ticks=ticks, top=show(max(values, default=0)), width=width, height=height, base=base)
 
 
-def _day_index(column: Any, start: datetime) -> Any:
-    """Which of the last DAYS Hong Kong days a timestamp falls on, in SQL that every database runs."""
-    return case(*((column < start + timedelta(days=i + 1), i) for i in range(DAYS)), else_=DAYS)
-
-
-def _usage_by_day(runtime: Any, start: datetime, end: datetime) -> dict[Unit, list[int]]:
-    totals = {unit: [0] * DAYS for unit in Unit}
-    day = _day_index(UsageRecord.started_at, start)
-    with runtime.unit_of_work() as uow:
-        rows = uow.session.execute(
-            select(UsageRecord.unit, day, func.sum(UsageRecord.quantity))
-            .where(UsageRecord.started_at >= start, UsageRecord.started_at < end)
-            .group_by(UsageRecord.unit, day)
-        ).all()
-    for unit, index, quantity in rows:
-        if 0 <= index < DAYS:
-            totals[Unit(unit)][index] += int(quantity or 0)
-    return totals
-
-
 def _rounded(value: int, per: int) -> int:
     return int((Decimal(value) / per).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 @router.get("/console")
 def dashboard(request: Request, runtime: RuntimeDep, actor: Staff) -> Response:
-    tz = ZoneInfo(runtime.settings.display_timezone)
     locale = i18n.babel_locale(page_language(request, actor))
-    today = runtime.clock.now().astimezone(tz).date()
-    days = [today - timedelta(days=DAYS - 1 - i) for i in range(DAYS)]
-    start = datetime.combine(days[0], time(), tz)
-    end = datetime.combine(today + timedelta(days=1), time(), tz)
+    shown = dashboard_figures.figures(runtime.unit_of_work, actor)
+    days, today, usage = shown.days, shown.days[-1], shown.usage
 
     # The same figures as GET /api/v1/reports/revenue?by=day, for the same days.
-    report = billing.revenue(runtime, actor, by="day", since=days[0], until=today)
+    report = shown.revenue
     net: dict[str, list[int]] = {}
     held: dict[str, int] = {}  # captured beyond an order's price, to refund: shown apart, never as revenue
     for row in report:
@@ -158,20 +129,13 @@ def dashboard(request: Request, runtime: RuntimeDep, actor: Staff) -> Response:
     def small(values: list[int]) -> Chart:
         return bar_chart(days, values, count, day_label, width=240, height=130, every=10)
 
-    usage = _usage_by_day(runtime, start, end)
-    with runtime.unit_of_work() as uow:
-        open_cases = uow.session.scalar(
-            select(func.count()).select_from(Ticket).where(Ticket.kind.in_(CASE_KINDS), Ticket.status == "open")
-        )
-        lines_by_status = dict(uow.session.execute(select(Line.status, func.count()).group_by(Line.status)).all())
-        pool = numbers.pool_summary(uow) if abilities(actor)["pool"] else None
-        desk = support_desk.summary(uow)
+    desk = shown.desk
     return page(
         request,
         runtime,
         actor,
         "dashboard.html",
-        open_cases=int(open_cases or 0),
+        open_cases=shown.open_cases,
         desk=desk,
         oldest_open_age=console_support.ages(request, runtime, actor)(desk.oldest_open_at),
         revenue_total=money(sum(revenue)),
@@ -189,7 +153,7 @@ def dashboard(request: Request, runtime: RuntimeDep, actor: Staff) -> Response:
             "sms": count(sum(usage[Unit.SMS])),
             "data": count(_rounded(sum(usage[Unit.DATA_BYTES]), MB)),
         },
-        pool=pool,
-        lines_by_status=[(status.value, int(lines_by_status.get(status, 0))) for status in LineStatus],
+        pool=shown.pool,
+        lines_by_status=[(status.value, n) for status, n in shown.lines_by_status.items()],
         period=(format_date(days[0], "medium", locale=locale), format_date(today, "medium", locale=locale)),
     )

@@ -20,7 +20,6 @@ from duckline.errors import DomainError
 from duckline.runtime import Runtime
 from duckline.services import audit, audit_texts
 from duckline.web.deps import RuntimeDep
-from duckline.web.pagination import page as keyset_page
 from duckline.web.portal.console_common import Admin, FormProblem, page, status_for
 from duckline.web.portal.rendering import page_language
 
@@ -84,14 +83,8 @@ def _days(text: str, field: str) -> date | None:
 def _rows(
     runtime: Runtime, actor: Account, language: str, filters: audit.Filters, cursor: str | None
 ) -> tuple[list[Row], str | None]:
-    with runtime.unit_of_work() as uow:
-        entries, next_cursor = keyset_page(uow.session, audit.entries(uow, filters), AuditEntry.id, cursor, AUDIT_PAGE)
-        actor_ids = {e.actor_id for e in entries if e.actor_id}
-        phones = audit.phones(uow, actor_ids)
-        targets = {e.target for e in entries} | {f"account:{i}" for i in actor_ids}
-        for e in entries:  # subjects named in details (an order refunded, a plan put on a line)
-            targets |= {f"{k}:{e.detail[k]}" for k in ("order", "plan", "payment") if e.detail.get(k) is not None}
-        subjects = audit.subjects(uow, targets)
+    found = audit.log_page(runtime.unit_of_work, actor, filters, cursor, AUDIT_PAGE, console=True)
+    entries, next_cursor, subjects, phones = found.entries, found.next_cursor, found.subjects, found.phones
     reader = audit_texts.Reader(language, actor.timezone, subjects)
     links = {target: subject_href(subject) for target, subject in subjects.items()}
     rows: list[Row] = []

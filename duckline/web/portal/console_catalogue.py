@@ -8,13 +8,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 
-from duckline.adapters.db.tables import Account, Plan, Promotion
-from duckline.adapters.db.types import is_id
+from duckline.adapters.db.tables import Account, Plan
 from duckline.domain.catalog import TEXT_LANGUAGES, Allowance, PlanKind, Unit, Validity, Zone
 from duckline.domain.pricing import PromotionKind
-from duckline.errors import DomainError, ErrorCode
+from duckline.errors import DomainError
 from duckline.money import Money
 from duckline.runtime import Runtime
 from duckline.services import catalog, promotions
@@ -81,16 +79,15 @@ def read_allowances(measures: list[str], zones: list[str], amounts: list[str], f
 
 @router.get("/console/plans")
 def plans(request: Request, runtime: RuntimeDep, actor: Staff) -> Response:
-    with runtime.unit_of_work() as uow:
-        rows = catalog.list_plans(uow, include_retired=True)
-        allowances = catalog.allowances_of(uow, [p.id for p in rows])
+    views = catalog.offer(runtime.unit_of_work, actor, include_retired=True, language="en")
+    rows = [v.plan for v in views]
     return page(
         request,
         runtime,
         actor,
         "plans.html",
         plans=sorted(rows, key=lambda p: (p.status.value, p.kind.value, p.price_amount, p.code)),
-        allowances={plan_id: [(*measure_of(a), a.zone.value) for a in rows] for plan_id, rows in allowances.items()},
+        allowances={v.plan.id: [(*measure_of(a), a.zone.value) for a in v.allowances] for v in views},
     )
 
 
@@ -155,9 +152,8 @@ def new_plan(request: Request, runtime: RuntimeDep, actor: CatalogueEditor) -> R
 @router.get("/console/plans/{code}/edit")
 def edit_plan(code: str, request: Request, runtime: RuntimeDep, actor: CatalogueEditor) -> Response:
     try:
-        with runtime.unit_of_work() as uow:
-            plan = catalog.get_plan(uow, code)
-            form = _plan_form(plan, catalog.allowances_of(uow, [plan.id])[plan.id])
+        view = catalog.show_plan(runtime.unit_of_work, code)
+        form = _plan_form(view.plan, view.allowances)
     except DomainError as error:
         return page(request, runtime, actor, "not_found.html", status_for(error))
     return _plan_page(request, runtime, actor, form, code)
@@ -224,11 +220,10 @@ def _save_plan(
 ) -> Response:
     try:
         plan_input = _plan_input(form)
-        with runtime.unit_of_work() as uow:
-            if editing is None:
-                plan = catalog.create_plan(uow, actor, plan_input)
-            else:
-                plan = catalog.update_plan(uow, actor, editing, plan_input)
+        if editing is None:
+            plan = catalog.add_plan(runtime.unit_of_work, actor, plan_input).plan
+        else:
+            plan = catalog.edit_plan(runtime.unit_of_work, actor, editing, plan_input).plan
     except (DomainError, FormProblem) as failure:
         return _plan_page(request, runtime, actor, form, editing, failure)
     return redirect(f"/console/plans?done={'plan_updated' if editing else 'plan_created'}#plan-{plan.code}")
@@ -255,8 +250,7 @@ def retire_plan(
 ) -> Response:
     check_csrf(request, runtime, csrf_token)
     try:
-        with runtime.unit_of_work() as uow:
-            catalog.retire_plan(uow, actor, plan_code)
+        catalog.end_plan(runtime.unit_of_work, actor, plan_code)
     except DomainError as error:
         return page(request, runtime, actor, "not_found.html", status_for(error))
     return redirect(f"/console/plans?done=plan_retired#plan-{plan_code}")
@@ -290,10 +284,8 @@ def _promotions_page(
     form: dict[str, Any] | None = None,
     failure: DomainError | FormProblem | None = None,
 ) -> Response:
-    with runtime.unit_of_work() as uow:
-        rows = uow.session.scalars(select(Promotion).order_by(Promotion.id.desc())).all()
-        plan_codes = [p.code for p in catalog.list_plans(uow, include_retired=False)]
-    now = runtime.clock.now()
+    shown = promotions.board(runtime.unit_of_work)
+    rows = shown.promotions
     return page(
         request,
         runtime,
@@ -308,8 +300,8 @@ def _promotions_page(
             ]
             for p in rows
         },
-        running={p.id for p in rows if p.active and p.starts_at <= now and (p.ends_at is None or p.ends_at > now)},
-        plan_codes=plan_codes,
+        running=shown.running,
+        plan_codes=shown.plan_codes,
         form=form or _promotion_form(runtime, actor),
         measures=list(MEASURES),
         zones=[z.value for z in Zone],
@@ -388,8 +380,7 @@ def create_promotion(request: Request, runtime: RuntimeDep, actor: Admin, form: 
             max_uses=optional_count(shown["max_uses"], "max_uses"),
             max_uses_per_account=optional_count(shown["max_uses_per_account"], "max_uses_per_account"),
         )
-        with runtime.unit_of_work() as uow:
-            promotions.create(uow, actor, form_input)
+        promotions.add(runtime.unit_of_work, actor, form_input)
     except (DomainError, FormProblem) as failure:
         return _promotions_page(request, runtime, actor, shown, failure)
     return redirect("/console/promotions?done=promotion_created")
@@ -401,10 +392,7 @@ def deactivate_promotion(
 ) -> Response:
     check_csrf(request, runtime, csrf_token)
     try:
-        if not is_id(promotion_id):
-            raise DomainError(ErrorCode.NOT_FOUND)
-        with runtime.unit_of_work() as uow:
-            promotions.deactivate(uow, actor, promotion_id)
+        promotions.end(runtime.unit_of_work, actor, promotion_id)
     except DomainError as error:
         return _promotions_page(request, runtime, actor, failure=error)
     return redirect(f"/console/promotions?done=promotion_deactivated#promotion-{promotion_id}")

@@ -7,8 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from duckline.adapters.db.tables import Account, Line
-from duckline.adapters.db.types import is_id
+from duckline.adapters.db.tables import Account
 from duckline.domain.roles import LINE_OPERATORS
 from duckline.errors import DomainError
 from duckline.services import line_care
@@ -33,15 +32,12 @@ def resume_line(
 ) -> Response:
     """As POST /api/v1/lines/{id}/resume by staff: the reason is required and kept in the audit log."""
     check_csrf(request, runtime, csrf_token)
-    with runtime.unit_of_work() as uow:
-        line = uow.session.get(Line, line_id) if is_id(line_id) else None
-        account_id = line.account_id if line else None
+    account_id = line_care.line_owner(runtime.unit_of_work, line_id)
     if account_id is None:
         return page(request, runtime, actor, "not_found.html", 404)
     try:
         cleaned = required_text(reason, "reason", line_care.STAFF_REASON_MAX)
-        with runtime.unit_of_work() as uow:
-            line_care.staff_resume(uow, actor, line_id, cleaned)
+        line_care.staff_resume_line(runtime.unit_of_work, actor, line_id, cleaned)
     except (DomainError, FormProblem) as failure:
         return _detail(request, runtime, actor, account_id, failure, resume_line=line_id, resume_reason=reason)
     return redirect(f"/console/subscribers/{account_id}?done=line_resumed#line-{line_id}")

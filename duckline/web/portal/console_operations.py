@@ -4,18 +4,16 @@ reconciliation job and the number pool (the audit log is in console_audit)."""
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 
-from duckline.adapters.db.tables import Account, Line, Order, Payment, Ticket
-from duckline.adapters.db.types import is_id
+from duckline.adapters.db.tables import Account, Order, Ticket
 from duckline.domain.orders import OrderStatus
 from duckline.errors import DomainError, ErrorCode
 from duckline.runtime import Runtime
-from duckline.services import audit, jobs, numbers, reconciliation, refunds, support_desk
+from duckline.services import jobs, numbers, reconciliation
 from duckline.web.deps import RuntimeDep
 from duckline.web.edge import BULK
 from duckline.web.portal import console_audit
@@ -34,11 +32,9 @@ from duckline.web.portal.rendering import check_csrf, redirect
 router = APIRouter(include_in_schema=False)
 router.include_router(console_audit.router)
 Token = Annotated[str, Form()]
-CASE_KINDS = ("reconciliation", "payment_mismatch")
 ACTIONS = ("apply", "refund", "close")
-RESOLVED_SHOWN = 50
 MAX_IMPORT_CHARS = 1_000_000  # about 60,000 numbers; the API takes 100,000 per call
-JOB_COUNTS = ("applied", "expired", "refunded", "unreachable")
+JOB_COUNTS = jobs.RECONCILE_COUNTS
 
 
 def _category(ticket: Ticket, order: Order | None) -> str:
@@ -51,48 +47,16 @@ def _category(ticket: Ticket, order: Order | None) -> str:
 
 
 def _cases(runtime: Runtime) -> dict[str, Any]:
-    with runtime.unit_of_work() as uow:
-        s = uow.session
-        open_cases = s.scalars(
-            select(Ticket).where(Ticket.kind.in_(CASE_KINDS), Ticket.status == "open").order_by(Ticket.id)
-        ).all()
-        resolved = s.scalars(
-            select(Ticket)
-            .where(Ticket.kind.in_(CASE_KINDS), Ticket.status == "resolved")
-            .order_by(Ticket.id.desc())
-            .limit(RESOLVED_SHOWN)
-        ).all()
-        order_ids = {t.order_id for t in [*open_cases, *resolved] if t.order_id}
-        orders = {o.id: o for o in s.scalars(select(Order).where(Order.id.in_(order_ids)))} if order_ids else {}
-        payments: dict[int, list[Payment]] = {order_id: [] for order_id in orders}
-        for payment in s.scalars(select(Payment).where(Payment.order_id.in_(order_ids)).order_by(Payment.id)):
-            payments[payment.order_id].append(payment)
-        line_ids = {o.line_id for o in orders.values()}
-        msisdns = dict(s.execute(select(Line.id, Line.msisdn).where(Line.id.in_(line_ids))).all()) if line_ids else {}
-        account_ids = {t.account_id for t in open_cases if t.account_id}
-        phones = (
-            dict(s.execute(select(Account.id, Account.phone).where(Account.id.in_(account_ids))).all())
-            if account_ids
-            else {}
-        )
-        # A refund is offered when the order can be refunded, or when money was captured that the
-        # order does not account for (a wrong amount, a second capture): the service refunds that.
-        refundable = {
-            o.id
-            for o in orders.values()
-            if o.status in refunds.REFUNDABLE or refunds.stray_payment(uow, o.id) is not None
-        }
-        return {
-            "refundable": refundable,
-            "open_cases": [
-                (t, orders.get(t.order_id or 0), _category(t, orders.get(t.order_id or 0))) for t in open_cases
-            ],
-            "resolved_cases": [(t, orders.get(t.order_id or 0)) for t in resolved],
-            "payments": payments,
-            "msisdns": {order_id: msisdns.get(o.line_id) for order_id, o in orders.items()},
-            "phones": phones,
-            "mentions": support_desk.mentioning(uow, cases=[t.id for t in [*open_cases, *resolved]]),
-        }
+    queue = reconciliation.queue(runtime.unit_of_work)
+    return {
+        "refundable": queue.refundable,
+        "open_cases": [(c.ticket, c.order, _category(c.ticket, c.order)) for c in queue.open_cases],
+        "resolved_cases": [(c.ticket, c.order) for c in queue.resolved_cases],
+        "payments": queue.payments,
+        "msisdns": queue.msisdns,
+        "phones": queue.phones,
+        "mentions": queue.mentions,
+    }
 
 
 def _reconciliation_page(
@@ -143,14 +107,10 @@ def resolve(
         if action == "refund" and actor.role not in REFUNDERS:
             raise DomainError(ErrorCode.FORBIDDEN)
         cleaned = required_text(reason, "reason", 500)
-        with runtime.unit_of_work() as uow:
-            ticket = uow.session.get(Ticket, ticket_id) if is_id(ticket_id) else None
-            if ticket is None or ticket.kind not in CASE_KINDS:
-                raise DomainError(ErrorCode.NOT_FOUND)
-            if ticket.status != "open":  # a settled case keeps its first resolution
-                raise FormProblem("already_resolved", status=409)
-        reconciliation.resolve(runtime, actor, ticket_id, action, cleaned)
+        reconciliation.settle(runtime, actor, ticket_id, action, cleaned, console=True)
     except (DomainError, FormProblem) as failure:
+        if isinstance(failure, DomainError) and failure.error is ErrorCode.CASE_ALREADY_RESOLVED:
+            failure = FormProblem("already_resolved", status=409)  # its first resolution stays
         return _reconciliation_page(request, runtime, actor, failure, case_id=ticket_id, action=action, reason=reason)
     return redirect(f"/console/reconciliation?done=case_{action}#resolved")
 
@@ -159,10 +119,7 @@ def resolve(
 def run_reconciliation(request: Request, runtime: RuntimeDep, actor: Admin, csrf_token: Token = "") -> Response:
     """Run the reconciliation job now (it also runs on its schedule)."""
     check_csrf(request, runtime, csrf_token)
-    report = jobs.run(runtime, "reconcile")
-    counts = {name: len(cast(list[int], report.get(name) or [])) for name in JOB_COUNTS}
-    with runtime.unit_of_work() as uow:
-        audit.record(uow, actor.id, "job.run", "job:reconcile", **counts)
+    counts = jobs.reconcile_now(runtime, actor)
     query = "&".join(f"{name}={n}" for name, n in counts.items())
     return redirect(f"/console/reconciliation?done=reconciled&{query}")
 
@@ -177,8 +134,7 @@ def _numbers_page(
     failure: DomainError | FormProblem | None = None,
     submitted: str = "",
 ) -> Response:
-    with runtime.unit_of_work() as uow:
-        summary = numbers.pool_summary(uow)
+    summary = numbers.pool(runtime.unit_of_work)
     return page(
         request,
         runtime,
@@ -212,9 +168,7 @@ def import_numbers(
     try:
         if not given:
             raise FormProblem("numbers", "numbers")
-        with runtime.unit_of_work() as uow:
-            result = numbers.import_numbers(uow, given)
-            audit.record(uow, actor.id, "numbers.imported", "pool", added=result.added)
+        result = numbers.import_into_pool(runtime.unit_of_work, actor, given)
     except (DomainError, FormProblem) as failure:
         return _numbers_page(request, runtime, actor, failure, numbers_text)
     return redirect(f"/console/numbers?done=numbers_imported&added={result.added}&present={result.already_present}")

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from duckline.adapters.db.tables import Account, Line
+from duckline.adapters.db.tables import Account
 from duckline.domain.esim import activation_code
 from duckline.domain.lines import Suspension
 from duckline.errors import DomainError, ErrorCode
@@ -29,13 +29,6 @@ Code = Annotated[str, Form(max_length=20)]
 Csrf = Annotated[str, Form()]
 
 
-def _line(runtime: Runtime, account: Account, line_id: int) -> Line:
-    with runtime.unit_of_work() as uow:
-        line = lines.visible_line(uow, account, line_id)
-        uow.session.expunge(line)
-        return line
-
-
 def _page(
     request: Request,
     runtime: Runtime,
@@ -46,7 +39,7 @@ def _page(
     **context: Any,
 ) -> Response:
     try:
-        line = _line(runtime, account, line_id)
+        line = lines.shown_line(runtime.unit_of_work, account, line_id)
     except DomainError as missing:
         if missing.error is not ErrorCode.NOT_FOUND:
             raise
@@ -95,8 +88,7 @@ def report_lost(
     try:
         if reason not in {s.value for s in Suspension}:
             raise DomainError(ErrorCode.SUSPENSION_REASON_INVALID, field="reason")
-        with runtime.unit_of_work() as uow:
-            line_care.report_lost(uow, account, line_id, Suspension(reason))
+        line_care.report(runtime.unit_of_work, account, line_id, Suspension(reason))
     except DomainError as error:
         return _page(request, runtime, account, "line_report_lost.html", line_id, error, reason=reason)
     return redirect(f"/lines/{line_id}?done=suspended#line-care")
@@ -124,11 +116,10 @@ def resume(
     if limited := _limited(runtime, request, "otp" if action == "send" else "login", account):
         return _page(request, runtime, account, "line_resume.html", line_id, limited)
     try:
-        with runtime.unit_of_work() as uow:
-            if action == "send":
-                line_care.send_proof_code(uow, account, line_id, line_care.RESUME)
-            else:
-                line_care.resume(uow, account, line_id, password or None, code.strip() or None)
+        if action == "send":
+            line_care.send_code(runtime.unit_of_work, account, line_id, line_care.RESUME)
+        else:
+            line_care.resume_line(runtime.unit_of_work, account, line_id, password or None, code.strip() or None)
     except DomainError as error:
         return _page(request, runtime, account, "line_resume.html", line_id, error, code_sent=action == "code")
     if action == "send":
@@ -160,9 +151,8 @@ def move_esim(
     if limited := _limited(runtime, request, "login", account):
         return _page(request, runtime, account, "line_esim_move.html", line_id, limited)
     try:
-        with runtime.unit_of_work() as uow:
-            profile = line_care.move_esim(uow, account, line_id, password or None, None)
-            moved = {"iccid": profile.iccid, "smdp_address": profile.smdp_address, "matching_id": profile.matching_id}
+        profile = line_care.move(runtime.unit_of_work, account, line_id, password or None, None).profile
+        moved = {"iccid": profile.iccid, "smdp_address": profile.smdp_address, "matching_id": profile.matching_id}
     except DomainError as error:
         return _page(request, runtime, account, "line_esim_move.html", line_id, error)
     response = _page(

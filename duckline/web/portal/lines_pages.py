@@ -8,7 +8,6 @@ the templates, through gettext.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 from dataclasses import dataclass
@@ -21,10 +20,9 @@ from babel.dates import format_skeleton, format_time
 from babel.numbers import format_decimal
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import Response
-from sqlalchemy import select
 
 from duckline import i18n
-from duckline.adapters.db.tables import Account, Line, Person, Plan
+from duckline.adapters.db.tables import Account
 from duckline.domain.esim import activation_code
 from duckline.domain.identity import DocumentType
 from duckline.domain.roles import STAFF
@@ -336,58 +334,17 @@ def password_reset(
 # --- Lines ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Countdown:
-    days: int
-    hours: int
-
-
-@dataclass(frozen=True)
-class QueuedPeriod:
-    plan_name: str | None
-    start: datetime | None
-    end: datetime
-
-
-@dataclass(frozen=True)
-class LineSummary:
-    line: Line
-    plan_name: str | None  # the current period's plan
-    status: lines.LineStatusView
-    left: Countdown | None  # until the current period ends, if it is still ahead
-    period_end: datetime | None = None  # the current period's end: the line's expiry unless renewed ahead
-    queued: list[QueuedPeriod] = dataclasses.field(default_factory=list)  # renewed ahead, after the current period
-
-
-def _summary(uow: UnitOfWork, line: Line, language: str) -> LineSummary:
-    view = lines.status(uow, line)
-    current, queued = view.schedule.current, view.schedule.queued
-
-    def name(plan: Plan | None) -> str | None:
-        return (plan.names.get(language) or plan.code) if plan else None
-
-    plan_name = name(current.plan) if current else name(view.plan)
-    period_end = current.end if current else line.expires_at
-    left = None
-    if period_end is not None and period_end > uow.now():
-        remaining = period_end - uow.now()
-        left = Countdown(remaining.days, remaining.seconds // 3600)
-    later = [QueuedPeriod(name(p.plan), p.start, p.end) for p in queued]
-    return LineSummary(line, plan_name, view, left, period_end, later)
-
-
 @router.get("/")
 def home(request: Request, runtime: RuntimeDep, account: SubscriberOrStaff) -> Response:
     """The subscriber's lines; staff go to the console (visitors are sent to the login page)."""
     if account.role in STAFF:
         return redirect("/console")
     language = page_language(request, account)
-    with runtime.unit_of_work() as uow:
-        owned = uow.session.scalars(select(Line).where(Line.account_id == account.id).order_by(Line.id)).all()
-        summaries = [_summary(uow, line, language) for line in owned]
-        person = uow.session.get(Person, account.person_id) if account.person_id else None
+    shown = lines.home(runtime.unit_of_work, account, language)
     formatters = _formatters(language, account.timezone)
-    return render(request, runtime, "portal/lines.html", account, summaries=summaries, person=person, **formatters)
+    return render(
+        request, runtime, "portal/lines.html", account, summaries=shown.summaries, person=shown.person, **formatters
+    )
 
 
 @router.get("/lines/{line_id}")
@@ -395,12 +352,7 @@ def line_page(line_id: int, request: Request, runtime: RuntimeDep, account: Sign
     """A line's dashboard: plan, expiry, allowances, warnings, eSIM, features."""
     language = page_language(request, account)
     try:
-        with runtime.unit_of_work() as uow:
-            line = lines.visible_line(uow, account, line_id)
-            summary = _summary(uow, line, language)
-            profile = lines.esim_profile(uow, line)
-            owner = uow.session.get(Account, line.account_id)
-            person = uow.session.get(Person, owner.person_id) if owner and owner.person_id else None
+        shown = lines.dashboard(runtime.unit_of_work, account, line_id, language)
     except DomainError as error:
         return _not_found(request, runtime, account, error)
     return render(
@@ -408,11 +360,11 @@ def line_page(line_id: int, request: Request, runtime: RuntimeDep, account: Sign
         runtime,
         "portal/line.html",
         account,
-        summary=summary,
-        line=line,
-        profile=profile,
-        code=activation_code(profile.smdp_address, profile.matching_id),
-        person=person,
+        summary=shown.summary,
+        line=shown.summary.line,
+        profile=shown.profile,
+        code=activation_code(shown.profile.smdp_address, shown.profile.matching_id),
+        person=shown.person,
         **_formatters(language, account.timezone),
     )
 
@@ -430,11 +382,10 @@ def usage_page(
     if (chosen.year, chosen.month) > (current.year, current.month):
         chosen = current
     try:
-        with runtime.unit_of_work() as uow:
-            line = lines.visible_line(uow, account, line_id)
-            history = usage_history.month_usage(uow, line, chosen, tz)
+        month_usage = lines.usage_month(runtime.unit_of_work, account, line_id, chosen, tz)
     except DomainError as error:
         return _not_found(request, runtime, account, error)
+    history = month_usage.history
     locale = i18n.babel_locale(language)
     data_unit, data_size = ("gb", GIB) if max(d.data_bytes for d in history.days) >= GIB else ("mb", MIB)
     charts = [
@@ -447,7 +398,7 @@ def usage_page(
         runtime,
         "portal/line_usage.html",
         account,
-        line=line,
+        line=month_usage.line,
         history=history,
         charts=charts,
         month_label=format_skeleton("yMMMM", chosen.first_day, locale=locale),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from duckline.adapters.db.tables import Account, EsimProfile, Line
 from duckline.services import accounts, lines
@@ -16,6 +17,7 @@ class Verified:
     account: Account
     line: Line
     esim: EsimProfile
+    session_token: str | None = None  # when asked for: the browser that verified is signed in
 
 
 def start(transactions: Transactions, form: accounts.Registration) -> str:
@@ -29,9 +31,11 @@ def resend(transactions: Transactions, raw_phone: str) -> None:
         accounts.resend_code(uow, raw_phone)
 
 
-def verify(transactions: Transactions, raw_phone: str, code: str) -> Verified:
-    """Check the code; the account becomes active with its first line and eSIM, all or nothing."""
+def verify(transactions: Transactions, raw_phone: str, code: str, portal_session: timedelta | None = None) -> Verified:
+    """Check the code; the account becomes active with its first line and eSIM, all or nothing
+    (with `portal_session`, also a portal session of that length, as the login page issues)."""
     with transactions() as uow:
         account = accounts.verify_phone(uow, raw_phone, code)
         line = lines.open_line(uow, account)
-        return Verified(account, line, lines.esim_profile(uow, line))
+        token = accounts.issue_token(uow, account, "portal", portal_session) if portal_session else None
+        return Verified(account, line, lines.esim_profile(uow, line), token)

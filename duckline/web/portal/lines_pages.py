@@ -28,8 +28,7 @@ from duckline.domain.identity import DocumentType
 from duckline.domain.roles import STAFF
 from duckline.errors import DomainError, ErrorCode
 from duckline.runtime import Runtime
-from duckline.services import accounts, lines, usage_history
-from duckline.services.unit_of_work import UnitOfWork
+from duckline.services import accounts, lines, registration, usage_history
 from duckline.web.deps import PUBLIC, SESSION_COOKIE, RuntimeDep, checking_code, sending_code, session_signer
 from duckline.web.errors import STATUS
 from duckline.web.portal.rendering import check_csrf, error_text, page_language, redirect, render
@@ -59,11 +58,6 @@ KIB, MIB, GIB = 1024, 1024**2, 1024**3
 
 
 # --- Sessions ---------------------------------------------------------------------------------
-
-
-def issue_session(uow: UnitOfWork, runtime: Runtime, account: Account) -> str:
-    """A portal session token for `account`, as the login page issues one."""
-    return accounts.issue_token(uow, account, "portal", timedelta(seconds=runtime.settings.session_max_age_seconds))
 
 
 def signed_in_redirect(runtime: Runtime, token: str, target: str) -> Response:
@@ -184,8 +178,8 @@ def register(
             language=language,
             guardian=guardian,
         )
-        with sending_code(request, runtime), runtime.unit_of_work() as uow:
-            registered_phone = accounts.register(uow, form)
+        with sending_code(request, runtime):
+            registered_phone = registration.start(runtime.unit_of_work, form)
     except DomainError as error:
         errors = _errors(language, error, REGISTRATION_ERROR_FIELDS)
         return _refused(_register_form(request, runtime, typed, errors, status_code=STATUS[error.error.kind]), error)
@@ -239,8 +233,8 @@ def verify(
     language = page_language(request, None)
     if action == "resend":
         try:
-            with sending_code(request, runtime), runtime.unit_of_work() as uow:
-                accounts.resend_code(uow, phone)
+            with sending_code(request, runtime):
+                registration.resend(runtime.unit_of_work, phone)
         except DomainError as error:
             errors = _errors(language, error, CODE_ERROR_FIELDS)
             return _refused(_verify_form(request, runtime, phone, errors, STATUS[error.error.kind]), error)
@@ -249,14 +243,13 @@ def verify(
         checking_code(request, runtime)
         if not _SIX_DIGITS.match(code.strip()):
             raise DomainError(ErrorCode.OTP_INVALID, field="code")
-        with runtime.unit_of_work() as uow:
-            account = accounts.verify_phone(uow, phone, code.strip())
-            line = lines.open_line(uow, account)
-            token = issue_session(uow, runtime, account)
+        session_length = timedelta(seconds=runtime.settings.session_max_age_seconds)
+        verified = registration.verify(runtime.unit_of_work, phone, code.strip(), portal_session=session_length)
     except DomainError as error:
         errors = _errors(language, error, CODE_ERROR_FIELDS)
         return _refused(_verify_form(request, runtime, phone, errors, STATUS[error.error.kind]), error)
-    return signed_in_redirect(runtime, token, f"/lines/{line.id}")
+    assert verified.session_token is not None
+    return signed_in_redirect(runtime, verified.session_token, f"/lines/{verified.line.id}")
 
 
 # --- Password reset ---------------------------------------------------------------------------
@@ -308,8 +301,8 @@ def password_reset(
     language = page_language(request, account)
     if step != "confirm" or action == "resend":
         try:
-            with sending_code(request, runtime), runtime.unit_of_work() as uow:
-                accounts.request_password_reset(uow, phone)
+            with sending_code(request, runtime):
+                accounts.send_password_reset(runtime.unit_of_work, phone)
         except DomainError as error:
             errors = _errors(language, error, CODE_ERROR_FIELDS)
             refused = _reset_form(request, runtime, account, "request", phone, errors, STATUS[error.error.kind])
@@ -319,8 +312,7 @@ def password_reset(
         checking_code(request, runtime)
         if not _SIX_DIGITS.match(code.strip()):
             raise DomainError(ErrorCode.OTP_INVALID, field="code")
-        with runtime.unit_of_work() as uow:
-            accounts.reset_password(uow, phone, code.strip(), password)
+        accounts.finish_password_reset(runtime.unit_of_work, phone, code.strip(), password)
     except DomainError as error:
         errors = _errors(language, error, CODE_ERROR_FIELDS)
         refused = _reset_form(request, runtime, account, "confirm", phone, errors, STATUS[error.error.kind])
@@ -521,4 +513,4 @@ def _round_up(value: float) -> float:
     return 10 * power
 
 
-__all__ = ["issue_session", "router", "signed_in_redirect"]
+__all__ = ["router", "signed_in_redirect"]

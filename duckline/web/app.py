@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from duckline import __version__
 from duckline.config import Settings
 from duckline.runtime import Runtime
-from duckline.web import docs, edge, errors, openapi, sandbox
+from duckline.web import docs, edge, errors, openapi, sandbox, sql_counts
 from duckline.web.api import (
     account_settings,
     admin,
@@ -132,4 +132,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         return response
 
     openapi.install(app, runtime.settings)
+    if sql_counts.enabled():  # outermost, so it sees every statement of the request
+        sql_counts.watch(runtime.db.engine)
+        app.add_middleware(sql_counts.SqlCounts)
     return app

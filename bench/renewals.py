@@ -712,6 +712,7 @@ def start_py_spy(pid: int, seconds: float, rate: int, out: Path) -> subprocess.P
         return None
     command = [py_spy, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))), "--rate", str(rate)]
     command.append("--gil")  # only the thread holding the GIL: where the server's Python CPU goes
+    command.append("--subprocesses")  # with --server-workers, the samples are in uvicorn's workers
     return subprocess.Popen(  # noqa: S603 - our own command line
         [*command, "--format", "raw", "--output", str(out)],
         stdout=subprocess.DEVNULL,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import quote
@@ -34,15 +34,13 @@ from duckline.web.api import (
     usage,
     webhooks,
 )
-from duckline.web.csp import CSP
 from duckline.web.deps import PUBLIC
+from duckline.web.headers import SecurityHeaders
 from duckline.web.portal import portal_routers
 from duckline.web.portal.session import LoginRequired, StaffOnly, SubscribersOnly
 from duckline.worker import Worker
 
 API_PREFIX = "/api/v1"
-# Browsers that once saw us over HTTPS refuse plain HTTP for a year (production is HTTPS only).
-HSTS = "max-age=31536000; includeSubDomains"
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -118,18 +116,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    production = runtime.settings.environment == "production"
-
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        if production:  # never in development: it would pin a developer's localhost to HTTPS
-            response.headers.setdefault("Strict-Transport-Security", HSTS)
-        response.headers.setdefault("Content-Security-Policy", CSP)
-        return response
+    # Outside the edge, so that what the edge refuses carries the headers too.
+    app.add_middleware(SecurityHeaders, production=runtime.settings.environment == "production")
 
     openapi.install(app, runtime.settings)
     if sql_counts.enabled():  # outermost, so it sees every statement of the request

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -29,3 +31,6 @@ class UnitOfWork:
 
     def today_local(self) -> date:
         return self.now().astimezone(ZoneInfo(self.settings.display_timezone)).date()
+
+
+Transactions = Callable[[], AbstractContextManager[UnitOfWork]]

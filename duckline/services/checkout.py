@@ -75,22 +75,28 @@ def order_renewal(
     provider, and the order as it then stands; True if this request created it. Two transactions
     around the provider's call: the order, its attempt and what the provider is sent; then the
     answer and the order as shown."""
-    checkout, state = _place(app, viewer.id, form, language, return_url, _shown(viewer))
+    checkout, state = _place(app, viewer, form, language, return_url, _shown(viewer))
     assert state is not None
     return state, checkout.created
 
 
 def _place(
     app: App,
-    account_id: int,
+    caller: int | Account,
     form: orders.OrderForm,
     language: str,
     return_url: str,
     show: Callable[[UnitOfWork, int], OrderState] | None,
 ) -> tuple[Checkout, OrderState | None]:
     with app.unit_of_work() as uow:
-        account = uow.session.get(Account, account_id)
-        assert account is not None
+        if isinstance(caller, Account):
+            # Read by this request's authentication a moment ago: taken as is, no second read
+            # (orders.create locks its row first thing).
+            account = uow.session.merge(caller, load=False)
+        else:
+            found = uow.session.get(Account, caller)
+            assert found is not None
+            account = found
         order, created = orders.create(uow, account, form, language)
         if not created:
             latest = _latest_payment(uow, order)

@@ -91,8 +91,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     ):
         api.include_router(module.router)
     api.include_router(lines.esim_router)
-    app.include_router(api)
+    # Before the API: FastAPI tries routes in order (and each included router's routes on every
+    # request), and the sandbox's hosted page is on every card renewal's path.
     app.include_router(sandbox.router)
+    app.include_router(api)
     for page_router in portal_routers():
         app.include_router(page_router)
     docs.install(app, f"{API_PREFIX}/docs", f"{API_PREFIX}/openapi.json")

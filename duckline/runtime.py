@@ -189,9 +189,10 @@ class Runtime:
         ensure_migrated(self.db.engine)
 
     @contextmanager
-    def unit_of_work(self) -> Iterator[UnitOfWork]:
-        """One transaction; queued messages leave only after it has committed."""
-        with self.db.transaction() as session:
+    def unit_of_work(self, *, wait_for_disk: bool = True) -> Iterator[UnitOfWork]:
+        """One transaction; queued messages leave only after it has committed. `wait_for_disk`:
+        see Database.transaction."""
+        with self.db.transaction(wait_for_disk=wait_for_disk) as session:
             uow = UnitOfWork(session, self.settings, self.clock, self.protector, self.secrets, self.passwords)
             yield uow
         if uow.queued_notifications and self.settings.deliver_after_commit:

@@ -75,7 +75,7 @@ def optional_account(request: Request, runtime: RuntimeDep) -> Account | None:
     if caller is None:
         return None
     if caller.touch_due:
-        with runtime.unit_of_work() as uow:
+        with runtime.unit_of_work(wait_for_disk=False) as uow:  # "last used" may be lost in a crash
             token_callers.touch(uow, caller.token_id)
     account = caller.account
     if from_cookie and request.method not in SAFE_METHODS:

@@ -98,7 +98,13 @@ SETUP_ONLY_ENV = {"DUCKLINE_PASSWORD_TIME_COST": "1", "DUCKLINE_PASSWORD_MEMORY_
 GENEROUS_RATE = "1000000/minute"
 MONTHLY_LIMIT = cast(int, Settings.model_fields["monthly_line_limit"].default)
 RENEWALS_PER_LINE_MONTH = MONTHLY_LIMIT // PLAN_PRICE  # 34 with the defaults
-TARGET_RATE, TARGET_P99_MS = 200.0, 100.0
+TARGET_RATE, TARGET_P99_MS = 250.0, 100.0
+# The counting pass: a second server with DUCKLINE_SQL_COUNTS=1 reports each request's SQL in
+# response headers (duckline/web/sql_counts.py); the timed server runs without it.
+COUNTING_ENV = {"DUCKLINE_SQL_COUNTS": "1"}
+STATEMENTS_HEADER, TRANSACTIONS_HEADER = "x-duckline-statements", "x-duckline-transactions"
+COUNTED_RENEWALS = 20
+STEPS = ["POST /api/v1/orders", "POST /sandbox/checkout/{ref}", "GET /payments/{id}/return"]
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 MIB = 1024 * 1024
 
@@ -559,6 +565,12 @@ class Renewal:
     total_s: float | None = None
     error: str | None = None
     at: float = field(default_factory=time.perf_counter)  # when it ended
+    # (statements, transactions) per step, from the counting pass's response headers
+    counts: list[tuple[int, int]] = field(default_factory=list)
+
+
+def sql_counts(response: httpx.Response) -> tuple[int, int]:
+    return int(response.headers.get(STATEMENTS_HEADER, -1)), int(response.headers.get(TRANSACTIONS_HEADER, -1))
 
 
 def error_of(step: str, response: httpx.Response) -> str:
@@ -600,8 +612,16 @@ def renew(client: httpx.Client, line_id: int, token: str) -> Renewal:
             return Renewal(False, line_id, order["id"], error=f"return: order {final['status']}")
     except (httpx.HTTPError, ValueError, KeyError) as exc:
         return Renewal(False, line_id, error=f"{step}: {type(exc).__name__}")
+    counts = [sql_counts(created), sql_counts(paid), sql_counts(returned)]
     return Renewal(
-        True, line_id, order["id"], ordered - started, paid_at - ordered, finished - paid_at, finished - started
+        True,
+        line_id,
+        order["id"],
+        ordered - started,
+        paid_at - ordered,
+        finished - paid_at,
+        finished - started,
+        counts=counts,
     )
 
 
@@ -612,6 +632,11 @@ class Feed:
         self._next, self._end, self.deadline = start, start + count, deadline
         self._lock = threading.Lock()
         self.capped_by_time = False
+
+    @property
+    def next_index(self) -> int:
+        with self._lock:
+            return self._next
 
     def take(self) -> int | None:
         with self._lock:
@@ -687,6 +712,7 @@ def start_py_spy(pid: int, seconds: float, rate: int, out: Path) -> subprocess.P
         return None
     command = [py_spy, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))), "--rate", str(rate)]
     command.append("--gil")  # only the thread holding the GIL: where the server's Python CPU goes
+    command.append("--subprocesses")  # with --server-workers, the samples are in uvicorn's workers
     return subprocess.Popen(  # noqa: S603 - our own command line
         [*command, "--format", "raw", "--output", str(out)],
         stdout=subprocess.DEVNULL,
@@ -802,6 +828,41 @@ def profile_report(profile: Profile, renewals: int) -> list[str]:
     duckline_frames = [(f, c) for f, c in inclusive.most_common() if "duckline/" in frame_file(f)]
     for frame, count in duckline_frames[:22]:
         out.append(f"    {100 * count / total:5.1f}%  {frame}")
+    return out
+
+
+def count_sql(server: Server, env: dict[str, str], world: World, tokens: list[str], start: int) -> list[Renewal]:
+    """A few renewals, one at a time, through a second server started with DUCKLINE_SQL_COUNTS=1
+    on the same database, after the timed run: statements and transactions per step."""
+    port = free_port()
+    counting_env = {**env, **COUNTING_ENV, "DUCKLINE_PORT": str(port), "DUCKLINE_BASE_URL": f"http://127.0.0.1:{port}"}
+    directory = server.log_path.parent / "counting"
+    directory.mkdir(exist_ok=True)
+    counting = Server(counting_env, port, directory, 1)
+    try:
+        counting.wait_ready()
+        renewals, _ = run_clients(counting.base_url, world, tokens, Feed(start, COUNTED_RENEWALS, float("inf")), 1)
+    finally:
+        counting.stop()
+    return renewals
+
+
+def sql_report(renewals: list[Renewal]) -> list[str]:
+    counted = [r for r in renewals if r.ok and r.counts and min(min(c) for c in r.counts) >= 0]
+    if not counted:
+        failed = Counter(r.error for r in renewals if not r.ok)
+        return [f"  SQL per request:     not counted ({len(renewals)} counting renewals; {dict(failed)})"]
+    out = [
+        f"  SQL per request (counting pass: {len(counted)} renewals one at a time through a server with"
+        " DUCKLINE_SQL_COUNTS=1; statements incl. SAVEPOINTs / commits+rollbacks, mean):"
+    ]
+    for step, label in enumerate(STEPS):
+        statements = sum(r.counts[step][0] for r in counted) / len(counted)
+        transactions = sum(r.counts[step][1] for r in counted) / len(counted)
+        out.append(f"    {label:<34}{statements:6.1f} statements {transactions:5.1f} transactions")
+    statements = sum(c[0] for r in counted for c in r.counts) / len(counted)
+    transactions = sum(c[1] for r in counted for c in r.counts) / len(counted)
+    out.append(f"    {'whole renewal':<34}{statements:6.1f} statements {transactions:5.1f} transactions")
     return out
 
 
@@ -1013,7 +1074,8 @@ def measure(
     peak_rss, rss = server.peak_rss_mib()
     server.stop()
     pg_after = pg_counters(engine, pg_name) if pg_name else {}
-    checks = verify(engine, warmup + timed, args.webhooks)
+    counted = count_sql(server, env, world, tokens, feed.next_index)
+    checks = verify(engine, warmup + timed + counted, args.webhooks)
 
     # Report.
     ok = [r for r in timed if r.ok]
@@ -1089,6 +1151,7 @@ def measure(
             f" {delta['xact_rollback'] / per:.1f} rollbacks, {delta['tup_inserted'] / per:.1f} rows inserted,"
             f" {delta['tup_updated'] / per:.1f} updated per renewal; deadlocks {delta['deadlocks']}"
         )
+    out += sql_report(counted)
     out.append(
         f"  server stop:         {'clean' if server.stopped_cleanly else 'KILLED after 20 s'}"
         f" (SIGINT, exit code {server.exit_code})"

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 from limits import parse
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from duckline.adapters.db.engine import Database, make_engine
 from duckline.adapters.db.migrate import ensure_migrated
@@ -73,6 +75,7 @@ class Runtime:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.db = Database(make_engine(settings.database_url))
+        self._autocommit: Engine = self.db.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.protector = DataProtector(settings.data_key)
         self.secrets = SecretHasher(settings.secret_key)
         self.passwords = Passwords(settings.password_time_cost, settings.password_memory_kib)
@@ -186,13 +189,26 @@ class Runtime:
         ensure_migrated(self.db.engine)
 
     @contextmanager
-    def unit_of_work(self) -> Iterator[UnitOfWork]:
-        """One transaction; queued messages leave only after it has committed."""
-        with self.db.transaction() as session:
+    def unit_of_work(self, *, wait_for_disk: bool = True) -> Iterator[UnitOfWork]:
+        """One transaction; queued messages leave only after it has committed. `wait_for_disk`:
+        see Database.transaction."""
+        with self.db.transaction(wait_for_disk=wait_for_disk) as session:
             uow = UnitOfWork(session, self.settings, self.clock, self.protector, self.secrets, self.passwords)
             yield uow
         if uow.queued_notifications and self.settings.deliver_after_commit:
             self.deliver_messages()
+
+    @contextmanager
+    def reads(self) -> Iterator[UnitOfWork]:
+        """For a lookup of one statement (a request's caller): on PostgreSQL it runs without a
+        BEGIN and COMMIT of its own (autocommit), two round trips fewer; it sees its own snapshot,
+        and must write nothing. SQLite opens its usual transaction."""
+        if self.db.is_sqlite:
+            with self.unit_of_work() as uow:
+                yield uow
+            return
+        with Session(self._autocommit) as session:
+            yield UnitOfWork(session, self.settings, self.clock, self.protector, self.secrets, self.passwords)
 
     def close(self) -> None:
         if self.email is not None:

@@ -18,17 +18,18 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from duckline.adapters.db.tables import Account, Order, Payment, SavedPaymentMethod, WebhookEvent
+from duckline.adapters.db.tables import Account, Order, Payment, Receipt, SavedPaymentMethod, WebhookEvent
+from duckline.adapters.db.types import is_id
 from duckline.adapters.payments import (
     InvalidSignature,
     PaymentRequest,
@@ -64,14 +65,44 @@ class Checkout:
 
 def place_order(app: App, account_id: int, form: orders.OrderForm, language: str, return_url: str) -> Checkout:
     """Create the order (or find the one this idempotency key made) and start paying for it."""
+    return _place(app, account_id, form, language, return_url, None)[0]
+
+
+def order_renewal(
+    app: App, viewer: Account, form: orders.OrderForm, language: str, return_url: str
+) -> tuple[OrderState, bool]:
+    """POST /orders: the order (or the one this idempotency key made), its attempt sent to the
+    provider, and the order as it then stands; True if this request created it. Two transactions
+    around the provider's call: the order, its attempt and what the provider is sent; then the
+    answer and the order as shown."""
+    checkout, state = _place(app, viewer, form, language, return_url, _shown(viewer))
+    assert state is not None
+    return state, checkout.created
+
+
+def _place(
+    app: App,
+    caller: int | Account,
+    form: orders.OrderForm,
+    language: str,
+    return_url: str,
+    show: Callable[[UnitOfWork, int], OrderState] | None,
+) -> tuple[Checkout, OrderState | None]:
     with app.unit_of_work() as uow:
-        account = uow.session.get(Account, account_id)
-        assert account is not None
+        if isinstance(caller, Account):
+            # Read by this request's authentication a moment ago: taken as is, no second read
+            # (orders.create locks its row first thing).
+            account = uow.session.merge(caller, load=False)
+        else:
+            found = uow.session.get(Account, caller)
+            assert found is not None
+            account = found
         order, created = orders.create(uow, account, form, language)
         if not created:
             latest = _latest_payment(uow, order)
             if latest is None or latest.status is not PaymentStatus.UNKNOWN:
-                return Checkout(order.id, latest.id if latest else None, False)
+                placed = Checkout(order.id, latest.id if latest else None, False)
+                return placed, show(uow, order.id) if show else None
             # Not answered yet: another request is sending it, or one stopped before the answer.
             # Sending it again is safe (idempotent on its reference) and gives this request the
             # same answer as the first.
@@ -79,11 +110,37 @@ def place_order(app: App, account_id: int, form: orders.OrderForm, language: str
         elif order.total_amount == 0:
             orders.move(uow, order, OrderStatus.PAID, "nothing to pay (fully discounted)")
             fulfilment.fulfil(uow, order)
-            return Checkout(order.id, None, True)
+            return Checkout(order.id, None, True), show(uow, order.id) if show else None
         else:
             payment_id = new_attempt(uow, app.payments, order, form.payment_method).id
-    start_attempt(app, payment_id, return_url, language)
-    return Checkout(order.id, payment_id, created)
+        sending = _payment_request(uow, app, payment_id, return_url, language)
+        order_id = order.id
+    state = _send(app, payment_id, sending, (lambda uow: show(uow, order_id)) if show else None)
+    return Checkout(order_id, payment_id, created), state
+
+
+def _shown(viewer: Account) -> Callable[[UnitOfWork, int], OrderState]:
+    def show(uow: UnitOfWork, order_id: int) -> OrderState:
+        return order_state(uow, orders.visible_order(uow, viewer, order_id))
+
+    return show
+
+
+@dataclass(frozen=True)
+class OrderState:
+    """An order as the API shows it, with its attempts and receipt, all read before commit."""
+
+    order: Order
+    payments: tuple[Payment, ...]
+    receipt: Receipt | None
+
+
+def order_state(uow: UnitOfWork, order: Order) -> OrderState:
+    attempts = tuple(uow.session.scalars(select(Payment).where(Payment.order_id == order.id).order_by(Payment.id)))
+    receipt = uow.session.scalars(
+        select(Receipt).where(Receipt.order_id == order.id, Receipt.kind == "receipt")
+    ).first()
+    return OrderState(order, attempts, receipt)
 
 
 def new_reference() -> str:
@@ -134,35 +191,59 @@ def start_attempt(app: App, payment_id: int, return_url: str, language: str = "e
     """Send a recorded attempt to its provider and record the answer. A provider that does not
     answer (ProviderError) leaves the attempt UNKNOWN — it may have charged — never failed."""
     with app.unit_of_work() as uow:
-        payment = uow.session.get(Payment, payment_id)
-        assert payment is not None
-        if payment.status is not PaymentStatus.UNKNOWN:
-            return  # answered already (by another request sending the same attempt)
-        order = uow.session.get(Order, payment.order_id)
-        assert order is not None
-        saved = uow.session.get(SavedPaymentMethod, payment.saved_method_id) if payment.saved_method_id else None
-        request = PaymentRequest(
-            reference=payment.reference,
-            amount=Money(payment.amount, payment.currency),
-            description=f"Duckline order {order.id}: {order.quote['plan_names'].get('en', order.quote['plan_code'])}",
-            method=payment.method,
-            return_url=return_url.format(payment_id=payment.id),
-            notify_url=f"{app.settings.base_url}/api/v1/webhooks/{payment.provider}",
-            language=language,
-            saved_token=saved.token if saved else None,
-            # Only a card can be saved for automatic renewal (orders.check_auto_renew_method); an
-            # auto-renew order retried with a wallet is paid without saving anything.
-            save_method=order.auto_renew and saved is None and payment_labels.is_card(payment.method),
-            expires_at=order.pay_by,
-        )
-    provider = app.payments.by_name(payment.provider)
-    try:
-        answer = provider.create_payment(request)
-    except ProviderError as exc:
-        log.warning("payment %s: no answer from %s, outcome unknown: %s", payment_id, provider.name, exc)
-        return
+        sending = _payment_request(uow, app, payment_id, return_url, language)
+    _send(app, payment_id, sending, None)
+
+
+def _payment_request(
+    uow: UnitOfWork, app: App, payment_id: int, return_url: str, language: str
+) -> tuple[str, PaymentRequest] | None:
+    """(provider, what it is sent) for an attempt still unanswered; None once it was answered
+    (by another request sending the same attempt)."""
+    payment = uow.session.get(Payment, payment_id)
+    assert payment is not None
+    if payment.status is not PaymentStatus.UNKNOWN:
+        return None
+    order = uow.session.get(Order, payment.order_id)
+    assert order is not None
+    saved = uow.session.get(SavedPaymentMethod, payment.saved_method_id) if payment.saved_method_id else None
+    return payment.provider, PaymentRequest(
+        reference=payment.reference,
+        amount=Money(payment.amount, payment.currency),
+        description=f"Duckline order {order.id}: {order.quote['plan_names'].get('en', order.quote['plan_code'])}",
+        method=payment.method,
+        return_url=return_url.format(payment_id=payment.id),
+        notify_url=f"{app.settings.base_url}/api/v1/webhooks/{payment.provider}",
+        language=language,
+        saved_token=saved.token if saved else None,
+        # Only a card can be saved for automatic renewal (orders.check_auto_renew_method); an
+        # auto-renew order retried with a wallet is paid without saving anything.
+        save_method=order.auto_renew and saved is None and payment_labels.is_card(payment.method),
+        expires_at=order.pay_by,
+    )
+
+
+def _send(
+    app: App,
+    payment_id: int,
+    sending: tuple[str, PaymentRequest] | None,
+    show: Callable[[UnitOfWork], OrderState] | None,
+) -> OrderState | None:
+    """The provider's call (outside any transaction), then one transaction: its answer applied,
+    and the order as it then stands when `show` is given."""
+    answer = None
+    if sending is not None:
+        provider = app.payments.by_name(sending[0])
+        try:
+            answer = provider.create_payment(sending[1])
+        except ProviderError as exc:
+            log.warning("payment %s: no answer from %s, outcome unknown: %s", payment_id, provider.name, exc)
+    if answer is None and show is None:
+        return None
     with app.unit_of_work() as uow:
-        payments.apply(uow, payment_id, answer, "create")
+        if answer is not None:
+            payments.apply(uow, payment_id, answer, "create")
+        return show(uow) if show else None
 
 
 def retry(app: App, account_id: int, order_id: int, method: PaymentMethod, language: str, return_url: str) -> int:
@@ -217,27 +298,83 @@ def refresh(app: App, payment_id: int) -> payments.Outcome | None:
     """Ask the provider where a payment stands and apply it (return URL, reconciliation). An
     attempt whose create was never answered is asked about by our reference."""
     with app.unit_of_work() as uow:
-        payment = uow.session.get(Payment, payment_id)
-        if payment is None:
-            return None
-        provider, ref, reference = payment.provider, payment.provider_ref, payment.reference
-        sent_at, unknown = payment.created_at, payment.status is PaymentStatus.UNKNOWN
-    if ref is not None:
-        answer = app.payments.by_name(provider).query(ref)
+        facts = _asked_about(uow, payment_id)
+    if facts is None:
+        return None
+    return _ask(app, payment_id, facts, None)[0]
+
+
+def payment_returned(app: App, viewer: Account, payment_id: int) -> OrderState:
+    """The return URL: the viewer's payment asked about at its provider now (rather than wait for
+    the webhook), and its order as it then stands. Two transactions around the provider's call."""
+    with app.unit_of_work() as uow:
+        payment = uow.session.get(Payment, payment_id) if is_id(payment_id) else None
+        order = orders.visible_order(uow, viewer, payment.order_id) if payment else None
+        if order is None:
+            raise DomainError(ErrorCode.NOT_FOUND)
+        order_id = order.id
+        facts = _asked_about(uow, payment_id)
+        assert facts is not None
+
+    def show(uow: UnitOfWork) -> OrderState:
+        return order_state(uow, orders.visible_order(uow, viewer, order_id))
+
+    state = _ask(app, payment_id, facts, show)[1]
+    assert state is not None
+    return state
+
+
+@dataclass(frozen=True)
+class _Asked:
+    provider: str
+    provider_ref: str | None
+    reference: str
+    sent_at: datetime
+    unknown: bool
+
+
+def _asked_about(uow: UnitOfWork, payment_id: int) -> _Asked | None:
+    payment = uow.session.get(Payment, payment_id)
+    if payment is None:
+        return None
+    return _Asked(
+        payment.provider,
+        payment.provider_ref,
+        payment.reference,
+        payment.created_at,
+        payment.status is PaymentStatus.UNKNOWN,
+    )
+
+
+def _ask(
+    app: App, payment_id: int, facts: _Asked, show: Callable[[UnitOfWork], OrderState] | None
+) -> tuple[payments.Outcome | None, OrderState | None]:
+    """The provider asked (outside any transaction), then one transaction: its answer applied,
+    and the order as it then stands when `show` is given."""
+
+    def shown(uow: UnitOfWork) -> OrderState | None:
+        return show(uow) if show else None
+
+    provider = app.payments.by_name(facts.provider)
+    if facts.provider_ref is not None:
+        answer = provider.query(facts.provider_ref)
         with app.unit_of_work() as uow:
-            return payments.apply(uow, payment_id, answer, "query")
-    if not unknown:
-        return None  # it never reached a provider ("not_received"): there is nothing to ask
-    found = app.payments.by_name(provider).find(reference)
+            return payments.apply(uow, payment_id, answer, "query"), shown(uow)
+    if not facts.unknown:  # it never reached a provider ("not_received"): there is nothing to ask
+        if show is None:
+            return None, None
+        with app.unit_of_work() as uow:
+            return None, shown(uow)
+    found = provider.find(facts.reference)
     with app.unit_of_work() as uow:
         if found is not None:
-            return payments.apply(uow, payment_id, found, f"query by reference {reference}")
-        if uow.now() < sent_at + _settle_time(app, provider):
-            return None  # the call may still be on its way, or the provider's index behind: ask later
+            return payments.apply(uow, payment_id, found, f"query by reference {facts.reference}"), shown(uow)
+        if uow.now() < facts.sent_at + _settle_time(app, facts.provider):
+            return None, shown(uow)  # the call may still be on its way, or the provider's index behind: ask later
         payment = uow.session.get(Payment, payment_id)
         assert payment is not None
         never = ProviderPayment("", PaymentStatus.FAILED, payment.amount, payment.currency, failure_code=NOT_RECEIVED)
-        return payments.apply(uow, payment_id, never, f"no payment {reference} at {provider}")
+        return payments.apply(uow, payment_id, never, f"no payment {facts.reference} at {facts.provider}"), shown(uow)
 
 
 def settle_unknown(app: App, order_id: int) -> None:
@@ -324,9 +461,13 @@ __all__ = [
     "App",
     "Checkout",
     "InvalidSignature",
+    "OrderState",
     "cancel",
     "handle_webhook",
     "new_attempt",
+    "order_renewal",
+    "order_state",
+    "payment_returned",
     "place_order",
     "refresh",
     "retry",

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import or_, select
 
-from duckline.adapters.db.tables import Bucket, LedgerEntry, Line, Order, Payment, Plan
+from duckline.adapters.db.tables import Account, Bucket, LedgerEntry, Line, Order, Payment, Plan
 from duckline.domain.catalog import Unit, Validity, Zone
 from duckline.domain.events import RenewalSucceeded
 from duckline.domain.lines import LineStatus
@@ -54,7 +54,12 @@ def fulfil(uow: UnitOfWork, order: Order) -> None:
     promotions.confirm(uow, order)
     order.period_start, order.period_end, order.fulfilled_at = term.start, term.end, now
     orders.move(uow, order, OrderStatus.FULFILLED, "renewal applied")
-    receipt = receipts.issue(uow, receipts.RECEIPT, order, order.total_amount, _receipt_details(uow, order, line))
+    details = _receipt_details(uow, order, line)
+    # Read before the receipt number is taken (events.emit finds it in the session): the
+    # counter row stays locked to the commit, so as little as possible comes after it.
+    uow.session.get(Account, order.account_id)
+    uow.session.flush()
+    receipt = receipts.issue(uow, receipts.RECEIPT, order, order.total_amount, details)
     events.emit(
         uow,
         RenewalSucceeded(

@@ -182,8 +182,7 @@ def create(uow: UnitOfWork, account: Account, form: OrderForm, language: str = "
     """
     check_auto_renew_method(form.auto_renew, form.payment_method)
     uow.session.execute(select(Account.id).where(Account.id == account.id).with_for_update())
-    line = lines.visible_line(uow, account, form.line_id)
-    uow.session.execute(select(Line.id).where(Line.id == line.id).with_for_update())
+    line = _locked_visible_line(uow, account, form.line_id)
     if form.idempotency_key:
         existing = uow.session.scalars(
             select(Order).where(Order.account_id == account.id, Order.idempotency_key == form.idempotency_key)
@@ -273,6 +272,18 @@ def move(uow: UnitOfWork, order: Order, target: OrderStatus, reason: str, actor_
     )
     order.status = target
     order.updated_at = uow.now()
+
+
+def _locked_visible_line(uow: UnitOfWork, viewer: Account, line_id: int) -> Line:
+    """lines.visible_line, read and locked in one statement; another's line is neither locked
+    nor shown."""
+    query = select(Line).where(Line.id == line_id).with_for_update().execution_options(populate_existing=True)
+    if viewer.role not in STAFF:
+        query = query.where(Line.account_id == viewer.id)
+    line = uow.session.scalars(query).first() if is_id(line_id) else None
+    if line is None:
+        raise DomainError(ErrorCode.NOT_FOUND)
+    return line
 
 
 def visible_order(uow: UnitOfWork, viewer: Account, order_id: int, lock: bool = False) -> Order:

@@ -36,11 +36,18 @@ class Outcome:
 def apply(uow: UnitOfWork, payment_id: int, update: ProviderPayment | WebhookNotice, source: str) -> Outcome:
     """Bring the payment (and its order) to what the provider says. Safe to repeat: a stale or
     duplicate update changes nothing. Locks the order, then the payment — always in that order."""
-    payment = uow.session.get(Payment, payment_id)
-    assert payment is not None
-    order = uow.session.get(Order, payment.order_id, with_for_update=True)
+    # The order found through its payment and locked in one statement; then the payment, read
+    # once, under its lock (fresh even if this session had loaded it before).
+    order = uow.session.scalars(
+        select(Order)
+        .join(Payment, Payment.order_id == Order.id)
+        .where(Payment.id == payment_id)
+        .with_for_update(of=Order)
+        .execution_options(populate_existing=True)
+    ).one_or_none()
     assert order is not None
-    uow.session.refresh(payment, with_for_update=True)
+    payment = uow.session.get(Payment, payment_id, with_for_update=True, populate_existing=True)
+    assert payment is not None
     _copy_details(payment, update)
     if payment.captured_at is not None and provider_refunds.reports_refund(update):
         return _refunded(uow, order, payment, update, source)  # money we hold went back

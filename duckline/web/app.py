@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import quote
@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from duckline import __version__
 from duckline.config import Settings
 from duckline.runtime import Runtime
-from duckline.web import docs, edge, errors, openapi, sandbox
+from duckline.web import docs, edge, errors, openapi, sandbox, sql_counts
 from duckline.web.api import (
     account_settings,
     admin,
@@ -34,15 +34,13 @@ from duckline.web.api import (
     usage,
     webhooks,
 )
-from duckline.web.csp import CSP
 from duckline.web.deps import PUBLIC
+from duckline.web.headers import SecurityHeaders
 from duckline.web.portal import portal_routers
 from duckline.web.portal.session import LoginRequired, StaffOnly, SubscribersOnly
 from duckline.worker import Worker
 
 API_PREFIX = "/api/v1"
-# Browsers that once saw us over HTTPS refuse plain HTTP for a year (production is HTTPS only).
-HSTS = "max-age=31536000; includeSubDomains"
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -93,8 +91,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     ):
         api.include_router(module.router)
     api.include_router(lines.esim_router)
-    app.include_router(api)
+    # Before the API: FastAPI tries routes in order (and each included router's routes on every
+    # request), and the sandbox's hosted page is on every card renewal's path.
     app.include_router(sandbox.router)
+    app.include_router(api)
     for page_router in portal_routers():
         app.include_router(page_router)
     docs.install(app, f"{API_PREFIX}/docs", f"{API_PREFIX}/openapi.json")
@@ -118,18 +118,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    production = runtime.settings.environment == "production"
-
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        if production:  # never in development: it would pin a developer's localhost to HTTPS
-            response.headers.setdefault("Strict-Transport-Security", HSTS)
-        response.headers.setdefault("Content-Security-Policy", CSP)
-        return response
+    # Outside the edge, so that what the edge refuses carries the headers too.
+    app.add_middleware(SecurityHeaders, production=runtime.settings.environment == "production")
 
     openapi.install(app, runtime.settings)
+    if sql_counts.enabled():  # outermost, so it sees every statement of the request
+        sql_counts.watch(runtime.db.engine)
+        app.add_middleware(sql_counts.SqlCounts)
     return app

@@ -18,7 +18,7 @@ from duckline.domain.phone import normalise_mobile
 from duckline.domain.roles import Caller, Role, caller_of
 from duckline.errors import DomainError, ErrorCode
 from duckline.runtime import Runtime
-from duckline.services import accounts
+from duckline.services import token_callers
 
 SESSION_COOKIE = "duckline_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -70,10 +70,14 @@ def optional_account(request: Request, runtime: RuntimeDep) -> Account | None:
     if found is None:
         return None
     credential, from_cookie = found
-    with runtime.unit_of_work() as uow:
-        account = accounts.account_for_token(uow, credential)
-    if account is None:
+    with runtime.reads() as uow:  # one statement; see services/token_callers.py
+        caller = token_callers.find(uow, credential)
+    if caller is None:
         return None
+    if caller.touch_due:
+        with runtime.unit_of_work(wait_for_disk=False) as uow:  # "last used" may be lost in a crash
+            token_callers.touch(uow, caller.token_id)
+    account = caller.account
     if from_cookie and request.method not in SAFE_METHODS:
         given = request.headers.get(CSRF_HEADER, "")
         if not hmac.compare_digest(given, csrf_token(runtime, credential)):
@@ -99,7 +103,8 @@ class Accepts(Callers):
         self.roles = frozenset(roles) if roles is not None else None
         self.accepted = frozenset(callers) | frozenset(caller_of(r) for r in self.roles or ())
 
-    def __call__(self, account: Annotated[Account | None, Depends(optional_account)]) -> Account:
+    # async: it does no I/O, so it runs on the event loop rather than hop into a worker thread
+    async def __call__(self, account: Annotated[Account | None, Depends(optional_account)]) -> Account:
         allowed = caller_of(account.role if account else None) in self.accepted
         if account is None or not allowed or (self.roles is not None and account.role not in self.roles):
             raise DomainError(ErrorCode.AUTH_REQUIRED if account is None else ErrorCode.FORBIDDEN)

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Response, status
 from sqlalchemy import select
 
-from duckline.adapters.db.tables import Order, Payment, Receipt
+from duckline.adapters.db.tables import Order
 from duckline.domain.roles import STAFF
 from duckline.errors import DomainError, ErrorCode
 from duckline.services import checkout, orders
@@ -30,11 +30,11 @@ def return_url(runtime: RuntimeDep) -> str:
 
 
 def order_out(uow: UnitOfWork, order: Order, language: str) -> OrderOut:
-    payments = list(uow.session.scalars(select(Payment).where(Payment.order_id == order.id).order_by(Payment.id)))
-    receipt = uow.session.scalars(
-        select(Receipt).where(Receipt.order_id == order.id, Receipt.kind == "receipt")
-    ).first()
-    return OrderOut.of(order, payments, receipt, language)
+    return shown(checkout.order_state(uow, order), language)
+
+
+def shown(state: checkout.OrderState, language: str) -> OrderOut:
+    return OrderOut.of(state.order, list(state.payments), state.receipt, language)
 
 
 @router.post("/quotes", response_model=QuoteOut, responses=errors(404, 409))
@@ -73,11 +73,10 @@ def create_order(
         request_hash=request_hash,
         auto_renew=body.auto_renew,
     )
-    placed = checkout.place_order(runtime, account.id, form, lang, return_url(runtime))
-    if not placed.created:
+    state, created = checkout.order_renewal(runtime, account, form, lang, return_url(runtime))
+    if not created:
         response.status_code = status.HTTP_200_OK
-    with runtime.unit_of_work() as uow:
-        return order_out(uow, orders.visible_order(uow, account, placed.order_id), lang)
+    return shown(state, lang)
 
 
 @router.get("/orders", response_model=Page[OrderOut])
@@ -122,11 +121,4 @@ def cancel_order(order_id: PathId, runtime: RuntimeDep, account: Subscriber, lan
 @router.get("/payments/{payment_id}/return", response_model=OrderOut, responses=errors(503))
 def payment_return(payment_id: PathId, runtime: RuntimeDep, account: Subscriber, lang: Language) -> OrderOut:
     """Where the provider sends the payer back: ask the provider now rather than wait for the webhook."""
-    with runtime.unit_of_work() as uow:
-        payment = uow.session.get(Payment, payment_id) if 0 < payment_id < 2**63 else None
-        order = orders.visible_order(uow, account, payment.order_id) if payment else None
-        if order is None:
-            raise DomainError(ErrorCode.NOT_FOUND)
-    checkout.refresh(runtime, payment_id)
-    with runtime.unit_of_work() as uow:
-        return order_out(uow, orders.visible_order(uow, account, order.id), lang)
+    return shown(checkout.payment_returned(runtime, account, payment_id), lang)

@@ -27,15 +27,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from aiosmtpd.controller import Controller
 from sqlalchemy import func, select, text
 
-from duckline.adapters.db.engine import make_engine
-from duckline.adapters.db.migrate import upgrade
-from duckline.adapters.db.tables import Notification
-from duckline.adapters.email.smtp import SmtpEmailChannel
-from duckline.adapters.sms.smpp import SmppSmsChannel
-from duckline.config import Settings
-from duckline.money import Money
+from duckline.core.config import Settings
+from duckline.core.money import Money
+from duckline.db.engine import make_engine
+from duckline.db.migrate import upgrade
+from duckline.messaging import notifications
+from duckline.messaging.email.smtp import SmtpEmailChannel
+from duckline.messaging.models import Notification
+from duckline.messaging.sms.smpp import SmppSmsChannel
 from duckline.runtime import Runtime
-from duckline.services import notifications
 from tests.smsc import Smsc
 
 

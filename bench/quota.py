@@ -62,10 +62,10 @@ from usage_ingest import (  # noqa: E402
     sqlite_database,
 )
 
-from duckline.adapters.db.engine import make_engine  # noqa: E402
-from duckline.adapters.db.migrate import upgrade  # noqa: E402
-from duckline.adapters.db.tables import Bucket, CreditSession, UsageRecord  # noqa: E402
-from duckline.domain.catalog import Unit  # noqa: E402
+from duckline.catalog.rules import Unit  # noqa: E402
+from duckline.db.engine import make_engine  # noqa: E402
+from duckline.db.migrate import upgrade  # noqa: E402
+from duckline.usage.models import Bucket, CreditSession, UsageRecord  # noqa: E402
 
 MB = 1_000_000
 ASK, FIRST, REST = MB, 600_000, 400_000  # per session: asked, reported in the update, in the end

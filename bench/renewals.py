@@ -66,25 +66,16 @@ import httpx  # noqa: E402
 from sqlalchemy import Engine, Table, func, insert, inspect, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from duckline.adapters.db.engine import make_engine  # noqa: E402
-from duckline.adapters.db.migrate import upgrade  # noqa: E402
-from duckline.adapters.db.tables import (  # noqa: E402
-    Account,
-    Bucket,
-    LedgerEntry,
-    Line,
-    Order,
-    Payment,
-    Plan,
-    PlanAllowance,
-    Receipt,
-    SandboxPayment,
-    SandboxWebhook,
-    WebhookEvent,
-)
-from duckline.adapters.protection import Passwords  # noqa: E402
-from duckline.config import Settings  # noqa: E402
-from duckline.domain.orders import OrderStatus, PaymentStatus  # noqa: E402
+from duckline.accounts.models import Account  # noqa: E402
+from duckline.billing.models import Order, Payment, Receipt, SandboxPayment, SandboxWebhook, WebhookEvent  # noqa: E402
+from duckline.billing.order_states import OrderStatus, PaymentStatus  # noqa: E402
+from duckline.catalog.models import Plan, PlanAllowance  # noqa: E402
+from duckline.core.config import Settings  # noqa: E402
+from duckline.core.protection import Passwords  # noqa: E402
+from duckline.db.engine import make_engine  # noqa: E402
+from duckline.db.migrate import upgrade  # noqa: E402
+from duckline.lines.models import Line  # noqa: E402
+from duckline.usage.models import Bucket, LedgerEntry  # noqa: E402
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 PLAN_CODE = "bench-voice-30"
@@ -734,19 +725,27 @@ def read_profile(path: Path, seconds: float, rate: int) -> Profile:
 
 # Where a sample is, by the innermost Duckline frame (leaf first); the rest is the HTTP stack.
 PHASES = [
-    ("auth: bearer token -> account (deps.optional_account)", ("web/deps.py", "services/accounts.py")),
-    ("receipts.issue: counter row + receipt insert", ("services/receipts.py",)),
-    ("fulfil: buckets, ledger, line, events", ("services/fulfilment.py", "services/balances.py", "services/events.py")),
-    ("payments.apply: lock order + payment, state", ("services/payments.py",)),
-    ("sandbox provider: its own transactions", ("adapters/payments/sandbox.py",)),
-    ("sandbox hosted page route (web/sandbox.py)", ("web/sandbox.py",)),
+    ("auth: bearer token -> account (deps.optional_account)", ("web/deps.py", "accounts/service.py")),
+    ("receipts.issue: counter row + receipt insert", ("billing/receipts.py",)),
+    ("fulfil: buckets, ledger, line, events", ("billing/fulfilment.py", "usage/balances.py", "messaging/events.py")),
+    ("payments.apply: lock order + payment, state", ("billing/payments.py",)),
+    ("sandbox provider: its own transactions", ("billing/providers/sandbox.py",)),
+    ("sandbox hosted page route (billing/providers/sandbox_pages.py)", ("billing/providers/sandbox_pages.py",)),
     (
         "orders.create: locks, quote, limits, insert",
-        ("services/orders.py", "services/promotions.py", "services/catalog.py", "services/lines.py", "domain/"),
+        (
+            "billing/orders.py",
+            "catalog/promotions.py",
+            "catalog/service.py",
+            "lines/service.py",
+            "billing/pricing.py",
+            "billing/renewal.py",
+            "billing/order_states.py",
+        ),
     ),
-    ("checkout glue: place_order/start_attempt/refresh", ("services/checkout.py", "adapters/payments/gateway.py")),
-    ("routes + order_out (response building)", ("web/api/", "web/billing_schemas.py", "money.py", "i18n.py")),
-    ("Database.transaction: session, BEGIN/COMMIT", ("adapters/db/engine.py",)),
+    ("checkout glue: place_order/start_attempt/refresh", ("billing/checkout.py", "billing/providers/gateway.py")),
+    ("routes + order_out (response building)", ("/api/", "billing/schemas.py", "money.py", "i18n.py")),
+    ("Database.transaction: session, BEGIN/COMMIT", ("db/engine.py",)),
     ("Runtime.unit_of_work", ("duckline/runtime.py",)),
     ("event loop: FastAPI/Starlette under the http middleware (web/app.py)", ("web/app.py",)),
     ("error mapping", ("web/errors.py",)),

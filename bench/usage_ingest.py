@@ -1,4 +1,4 @@
-"""Usage records per second applied to balances by `duckline.services.usage.ingest`.
+"""Usage records per second applied to balances by `duckline.usage.ingest.ingest`.
 
 Each batch goes through the real service inside `Runtime.unit_of_work()`: one transaction per
 batch, exactly as `POST /api/v1/usage/batches` does it. Set-up (not timed) migrates a throwaway
@@ -60,21 +60,17 @@ if str(ROOT) not in sys.path:
 from sqlalchemy import Engine, Table, event, func, insert, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from duckline.adapters.db.engine import make_engine  # noqa: E402
-from duckline.adapters.db.migrate import upgrade  # noqa: E402
-from duckline.adapters.db.tables import (  # noqa: E402
-    Account,
-    Bucket,
-    LedgerEntry,
-    Line,
-    Plan,
-    PlanAllowance,
-    UsageRecord,
-)
-from duckline.config import Settings  # noqa: E402
-from duckline.domain.catalog import Zone  # noqa: E402
+from duckline.accounts.models import Account  # noqa: E402
+from duckline.catalog.models import Plan, PlanAllowance  # noqa: E402
+from duckline.catalog.rules import Zone  # noqa: E402
+from duckline.core.config import Settings  # noqa: E402
+from duckline.db.engine import make_engine  # noqa: E402
+from duckline.db.migrate import upgrade  # noqa: E402
+from duckline.lines.models import Line  # noqa: E402
 from duckline.runtime import Runtime  # noqa: E402
-from duckline.services import balances, usage  # noqa: E402
+from duckline.usage import balances  # noqa: E402
+from duckline.usage import ingest as usage  # noqa: E402
+from duckline.usage.models import Bucket, LedgerEntry, UsageRecord  # noqa: E402
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 SOURCE = "bench-network-element"

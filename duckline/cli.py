@@ -22,13 +22,19 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from duckline.adapters.db.migrate import NotMigrated, upgrade
-from duckline.config import Settings, base_url_mismatch
-from duckline.domain.roles import Role
-from duckline.errors import DomainError
-from duckline.money import Money
+from duckline.accounts import service as accounts
+from duckline.accounts.roles import Role
+from duckline.catalog import service as catalog
+from duckline.core import jobs
+from duckline.core.config import Settings, base_url_mismatch
+from duckline.core.errors import DomainError
+from duckline.core.money import Money
+from duckline.db.migrate import NotMigrated, upgrade
+from duckline.lines import numbers
+from duckline.lines import service as lines
 from duckline.runtime import Runtime
-from duckline.services import accounts, catalog, demo, jobs, lines, numbers, usage
+from duckline.staff import demo
+from duckline.usage import ingest as usage
 
 app = typer.Typer(help="Duckline: run a virtual SIM service.", no_args_is_help=True)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
@@ -241,7 +247,7 @@ def _read_usage(path: Path) -> list[usage.UsageInput]:
     each problem named by line and field, and nothing is applied."""
     from pydantic import ValidationError
 
-    from duckline.web.schemas import UsageRecordIn
+    from duckline.usage.schemas import UsageRecordIn
 
     records: list[usage.UsageInput] = []
     problems: list[str] = []
@@ -341,7 +347,7 @@ def ocs(
     port: Annotated[int | None, typer.Option(help="port to bind")] = None,
 ) -> None:
     """Run the online charging server (Diameter Gy, credit control) until interrupted."""
-    from duckline.adapters.diameter.server import GyServer
+    from duckline.diameter.server import GyServer
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("duckline").setLevel(logging.INFO)

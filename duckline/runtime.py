@@ -15,23 +15,24 @@ from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from duckline.adapters.db.engine import Database, make_engine
-from duckline.adapters.db.migrate import ensure_migrated
-from duckline.adapters.email import EmailChannel
-from duckline.adapters.payments import PaymentProvider
-from duckline.adapters.payments.gateway import Payments
-from duckline.adapters.payments.sandbox import SandboxProvider
-from duckline.adapters.protection import DataProtector, Passwords, SecretHasher
-from duckline.adapters.sms import SmsChannel
-from duckline.adapters.sms.log import LogSmsChannel
-from duckline.clock import Clock, SystemClock
-from duckline.config import Settings
-from duckline.domain.orders import PaymentMethod
-from duckline.services.notifications import DeliveryPolicy, deliver_due
-from duckline.services.unit_of_work import UnitOfWork
+import duckline.db.models  # noqa: F401  (every table mapped before the first flush)
+from duckline.billing.order_states import PaymentMethod
+from duckline.billing.providers import PaymentProvider
+from duckline.billing.providers.gateway import Payments
+from duckline.billing.providers.sandbox import SandboxProvider
+from duckline.core.clock import Clock, SystemClock
+from duckline.core.config import Settings
+from duckline.core.protection import DataProtector, Passwords, SecretHasher
+from duckline.core.unit_of_work import UnitOfWork
+from duckline.db.engine import Database, make_engine
+from duckline.db.migrate import ensure_migrated
+from duckline.messaging.email import EmailChannel
+from duckline.messaging.notifications import DeliveryPolicy, deliver_due
+from duckline.messaging.sms import SmsChannel
+from duckline.messaging.sms.log import LogSmsChannel
 
 if TYPE_CHECKING:
-    from duckline.adapters.payments.stripe_card import StripeJs
+    from duckline.billing.providers.stripe_card import StripeJs
 
 
 class RateLimits:
@@ -100,7 +101,7 @@ class Runtime:
             )
             providers.append(self.sandbox)
         if settings.card_provider == "stripe":
-            from duckline.adapters.payments.stripe_card import StripeCardProvider, StripeJs
+            from duckline.billing.providers.stripe_card import StripeCardProvider, StripeJs
 
             providers.append(
                 StripeCardProvider(
@@ -112,7 +113,7 @@ class Runtime:
             )
             self.stripe_js = StripeJs(settings.stripe_publishable_key, settings.stripe_js_url, settings.stripe_api_base)
         if settings.alipay_provider == "alipay":
-            from duckline.adapters.payments.alipay import AlipayProvider
+            from duckline.billing.providers.alipay import AlipayProvider
 
             providers.append(
                 AlipayProvider(
@@ -123,7 +124,7 @@ class Runtime:
                 )
             )
         if settings.wechatpay_provider == "wechatpay":
-            from duckline.adapters.payments.wechatpay import WeChatPayProvider
+            from duckline.billing.providers.wechatpay import WeChatPayProvider
 
             providers.append(
                 WeChatPayProvider(
@@ -150,7 +151,7 @@ class Runtime:
     @staticmethod
     def _sms_channel(settings: Settings) -> SmsChannel:
         if settings.sms_channel == "smpp":
-            from duckline.adapters.sms.smpp import SmppSmsChannel
+            from duckline.messaging.sms.smpp import SmppSmsChannel
 
             return SmppSmsChannel(
                 settings.smpp_host,
@@ -160,7 +161,7 @@ class Runtime:
                 settings.smpp_source_addr,
             )
         if settings.sms_channel == "http":
-            from duckline.adapters.sms.http_gateway import HttpGatewaySmsChannel
+            from duckline.messaging.sms.http_gateway import HttpGatewaySmsChannel
 
             return HttpGatewaySmsChannel(settings.sms_http_url, settings.sms_http_secret, settings.sms_sender)
         return LogSmsChannel(settings.log_dir / "sms-outbox.log")
@@ -168,7 +169,7 @@ class Runtime:
     @staticmethod
     def _email_channel(settings: Settings) -> EmailChannel:
         if settings.email_channel == "smtp":
-            from duckline.adapters.email.smtp import SmtpEmailChannel
+            from duckline.messaging.email.smtp import SmtpEmailChannel
 
             return SmtpEmailChannel(
                 settings.smtp_host,
@@ -178,7 +179,7 @@ class Runtime:
                 settings.smtp_password,
                 settings.smtp_sender,
             )
-        from duckline.adapters.email.log import LogEmailChannel
+        from duckline.messaging.email.log import LogEmailChannel
 
         return LogEmailChannel(settings.log_dir / "email-outbox.log")
 

@@ -11,8 +11,8 @@ import threading
 
 import httpx
 
+from duckline.core import jobs
 from duckline.runtime import Runtime
-from duckline.services import jobs
 
 log = logging.getLogger(__name__)
 

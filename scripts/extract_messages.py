@@ -19,13 +19,14 @@ from babel.messages.pofile import read_po, write_po
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from duckline import __version__, i18n
-from duckline.adapters.receipt_pdf import LABELS as RECEIPT_LABELS
-from duckline.errors import ErrorCode
-from duckline.services.audit_texts import MESSAGE_IDS as AUDIT_MESSAGE_IDS
-from duckline.services.case_texts import MESSAGE_IDS as CASE_MESSAGE_IDS
-from duckline.services.notifications import MESSAGE_IDS
-from duckline.services.payment_labels import MESSAGE_IDS as PAYMENT_LABEL_IDS
+from duckline import __version__
+from duckline.billing.payment_labels import MESSAGE_IDS as PAYMENT_LABEL_IDS
+from duckline.billing.receipt_pdf import LABELS as RECEIPT_LABELS
+from duckline.core import i18n
+from duckline.core.errors import ErrorCode
+from duckline.messaging.notifications import MESSAGE_IDS
+from duckline.staff.audit_texts import MESSAGE_IDS as AUDIT_MESSAGE_IDS
+from duckline.support.case_texts import MESSAGE_IDS as CASE_MESSAGE_IDS
 
 PROJECT = "duckline"
 LANGUAGE_TEAMS = {"zh_Hant": "Traditional Chinese (Hong Kong)", "zh_Hans": "Simplified Chinese"}
@@ -33,12 +34,12 @@ LANGUAGE_TEAMS = {"zh_Hant": "Traditional Chinese (Hong Kong)", "zh_Hans": "Simp
 
 def collect() -> list[tuple[str, str, str]]:
     """(message id, source file, what the message is) for every message the code can show."""
-    messages = [(code.message, "duckline/errors.py", f"ErrorCode.{code.name}") for code in ErrorCode]
-    messages += [(text, "duckline/services/notifications.py", "notification texts") for text in MESSAGE_IDS]
-    messages += [(text, "duckline/services/case_texts.py", "reconciliation case texts") for text in CASE_MESSAGE_IDS]
-    messages += [(text, "duckline/adapters/receipt_pdf.py", "LABELS (receipt PDF)") for text in RECEIPT_LABELS]
-    messages += [(text, "duckline/services/payment_labels.py", "payment method label") for text in PAYMENT_LABEL_IDS]
-    messages += [(text, "duckline/services/audit_texts.py", "audit log") for text in AUDIT_MESSAGE_IDS]
+    messages = [(code.message, "duckline/core/errors.py", f"ErrorCode.{code.name}") for code in ErrorCode]
+    messages += [(text, "duckline/messaging/notifications.py", "notification texts") for text in MESSAGE_IDS]
+    messages += [(text, "duckline/support/case_texts.py", "reconciliation case texts") for text in CASE_MESSAGE_IDS]
+    messages += [(text, "duckline/billing/receipt_pdf.py", "LABELS (receipt PDF)") for text in RECEIPT_LABELS]
+    messages += [(text, "duckline/billing/payment_labels.py", "payment method label") for text in PAYMENT_LABEL_IDS]
+    messages += [(text, "duckline/staff/audit_texts.py", "audit log") for text in AUDIT_MESSAGE_IDS]
     messages += [(text, f"duckline/web/templates/{name}", "portal page") for text, name in i18n.template_messages()]
     return messages
 

@@ -20,11 +20,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from duckline.adapters.db.engine import make_engine
-from duckline.adapters.db.migrate import upgrade
-from duckline.adapters.db.tables import Base
-from duckline.clock import FrozenClock
-from duckline.config import Settings
+from duckline.core.clock import FrozenClock
+from duckline.core.config import Settings
+from duckline.db.engine import make_engine
+from duckline.db.migrate import upgrade
+from duckline.db.models import Base
 from duckline.runtime import Runtime
 from duckline.web.app import create_app
 

@@ -10,14 +10,15 @@ from typing import Any
 from fastapi.testclient import TestClient
 from stdnum.cn import ric
 
-from duckline.adapters.db.tables import Account
-from duckline.clock import FrozenClock
-from duckline.domain.catalog import Allowance, PlanKind, Unit, Validity, Zone
-from duckline.domain.identity import _hkid_check_digit
-from duckline.domain.roles import Role
-from duckline.money import Money
+from duckline.accounts import service as accounts
+from duckline.accounts.identity import _hkid_check_digit
+from duckline.accounts.models import Account
+from duckline.accounts.roles import Role
+from duckline.catalog import service as catalog
+from duckline.catalog.rules import Allowance, PlanKind, Unit, Validity, Zone
+from duckline.core.clock import FrozenClock
+from duckline.core.money import Money
 from duckline.runtime import Runtime
-from duckline.services import accounts, catalog
 
 PASSWORD = "correct horse battery"
 PNG = bytes.fromhex(
@@ -146,7 +147,7 @@ def plan_input(
 
 
 def numbers(runtime: Runtime, count: int, start: int = 0) -> list[str]:
-    from duckline.services import numbers as pool
+    from duckline.lines import numbers as pool
 
     msisdns = [f"+8525170{start + i:04d}" for i in range(count)]
     with runtime.unit_of_work() as uow:

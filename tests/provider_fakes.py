@@ -1,9 +1,9 @@
 """Payment providers for tests that go through Duckline end to end.
 
 - The sandbox: capture the webhooks it would post, and build and sign notifications exactly as
-  it signs its own (`duckline.adapters.payments.sandbox.sign` with the runtime's secret).
+  it signs its own (`duckline.billing.providers.sandbox.sign` with the runtime's secret).
 - Stripe, Alipay and WeChat Pay: the local fake servers of the adapter tests
-  (tests/adapters/test_stripe_card.py, test_alipay.py, test_wechatpay.py), served on a free
+  (tests/billing/test_stripe_card.py, test_alipay.py, test_wechatpay.py), served on a free
   port, with notifications signed as each provider signs them; and the Settings that make a
   Runtime choose that provider (card_provider="stripe", alipay_provider="alipay",
   wechatpay_provider="wechatpay") against the fake.
@@ -29,24 +29,24 @@ from urllib.parse import urlencode, urlsplit
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from duckline.adapters.payments.sandbox import SIGNATURE_HEADER, sign
-from duckline.clock import FrozenClock
-from duckline.config import Settings
+from duckline.billing.providers.sandbox import SIGNATURE_HEADER, sign
+from duckline.core.clock import FrozenClock
+from duckline.core.config import Settings
 from duckline.runtime import Runtime
-from tests.adapters.test_alipay import APP_ID as ALIPAY_APP_ID
-from tests.adapters.test_alipay import FakeAlipay, KeyPair, notification_sign_content, rsa2_sign
-from tests.adapters.test_alipay import _keypair as alipay_keypair
-from tests.adapters.test_alipay import _serve as serve_alipay
-from tests.adapters.test_stripe_card import FAKE_PAYMENT_METHODS, FakeStripe, Recorded, decode_form, stripe_signature
-from tests.adapters.test_stripe_card import _handler as stripe_handler
-from tests.adapters.test_stripe_card import event as stripe_event
-from tests.adapters.test_wechatpay import APPID as WECHAT_APPID
-from tests.adapters.test_wechatpay import CERT_SERIAL as WECHAT_CERT_SERIAL
-from tests.adapters.test_wechatpay import MCHID as WECHAT_MCHID
-from tests.adapters.test_wechatpay import PUBLIC_KEY_ID as WECHAT_PUBLIC_KEY_ID
-from tests.adapters.test_wechatpay import FakeWeChatPay, Keys, _new_key, _private_pem, _public_pem
-from tests.adapters.test_wechatpay import _headers as wechat_headers
-from tests.adapters.test_wechatpay import _notification as wechat_notification
+from tests.billing.test_alipay import APP_ID as ALIPAY_APP_ID
+from tests.billing.test_alipay import FakeAlipay, KeyPair, notification_sign_content, rsa2_sign
+from tests.billing.test_alipay import _keypair as alipay_keypair
+from tests.billing.test_alipay import _serve as serve_alipay
+from tests.billing.test_stripe_card import FAKE_PAYMENT_METHODS, FakeStripe, Recorded, decode_form, stripe_signature
+from tests.billing.test_stripe_card import _handler as stripe_handler
+from tests.billing.test_stripe_card import event as stripe_event
+from tests.billing.test_wechatpay import APPID as WECHAT_APPID
+from tests.billing.test_wechatpay import CERT_SERIAL as WECHAT_CERT_SERIAL
+from tests.billing.test_wechatpay import MCHID as WECHAT_MCHID
+from tests.billing.test_wechatpay import PUBLIC_KEY_ID as WECHAT_PUBLIC_KEY_ID
+from tests.billing.test_wechatpay import FakeWeChatPay, Keys, _new_key, _private_pem, _public_pem
+from tests.billing.test_wechatpay import _headers as wechat_headers
+from tests.billing.test_wechatpay import _notification as wechat_notification
 
 # --- the sandbox ---------------------------------------------------------------------------------
 

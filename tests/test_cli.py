@@ -16,8 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from duckline.cli import app
-from duckline.clock import FrozenClock
-from duckline.config import Settings
+from duckline.core.clock import FrozenClock
+from duckline.core.config import Settings
 
 runner = CliRunner()
 
@@ -97,7 +97,7 @@ def test_demo_then_inspect_and_import(env: Path) -> None:
 
 
 def test_ocs_serves_credit_control_until_interrupted(env: Path) -> None:
-    from tests.adapters.test_diameter_gy import VOICE, NetworkElement, connect, free_port
+    from tests.diameter.test_gy import VOICE, NetworkElement, connect, free_port
 
     run("db", "upgrade")
     run("demo")

@@ -10,9 +10,9 @@ import pytest
 import zxingcpp
 from PIL import Image
 
-from duckline.domain.roles import Role
+from duckline.accounts.roles import Role
+from duckline.catalog import service as catalog
 from duckline.runtime import Runtime
-from duckline.services import catalog
 from tests.factories import PASSWORD, PNG, hkid, last_code, numbers, plan_input, registration_form, staff
 from tests.live_server import serve
 

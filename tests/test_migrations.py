@@ -16,10 +16,11 @@ from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from duckline.adapters.db.engine import make_engine
-from duckline.adapters.db.migrate import NotMigrated, current_revision, ensure_migrated, head_revision, upgrade
-from duckline.adapters.db.tables import Account, Base, Guardian, Person
-from duckline.config import Settings
+from duckline.accounts.models import Account, Guardian, Person
+from duckline.core.config import Settings
+from duckline.db.engine import make_engine
+from duckline.db.migrate import NotMigrated, current_revision, ensure_migrated, head_revision, upgrade
+from duckline.db.models import Base
 from duckline.runtime import Runtime
 from duckline.web.app import create_app
 from tests.conftest import PG_SERVER, PG_SKIP_REASON

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from duckline.services.demo import DEMO_PASSWORD, SUBSCRIBERS
+from duckline.staff.demo import DEMO_PASSWORD, SUBSCRIBERS
 
 PHONE = SUBSCRIBERS[0].phone
 

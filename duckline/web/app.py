@@ -12,28 +12,20 @@ from fastapi.responses import PlainTextResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from duckline import __version__
-from duckline.config import Settings
+from duckline.accounts.api import auth, me, password, privacy, registration, security
+from duckline.accounts.api import settings as account_settings
+from duckline.billing.api import bills as billing
+from duckline.billing.api import orders, webhooks
+from duckline.billing.providers import sandbox_pages as sandbox
+from duckline.catalog import api as plans
+from duckline.core.config import Settings
+from duckline.lines import api as lines
 from duckline.runtime import Runtime
-from duckline.web import docs, edge, errors, openapi, sandbox, sql_counts
-from duckline.web.api import (
-    account_settings,
-    admin,
-    auth,
-    billing,
-    lines,
-    me,
-    operations,
-    orders,
-    password,
-    plans,
-    privacy,
-    registration,
-    security,
-    support,
-    support_desk,
-    usage,
-    webhooks,
-)
+from duckline.staff.api import admin, operations
+from duckline.support.api import desk as support_desk
+from duckline.support.api import tickets as support
+from duckline.usage import api as usage
+from duckline.web import docs, edge, errors, openapi, sql_counts
 from duckline.web.deps import PUBLIC
 from duckline.web.headers import SecurityHeaders
 from duckline.web.portal import portal_routers

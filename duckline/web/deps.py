@@ -12,13 +12,13 @@ from typing import Annotated
 from fastapi import Depends, Request
 from itsdangerous import BadSignature, TimestampSigner
 
-from duckline import i18n
-from duckline.adapters.db.tables import Account
-from duckline.domain.phone import normalise_mobile
-from duckline.domain.roles import Caller, Role, caller_of
-from duckline.errors import DomainError, ErrorCode
+from duckline.accounts import token_callers
+from duckline.accounts.models import Account
+from duckline.accounts.phone import normalise_mobile
+from duckline.accounts.roles import Caller, Role, caller_of
+from duckline.core import i18n
+from duckline.core.errors import DomainError, ErrorCode
 from duckline.runtime import Runtime
-from duckline.services import token_callers
 
 SESSION_COOKIE = "duckline_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -70,7 +70,7 @@ def optional_account(request: Request, runtime: RuntimeDep) -> Account | None:
     if found is None:
         return None
     credential, from_cookie = found
-    with runtime.reads() as uow:  # one statement; see services/token_callers.py
+    with runtime.reads() as uow:  # one statement; see accounts/token_callers.py
         caller = token_callers.find(uow, credential)
     if caller is None:
         return None
@@ -88,7 +88,7 @@ def optional_account(request: Request, runtime: RuntimeDep) -> Account | None:
 
 class Callers:
     """A dependency that declares the kinds of caller a route is for, and refuses the others.
-    Every route has exactly one (tests/api/test_callers.py walks the routes to check)."""
+    Every route has exactly one (tests/web/test_callers.py walks the routes to check)."""
 
     accepted: frozenset[Caller] = frozenset()
 
@@ -160,7 +160,7 @@ def sending_code(request: Request, runtime: Runtime) -> Iterator[None]:
     """Around a request that sends a one-time code: refused when the client's address has used its
     ceiling (`otp_address_rate_limit`), counted against it only when the request succeeds, so input
     refused before anything is sent costs nothing. Each destination's own quota (per phone or email
-    and purpose) is the service's: `services.otp.check_quota`."""
+    and purpose) is the service's: `accounts.otp.check_quota`."""
     key = f"ip:{client_address(request)}"
     wait = runtime.rate_limits.wait("otp_send", key)
     if wait:

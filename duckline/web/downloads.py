@@ -7,7 +7,7 @@ from datetime import datetime
 from fastapi import Response
 from fastapi.responses import StreamingResponse
 
-from duckline.services import data_export
+from duckline.accounts import data_export
 
 
 def download(made: data_export.Export, as_zip: bool, now: datetime) -> Response:

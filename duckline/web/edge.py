@@ -29,9 +29,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from duckline import i18n
-from duckline.config import Settings
-from duckline.errors import ErrorCode
+from duckline.core import i18n
+from duckline.core.config import Settings
+from duckline.core.errors import ErrorCode
 from duckline.web.errors import STATUS, error_body
 
 # Put on a route (`openapi_extra=BULK`) whose body is a long list: it gets the bulk limit.

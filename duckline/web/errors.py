@@ -9,8 +9,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from duckline import i18n
-from duckline.errors import DomainError, ErrorCode, Kind
+from duckline.core import i18n
+from duckline.core.errors import DomainError, ErrorCode, Kind
 
 STATUS = {
     Kind.INVALID: 422,

@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import Path, Query
 from pydantic import Field, StrictInt
 
-from duckline.adapters.db.types import MAX_ID
+from duckline.db.types import MAX_ID
 
 INT32_MAX = 2**31 - 1
 MAX_MINOR_UNITS = 10**12  # HK$10 billion in cents: beyond any price, discount or refund

@@ -27,8 +27,8 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel, Field
 
-from duckline.config import Settings
-from duckline.domain.roles import Caller
+from duckline.accounts.roles import Caller
+from duckline.core.config import Settings
 from duckline.web.deps import Accepts
 from duckline.web.edge import BODY_KIND, body_kind, limit_of
 
@@ -92,7 +92,7 @@ def install(app: FastAPI, settings: Settings) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            _document_errors(build(), app, settings)
+            _document_errors(_keep_published_names(build()), app, settings)
         return app.openapi_schema  # type: ignore[return-value]
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -166,3 +166,37 @@ def _reads_input(dependant: Dependant) -> bool:
     if dependant.body_params:
         return True
     return any(_reads_input(sub) for sub in dependant.dependencies)
+
+
+# Models whose class name two modules share are named by their module path; these are the names
+# published before the code moved into feature packages, kept so generated clients do not change.
+PUBLISHED_NAMES = {
+    "duckline__accounts__api__security__ProofIn": "duckline__web__api__security__ProofIn",
+    "duckline__accounts__api__security__SessionOut": "duckline__web__api__security__SessionOut",
+    "duckline__lines__care_schemas__ProofIn": "duckline__web__line_care_schemas__ProofIn",
+    "duckline__accounts__schemas__SessionOut": "duckline__web__schemas__SessionOut",
+}
+
+
+def _keep_published_names(schema: dict[str, Any]) -> dict[str, Any]:
+    """Renames in place (FastAPI keeps this very dict as app.openapi_schema)."""
+    models = schema.get("components", {}).get("schemas", {})
+    if PUBLISHED_NAMES.keys() & models.keys():
+        _rename_refs(schema)
+        named = {PUBLISHED_NAMES.get(key, key): value for key, value in models.items()}
+        models.clear()
+        models.update(sorted(named.items()))  # FastAPI lists them sorted
+    return schema
+
+
+def _rename_refs(node: Any) -> None:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+            name = ref.removeprefix("#/components/schemas/")
+            node["$ref"] = "#/components/schemas/" + PUBLISHED_NAMES.get(name, name)
+        for value in node.values():
+            _rename_refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            _rename_refs(value)

@@ -6,7 +6,7 @@ on loopback (a thread of the test process), on SQLite and on PostgreSQL like eve
   with the reason printed.
 - `live`: the app on 127.0.0.1 and a free port, with `base_url` set to that address (the sandbox
   provider builds its hosted page's and its webhooks' URLs from it), the test's FrozenClock, no
-  background worker, and the demo world loaded through the services (`services.demo.load`: the
+  background worker, and the demo world loaded through the services (`staff.demo.load`: the
   catalogue, promotions, a number pool, admin/support/finance staff, three subscribers with usage).
 - Helpers the tests share: log in through the form, switch language with the header switcher,
   pay on the sandbox's hosted page, deliver the sandbox's webhooks to the live server, take a
@@ -33,12 +33,12 @@ import pytest
 import uvicorn
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
-from duckline.adapters.payments.sandbox import SIGNATURE_HEADER
-from duckline.adapters.signing import sign
-from duckline.clock import FrozenClock
-from duckline.config import Settings
+from duckline.billing.providers.sandbox import SIGNATURE_HEADER
+from duckline.core.clock import FrozenClock
+from duckline.core.config import Settings
+from duckline.core.signing import sign
 from duckline.runtime import Runtime
-from duckline.services import demo
+from duckline.staff import demo
 from duckline.web.app import create_app
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -65,7 +65,7 @@ VIEWPORTS: dict[str, dict[str, Any]] = {
 }
 TIMEOUT_MS = 15_000
 
-# The demo world (duckline/services/demo.py): who logs in with what.
+# The demo world (duckline/staff/demo.py): who logs in with what.
 PASSWORD = demo.DEMO_PASSWORD
 ADMIN, SUPPORT, FINANCE = (phone for phone, _ in demo.STAFF)
 SUBSCRIBER_EN = "+85261234567"  # passport holder, Data Max 30, 95 % used

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from playwright.sync_api import Browser, Page
 
-from duckline import i18n
+from duckline.core import i18n
 from tests.browser.conftest import (
     PASSWORD,
     SUBSCRIBER_EN,

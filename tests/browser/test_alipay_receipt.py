@@ -10,10 +10,11 @@ from pathlib import Path
 from playwright.sync_api import Browser, Page
 from sqlalchemy import select
 
-from duckline.adapters.db.tables import Account, Order
-from duckline.clock import FrozenClock
-from duckline.domain.orders import OrderStatus
-from tests.adapters.test_receipt_pdf import poppler, squash
+from duckline.accounts.models import Account
+from duckline.billing.models import Order
+from duckline.billing.order_states import OrderStatus
+from duckline.core.clock import FrozenClock
+from tests.billing.test_receipt_pdf import poppler, squash
 from tests.browser.conftest import (
     GOOD_CARD,
     SUPPORT,

@@ -7,8 +7,8 @@ from datetime import timedelta
 
 from playwright.sync_api import Browser, Page
 
-from duckline.clock import FrozenClock
-from duckline.domain.phone import display
+from duckline.accounts.phone import display
+from duckline.core.clock import FrozenClock
 from tests.browser.conftest import (
     ADMIN,
     PASSWORD,

@@ -14,9 +14,9 @@ import pytest
 from playwright.sync_api import ConsoleMessage, Page
 from sqlalchemy import select
 
-from duckline.adapters.db.tables import Order, Payment, Receipt
-from duckline.config import Settings
-from duckline.domain.orders import OrderStatus
+from duckline.billing.models import Order, Payment, Receipt
+from duckline.billing.order_states import OrderStatus
+from duckline.core.config import Settings
 from tests.browser.conftest import SUBSCRIBER_EN, Live, choose_and_quote, log_in, screenshot
 from tests.browser.test_journeys import CSP_MESSAGE, RECEIPT_NUMBER
 from tests.provider_fakes import STRIPE_PUBLISHABLE_KEY, FakeStripe, fake_stripe, stripe_settings

@@ -15,11 +15,13 @@ from urllib.parse import urlsplit
 from playwright.sync_api import Browser, ConsoleMessage, Page
 from sqlalchemy import func, select
 
-from duckline import i18n
-from duckline.adapters.db.tables import Account, AuditEntry, Order, Payment, Receipt, Ticket
-from duckline.clock import FrozenClock
-from duckline.domain.orders import OrderStatus
-from duckline.services import jobs
+from duckline.accounts.models import Account
+from duckline.billing.models import Order, Payment, Receipt
+from duckline.billing.order_states import OrderStatus
+from duckline.core import i18n, jobs
+from duckline.core.clock import FrozenClock
+from duckline.staff.models import AuditEntry
+from duckline.support.models import Ticket
 from tests.browser.conftest import (
     ADMIN,
     DECLINED_CARD,

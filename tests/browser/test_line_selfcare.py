@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from playwright.sync_api import Browser, Page
 
-from duckline.services.quota import CreditRequest, RequestType, ResultCode, handle
-from duckline.services.usage import UsageKind
+from duckline.usage.ingest import UsageKind
+from duckline.usage.quota import CreditRequest, RequestType, ResultCode, handle
 from tests.browser.conftest import (
     PASSWORD,
     SUBSCRIBER_EN,

@@ -22,8 +22,8 @@ import pytest
 from playwright.sync_api import Browser, Page
 from sqlalchemy import select
 
-from duckline.adapters.db.tables import Account
-from duckline.clock import FrozenClock
+from duckline.accounts.models import Account
+from duckline.core.clock import FrozenClock
 from tests.browser.conftest import (
     ADMIN,
     GOOD_CARD,

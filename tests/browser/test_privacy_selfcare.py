@@ -14,10 +14,12 @@ import httpx
 from playwright.sync_api import Page
 from sqlalchemy import select
 
-from duckline.adapters.db.tables import Account, Line
-from duckline.clock import FrozenClock
-from duckline.domain.roles import Role
-from duckline.services import support, tickets
+from duckline.accounts.models import Account
+from duckline.accounts.roles import Role
+from duckline.core.clock import FrozenClock
+from duckline.lines.models import Line
+from duckline.support import cases as tickets
+from duckline.support import conversations as support
 from tests.browser.conftest import (
     PASSWORD,
     SUBSCRIBER_EN,

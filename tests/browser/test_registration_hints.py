@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page
 
-from duckline import i18n
+from duckline.core import i18n
 from tests.browser.conftest import Live, new_context, switch_language
 
 

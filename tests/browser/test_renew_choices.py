@@ -10,9 +10,11 @@ import re
 from playwright.sync_api import Browser, Page
 from sqlalchemy import select
 
-from duckline.adapters.db.tables import Account, Line
-from duckline.clock import FrozenClock
-from duckline.services import demo, lines
+from duckline.accounts.models import Account
+from duckline.core.clock import FrozenClock
+from duckline.lines import service as lines
+from duckline.lines.models import Line
+from duckline.staff import demo
 from tests.browser.conftest import (
     GOOD_CARD,
     Live,

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page
 
-from duckline.clock import FrozenClock
-from duckline.services import jobs
+from duckline.core import jobs
+from duckline.core.clock import FrozenClock
 from tests.browser.conftest import (
     ADMIN,
     GOOD_CARD,

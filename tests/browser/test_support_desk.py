@@ -14,8 +14,8 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page
 from sqlalchemy import select
 
-from duckline.adapters.db.tables import Notification
-from duckline.clock import FrozenClock
+from duckline.core.clock import FrozenClock
+from duckline.messaging.models import Notification
 from tests.browser.conftest import (
     SUBSCRIBER_EN,
     SUPPORT,

@@ -14,12 +14,16 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from duckline import i18n
-from duckline.adapters.db.tables import Account, Line, Order, Receipt, Ticket
-from duckline.clock import FrozenClock
-from duckline.config import Settings
+from duckline.accounts.models import Account
+from duckline.billing.models import Order, Receipt
+from duckline.core import i18n, jobs
+from duckline.core.clock import FrozenClock
+from duckline.core.config import Settings
+from duckline.lines.models import Line
 from duckline.runtime import Runtime
-from duckline.services import demo, jobs, support
+from duckline.staff import demo
+from duckline.support import conversations as support
+from duckline.support.models import Ticket
 from duckline.web.app import create_app
 from duckline.web.portal import rendering
 from duckline.web.portal.rendering import LANGUAGE_COOKIE

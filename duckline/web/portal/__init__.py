@@ -9,16 +9,14 @@ from fastapi import APIRouter
 
 
 def portal_routers() -> list[APIRouter]:
-    from duckline.web.portal import (
-        account_pages,
-        console,
-        line_care_pages,
-        lines_pages,
-        pages,
-        privacy_pages,
-        renew_pages,
-        security_pages,
-    )
+    from duckline.accounts.pages import account as account_pages
+    from duckline.accounts.pages import privacy as privacy_pages
+    from duckline.accounts.pages import security as security_pages
+    from duckline.billing import renew_pages
+    from duckline.lines import care_pages as line_care_pages
+    from duckline.lines import pages as lines_pages
+    from duckline.staff import console
+    from duckline.web.portal import pages
 
     return [
         pages.router,

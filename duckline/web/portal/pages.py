@@ -8,10 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from duckline import i18n
-from duckline.domain.roles import STAFF
-from duckline.errors import DomainError, ErrorCode
-from duckline.services import accounts, contacts
+from duckline.accounts import contacts
+from duckline.accounts import service as accounts
+from duckline.accounts.roles import STAFF
+from duckline.core import i18n
+from duckline.core.errors import DomainError, ErrorCode
 from duckline.web.deps import (
     PUBLIC,
     SESSION_COOKIE,

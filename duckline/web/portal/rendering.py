@@ -20,13 +20,14 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from duckline import i18n
-from duckline.adapters.db.tables import Account
-from duckline.domain.phone import display
-from duckline.errors import DomainError, ErrorCode
-from duckline.money import Money
+from duckline.accounts.models import Account
+from duckline.accounts.phone import display
+from duckline.billing import payment_labels
+from duckline.core import i18n
+from duckline.core.errors import DomainError, ErrorCode
+from duckline.core.money import Money
 from duckline.runtime import Runtime
-from duckline.services import payment_labels, tickets
+from duckline.support import cases as tickets
 from duckline.web.deps import csrf_token as session_csrf_token
 from duckline.web.deps import session_token_from_cookie
 

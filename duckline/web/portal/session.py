@@ -8,9 +8,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from duckline.adapters.db.tables import Account
-from duckline.domain.roles import STAFF, Caller, Role, caller_of
-from duckline.services import accounts
+from duckline.accounts import service as accounts
+from duckline.accounts.models import Account
+from duckline.accounts.roles import STAFF, Caller, Role, caller_of
 from duckline.web.deps import Callers, RuntimeDep, session_token_from_cookie
 
 

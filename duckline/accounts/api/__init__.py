@@ -1,0 +1,1 @@
+"""The accounts API: auth, registration, password, me, settings, security, privacy."""

@@ -1,1 +1,0 @@
-"""Adapters: the database, protection of personal data, SMS channels, QR images."""

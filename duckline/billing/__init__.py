@@ -1,0 +1,2 @@
+"""Quotes, orders, checkout, payments, fulfilment, receipts, refunds, reconciliation,
+auto-renewal and the payment providers."""

@@ -1,0 +1,1 @@
+"""The billing API: orders, bills (receipts, refunds, reports) and the providers' webhooks."""

@@ -1,0 +1,126 @@
+"""Bills: receipts (and their PDF), refunds, spending by month; staff revenue and refunds."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, time, timedelta
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Query, Response
+from sqlalchemy import select
+
+from duckline.accounts.models import Account
+from duckline.accounts.roles import STAFF, Role
+from duckline.billing import receipt_documents, refunds, reports
+from duckline.billing.models import Order, Receipt
+from duckline.billing.order_states import OrderStatus
+from duckline.billing.schemas import MonthTotal, ReceiptOut, RefundIn, RefundOut
+from duckline.catalog.api import Language
+from duckline.core.errors import DomainError, ErrorCode
+from duckline.db.types import is_id
+from duckline.web.deps import RuntimeDep, Subscriber, SubscriberOrStaff, require_roles
+from duckline.web.fields import Cursor, Day, PathId
+from duckline.web.openapi import errors
+from duckline.web.pagination import page
+from duckline.web.schemas import Page
+
+router = APIRouter(tags=["billing"])
+Finance = Annotated[Account, Depends(require_roles({Role.FINANCE, Role.ADMIN}))]
+PAID = (OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED, OrderStatus.PAID)
+
+
+@router.get("/receipts", response_model=Page[ReceiptOut])
+def list_receipts(
+    runtime: RuntimeDep,
+    account: Subscriber,
+    lang: Language,
+    cursor: Cursor = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> Page[ReceiptOut]:
+    """Receipts and credit notes, newest first."""
+    with runtime.unit_of_work() as uow:
+        rows, next_cursor = page(
+            uow.session, select(Receipt).where(Receipt.account_id == account.id), Receipt.id, cursor, limit
+        )
+        return Page[ReceiptOut](items=[ReceiptOut.of(r, lang) for r in rows], next_cursor=next_cursor)
+
+
+def _visible_receipt(uow: receipt_documents.UnitOfWork, account: Account, receipt_id: int) -> Receipt:
+    receipt = uow.session.get(Receipt, receipt_id) if is_id(receipt_id) else None
+    if receipt is None or (account.role not in STAFF and receipt.account_id != account.id):
+        raise DomainError(ErrorCode.NOT_FOUND)
+    return receipt
+
+
+@router.get("/receipts/{receipt_id}", response_model=ReceiptOut)
+def get_receipt(receipt_id: PathId, runtime: RuntimeDep, account: SubscriberOrStaff, lang: Language) -> ReceiptOut:
+    with runtime.unit_of_work() as uow:
+        return ReceiptOut.of(_visible_receipt(uow, account, receipt_id), lang)
+
+
+@router.get(
+    "/receipts/{receipt_id}/pdf", response_class=Response, responses={200: {"content": {"application/pdf": {}}}}
+)
+def receipt_pdf(receipt_id: PathId, runtime: RuntimeDep, account: SubscriberOrStaff, lang: Language) -> Response:
+    """The receipt as PDF, in the subscriber's language (Chinese text embedded in the font)."""
+    with runtime.unit_of_work() as uow:
+        receipt = _visible_receipt(uow, account, receipt_id)
+        pdf = receipt_documents.pdf(uow, receipt, lang)
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": f'attachment; filename="{receipt.display_number}.pdf"',
+            "Cache-Control": "private",
+        },
+    )
+
+
+@router.get("/billing/months", response_model=list[MonthTotal])
+def spending_by_month(runtime: RuntimeDep, account: Subscriber) -> list[MonthTotal]:
+    """Paid, refunded and net per month (Hong Kong calendar), newest first."""
+    tz = ZoneInfo(runtime.settings.display_timezone)
+    with runtime.unit_of_work() as uow:
+        rows = uow.session.scalars(select(Order).where(Order.account_id == account.id, Order.status.in_(PAID))).all()
+    totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for order in rows:
+        key = (order.created_at.astimezone(tz).strftime("%Y-%m"), order.currency)
+        totals[key][0] += order.total_amount
+        totals[key][1] += order.refunded_amount
+    return [
+        MonthTotal(month=m, currency=c, paid=p, refunded=r, net=p - r)
+        for (m, c), (p, r) in sorted(totals.items(), reverse=True)
+    ]
+
+
+@router.post("/orders/{order_id}/refunds", response_model=RefundOut, responses=errors(409, 503))
+def refund_order(order_id: PathId, body: RefundIn, runtime: RuntimeDep, actor: Finance) -> RefundOut:
+    """Finance: refund (part of) an order to its original payment method; a credit note is issued."""
+    row = refunds.staff_refund(runtime, actor, order_id, body.amount, body.reason)
+    return RefundOut(
+        id=row.id, order_id=row.order_id, amount=row.amount, currency=row.currency, status=row.status, reason=row.reason
+    )
+
+
+@router.get("/reports/revenue")
+def revenue(
+    runtime: RuntimeDep,
+    actor: Annotated[Account, Depends(require_roles(STAFF))],
+    by: Annotated[str, Query(pattern="^(day|plan|method)$")] = "day",
+    since: Annotated[Day | None, Query()] = None,
+    until: Annotated[Day | None, Query()] = None,
+) -> list[dict[str, object]]:
+    """Revenue (paid minus refunded) by day, plan or payment method, over [since, until] (HK dates);
+    each order counted once. `captured` is all the providers captured; `held`, money captured beyond
+    an order's price (a second capture) and not yet refunded, is the subscriber's, not revenue."""
+    tz = ZoneInfo(runtime.settings.display_timezone)
+    today = runtime.clock.now().astimezone(tz).date()
+    until = until or today
+    since = since or until - timedelta(days=30)
+    if since > until:
+        raise DomainError(ErrorCode.VALIDATION_FAILED, field="since")
+    start = datetime.combine(since, time(), tz)
+    end = datetime.combine(until + timedelta(days=1), time(), tz)
+    with runtime.unit_of_work() as uow:
+        return reports.revenue(uow, by, start, end, tz)

@@ -1,0 +1,1 @@
+"""The plan catalogue and promotions."""

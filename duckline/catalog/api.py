@@ -1,0 +1,65 @@
+"""The plan catalogue: anyone may read the offer; admins create, edit and retire plans."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, status
+
+from duckline.accounts.models import Account
+from duckline.accounts.roles import CATALOGUE_EDITORS
+from duckline.catalog import service as catalog
+from duckline.catalog.rules import Allowance, Validity
+from duckline.catalog.schemas import PlanIn, PlanOut, plan_out_of
+from duckline.core.money import Money
+from duckline.web.deps import PUBLIC, RuntimeDep, language, optional_account, require_roles
+from duckline.web.openapi import errors
+
+router = APIRouter(prefix="/plans", tags=["catalogue"])
+Editor = Annotated[Account, Depends(require_roles(CATALOGUE_EDITORS))]
+Language = Annotated[str, Depends(language)]
+PlanCode = Annotated[str, Path(max_length=40)]
+
+
+def to_input(body: PlanIn) -> catalog.PlanInput:
+    return catalog.PlanInput(
+        code=body.code,
+        kind=body.kind,
+        names=body.names,
+        descriptions=body.descriptions,
+        price=Money(body.price.amount, body.price.currency),
+        validity=Validity(days=body.validity_days, months=body.validity_months),
+        allowances=[Allowance(a.unit, a.zone, a.amount) for a in body.allowances],
+    )
+
+
+@router.get("", response_model=list[PlanOut], dependencies=[PUBLIC])
+def list_plans(
+    runtime: RuntimeDep,
+    lang: Language,
+    viewer: Annotated[Account | None, Depends(optional_account)],
+    include_retired: bool = False,
+) -> list[PlanOut]:
+    """Plans and add-on packs on offer (staff may ask for retired ones too)."""
+    return [plan_out_of(v) for v in catalog.offer(runtime.unit_of_work, viewer, include_retired, lang)]
+
+
+@router.get("/{code}", response_model=PlanOut, dependencies=[PUBLIC])
+def get_plan(code: PlanCode, runtime: RuntimeDep, lang: Language) -> PlanOut:
+    return plan_out_of(catalog.show_plan(runtime.unit_of_work, code, lang))
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=PlanOut, responses=errors(409))
+def create_plan(body: PlanIn, runtime: RuntimeDep, actor: Editor, lang: Language) -> PlanOut:
+    return plan_out_of(catalog.add_plan(runtime.unit_of_work, actor, to_input(body), lang))
+
+
+@router.put("/{code}", response_model=PlanOut, responses=errors(409))
+def update_plan(code: PlanCode, body: PlanIn, runtime: RuntimeDep, actor: Editor, lang: Language) -> PlanOut:
+    """Change the offer from now on; lines already on the plan keep what they were granted."""
+    return plan_out_of(catalog.edit_plan(runtime.unit_of_work, actor, code, to_input(body), lang))
+
+
+@router.post("/{code}/retire", response_model=PlanOut, responses=errors(409))
+def retire_plan(code: PlanCode, runtime: RuntimeDep, actor: Editor, lang: Language) -> PlanOut:
+    return plan_out_of(catalog.end_plan(runtime.unit_of_work, actor, code, lang))

@@ -1,0 +1,1 @@
+"""The database: engine, column types, the declarative Base, every table (models) and the migrations."""

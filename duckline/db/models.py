@@ -1,0 +1,19 @@
+"""Every table, so `Base.metadata` is complete (Alembic's environment, the start-up, the tests'
+TRUNCATE, the benches): import Base from here, and each model from its package's models."""
+
+from __future__ import annotations
+
+from duckline.accounts import models as accounts
+from duckline.billing import models as billing
+from duckline.catalog import models as catalog
+from duckline.db.base import NAMING, Base
+from duckline.lines import models as lines
+from duckline.messaging import models as messaging
+from duckline.staff import models as staff
+from duckline.support import models as support
+from duckline.usage import models as usage
+
+# Importing a package's models module is what maps its tables onto Base.metadata.
+PACKAGES = (accounts, billing, catalog, lines, messaging, staff, support, usage)
+
+__all__ = ["NAMING", "PACKAGES", "Base"]

@@ -1,0 +1,228 @@
+"""Gy (RFC 4006 credit control, 3GPP TS 32.299) messages to and from `usage.quota`.
+
+Reading a Credit-Control-Request:
+
+* the units are looked for in the first Multiple-Services-Credit-Control (3GPP Gy) and, when there
+  is none, at the top level (Requested-Service-Unit / Used-Service-Unit, plain RFC 4006);
+* the kind is that of the units present: octets (CC-Total-Octets, or CC-Input-Octets plus
+  CC-Output-Octets) are data, CC-Service-Specific-Units are SMS, CC-Time is voice, tried in that
+  order because a data session often reports its duration too. With no units (an empty
+  Requested-Service-Unit asks for the default quantum), the Service-Context-Id decides:
+  32251@3gpp.org data, 32260@3gpp.org voice, 32274@3gpp.org SMS;
+* an EVENT debits what its Requested-Service-Unit asks for (Requested-Action DIRECT_DEBITING, or
+  none given); the other actions (refund, balance check, price enquiry) are refused with 5004;
+* the zone is that of the MCC in 3GPP-SGSN-MCC-MNC (top level, or inside Service-Information /
+  PS-Information): 454 Hong Kong, 460 the Mainland, 455 Macau; no MCC means Hong Kong. Only an
+  INITIAL or EVENT request picks it: a session is charged in the zone it opened in, whatever its
+  later requests say. Opening on a network with no zone of ours gets 4010 (no allowance of any
+  line can be used there); usage reported later from such a network is still charged.
+
+A request that cannot be understood raises `Refused` with 5005 or 5004; the caller answers it
+without calling the service, so nothing changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from diameter.message import Avp, constants
+from diameter.message.avp.grouped import FailedAvp, FinalUnitIndication, GrantedServiceUnit
+
+from duckline.catalog.rules import Zone
+from duckline.usage.ingest import UsageKind
+from duckline.usage.quota import CreditAnswer, CreditRequest, RequestType, ResultCode
+
+MISSING_AVP = constants.E_RESULT_CODE_DIAMETER_MISSING_AVP  # 5005
+INVALID_AVP_VALUE = constants.E_RESULT_CODE_DIAMETER_INVALID_AVP_VALUE  # 5004
+END_USER_SERVICE_DENIED = int(ResultCode.END_USER_SERVICE_DENIED)  # 4010
+
+SERVICE_CONTEXTS = {
+    "32251@3gpp.org": UsageKind.DATA,  # PS charging
+    "32260@3gpp.org": UsageKind.VOICE,  # IMS charging
+    "32274@3gpp.org": UsageKind.SMS,  # SMS charging
+}
+ZONES_BY_MCC = {"454": Zone.HK, "460": Zone.MAINLAND, "455": Zone.MACAU}
+
+
+class Refused(Exception):
+    """A request that is answered with `result_code` without asking the service (5005, 5004, or
+    4010 for a network with no zone); `avp` names the AVP at fault (code, vendor) for Failed-AVP."""
+
+    def __init__(self, result_code: int, message: str, avp: tuple[int, int] | None = None) -> None:
+        super().__init__(message)
+        self.result_code, self.avp = result_code, avp
+
+
+@dataclass(frozen=True)
+class GyRequest:
+    """What a Credit-Control-Request asks of the service, and how its answer must be shaped."""
+
+    credit: CreditRequest
+    in_mscc: bool  # units came in a Multiple-Services-Credit-Control: answer in one too
+    rating_group: int | None = None
+    service_identifiers: list[int] = field(default_factory=list)
+
+
+def read_request(ccr: Any) -> GyRequest:
+    """Translate a `CreditControlRequest`; raises Refused when it cannot be served."""
+    session_id = ccr.session_id
+    if not session_id:
+        raise Refused(MISSING_AVP, "Session-Id is missing", (constants.AVP_SESSION_ID, 0))
+    if ccr.cc_request_number is None:
+        raise Refused(MISSING_AVP, "CC-Request-Number is missing", (constants.AVP_CC_REQUEST_NUMBER, 0))
+    if ccr.cc_request_type is None:
+        raise Refused(MISSING_AVP, "CC-Request-Type is missing", (constants.AVP_CC_REQUEST_TYPE, 0))
+    try:
+        request_type = RequestType(ccr.cc_request_type)
+    except ValueError:
+        raise Refused(INVALID_AVP_VALUE, "unknown CC-Request-Type", (constants.AVP_CC_REQUEST_TYPE, 0)) from None
+    opens = request_type in (RequestType.INITIAL, RequestType.EVENT)
+    msisdn = _msisdn(ccr.subscription_id)
+    if opens and msisdn is None:
+        raise Refused(MISSING_AVP, "no END_USER_E164 Subscription-Id", (constants.AVP_SUBSCRIPTION_ID, 0))
+
+    mscc = ccr.multiple_services_credit_control[0] if ccr.multiple_services_credit_control else None
+    asked = mscc.requested_service_unit if mscc is not None else ccr.requested_service_unit
+    reported = list(mscc.used_service_unit if mscc is not None else ccr.used_service_unit)
+    kind = _kind_of(asked, reported, ccr.service_context_id, opens)
+    requested = _quantity(asked, kind)
+    used = sum(q for q in (_quantity(u, kind) for u in reported) if q is not None) if reported else None
+    if request_type is RequestType.EVENT:
+        if ccr.requested_action not in (None, constants.E_REQUESTED_ACTION_DIRECT_DEBITING):
+            raise Refused(INVALID_AVP_VALUE, "only DIRECT_DEBITING is supported", (constants.AVP_REQUESTED_ACTION, 0))
+        requested, used = requested if requested is not None else used, None  # the units to debit now
+
+    credit = CreditRequest(
+        session_id=session_id,
+        request_number=ccr.cc_request_number,
+        request_type=request_type,
+        msisdn=msisdn,
+        kind=kind,
+        zone=_zone(ccr) if opens else Zone.HK,  # a session stays charged in the zone it opened in
+        requested=requested,
+        used=used,
+        at=_aware(ccr.event_timestamp),
+    )
+    return GyRequest(
+        credit,
+        in_mscc=mscc is not None,
+        rating_group=mscc.rating_group if mscc is not None else None,
+        service_identifiers=list(mscc.service_identifier or []) if mscc is not None else [],
+    )
+
+
+def write_answer(cca: Any, request: GyRequest, answer: CreditAnswer) -> None:
+    """Fill a `CreditControlAnswer` (made by the application's generate_answer) from the service's
+    answer: granted units in the unit type that was asked, where they were asked."""
+    cca.result_code = int(answer.result_code)
+    cca.cc_request_type = int(request.credit.request_type)
+    cca.cc_request_number = request.credit.request_number
+    granted = _granted(request.credit.kind, answer.granted) if answer.granted is not None else None
+    final = FinalUnitIndication(final_unit_action=constants.E_FINAL_UNIT_ACTION_TERMINATE) if answer.final else None
+    if request.in_mscc:
+        cca.add_multiple_services_credit_control(
+            granted_service_unit=granted,
+            rating_group=request.rating_group,
+            service_identifier=request.service_identifiers or None,
+            validity_time=answer.validity_seconds,
+            result_code=int(answer.result_code),
+            final_unit_indication=final,
+        )
+        return
+    cca.granted_service_unit = granted
+    cca.validity_time = answer.validity_seconds
+    cca.final_unit_indication = final
+
+
+def write_refusal(cca: Any, ccr: Any, error: Refused) -> None:
+    """Fill an answer to a request that was not served: the result code, the reason and the AVP
+    at fault, with CC-Request-Type and -Number echoed when the request had them."""
+    cca.result_code = error.result_code
+    cca.error_message = str(error)
+    cca.cc_request_type = ccr.cc_request_type
+    cca.cc_request_number = ccr.cc_request_number
+    if error.avp is not None:
+        cca.failed_avp = [FailedAvp(additional_avps=[Avp.new(*error.avp)])]
+
+
+def _msisdn(subscription_ids: list[Any]) -> str | None:
+    for sid in subscription_ids:
+        if sid.subscription_id_type == constants.E_SUBSCRIPTION_ID_TYPE_END_USER_E164:
+            digits = (sid.subscription_id_data or "").removeprefix("+")
+            if not digits.isdigit():
+                raise Refused(
+                    INVALID_AVP_VALUE, "END_USER_E164 is not a number", (constants.AVP_SUBSCRIPTION_ID_DATA, 0)
+                )
+            return f"+{digits}"
+    return None
+
+
+def _kind_of(asked: Any, reported: list[Any], service_context_id: str | None, opens: bool) -> UsageKind:
+    kind = (
+        _kind(asked) or next(filter(None, map(_kind, reported)), None) or SERVICE_CONTEXTS.get(service_context_id or "")
+    )
+    if kind is not None:
+        return kind
+    if opens:
+        raise Refused(
+            MISSING_AVP, "no units and no known Service-Context-Id", (constants.AVP_REQUESTED_SERVICE_UNIT, 0)
+        )
+    return UsageKind.DATA  # a continuing request is charged in its session's unit: this one is unused
+
+
+def _octets(unit: Any) -> int | None:
+    if unit.cc_total_octets is not None:
+        return int(unit.cc_total_octets)
+    # Requested/Granted-Service-Unit have no CC-Output-Octets in the library: getattr.
+    parts = [unit.cc_input_octets, getattr(unit, "cc_output_octets", None)]
+    return sum(int(p) for p in parts if p is not None) if any(p is not None for p in parts) else None
+
+
+def _kind(unit: Any) -> UsageKind | None:
+    if unit is None:
+        return None
+    if _octets(unit) is not None:
+        return UsageKind.DATA
+    if unit.cc_service_specific_units is not None:
+        return UsageKind.SMS
+    if unit.cc_time is not None:
+        return UsageKind.VOICE
+    return None
+
+
+def _quantity(unit: Any, kind: UsageKind) -> int | None:
+    if unit is None:
+        return None
+    if kind is UsageKind.DATA:
+        return _octets(unit)
+    value = unit.cc_service_specific_units if kind is UsageKind.SMS else unit.cc_time
+    return None if value is None else int(value)
+
+
+def _granted(kind: UsageKind, units: int) -> GrantedServiceUnit:
+    if kind is UsageKind.DATA:
+        return GrantedServiceUnit(cc_total_octets=units)
+    if kind is UsageKind.SMS:
+        return GrantedServiceUnit(cc_service_specific_units=units)
+    return GrantedServiceUnit(cc_time=units)
+
+
+def _zone(ccr: Any) -> Zone:
+    mcc_mnc = ccr.sgsn_mcc_mnc
+    ps = ccr.service_information.ps_information if ccr.service_information is not None else None
+    if not mcc_mnc and ps is not None:
+        mcc_mnc = ps.tgpp_sgsn_mcc_mnc
+    if not mcc_mnc:
+        return Zone.HK
+    text = mcc_mnc.decode("ascii", "replace") if isinstance(mcc_mnc, bytes) else str(mcc_mnc)
+    zone = ZONES_BY_MCC.get(text[:3])
+    if zone is None:
+        raise Refused(END_USER_SERVICE_DENIED, f"no zone for network {text}")
+    return zone
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # The library decodes Time AVPs with datetime.fromtimestamp: naive, in the host's local time.
+    return None if value is None else value.astimezone(UTC)

@@ -1,1 +1,0 @@
-"""Pure domain logic: no HTTP, no SQL, no clocks of its own."""

@@ -1,0 +1,2 @@
+"""Domain events and what goes out: notifications, reminders, outgoing webhooks; SMS and
+email channels."""

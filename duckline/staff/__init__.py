@@ -1,0 +1,2 @@
+"""Staff: the audit log, subscriber search, the demo world, the admin/operations API and the
+console."""

@@ -1,0 +1,1 @@
+"""The staff API: admin (number pool, identity reviews, audit log) and operations."""

@@ -1,0 +1,1 @@
+"""Support tickets, reconciliation cases and the support desk."""

@@ -1,0 +1,1 @@
+"""The support API: subscribers' tickets and the staff support desk."""

@@ -1,0 +1,1 @@
+"""Usage: ingest from network elements, balances, history and online charging (quota)."""

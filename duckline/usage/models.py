@@ -1,0 +1,106 @@
+"""The usage tables. Rows are plain records; the rules that change them live beside them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from duckline.catalog.rules import Unit, Zone
+from duckline.db.base import Base
+from duckline.db.types import BigId, enum_column
+from duckline.usage.charging_states import CreditSessionStatus
+
+
+class Bucket(Base):
+    """An allowance of one unit in one zone. `remaining` is a projection of the ledger."""
+
+    __tablename__ = "buckets"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    line_id: Mapped[int] = mapped_column(ForeignKey("lines.id"))
+    unit: Mapped[Unit] = mapped_column(enum_column(Unit))
+    zone: Mapped[Zone] = mapped_column(enum_column(Zone, 4))
+    initial: Mapped[int] = mapped_column(BigInteger)
+    remaining: Mapped[int] = mapped_column(BigInteger)
+    valid_from: Mapped[datetime]
+    valid_until: Mapped[datetime]
+    source: Mapped[str] = mapped_column(String(20))  # plan, addon, promotion (a bonus)
+    source_ref: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    __table_args__ = (
+        Index("ix_buckets_line_valid", "line_id", "valid_until"),
+        CheckConstraint("remaining >= 0 AND remaining <= initial", name="remaining_in_range"),
+    )
+
+
+class LedgerEntry(Base):
+    """Append-only: every change to an allowance, from which buckets can be rebuilt."""
+
+    __tablename__ = "ledger_entries"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # No foreign keys on line_id and usage_record_id (migration 0005): on the usage hot path each
+    # would cost a check per row. A ledger row's line is its bucket's line, and its usage record is
+    # inserted in the same transaction.
+    line_id: Mapped[int] = mapped_column(BigId, index=True)
+    bucket_id: Mapped[int | None] = mapped_column(ForeignKey("buckets.id"), index=True)
+    unit: Mapped[Unit] = mapped_column(enum_column(Unit))
+    zone: Mapped[Zone] = mapped_column(enum_column(Zone, 4))
+    delta: Mapped[int] = mapped_column(BigInteger)  # + grant, - usage; overage rows have no bucket
+    reason: Mapped[str] = mapped_column(String(20))  # grant, usage, overage, refund (what was left is taken back)
+    usage_record_id: Mapped[int | None] = mapped_column(BigId)
+    created_at: Mapped[datetime]
+
+
+class UsageRecord(Base):
+    """A CDR from a network element; (source, record_id) makes a retried report harmless."""
+
+    __tablename__ = "usage_records"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    source: Mapped[str] = mapped_column(String(60))
+    record_id: Mapped[str] = mapped_column(String(100))
+    # No foreign key (migration 0005): usage.ingest takes the line id from `lines` in the same
+    # transaction (lines are never deleted), and a check per row is costly on the hot path.
+    line_id: Mapped[int] = mapped_column(BigId)
+    unit: Mapped[Unit] = mapped_column(enum_column(Unit))
+    zone: Mapped[Zone] = mapped_column(enum_column(Zone, 4))
+    quantity: Mapped[int] = mapped_column(BigInteger)  # what was charged and what was overage: the ledger
+    started_at: Mapped[datetime]
+    received_at: Mapped[datetime]
+    __table_args__ = (
+        UniqueConstraint("source", "record_id", name="uq_usage_records_source_record"),
+        Index("ix_usage_records_line_started", "line_id", "started_at"),
+        CheckConstraint("quantity >= 0", name="quantity_not_negative"),
+    )
+
+
+class CreditSession(Base):
+    """A Diameter credit-control session (online charging): units reserved on a line until the
+    network element reports them used; its last answer, for a retransmitted request."""
+
+    __tablename__ = "credit_sessions"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(255), unique=True)
+    line_id: Mapped[int] = mapped_column(ForeignKey("lines.id"))
+    unit: Mapped[Unit] = mapped_column(enum_column(Unit))
+    zone: Mapped[Zone] = mapped_column(enum_column(Zone, 4))
+    status: Mapped[CreditSessionStatus] = mapped_column(enum_column(CreditSessionStatus, 10))
+    reserved: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[datetime]  # a reservation holds nothing after this
+    last_request_number: Mapped[int] = mapped_column(Integer)
+    last_answer: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    __table_args__ = (
+        Index("ix_credit_sessions_line_open", "line_id", "status", "unit", "zone"),
+        CheckConstraint("reserved >= 0", name="reserved_not_negative"),
+    )

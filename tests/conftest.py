@@ -60,6 +60,12 @@ def _pg_unavailable() -> str | None:
 PG_SKIP_REASON = _pg_unavailable()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests against a real server (the browser's, the fuzzer's) take 5-70 s each: they go first,
+    so that under pytest-xdist none of them starts last while the other workers have run out."""
+    items.sort(key=lambda item: not {"live", "live_server"} & set(getattr(item, "fixturenames", ())))
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     if PG_SKIP_REASON:

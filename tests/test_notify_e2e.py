@@ -19,8 +19,8 @@ from duckline.config import Settings
 from duckline.domain.roles import Role
 from duckline.runtime import Runtime
 from duckline.services import catalog
-from duckline.web.app import create_app
 from tests.adapters.test_email_smtp import Recorder, serve
+from tests.app_pool import pooled_app
 from tests.factories import PNG, hkid, idem, numbers, pay_on_sandbox, plan_input, registration_form, sandbox_post, staff
 from tests.smsc import Smsc
 
@@ -47,7 +47,7 @@ def wired(settings: Settings, clock: FrozenClock) -> Iterator[tuple[TestClient, 
             ),
             clock=clock,
         )
-        with TestClient(create_app(runtime=runtime), base_url="http://127.0.0.1") as client:
+        with pooled_app(runtime) as app, TestClient(app, base_url="http://127.0.0.1") as client:
             yield client, runtime, mailbox, smsc
         runtime.close()
 

@@ -24,6 +24,7 @@ from duckline.config import Settings
 from duckline.domain.roles import Role
 from duckline.runtime import Runtime
 from duckline.web.app import create_app
+from tests.app_pool import pooled_app
 from tests.conftest import START
 from tests.factories import PNG, hk_mobile, hkid, numbers, register_and_verify, registration_form, staff
 from tests.live_server import serve
@@ -326,7 +327,7 @@ def test_each_kind_of_route_has_its_own_limit(client: TestClient, runtime: Runti
 def test_the_limits_are_settings(runtime: Runtime, clock: FrozenClock) -> None:
     small = Runtime(runtime.settings.model_copy(update={"body_max_bytes": 1024}), clock=clock)
     try:
-        with TestClient(create_app(runtime=small), base_url="http://127.0.0.1") as limited:
+        with pooled_app(small) as app, TestClient(app, base_url="http://127.0.0.1") as limited:
             too_large(limited.post("/api/v1/auth/login", json={"phone": "1" * 2000, "password": "x"}), 1)
     finally:
         small.close()
@@ -347,7 +348,7 @@ def test_hsts_is_sent_in_production_only(client: TestClient, runtime: Runtime, c
     )
     live = Runtime(production, clock=clock)
     try:
-        with TestClient(create_app(runtime=live), base_url="https://duckline.example") as https:
+        with pooled_app(live) as app, TestClient(app, base_url="https://duckline.example") as https:
             for path in ("/api/v1/health", "/login", "/api/v1/nothing-here"):
                 response = https.get(path)
                 assert response.headers["strict-transport-security"] == "max-age=31536000; includeSubDomains"

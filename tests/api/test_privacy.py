@@ -39,7 +39,7 @@ from duckline.domain.lines import LineStatus
 from duckline.domain.roles import Role
 from duckline.runtime import Runtime
 from duckline.services import catalog, jobs, support, tickets
-from duckline.web.app import create_app
+from tests.app_pool import pooled_app
 from tests.factories import (
     PASSWORD,
     deliver,
@@ -165,7 +165,7 @@ def test_a_card_saved_at_stripe_is_detached_there_when_removed(settings: Setting
     with fake_stripe() as stripe:
         runtime = Runtime(stripe_settings(settings, stripe), clock=clock)
         try:
-            with TestClient(create_app(runtime=runtime), base_url="http://127.0.0.1") as client:
+            with pooled_app(runtime) as app, TestClient(app, base_url="http://127.0.0.1") as client:
                 numbers(runtime, 1)
                 admin, _ = staff(runtime, Role.ADMIN, 1)
                 with runtime.unit_of_work() as uow:
@@ -282,7 +282,7 @@ def test_the_zip_holds_the_json_and_each_receipt_as_pdf(
 def test_exports_are_rate_limited(settings: Settings, clock: FrozenClock) -> None:
     runtime = Runtime(with_settings(settings, export_rate_limit="2/hour"), clock=clock)
     try:
-        with TestClient(create_app(runtime=runtime), base_url="http://127.0.0.1") as client:
+        with pooled_app(runtime) as app, TestClient(app, base_url="http://127.0.0.1") as client:
             numbers(runtime, 1)
             subscriber = register_and_verify(client, runtime, 1)
             statuses = [export(client, subscriber).status_code for _ in range(3)]

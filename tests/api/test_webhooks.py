@@ -39,7 +39,7 @@ from duckline.domain.roles import Role
 from duckline.money import Money
 from duckline.runtime import Runtime
 from duckline.services import catalog
-from duckline.web.app import create_app
+from tests.app_pool import pooled_app
 from tests.factories import deliver, numbers, pay_on_sandbox, place_order, plan_input, register_and_verify, staff
 from tests.provider_fakes import (
     alipay_keys,
@@ -306,7 +306,7 @@ class Provider:
 def running(settings: Settings, clock: FrozenClock) -> Iterator[tuple[Runtime, TestClient]]:
     runtime = Runtime(settings, clock=clock)
     try:
-        with TestClient(create_app(runtime=runtime), base_url="http://127.0.0.1") as client:
+        with pooled_app(runtime) as app, TestClient(app, base_url="http://127.0.0.1") as client:
             yield runtime, client
     finally:
         runtime.close()

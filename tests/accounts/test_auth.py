@@ -21,6 +21,7 @@ from duckline.core.clock import FrozenClock
 from duckline.core.config import DEV_SECRET, Settings
 from duckline.runtime import Runtime
 from duckline.web.app import create_app
+from tests.app_pool import pooled_app
 from tests.conftest import START
 from tests.factories import PASSWORD, hk_mobile, hkid, numbers, register, register_and_verify
 
@@ -55,7 +56,7 @@ def client_with(
     """A second app on the same database, built with changed settings."""
     runtime = Runtime(settings.model_copy(update=update), clock=clock)
     try:
-        with TestClient(create_app(runtime=runtime), base_url="http://127.0.0.1", client=(address, 50000)) as other:
+        with pooled_app(runtime) as app, TestClient(app, base_url="http://127.0.0.1", client=(address, 50000)) as other:
             yield other
     finally:
         runtime.close()

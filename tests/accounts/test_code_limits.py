@@ -22,7 +22,7 @@ from duckline.core.clock import FrozenClock
 from duckline.core.config import Settings
 from duckline.core.errors import DomainError, ErrorCode
 from duckline.runtime import Runtime
-from duckline.web.app import create_app
+from tests.app_pool import pooled_app
 from tests.factories import PASSWORD, hk_mobile, hkid, last_code, last_emailed_code, numbers, register
 
 LIMITS = (
@@ -44,7 +44,7 @@ def product_limits(settings: Settings, clock: FrozenClock) -> Iterator[tuple[Tes
 
 def _client(settings: Settings, clock: FrozenClock, **overrides: Any) -> Iterator[tuple[TestClient, Runtime]]:
     runtime = Runtime(settings.model_copy(update={**PRODUCT, **overrides}), clock=clock)
-    with TestClient(create_app(runtime=runtime), base_url="http://127.0.0.1") as client:
+    with pooled_app(runtime) as app, TestClient(app, base_url="http://127.0.0.1") as client:
         yield client, runtime
     runtime.close()
 

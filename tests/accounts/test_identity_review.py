@@ -11,14 +11,14 @@ from duckline.accounts.roles import Role
 from duckline.catalog import service as catalog
 from duckline.core.config import Settings
 from duckline.runtime import Runtime
-from duckline.web.app import create_app
+from tests.app_pool import pooled_app
 from tests.factories import PNG, hkid, numbers, plan_input, register_and_verify, staff
 
 
 @pytest.fixture
 def reviewed(settings: Settings, clock: object) -> Iterator[tuple[TestClient, Runtime]]:
     runtime = Runtime(settings.model_copy(update={"kyc_auto_approve": False}), clock=clock)  # type: ignore[arg-type]
-    with TestClient(create_app(runtime=runtime), base_url="http://127.0.0.1") as client:
+    with pooled_app(runtime) as app, TestClient(app, base_url="http://127.0.0.1") as client:
         yield client, runtime
     runtime.close()
 

@@ -32,7 +32,7 @@ from duckline.runtime import Runtime
 from duckline.staff.models import AuditEntry
 from duckline.support import cases as tickets
 from duckline.support import conversations as support
-from duckline.web.app import create_app
+from tests.app_pool import pooled_app
 from tests.factories import (
     PASSWORD,
     deliver,
@@ -158,7 +158,7 @@ def test_a_card_saved_at_stripe_is_detached_there_when_removed(settings: Setting
     with fake_stripe() as stripe:
         runtime = Runtime(stripe_settings(settings, stripe), clock=clock)
         try:
-            with TestClient(create_app(runtime=runtime), base_url="http://127.0.0.1") as client:
+            with pooled_app(runtime) as app, TestClient(app, base_url="http://127.0.0.1") as client:
                 numbers(runtime, 1)
                 admin, _ = staff(runtime, Role.ADMIN, 1)
                 with runtime.unit_of_work() as uow:
@@ -275,7 +275,7 @@ def test_the_zip_holds_the_json_and_each_receipt_as_pdf(
 def test_exports_are_rate_limited(settings: Settings, clock: FrozenClock) -> None:
     runtime = Runtime(with_settings(settings, export_rate_limit="2/hour"), clock=clock)
     try:
-        with TestClient(create_app(runtime=runtime), base_url="http://127.0.0.1") as client:
+        with pooled_app(runtime) as app, TestClient(app, base_url="http://127.0.0.1") as client:
             numbers(runtime, 1)
             subscriber = register_and_verify(client, runtime, 1)
             statuses = [export(client, subscriber).status_code for _ in range(3)]

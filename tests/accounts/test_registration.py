@@ -15,7 +15,7 @@ from duckline.core.config import Settings
 from duckline.lines.models import PoolNumber
 from duckline.messaging.models import Notification
 from duckline.runtime import Runtime
-from duckline.web.app import create_app
+from tests.app_pool import pooled_app
 from tests.factories import PASSWORD, PNG, cn_resident_id, hk_mobile, hkid, last_code, numbers, register
 
 
@@ -315,7 +315,7 @@ def test_the_demo_outbox_shows_codes_as_sent_though_the_stored_messages_keep_non
     runtime = Runtime(
         settings.model_copy(update={"environment": "development", "worker_in_process": False}), clock=clock
     )
-    with TestClient(create_app(runtime=runtime), base_url="http://127.0.0.1") as client:
+    with pooled_app(runtime) as app, TestClient(app, base_url="http://127.0.0.1") as client:
         numbers(runtime, 1)
         phone = hk_mobile(11)
         assert register(client, phone, hkid(11)).status_code == 201

@@ -20,7 +20,7 @@ from duckline.core import jobs
 from duckline.core.clock import FrozenClock
 from duckline.core.config import Settings
 from duckline.runtime import Runtime
-from duckline.web.app import create_app
+from tests.app_pool import pooled_app
 from tests.factories import buy, deliver, numbers, pay_on_sandbox, place_order, plan_input, register_and_verify, staff
 from tests.provider_fakes import FakeStripe, fake_stripe, stripe_settings
 
@@ -76,7 +76,7 @@ def with_stripe(settings: Settings, clock: FrozenClock) -> Iterator[tuple[FakeSt
     with fake_stripe() as stripe:
         runtime = Runtime(stripe_settings(settings, stripe), clock=clock)
         try:
-            with TestClient(create_app(runtime=runtime), base_url="http://127.0.0.1") as client:
+            with pooled_app(runtime) as app, TestClient(app, base_url="http://127.0.0.1") as client:
                 yield stripe, runtime, client
         finally:
             runtime.close()

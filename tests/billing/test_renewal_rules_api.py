@@ -21,7 +21,7 @@ from duckline.core.clock import FrozenClock
 from duckline.core.config import Settings
 from duckline.runtime import Runtime
 from duckline.usage.models import Bucket
-from duckline.web.app import create_app
+from tests.app_pool import pooled_app
 from tests.factories import (
     PASSWORD,
     buy,
@@ -369,7 +369,7 @@ def test_a_retired_plan_cannot_be_ordered(
 @pytest.fixture
 def manual_kyc(settings: Settings, clock: FrozenClock) -> Iterator[tuple[Runtime, TestClient]]:
     reviewed = Runtime(settings.model_copy(update={"kyc_auto_approve": False}), clock=clock)
-    with TestClient(create_app(runtime=reviewed), base_url="http://127.0.0.1") as reviewed_client:
+    with pooled_app(reviewed) as app, TestClient(app, base_url="http://127.0.0.1") as reviewed_client:
         yield reviewed, reviewed_client
     reviewed.close()
 

@@ -34,7 +34,7 @@ from duckline.lines.models import Line
 from duckline.messaging.models import DomainEvent
 from duckline.runtime import Runtime
 from duckline.usage.models import Bucket
-from duckline.web.app import create_app
+from tests.app_pool import pooled_app
 from tests.factories import deliver, numbers, pay_on_sandbox, place_order, plan_input, register_and_verify, staff
 from tests.provider_fakes import (
     alipay_keys,
@@ -301,7 +301,7 @@ class Provider:
 def running(settings: Settings, clock: FrozenClock) -> Iterator[tuple[Runtime, TestClient]]:
     runtime = Runtime(settings, clock=clock)
     try:
-        with TestClient(create_app(runtime=runtime), base_url="http://127.0.0.1") as client:
+        with pooled_app(runtime) as app, TestClient(app, base_url="http://127.0.0.1") as client:
             yield runtime, client
     finally:
         runtime.close()

@@ -39,7 +39,7 @@ from duckline.core.config import Settings
 from duckline.core.signing import sign
 from duckline.runtime import Runtime
 from duckline.staff import demo
-from duckline.web.app import create_app
+from tests.app_pool import pooled_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -143,20 +143,21 @@ def live(settings: Settings, clock: FrozenClock) -> Iterator[Live]:
     runtime = Runtime(settings.model_copy(update={"base_url": base_url, "worker_in_process": False}), clock=clock)
     with runtime.unit_of_work() as uow:
         demo.load(uow)
-    server = uvicorn.Server(uvicorn.Config(create_app(runtime=runtime), log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    try:
-        yield Live(base_url, runtime)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        listener.close()
-        runtime.close()
+    with pooled_app(runtime) as app:
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.02)
+        try:
+            yield Live(base_url, runtime)
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+            listener.close()
+            runtime.close()
 
 
 def deliver_webhooks(live: Live, clock: FrozenClock) -> int:

@@ -24,9 +24,9 @@ from duckline.runtime import Runtime
 from duckline.staff import demo
 from duckline.support import conversations as support
 from duckline.support.models import Ticket
-from duckline.web.app import create_app
 from duckline.web.portal import rendering
 from duckline.web.portal.rendering import LANGUAGE_COOKIE
+from tests.app_pool import pooled_app
 from tests.factories import buy, deliver, idem, pay_on_sandbox, place_order
 from tests.provider_fakes import fake_stripe, sandbox_event, sandbox_ref, stripe_settings
 
@@ -180,7 +180,7 @@ def test_the_card_payment_page_is_translated(settings: Settings, clock: FrozenCl
     with fake_stripe() as stripe:
         runtime = Runtime(stripe_settings(settings, stripe), clock=clock)
         try:
-            with TestClient(create_app(runtime=runtime), base_url="http://127.0.0.1") as client:
+            with pooled_app(runtime) as app, TestClient(app, base_url="http://127.0.0.1") as client:
                 with runtime.unit_of_work() as uow:
                     demo.load(uow)
                 portal_login(client, SUBSCRIBER)

@@ -20,7 +20,7 @@ from duckline.core.clock import FrozenClock
 from duckline.core.config import Settings
 from duckline.messaging.models import Notification
 from duckline.runtime import Runtime
-from duckline.web.app import create_app
+from tests.app_pool import pooled_app
 from tests.factories import PNG, hkid, idem, numbers, pay_on_sandbox, plan_input, registration_form, sandbox_post, staff
 from tests.messaging.test_email_smtp import Recorder, serve
 from tests.smsc import Smsc
@@ -48,7 +48,7 @@ def wired(settings: Settings, clock: FrozenClock) -> Iterator[tuple[TestClient, 
             ),
             clock=clock,
         )
-        with TestClient(create_app(runtime=runtime), base_url="http://127.0.0.1") as client:
+        with pooled_app(runtime) as app, TestClient(app, base_url="http://127.0.0.1") as client:
             yield client, runtime, mailbox, smsc
         runtime.close()
 

@@ -15,7 +15,7 @@ from duckline.accounts.roles import Role
 from duckline.core.clock import FrozenClock
 from duckline.runtime import Runtime
 from duckline.usage.models import LedgerEntry, UsageRecord
-from duckline.web.app import create_app
+from tests.app_pool import pooled_app
 from tests.conftest import START
 from tests.factories import staff
 from tests.usage.test_usage import active_line, record, remaining
@@ -85,7 +85,7 @@ def test_the_window_is_a_setting(client: TestClient, runtime: Runtime, clock: Fr
     msisdn = subscriber["line"]["msisdn"]
     narrow = Runtime(runtime.settings.model_copy(update={"usage_max_future_minutes": 1}), clock=clock)
     try:
-        with TestClient(create_app(runtime=narrow), base_url="http://127.0.0.1") as strict:
+        with pooled_app(narrow) as app, TestClient(app, base_url="http://127.0.0.1") as strict:
             batch = {
                 "records": [
                     record(msisdn, "late-ish", "sms", 1, at=(START + timedelta(minutes=5)).isoformat()),

@@ -21,7 +21,7 @@ from duckline.core.clock import FrozenClock
 from duckline.core.config import Settings
 from duckline.lines.models import Line, PoolNumber
 from duckline.runtime import Runtime
-from duckline.web.app import create_app
+from tests.app_pool import pooled_app
 from tests.conftest import START
 from tests.factories import (
     PASSWORD,
@@ -108,7 +108,7 @@ def audit_entries(client: TestClient, admin_h: dict[str, str]) -> list[dict[str,
 def client_with(settings: Settings, clock: FrozenClock, **update: Any) -> Iterator[tuple[TestClient, Runtime]]:
     runtime = Runtime(settings.model_copy(update=update), clock=clock)
     try:
-        with TestClient(create_app(runtime=runtime), base_url="http://127.0.0.1") as other:
+        with pooled_app(runtime) as app, TestClient(app, base_url="http://127.0.0.1") as other:
             yield other, runtime
     finally:
         runtime.close()

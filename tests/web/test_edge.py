@@ -10,6 +10,7 @@ import json
 import secrets
 import socket
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -28,6 +29,7 @@ from duckline.runtime import Runtime
 from duckline.support.models import Ticket
 from duckline.usage.models import UsageRecord
 from duckline.web.app import create_app
+from tests.app_pool import pooled_app
 from tests.conftest import START
 from tests.factories import PNG, hk_mobile, hkid, numbers, register_and_verify, registration_form, staff
 from tests.live_server import serve
@@ -303,7 +305,9 @@ def test_a_body_longer_than_its_declared_length_is_counted_not_trusted(runtime: 
         "server": ("127.0.0.1", 80),
         "state": {},
     }
-    asyncio.run(app(scope, receive, send))  # type: ignore[arg-type]
+    # In a thread of its own: after a browser test, Playwright's loop runs in this worker's main thread.
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, app(scope, receive, send)).result()  # type: ignore[arg-type]
     assert sent[0]["status"] == 413
     assert json.loads(b"".join(m.get("body", b"") for m in sent[1:]))["error"]["code"] == "payload_too_large"
 
@@ -330,7 +334,7 @@ def test_each_kind_of_route_has_its_own_limit(client: TestClient, runtime: Runti
 def test_the_limits_are_settings(runtime: Runtime, clock: FrozenClock) -> None:
     small = Runtime(runtime.settings.model_copy(update={"body_max_bytes": 1024}), clock=clock)
     try:
-        with TestClient(create_app(runtime=small), base_url="http://127.0.0.1") as limited:
+        with pooled_app(small) as app, TestClient(app, base_url="http://127.0.0.1") as limited:
             too_large(limited.post("/api/v1/auth/login", json={"phone": "1" * 2000, "password": "x"}), 1)
     finally:
         small.close()
@@ -351,7 +355,7 @@ def test_hsts_is_sent_in_production_only(client: TestClient, runtime: Runtime, c
     )
     live = Runtime(production, clock=clock)
     try:
-        with TestClient(create_app(runtime=live), base_url="https://duckline.example") as https:
+        with pooled_app(live) as app, TestClient(app, base_url="https://duckline.example") as https:
             for path in ("/api/v1/health", "/login", "/api/v1/nothing-here"):
                 response = https.get(path)
                 assert response.headers["strict-transport-security"] == "max-age=31536000; includeSubDomains"

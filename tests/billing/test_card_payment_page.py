@@ -21,7 +21,7 @@ from duckline.catalog import service as catalog
 from duckline.catalog.rules import Validity
 from duckline.core.config import Settings
 from duckline.runtime import Runtime
-from duckline.web.app import CSP
+from duckline.web.csp import CSP
 from tests.billing.test_renew_pages import field, login, submit_renewal, text
 from tests.factories import numbers, plan_input, register_and_verify, staff
 from tests.provider_fakes import STRIPE_PUBLISHABLE_KEY, FakeStripe, fake_stripe, stripe_settings

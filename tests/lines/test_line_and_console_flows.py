@@ -26,6 +26,7 @@ from duckline.staff import dashboard, subscriber_file
 from duckline.staff.models import AuditEntry
 from duckline.support import cases as tickets
 from duckline.support.models import Ticket
+from duckline.support.states import TicketKind
 from tests.factories import PASSWORD, PNG, hk_mobile, hkid, last_code, numbers, plan_input, staff
 
 
@@ -96,7 +97,7 @@ def test_the_console_settles_open_reconciliation_cases_only(runtime: Runtime) ->
     support, _ = staff(runtime, Role.SUPPORT, 2)
     with runtime.unit_of_work() as uow:
         case_id = tickets.open_ticket(uow, tickets.RECONCILIATION, "Check", "Check it", owner.id, None).id
-        other_id = tickets.open_ticket(uow, "support", "Help", "Help me", owner.id, None).id
+        other_id = tickets.open_ticket(uow, TicketKind.SUBSCRIBER, "Help", "Help me", owner.id, None).id
 
     with pytest.raises(DomainError) as refused:  # a refund needs finance or an admin
         reconciliation.settle(runtime, support, case_id, "refund", "paid twice", console=True)

@@ -39,6 +39,7 @@ from duckline.core.config import Settings
 from duckline.core.errors import DomainError, ErrorCode
 from duckline.core.money import Money
 from duckline.core.unit_of_work import UnitOfWork
+from duckline.db.held import holding
 from duckline.db.types import is_id
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,10 @@ def _place(
             fulfilment.fulfil(uow, order)
             return Checkout(order.id, None, True), show(uow, order.id) if show else None
         else:
-            payment_id = new_attempt(uow, app.payments, order, form.payment_method).id
+            # Held, so that _payment_request finds it in the session (which holds only what is
+            # referenced) instead of reading it again.
+            attempt = new_attempt(uow, app.payments, order, form.payment_method)
+            payment_id = attempt.id
         sending = _payment_request(uow, app, payment_id, return_url, language)
         order_id = order.id
     state = _send(app, payment_id, sending, (lambda uow: show(uow, order_id)) if show else None)
@@ -154,12 +158,14 @@ def new_attempt(
     in the month's spending limit beside everything else that may still capture."""
     if order.status not in OPEN_FOR_PAYMENT:
         raise DomainError(ErrorCode.ORDER_NOT_PAYABLE)
-    if _unknown_attempts(uow, order.id):
-        raise DomainError(ErrorCode.PAYMENT_OUTCOME_PENDING)
-    provider = saved.provider if saved else gateway.provider_name(method)
-    if order.status is not OrderStatus.CREATED:  # a CREATED order was checked as this transaction made it
+    # A CREATED order was made by this transaction (it leaves it PAYMENT_PENDING): it has no
+    # attempt yet, fits in the month and holds its promotions' uses, all checked as it was made.
+    if order.status is not OrderStatus.CREATED:
+        if _unknown_attempts(uow, order.id):
+            raise DomainError(ErrorCode.PAYMENT_OUTCOME_PENDING)
         orders.check_month_before_paying(uow, order)  # the line's lock before a promotion's, as orders.create
-    promotions.ensure_reserved(uow, order)
+        promotions.ensure_reserved(uow, order)
+    provider = saved.provider if saved else gateway.provider_name(method)
     now = uow.now()
     payment = Payment(
         order_id=order.id,
@@ -236,7 +242,7 @@ def _send(
             log.warning("payment %s: no answer from %s, outcome unknown: %s", payment_id, provider.name, exc)
     if answer is None and show is None:
         return None
-    with app.unit_of_work() as uow:
+    with app.unit_of_work() as uow, holding(uow.session):  # the order apply locks is the one shown
         if answer is not None:
             payments.apply(uow, payment_id, answer, "create")
         return show(uow) if show else None
@@ -354,7 +360,7 @@ def _ask(
     provider = app.payments.by_name(facts.provider)
     if facts.provider_ref is not None:
         answer = provider.query(facts.provider_ref)
-        with app.unit_of_work() as uow:
+        with app.unit_of_work() as uow, holding(uow.session):  # the order apply locks is the one shown
             return payments.apply(uow, payment_id, answer, "query"), shown(uow)
     if not facts.unknown:  # it never reached a provider ("not_received"): there is nothing to ask
         if show is None:

@@ -63,9 +63,10 @@ def fulfil(uow: UnitOfWork, order: Order) -> None:
     order.period_start, order.period_end, order.fulfilled_at = term.start, term.end, now
     orders.move(uow, order, OrderStatus.FULFILLED, "renewal applied")
     details = _receipt_details(uow, order, line)
-    # Read before the receipt number is taken (events.emit finds it in the session): the
-    # counter row stays locked to the commit, so as little as possible comes after it.
-    uow.session.get(Account, order.account_id)
+    # Read before the receipt number is taken (events.emit finds it in the session, which holds
+    # it only while it is referenced): the counter row stays locked to the commit, so as little
+    # as possible comes after it.
+    account = uow.session.get(Account, order.account_id)
     uow.session.flush()
     receipt = receipts.issue(uow, receipts.RECEIPT, order, order.total_amount, details)
     events.emit(
@@ -82,6 +83,7 @@ def fulfil(uow: UnitOfWork, order: Order) -> None:
             expires_at=line.expires_at.isoformat() if line.expires_at else None,
         ),
     )
+    del account  # kept in the identity map up to here
 
 
 def _grant_bonus(

@@ -268,12 +268,23 @@ def confirm(uow: UnitOfWork, order: Order) -> None:
     (it failed, expired or was cancelled, then was paid after all) is taken again only within the
     promotion's limits: if someone else has it now, the order cannot be applied (PROMO_CODE_USED_UP)
     and its money goes back."""
+    if not _priced_with_promotions(order):
+        return  # uses are reserved only for the promotions its quote lists: none to confirm
     ensure_reserved(uow, order)
     uow.session.execute(
         update(PromotionRedemption)
         .where(PromotionRedemption.order_id == order.id, PromotionRedemption.status == RESERVED)
         .values(status=CONFIRMED)
     )
+
+
+def _priced_with_promotions(order: Order) -> bool:
+    """The order's quote names a promotion (orders.create reserves a use of each one it names);
+    a quote without those lists at all is taken to name some."""
+    quote = order.quote or {}
+    if "adjustments" not in quote or "bonuses" not in quote:
+        return True
+    return bool(quote["adjustments"] or quote["bonuses"])
 
 
 # --- Flows: each owns its transaction and returns what the API and the console show ---------------

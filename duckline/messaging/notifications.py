@@ -293,12 +293,16 @@ def send_to(
         dedupe_key=dedupe_key,
         created_at=uow.now(),
     )
-    try:
-        with uow.session.begin_nested():
-            uow.session.add(row)
-            uow.session.flush()
-    except IntegrityError:
-        return None  # queued by someone else meanwhile
+    if dedupe_key is None:  # nothing another transaction could have queued: no savepoint needed
+        uow.session.add(row)
+        uow.session.flush()
+    else:
+        try:
+            with uow.session.begin_nested():
+                uow.session.add(row)
+                uow.session.flush()
+        except IntegrityError:
+            return None  # queued by someone else meanwhile
     uow.queued_notifications += 1
     return row
 

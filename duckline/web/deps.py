@@ -63,6 +63,19 @@ def request_credential(request: Request, runtime: Runtime) -> tuple[str, bool] |
     return (cookie, True) if cookie else None
 
 
+def token_account(runtime: Runtime, token: str) -> Account | None:
+    """The open account a live token belongs to: one statement (see accounts/token_callers.py),
+    and "last used" written only when due. The API's caller and the portal's session use it."""
+    with runtime.reads() as uow:
+        caller = token_callers.find(uow, token)
+    if caller is None:
+        return None
+    if caller.touch_due:
+        with runtime.unit_of_work(wait_for_disk=False) as uow:  # "last used" may be lost in a crash
+            token_callers.touch(uow, caller.token_id)
+    return caller.account
+
+
 def optional_account(request: Request, runtime: RuntimeDep) -> Account | None:
     """The caller, if any. Bearer tokens for API clients; the signed cookie for browsers, whose
     unsafe requests must also carry the CSRF token."""
@@ -70,14 +83,9 @@ def optional_account(request: Request, runtime: RuntimeDep) -> Account | None:
     if found is None:
         return None
     credential, from_cookie = found
-    with runtime.reads() as uow:  # one statement; see accounts/token_callers.py
-        caller = token_callers.find(uow, credential)
-    if caller is None:
+    account = token_account(runtime, credential)
+    if account is None:
         return None
-    if caller.touch_due:
-        with runtime.unit_of_work(wait_for_disk=False) as uow:  # "last used" may be lost in a crash
-            token_callers.touch(uow, caller.token_id)
-    account = caller.account
     if from_cookie and request.method not in SAFE_METHODS:
         given = request.headers.get(CSRF_HEADER, "")
         if not hmac.compare_digest(given, csrf_token(runtime, credential)):

@@ -8,10 +8,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from duckline.accounts import service as accounts
 from duckline.accounts.models import Account
 from duckline.accounts.roles import STAFF, Caller, Role, caller_of
-from duckline.web.deps import Callers, RuntimeDep, session_token_from_cookie
+from duckline.web.deps import Callers, RuntimeDep, session_token_from_cookie, token_account
 
 
 class LoginRequired(Exception):
@@ -33,8 +32,7 @@ def session_account(request: Request, runtime: RuntimeDep) -> Account | None:
     token = session_token_from_cookie(request, runtime)
     if not token:
         return None
-    with runtime.unit_of_work() as uow:
-        return accounts.account_for_token(uow, token)
+    return token_account(runtime, token)
 
 
 class PageAccess(Callers):

@@ -30,9 +30,9 @@ from fastapi.responses import Response
 from sqlalchemy import select
 
 from duckline.accounts.models import Account
-from duckline.billing import checkout, orders, receipt_documents
-from duckline.billing.api.bills import spending_by_month
-from duckline.billing.models import Order, Payment, Receipt, Refund
+from duckline.billing import bills as bills_flows
+from duckline.billing import checkout, orders
+from duckline.billing.models import Order, Payment, Receipt
 from duckline.billing.order_states import MAY_CAPTURE, OrderStatus, PaymentMethod, PaymentStatus, lapsed
 from duckline.billing.providers import ProviderError
 from duckline.billing.schemas import OrderIn
@@ -571,8 +571,8 @@ def month_chart(months: list[dict[str, Any]], language: str, money: Any) -> dict
 
 
 def _months(runtime: Runtime, account: Account) -> list[dict[str, Any]]:
-    """GET /api/v1/billing/months, newest first, with each month's first day."""
-    rows = spending_by_month(runtime, account)
+    """As GET /api/v1/billing/months, newest first, with each month's first day."""
+    rows = bills_flows.spending_by_month(runtime.unit_of_work, account, runtime.settings.display_timezone)
     return [
         {
             "month": r.month,
@@ -611,24 +611,7 @@ def _chart_months(months: list[dict[str, Any]], today: date) -> list[dict[str, A
 def bills(request: Request, runtime: RuntimeDep, account: SignedIn) -> Response:
     """Orders, receipts and credit notes (PDF), refunds, spending per month."""
     language = page_language(request, account)
-    with runtime.unit_of_work() as uow:
-        order_rows = uow.session.execute(
-            select(Order, Line.msisdn)
-            .join(Line, Line.id == Order.line_id)
-            .where(Order.account_id == account.id)
-            .order_by(Order.id.desc())
-            .limit(100)
-        ).all()
-        receipts = uow.session.scalars(
-            select(Receipt).where(Receipt.account_id == account.id).order_by(Receipt.id.desc()).limit(100)
-        ).all()
-        refunds = uow.session.scalars(
-            select(Refund)
-            .join(Order, Order.id == Refund.order_id)
-            .where(Order.account_id == account.id)
-            .order_by(Refund.id.desc())
-            .limit(100)
-        ).all()
+    shown = bills_flows.bills(runtime.unit_of_work, account)
     months = _months(runtime, account)
     tz = ZoneInfo(account.timezone or runtime.settings.display_timezone)
     today = runtime.clock.now().astimezone(tz).date()
@@ -642,9 +625,9 @@ def bills(request: Request, runtime: RuntimeDep, account: SignedIn) -> Response:
         runtime,
         "portal/bills.html",
         account,
-        orders=[(o, msisdn, _shown_status(o, runtime.clock.now())) for o, msisdn in order_rows],
-        receipts=receipts,
-        refunds=refunds,
+        orders=[(o, msisdn, _shown_status(o, runtime.clock.now())) for o, msisdn in shown.orders],
+        receipts=shown.receipts,
+        refunds=shown.refunds,
         months=months,
         month_label=lambda d: format_skeleton("yMMM", d, locale=locale),
         chart=month_chart(_chart_months(months, today), language, money),
@@ -655,16 +638,15 @@ def bills(request: Request, runtime: RuntimeDep, account: SignedIn) -> Response:
 def receipt_pdf(request: Request, runtime: RuntimeDep, account: SignedIn, receipt_id: int) -> Response:
     """A receipt or credit note as PDF, in the page's language. Only the account's own."""
     language = page_language(request, account)
-    with runtime.unit_of_work() as uow:
-        receipt = uow.session.get(Receipt, receipt_id) if is_id(receipt_id) else None
-        if receipt is None or receipt.account_id != account.id:
-            return _missing(request, runtime, account, DomainError(ErrorCode.NOT_FOUND))
-        pdf = receipt_documents.pdf(uow, receipt, language)
+    try:
+        document = bills_flows.own_receipt_pdf(runtime.unit_of_work, account, receipt_id, language)
+    except DomainError as exc:
+        return _missing(request, runtime, account, exc)
     return Response(
-        pdf,
+        document.pdf,
         media_type="application/pdf",
         headers={
-            "Content-Disposition": f'attachment; filename="{receipt.display_number}.pdf"',
+            "Content-Disposition": f'attachment; filename="{document.name}.pdf"',
             "Cache-Control": "private, no-store",
         },
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import datetime, time, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -12,8 +11,8 @@ from sqlalchemy import select
 
 from duckline.accounts.models import Account
 from duckline.accounts.roles import STAFF, Role
-from duckline.billing import receipt_documents, refunds, reports
-from duckline.billing.models import Order, Receipt
+from duckline.billing import bills, receipt_documents, refunds, reports
+from duckline.billing.models import Receipt
 from duckline.billing.order_states import OrderStatus
 from duckline.billing.schemas import MonthTotal, ReceiptOut, RefundIn, RefundOut
 from duckline.catalog.api import Language
@@ -80,18 +79,8 @@ def receipt_pdf(receipt_id: PathId, runtime: RuntimeDep, account: SubscriberOrSt
 @router.get("/billing/months", response_model=list[MonthTotal])
 def spending_by_month(runtime: RuntimeDep, account: Subscriber) -> list[MonthTotal]:
     """Paid, refunded and net per month (Hong Kong calendar), newest first."""
-    tz = ZoneInfo(runtime.settings.display_timezone)
-    with runtime.unit_of_work() as uow:
-        rows = uow.session.scalars(select(Order).where(Order.account_id == account.id, Order.status.in_(PAID))).all()
-    totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
-    for order in rows:
-        key = (order.created_at.astimezone(tz).strftime("%Y-%m"), order.currency)
-        totals[key][0] += order.total_amount
-        totals[key][1] += order.refunded_amount
-    return [
-        MonthTotal(month=m, currency=c, paid=p, refunded=r, net=p - r)
-        for (m, c), (p, r) in sorted(totals.items(), reverse=True)
-    ]
+    months = bills.spending_by_month(runtime.unit_of_work, account, runtime.settings.display_timezone)
+    return [MonthTotal(month=m.month, currency=m.currency, paid=m.paid, refunded=m.refunded, net=m.net) for m in months]
 
 
 @router.post("/orders/{order_id}/refunds", response_model=RefundOut, responses=errors(409, 503))

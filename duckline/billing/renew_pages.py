@@ -11,7 +11,6 @@ Payment Element confirms the intent in the browser, then returns to the same URL
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
 import secrets
@@ -27,28 +26,19 @@ from babel.numbers import format_decimal
 from dateutil.relativedelta import relativedelta
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 
 from duckline.accounts.models import Account
 from duckline.billing import bills as bills_flows
-from duckline.billing import checkout, orders
+from duckline.billing import checkout, orders, paying
 from duckline.billing.models import Order, Payment, Receipt
-from duckline.billing.order_states import MAY_CAPTURE, OrderStatus, PaymentMethod, PaymentStatus, lapsed
-from duckline.billing.providers import ProviderError
+from duckline.billing.order_states import MAY_CAPTURE, OrderStatus, PaymentMethod, lapsed
 from duckline.billing.schemas import OrderIn
-from duckline.catalog import promotions
-from duckline.catalog import service as catalog
-from duckline.catalog.models import Plan
 from duckline.catalog.rules import PlanKind
 from duckline.core import i18n
 from duckline.core.config import Settings
 from duckline.core.errors import DomainError, ErrorCode
 from duckline.core.money import Money
 from duckline.core.qr import qr_png
-from duckline.core.unit_of_work import UnitOfWork
-from duckline.db.types import is_id
-from duckline.lines import service as lines
-from duckline.lines.models import Line
 from duckline.runtime import Runtime
 from duckline.web import csp
 from duckline.web.deps import RuntimeDep
@@ -62,7 +52,7 @@ if TYPE_CHECKING:  # the Stripe SDK is imported only when Stripe is configured (
 router = APIRouter(include_in_schema=False)
 
 GB, MB = 1024**3, 1024**2
-OPEN = (PaymentStatus.PENDING, PaymentStatus.REQUIRES_ACTION)
+OPEN = paying.OPEN
 DONE = (OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED)
 CHART_MONTHS, CHART_MIN_MONTHS = 12, 6
 # The fields a renewal form has; any other field an error names is shown at the top of the page.
@@ -147,35 +137,27 @@ class Choice:
     method: str = ""
 
 
-def _renew_context(
-    uow: UnitOfWork, account: Account, line_id: int, choice: Choice, language: str, quoting: bool
-) -> dict[str, Any]:
+def _renew_context(form: paying.RenewalForm, choice: Choice, language: str) -> dict[str, Any]:
     """The line, the catalogue in three groups, current automatic promotions, and — when asked —
     the exact quote (or the errors that stop it, by field)."""
-    line = lines.visible_line(uow, account, line_id)
-    plans = catalog.list_plans(uow)
-    current = uow.session.get(Plan, line.plan_id) if line.plan_id else None
-    if not choice.plan and current is not None and current.kind is PlanKind.PLAN:
-        choice.plan = current.code  # the same plan again is ticked on arrival
+    line, plans = form.line, form.plans
+    choice.plan = form.chosen_plan  # the same plan again is ticked on arrival
     context: dict[str, Any] = {
         "line": line,
-        "current_plan": current,
+        "current_plan": form.current_plan,
         "same_plans": [p for p in plans if p.kind is PlanKind.PLAN and p.id == line.plan_id],
         "other_plans": [p for p in plans if p.kind is PlanKind.PLAN and p.id != line.plan_id],
         "addon_plans": [p for p in plans if p.kind is PlanKind.ADDON],
-        "allowances": catalog.allowances_of(uow, [p.id for p in plans]),
+        "allowances": form.allowances,
         "plan_names": {p.code: p.names.get(language) or p.names["en"] for p in plans},
-        "promotions": [p for p in promotions.current(uow, uow.now()) if p.code is None],
-        "quote": None,
+        "promotions": list(form.promotions),
+        "quote": form.quote,
         "field_errors": {},
         "error": None,
         "status": 200,
     }
-    if quoting and choice.plan:
-        try:
-            context["quote"] = orders.quote(uow, account, line.id, choice.plan, choice.promo or None, language)
-        except DomainError as exc:
-            _place_error(context, language, exc)
+    if form.quote_error is not None:
+        _place_error(context, language, form.quote_error)
     return context
 
 
@@ -201,10 +183,10 @@ def _render_renew(
     if choice.method not in methods:
         choice.method = methods[0]
     try:
-        with runtime.unit_of_work() as uow:
-            context = _renew_context(uow, account, line_id, choice, language, quoting)
+        form = paying.renewal_form(runtime.unit_of_work, account, line_id, choice.plan, choice.promo, language, quoting)
     except DomainError as exc:
         return _missing(request, runtime, account, exc)
+    context = _renew_context(form, choice, language)
     if failure is not None:
         if failure.field in FORM_FIELDS:
             context["quote"] = None
@@ -285,12 +267,7 @@ def place_renewal(
 
 def _next_step(runtime: Runtime, order_id: int, payment_id: int | None) -> Response:
     """Where the payer goes now: the provider's page, our QR or card page, or the result."""
-    action = None
-    if payment_id is not None:
-        with runtime.unit_of_work() as uow:
-            payment = uow.session.get(Payment, payment_id)
-            if payment is not None and payment.status in OPEN:
-                action = payment.next_action
+    action = paying.next_action(runtime.unit_of_work, payment_id) if payment_id is not None else None
     if action and action.get("type") == "redirect" and action.get("url"):
         return redirect(str(action["url"]))
     if action and action.get("type") == "qr" and action.get("code_url"):
@@ -308,41 +285,15 @@ def _next_step(runtime: Runtime, order_id: int, payment_id: int | None) -> Respo
 def payment_return(request: Request, runtime: RuntimeDep, account: SignedIn, payment_id: int) -> Response:
     """The provider's return URL: on to the order's result page."""
     try:
-        with runtime.unit_of_work() as uow:
-            payment = uow.session.get(Payment, payment_id) if is_id(payment_id) else None
-            if payment is None:
-                raise DomainError(ErrorCode.NOT_FOUND)
-            order = orders.visible_order(uow, account, payment.order_id)
+        order_id = paying.order_of_payment(runtime.unit_of_work, account, payment_id)
     except DomainError as exc:
         return _missing(request, runtime, account, exc)
-    return redirect(f"/orders/{order.id}/result?payment={payment_id}")
+    return redirect(f"/orders/{order_id}/result?payment={payment_id}")
 
 
 def _is_card_confirmation(action: dict[str, Any] | None) -> bool:
     """An attempt the payer confirms on our card page with Stripe.js (its client secret)."""
     return bool(action and action.get("type") == "stripe_client_secret" and action.get("client_secret"))
-
-
-def _attempt(uow: UnitOfWork, order: Order, payment_id: int | None) -> Payment | None:
-    """The attempt the page is about: the one named (if it is this order's), else the latest."""
-    if payment_id is not None and is_id(payment_id):
-        named = uow.session.get(Payment, payment_id)
-        if named is not None and named.order_id == order.id:
-            return named
-    return uow.session.scalars(select(Payment).where(Payment.order_id == order.id).order_by(Payment.id.desc())).first()
-
-
-def _refresh_once(runtime: Runtime, account: Account, order_id: int, payment_id: int | None) -> None:
-    """Ask the provider now rather than wait for the webhook (as the API's return URL does);
-    only while the attempt is open (or its outcome unknown: then it is asked about by our
-    reference). A provider that does not answer leaves the page 'processing'."""
-    with runtime.unit_of_work() as uow:
-        order = orders.visible_order(uow, account, order_id)
-        payment = _attempt(uow, order, payment_id)
-        open_id = payment.id if payment is not None and payment.status in MAY_CAPTURE else None
-    if open_id is not None:
-        with contextlib.suppress(ProviderError):
-            checkout.refresh(runtime, open_id)
 
 
 def _shown_status(order: Order, now: datetime) -> str:
@@ -373,13 +324,8 @@ def _render_result(
     status_code: int = 200,
 ) -> Response:
     """The order's state; the retry form and the details follow its latest payment attempt."""
-    with runtime.unit_of_work() as uow:
-        order = orders.visible_order(uow, account, order_id)
-        latest = _attempt(uow, order, None)
-        receipt = uow.session.scalars(
-            select(Receipt).where(Receipt.order_id == order.id, Receipt.kind == "receipt")
-        ).first()
-        line = uow.session.get(Line, order.line_id)
+    shown = paying.order_result(runtime.unit_of_work, account, order_id)
+    order, latest, receipt, line = shown.order, shown.latest, shown.receipt, shown.line
     now = runtime.clock.now()
     state = _result_state(order, receipt, latest, now)
     methods = payment_methods(runtime)
@@ -413,7 +359,7 @@ def order_result(
 ) -> Response:
     """Success (receipt, new expiry), failure (why, and try again), or processing (reloads)."""
     try:
-        _refresh_once(runtime, account, order_id, payment)
+        paying.ask_open_attempt(runtime, account, order_id, payment)
         return _render_result(request, runtime, account, order_id)
     except DomainError as exc:
         return _missing(request, runtime, account, exc)
@@ -435,9 +381,7 @@ def retry_payment(
     check_csrf(request, runtime, csrf_token)
     language = page_language(request, account)
     try:
-        with runtime.unit_of_work() as uow:
-            order = orders.visible_order(uow, account, order_id)
-            latest = _attempt(uow, order, None)
+        latest = paying.latest_attempt(runtime.unit_of_work, account, order_id)
     except DomainError as exc:
         return _missing(request, runtime, account, exc)
     if latest is not None and attempt is not None and latest.id != attempt and latest.status in OPEN:
@@ -451,18 +395,6 @@ def retry_payment(
     return _next_step(runtime, order_id, payment_id)
 
 
-def _payer_step(
-    runtime: Runtime, account: Account, order_id: int, payment_id: int | None
-) -> tuple[Order, Payment | None, dict[str, Any] | None]:
-    """The order, the attempt a payment page is about (asked about once first), and what the
-    payer still has to do for it: None once it has settled."""
-    _refresh_once(runtime, account, order_id, payment_id)
-    with runtime.unit_of_work() as uow:
-        order = orders.visible_order(uow, account, order_id)
-        attempt = _attempt(uow, order, payment_id)
-    return order, attempt, attempt.next_action if attempt is not None and attempt.status in OPEN else None
-
-
 def _to_result(order_id: int, attempt: Payment | None) -> Response:
     return redirect(f"/orders/{order_id}/result" + (f"?payment={attempt.id}" if attempt else ""))
 
@@ -473,9 +405,10 @@ def qr_payment(
 ) -> Response:
     """A wallet that pays by scanning (WeChat Pay Native): the code, until the payment settles."""
     try:
-        order, attempt, action = _payer_step(runtime, account, order_id, payment)
+        step = paying.payer_step(runtime, account, order_id, payment)
     except DomainError as exc:
         return _missing(request, runtime, account, exc)
+    order, attempt, action = step.order, step.attempt, step.action
     if attempt is None or not action or action.get("type") != "qr" or not action.get("code_url"):
         return _to_result(order_id, attempt)
     image = base64.b64encode(qr_png(str(action["code_url"]), scale=5)).decode()
@@ -497,9 +430,10 @@ def card_payment(
     """A card payment the payer confirms here (Stripe's Payment Element), while the attempt is
     open; Stripe then sends the browser to our return URL. Anything else goes to the result."""
     try:
-        order, attempt, action = _payer_step(runtime, account, order_id, payment)
+        step = paying.payer_step(runtime, account, order_id, payment)
     except DomainError as exc:
         return _missing(request, runtime, account, exc)
+    order, attempt, action = step.order, step.attempt, step.action
     stripe_js = runtime.stripe_js
     if attempt is None or stripe_js is None or action is None or not _is_card_confirmation(action):
         return _to_result(order_id, attempt)

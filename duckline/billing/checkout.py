@@ -60,11 +60,6 @@ class Checkout:
     created: bool
 
 
-def place_order(app: App, account_id: int, form: orders.OrderForm, language: str, return_url: str) -> Checkout:
-    """Create the order (or find the one this idempotency key made) and start paying for it."""
-    return _place(app, account_id, form, language, return_url, None)[0]
-
-
 def order_renewal(
     app: App, viewer: Account, form: orders.OrderForm, language: str, return_url: str
 ) -> tuple[OrderState, bool]:
@@ -470,7 +465,6 @@ __all__ = [
     "order_renewal",
     "order_state",
     "payment_returned",
-    "place_order",
     "refresh",
     "retry",
     "settle_unknown",

@@ -1,9 +1,10 @@
 """Renewing from the portal: choose, see the exact price, pay, the result; bills and receipts.
 
-The pages call the services the API calls (orders.quote, checkout.place_order with an
-idempotency key, checkout.refresh, checkout.retry, receipt_documents.pdf) and hold no rules of
-their own. The payment provider sends the payer back to /payments/{id}/result (checkout fills in
-the payment id), which leads to the order's result page. Between the two, the payer is on the
+The pages call the services the API calls (checkout.order_renewal with an idempotency key,
+checkout.retry, checkout.refresh, orders.quote, receipt_documents.pdf), through the flows of
+billing/paying.py and billing/bills.py, and hold no rules and no transactions of their own.
+The payment provider sends the payer back to /payments/{id}/result (checkout fills in the
+payment id), which leads to the order's result page. Between the two, the payer is on the
 provider's page (a redirect), on our QR page (a wallet's code) or on our card page (Stripe's
 Payment Element confirms the intent in the browser, then returns to the same URL).
 """
@@ -259,15 +260,22 @@ def place_renewal(
         auto_renew=body.auto_renew,
     )
     try:
-        placed = checkout.place_order(runtime, account.id, form, language, return_url(runtime))
+        state, _ = checkout.order_renewal(runtime, account, form, language, return_url(runtime))
     except DomainError as exc:
         return _render_renew(request, runtime, account, line_id, choice, True, exc)
-    return _next_step(runtime, placed.order_id, placed.payment_id)
+    latest = state.payments[-1] if state.payments else None  # the attempt this order was sent with
+    if latest is None:
+        return _step(state.order.id, None, None)
+    return _step(state.order.id, latest.id, latest.next_action if latest.status in OPEN else None)
 
 
 def _next_step(runtime: Runtime, order_id: int, payment_id: int | None) -> Response:
     """Where the payer goes now: the provider's page, our QR or card page, or the result."""
     action = paying.next_action(runtime.unit_of_work, payment_id) if payment_id is not None else None
+    return _step(order_id, payment_id, action)
+
+
+def _step(order_id: int, payment_id: int | None, action: dict[str, Any] | None) -> Response:
     if action and action.get("type") == "redirect" and action.get("url"):
         return redirect(str(action["url"]))
     if action and action.get("type") == "qr" and action.get("code_url"):

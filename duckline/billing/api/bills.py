@@ -13,7 +13,6 @@ from duckline.accounts.models import Account
 from duckline.accounts.roles import STAFF, Role
 from duckline.billing import bills, receipt_documents, refunds, reports
 from duckline.billing.models import Receipt
-from duckline.billing.order_states import OrderStatus
 from duckline.billing.schemas import MonthTotal, ReceiptOut, RefundIn, RefundOut
 from duckline.catalog.api import Language
 from duckline.core.errors import DomainError, ErrorCode
@@ -26,7 +25,6 @@ from duckline.web.schemas import Page
 
 router = APIRouter(tags=["billing"])
 Finance = Annotated[Account, Depends(require_roles({Role.FINANCE, Role.ADMIN}))]
-PAID = (OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED, OrderStatus.PAID)
 
 
 @router.get("/receipts", response_model=Page[ReceiptOut])

@@ -384,19 +384,6 @@ def live_token(uow: UnitOfWork, token: str) -> ApiToken | None:
     return row
 
 
-def account_for_token(uow: UnitOfWork, token: str) -> Account | None:
-    row = live_token(uow, token)
-    if row is None:
-        return None
-    # "Last used", for the owner's list of sessions: written at most once a minute, not per request.
-    now = uow.now()
-    interval = timedelta(seconds=uow.settings.token_last_used_interval_seconds)
-    if row.last_used_at is None or row.last_used_at <= now - interval:
-        row.last_used_at = now
-    account = uow.session.get(Account, row.account_id)
-    return account if account is not None and account.closed_at is None else None
-
-
 def revoke_token(uow: UnitOfWork, token: str) -> None:
     uow.session.execute(
         update(ApiToken)

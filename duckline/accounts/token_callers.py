@@ -5,7 +5,7 @@ Not cached between requests: a token revoked (sign-out, password change, a close
 stop working at once in every server process, and a per-process cache could only learn of that
 late. Instead the lookup is one indexed statement, token and account joined, read without a
 BEGIN/COMMIT of its own (`Runtime.reads`); "last used" is written in a short transaction only
-when it is due (once a minute per token), as `accounts.account_for_token` does.
+when it is due (once a minute per token), for the owner's list of sessions.
 """
 
 from __future__ import annotations

@@ -743,7 +743,7 @@ PHASES = [
             "billing/order_states.py",
         ),
     ),
-    ("checkout glue: place_order/start_attempt/refresh", ("billing/checkout.py", "billing/providers/gateway.py")),
+    ("checkout glue: order_renewal/start_attempt/refresh", ("billing/checkout.py", "billing/providers/gateway.py")),
     ("routes + order_out (response building)", ("/api/", "billing/schemas.py", "money.py", "i18n.py")),
     ("Database.transaction: session, BEGIN/COMMIT", ("db/engine.py",)),
     ("Runtime.unit_of_work", ("duckline/runtime.py",)),

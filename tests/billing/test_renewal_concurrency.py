@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from duckline.accounts.models import Account
 from duckline.accounts.roles import Role
 from duckline.billing import auto_renew, checkout, orders
 from duckline.billing.models import AutoRenewAttempt, Order, OrderEvent, Receipt
@@ -32,6 +33,14 @@ from tests.provider_fakes import capture_webhooks
 
 PRICE = 8800
 RETURN_URL = "http://127.0.0.1:8000/api/v1/payments/{payment_id}/return"
+
+
+def viewer(runtime: Runtime, account_id: int) -> Account:
+    """The subscriber as their request's authentication reads them."""
+    with runtime.unit_of_work() as uow:
+        account = uow.session.get(Account, account_id)
+        assert account is not None
+        return account
 
 
 def setup_catalogue(runtime: Runtime, pool: int) -> None:
@@ -138,14 +147,15 @@ def test_orders_for_one_line_racing_against_the_monthly_limit_create_one(
     monkeypatch.setattr(runtime.settings, "monthly_line_limit", limit)
     account_id = subscriber["account"]["id"]
 
-    def order(i: int) -> checkout.Checkout:
-        return checkout.place_order(runtime, account_id, form(subscriber, "max", f"race-{i}"), "en", RETURN_URL)
+    def order(i: int) -> tuple[checkout.OrderState, bool]:
+        chosen = form(subscriber, "max", f"race-{i}")
+        return checkout.order_renewal(runtime, viewer(runtime, account_id), chosen, "en", RETURN_URL)
 
     results = in_parallel(racers, order)
 
-    made = [r for r in results if isinstance(r, checkout.Checkout)]
+    made = [r for r in results if isinstance(r, tuple)]
     refused = [r for r in results if isinstance(r, DomainError)]
-    assert len(made) == 1 and made[0].created
+    assert len(made) == 1 and made[0][1]
     assert [e.error for e in refused] == [ErrorCode.MONTHLY_LIMIT_REACHED] * (racers - 1)
     with runtime.unit_of_work() as uow:
         assert uow.session.scalar(select(func.count()).select_from(Order)) == 1
@@ -155,14 +165,14 @@ def test_orders_for_one_line_racing_against_the_monthly_limit_create_one(
 def test_promo_code_with_three_uses_and_eight_orders_at_once(client: TestClient, runtime: Runtime) -> None:
     people = subscribers(client, runtime, 8)
 
-    def order(i: int) -> checkout.Checkout:
+    def order(i: int) -> tuple[checkout.OrderState, bool]:
         subscriber = people[i]
         chosen = form(subscriber, "monthly", f"promo-{i}", promo_code="first3")
-        return checkout.place_order(runtime, subscriber["account"]["id"], chosen, "en", RETURN_URL)
+        return checkout.order_renewal(runtime, viewer(runtime, subscriber["account"]["id"]), chosen, "en", RETURN_URL)
 
     results = in_parallel(8, order)
 
-    made = [r for r in results if isinstance(r, checkout.Checkout)]
+    made = [r for r in results if isinstance(r, tuple)]
     refused = [r for r in results if isinstance(r, DomainError)]
     assert len(made) == 3
     assert {e.error for e in refused} == {ErrorCode.PROMO_CODE_USED_UP} and len(refused) == 5

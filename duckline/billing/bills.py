@@ -13,11 +13,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from duckline.accounts.models import Account
+from duckline.accounts.roles import STAFF
 from duckline.billing import receipt_documents
 from duckline.billing.models import Order, Receipt, Refund
 from duckline.billing.order_states import OrderStatus
 from duckline.core.errors import DomainError, ErrorCode
-from duckline.core.unit_of_work import Transactions
+from duckline.core.pagination import page
+from duckline.core.unit_of_work import Transactions, UnitOfWork
 from duckline.db.types import is_id
 from duckline.lines.models import Line
 
@@ -86,6 +88,35 @@ def spending_by_month(transactions: Transactions, viewer: Account, timezone: str
     ]
 
 
+def receipt_page(
+    transactions: Transactions, viewer: Account, cursor: str | None, limit: int
+) -> tuple[list[Receipt], str | None]:
+    """The viewer's receipts and credit notes, newest first, a page at a time."""
+    with transactions() as uow:
+        query = select(Receipt).where(Receipt.account_id == viewer.id)
+        return page(uow.session, query, Receipt.id, cursor, limit)
+
+
+def _visible_receipt(uow: UnitOfWork, viewer: Account, receipt_id: int) -> Receipt:
+    receipt = uow.session.get(Receipt, receipt_id) if is_id(receipt_id) else None
+    if receipt is None or (viewer.role not in STAFF and receipt.account_id != viewer.id):
+        raise DomainError(ErrorCode.NOT_FOUND)
+    return receipt
+
+
+def receipt(transactions: Transactions, viewer: Account, receipt_id: int) -> Receipt:
+    """A receipt or credit note: the viewer's own, or any for staff."""
+    with transactions() as uow:
+        return _visible_receipt(uow, viewer, receipt_id)
+
+
+def receipt_file(transactions: Transactions, viewer: Account, receipt_id: int, language: str) -> ReceiptFile:
+    """As `receipt`, as PDF in `language`."""
+    with transactions() as uow:
+        found = _visible_receipt(uow, viewer, receipt_id)
+        return ReceiptFile(found.display_number, receipt_documents.pdf(uow, found, language))
+
+
 def own_receipt_pdf(transactions: Transactions, viewer: Account, receipt_id: int, language: str) -> ReceiptFile:
     """One of the viewer's own receipts or credit notes as PDF; anyone else's is not found."""
     with transactions() as uow:
@@ -95,4 +126,15 @@ def own_receipt_pdf(transactions: Transactions, viewer: Account, receipt_id: int
         return ReceiptFile(receipt.display_number, receipt_documents.pdf(uow, receipt, language))
 
 
-__all__ = ["PAID", "Bills", "MonthSpend", "ReceiptFile", "bills", "own_receipt_pdf", "spending_by_month"]
+__all__ = [
+    "PAID",
+    "Bills",
+    "MonthSpend",
+    "ReceiptFile",
+    "bills",
+    "own_receipt_pdf",
+    "receipt",
+    "receipt_file",
+    "receipt_page",
+    "spending_by_month",
+]

@@ -38,7 +38,8 @@ from duckline.catalog import promotions
 from duckline.core.config import Settings
 from duckline.core.errors import DomainError, ErrorCode
 from duckline.core.money import Money
-from duckline.core.unit_of_work import UnitOfWork
+from duckline.core.pagination import page
+from duckline.core.unit_of_work import Transactions, UnitOfWork
 from duckline.db.held import holding
 from duckline.db.types import is_id
 
@@ -128,6 +129,29 @@ class OrderState:
     order: Order
     payments: tuple[Payment, ...]
     receipt: Receipt | None
+
+
+def quote(
+    transactions: Transactions, viewer: Account, line_id: int, plan_code: str, promo_code: str | None, language: str
+) -> orders.Quote:
+    """POST /quotes: the exact price before paying."""
+    with transactions() as uow:
+        return orders.quote(uow, viewer, line_id, plan_code, promo_code, language)
+
+
+def order_page(
+    transactions: Transactions, viewer: Account, owner: int, cursor: str | None, limit: int
+) -> tuple[list[OrderState], str | None]:
+    """`owner`'s orders as shown, a page at a time (the caller decides whose it may list)."""
+    with transactions() as uow:
+        rows, next_cursor = page(uow.session, select(Order).where(Order.account_id == owner), Order.id, cursor, limit)
+        return [order_state(uow, o) for o in rows], next_cursor
+
+
+def shown_order(transactions: Transactions, viewer: Account, order_id: int) -> OrderState:
+    """An order the viewer may see, as it stands."""
+    with transactions() as uow:
+        return order_state(uow, orders.visible_order(uow, viewer, order_id))
 
 
 def order_state(uow: UnitOfWork, order: Order) -> OrderState:

@@ -11,7 +11,15 @@ from sqlalchemy import select
 from duckline.billing.models import Order, Payment
 from duckline.billing.order_states import PAID_FOR, held_amount
 from duckline.catalog.models import Plan
-from duckline.core.unit_of_work import UnitOfWork
+from duckline.core.unit_of_work import Transactions, UnitOfWork
+
+
+def revenue_between(
+    transactions: Transactions, by: str, start: datetime, end: datetime, tz: ZoneInfo
+) -> list[dict[str, object]]:
+    """`revenue` in a transaction of its own (the staff report's flow)."""
+    with transactions() as uow:
+        return revenue(uow, by, start, end, tz)
 
 
 def revenue(uow: UnitOfWork, by: str, start: datetime, end: datetime, tz: ZoneInfo) -> list[dict[str, object]]:

@@ -7,20 +7,16 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query, Response
-from sqlalchemy import select
 
 from duckline.accounts.models import Account
 from duckline.accounts.roles import STAFF, Role
-from duckline.billing import bills, receipt_documents, refunds, reports
-from duckline.billing.models import Receipt
+from duckline.billing import bills, refunds, reports
 from duckline.billing.schemas import MonthTotal, ReceiptOut, RefundIn, RefundOut
 from duckline.catalog.api import Language
 from duckline.core.errors import DomainError, ErrorCode
-from duckline.db.types import is_id
 from duckline.web.deps import RuntimeDep, Subscriber, SubscriberOrStaff, require_roles
 from duckline.web.fields import Cursor, Day, PathId
 from duckline.web.openapi import errors
-from duckline.web.pagination import page
 from duckline.web.schemas import Page
 
 router = APIRouter(tags=["billing"])
@@ -36,24 +32,13 @@ def list_receipts(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Page[ReceiptOut]:
     """Receipts and credit notes, newest first."""
-    with runtime.unit_of_work() as uow:
-        rows, next_cursor = page(
-            uow.session, select(Receipt).where(Receipt.account_id == account.id), Receipt.id, cursor, limit
-        )
-        return Page[ReceiptOut](items=[ReceiptOut.of(r, lang) for r in rows], next_cursor=next_cursor)
-
-
-def _visible_receipt(uow: receipt_documents.UnitOfWork, account: Account, receipt_id: int) -> Receipt:
-    receipt = uow.session.get(Receipt, receipt_id) if is_id(receipt_id) else None
-    if receipt is None or (account.role not in STAFF and receipt.account_id != account.id):
-        raise DomainError(ErrorCode.NOT_FOUND)
-    return receipt
+    rows, next_cursor = bills.receipt_page(runtime.unit_of_work, account, cursor, limit)
+    return Page[ReceiptOut](items=[ReceiptOut.of(r, lang) for r in rows], next_cursor=next_cursor)
 
 
 @router.get("/receipts/{receipt_id}", response_model=ReceiptOut)
 def get_receipt(receipt_id: PathId, runtime: RuntimeDep, account: SubscriberOrStaff, lang: Language) -> ReceiptOut:
-    with runtime.unit_of_work() as uow:
-        return ReceiptOut.of(_visible_receipt(uow, account, receipt_id), lang)
+    return ReceiptOut.of(bills.receipt(runtime.unit_of_work, account, receipt_id), lang)
 
 
 @router.get(
@@ -61,14 +46,12 @@ def get_receipt(receipt_id: PathId, runtime: RuntimeDep, account: SubscriberOrSt
 )
 def receipt_pdf(receipt_id: PathId, runtime: RuntimeDep, account: SubscriberOrStaff, lang: Language) -> Response:
     """The receipt as PDF, in the subscriber's language (Chinese text embedded in the font)."""
-    with runtime.unit_of_work() as uow:
-        receipt = _visible_receipt(uow, account, receipt_id)
-        pdf = receipt_documents.pdf(uow, receipt, lang)
+    found = bills.receipt_file(runtime.unit_of_work, account, receipt_id, lang)
     return Response(
-        pdf,
+        found.pdf,
         media_type="application/pdf",
         headers={
-            "Content-Disposition": f'attachment; filename="{receipt.display_number}.pdf"',
+            "Content-Disposition": f'attachment; filename="{found.name}.pdf"',
             "Cache-Control": "private",
         },
     )
@@ -109,5 +92,4 @@ def revenue(
         raise DomainError(ErrorCode.VALIDATION_FAILED, field="since")
     start = datetime.combine(since, time(), tz)
     end = datetime.combine(until + timedelta(days=1), time(), tz)
-    with runtime.unit_of_work() as uow:
-        return reports.revenue(uow, by, start, end, tz)
+    return reports.revenue_between(runtime.unit_of_work, by, start, end, tz)

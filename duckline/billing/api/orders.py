@@ -7,19 +7,15 @@ import json
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
-from sqlalchemy import select
 
 from duckline.accounts.roles import STAFF
 from duckline.billing import checkout, orders
-from duckline.billing.models import Order
 from duckline.billing.schemas import OrderIn, OrderOut, QuoteIn, QuoteOut, RetryIn
 from duckline.catalog.api import Language
 from duckline.core.errors import DomainError, ErrorCode
-from duckline.core.unit_of_work import UnitOfWork
 from duckline.web.deps import RuntimeDep, Subscriber, SubscriberOrStaff
 from duckline.web.fields import Cursor, PathId, QueryId
 from duckline.web.openapi import errors
-from duckline.web.pagination import page
 from duckline.web.schemas import Page
 
 router = APIRouter(tags=["renewal"])
@@ -29,10 +25,6 @@ def return_url(runtime: RuntimeDep) -> str:
     return f"{runtime.settings.base_url}/api/v1/payments/{{payment_id}}/return"
 
 
-def order_out(uow: UnitOfWork, order: Order, language: str) -> OrderOut:
-    return shown(checkout.order_state(uow, order), language)
-
-
 def shown(state: checkout.OrderState, language: str) -> OrderOut:
     return OrderOut.of(state.order, list(state.payments), state.receipt, language)
 
@@ -40,9 +32,8 @@ def shown(state: checkout.OrderState, language: str) -> OrderOut:
 @router.post("/quotes", response_model=QuoteOut, responses=errors(404, 409))
 def quote(body: QuoteIn, runtime: RuntimeDep, account: Subscriber, lang: Language) -> QuoteOut:
     """The exact price before paying: list price, each promotion, total, the period and allowances."""
-    with runtime.unit_of_work() as uow:
-        q = orders.quote(uow, account, body.line_id, body.plan_code, body.promo_code, lang)
-        return QuoteOut.of(q, lang, runtime.payments.methods())
+    q = checkout.quote(runtime.unit_of_work, account, body.line_id, body.plan_code, body.promo_code, lang)
+    return QuoteOut.of(q, lang, runtime.payments.methods())
 
 
 @router.post(
@@ -89,15 +80,13 @@ def list_orders(
     account_id: QueryId = None,
 ) -> Page[OrderOut]:
     owner = account_id if account_id is not None and account.role in STAFF else account.id
-    with runtime.unit_of_work() as uow:
-        rows, next_cursor = page(uow.session, select(Order).where(Order.account_id == owner), Order.id, cursor, limit)
-        return Page[OrderOut](items=[order_out(uow, o, lang) for o in rows], next_cursor=next_cursor)
+    states, next_cursor = checkout.order_page(runtime.unit_of_work, account, owner, cursor, limit)
+    return Page[OrderOut](items=[shown(s, lang) for s in states], next_cursor=next_cursor)
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut)
 def get_order(order_id: PathId, runtime: RuntimeDep, account: SubscriberOrStaff, lang: Language) -> OrderOut:
-    with runtime.unit_of_work() as uow:
-        return order_out(uow, orders.visible_order(uow, account, order_id), lang)
+    return shown(checkout.shown_order(runtime.unit_of_work, account, order_id), lang)
 
 
 @router.post("/orders/{order_id}/payments", response_model=OrderOut, responses=errors(409, 503))
@@ -106,16 +95,14 @@ def retry_payment(
 ) -> OrderOut:
     """Pay again after a failed attempt (possibly with another method)."""
     checkout.retry(runtime, account.id, order_id, body.payment_method, lang, return_url(runtime))
-    with runtime.unit_of_work() as uow:
-        return order_out(uow, orders.visible_order(uow, account, order_id), lang)
+    return shown(checkout.shown_order(runtime.unit_of_work, account, order_id), lang)
 
 
 @router.post("/orders/{order_id}/cancel", response_model=OrderOut, responses=errors(409))
 def cancel_order(order_id: PathId, runtime: RuntimeDep, account: Subscriber, lang: Language) -> OrderOut:
     """Give up an unpaid order; its open payment is cancelled at the provider too."""
     checkout.cancel(runtime, account.id, order_id)
-    with runtime.unit_of_work() as uow:
-        return order_out(uow, orders.visible_order(uow, account, order_id), lang)
+    return shown(checkout.shown_order(runtime.unit_of_work, account, order_id), lang)
 
 
 @router.get("/payments/{payment_id}/return", response_model=OrderOut, responses=errors(503))

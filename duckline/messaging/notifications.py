@@ -31,6 +31,7 @@ from duckline.messaging import delivery
 from duckline.messaging.email import EmailChannel, EmailMessage, PermanentFailure
 from duckline.messaging.models import Notification
 from duckline.messaging.sms import SmsChannel
+from duckline.messaging.states import NotificationStatus
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +284,7 @@ def send_to(
         subject=subject,
         body=text,
         html=_html(subject, text, recipient, language) if channel == "email" else None,
-        status="queued",
+        status=NotificationStatus.QUEUED,
         attempts=0,
         next_attempt_at=uow.now(),
         priority=URGENT if code else ROUTINE,
@@ -397,9 +398,13 @@ def _load(session: Session, ids: list[int]) -> list[_Outgoing]:
 def _settle(message: _Outgoing, outcome: delivery.Outcome, values: dict[str, Any]) -> dict[str, Any]:
     """A retry that would bring a code after it expired is not worth waiting for; a message that is
     settled for good loses its code."""
-    if values["status"] == "queued" and message.expires_at and values["next_attempt_at"] >= message.expires_at:
-        values["status"] = "expired"
-    if values["status"] != "queued" and message.one_time_code:
+    if (
+        values["status"] == NotificationStatus.QUEUED
+        and message.expires_at
+        and values["next_attempt_at"] >= message.expires_at
+    ):
+        values["status"] = NotificationStatus.EXPIRED
+    if values["status"] != NotificationStatus.QUEUED and message.one_time_code:
         values |= _without_code(message, outcome.error)
     return values
 
@@ -409,8 +414,8 @@ def _queue(policy: delivery.Policy) -> delivery.Queue[_Outgoing]:
         subject="notification",
         table=Notification,
         due_at=Notification.next_attempt_at,
-        waiting="queued",
-        sent="sent",
+        waiting=NotificationStatus.QUEUED,
+        sent=NotificationStatus.SENT,
         order_by=(Notification.priority, Notification.id),  # codes first
         policy=policy,
         load=_load,

@@ -21,6 +21,11 @@ KYC_REVIEWERS = frozenset({Role.SUPPORT, Role.ADMIN})
 USAGE_REPORTERS = frozenset({Role.NETWORK})
 
 
+def may_see(role: Role, viewer_id: int, owner_id: int | None) -> bool:
+    """A subscriber sees what is theirs; staff see everyone's. (Anything else answers as missing.)"""
+    return role in STAFF or owner_id == viewer_id
+
+
 class Caller(StrEnum):
     """The kinds of caller a route may be for: each route declares the ones it accepts."""
 

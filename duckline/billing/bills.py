@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from duckline.accounts.models import Account
-from duckline.accounts.roles import STAFF
+from duckline.accounts.roles import may_see
 from duckline.billing import receipt_documents
 from duckline.billing.models import Order, Receipt, Refund
 from duckline.billing.order_states import OrderStatus
@@ -99,7 +99,7 @@ def receipt_page(
 
 def _visible_receipt(uow: UnitOfWork, viewer: Account, receipt_id: int) -> Receipt:
     receipt = uow.session.get(Receipt, receipt_id) if is_id(receipt_id) else None
-    if receipt is None or (viewer.role not in STAFF and receipt.account_id != viewer.id):
+    if receipt is None or not may_see(viewer.role, viewer.id, receipt.account_id):
         raise DomainError(ErrorCode.NOT_FOUND)
     return receipt
 

@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, exists, func, or_, select
 
 from duckline.accounts.identity import KycStatus
 from duckline.accounts.models import Account, Person
-from duckline.accounts.roles import STAFF
+from duckline.accounts.roles import STAFF, may_see
 from duckline.billing import payment_labels
 from duckline.billing.models import Order, OrderEvent, Payment
 from duckline.billing.order_states import (
@@ -294,7 +294,7 @@ def _locked_visible_line(uow: UnitOfWork, viewer: Account, line_id: int) -> Line
 
 def visible_order(uow: UnitOfWork, viewer: Account, order_id: int, lock: bool = False) -> Order:
     order = uow.session.get(Order, order_id, with_for_update=lock) if is_id(order_id) else None
-    if order is None or (viewer.role not in STAFF and order.account_id != viewer.id):
+    if order is None or not may_see(viewer.role, viewer.id, order.account_id):
         raise DomainError(ErrorCode.NOT_FOUND)
     return order
 

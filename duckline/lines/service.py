@@ -11,7 +11,7 @@ from sqlalchemy import CursorResult, select, update
 
 from duckline.accounts.identity import KycStatus
 from duckline.accounts.models import Account, Person
-from duckline.accounts.roles import STAFF
+from duckline.accounts.roles import STAFF, may_see
 from duckline.billing import payment_labels
 from duckline.billing.models import Order, SavedPaymentMethod
 from duckline.billing.order_states import OrderKind, OrderStatus
@@ -120,7 +120,7 @@ def set_features(uow: UnitOfWork, actor: Account, line: Line, voicemail: bool | 
 def visible_line(uow: UnitOfWork, viewer: Account, line_id: int) -> Line:
     """A line the viewer may see: their own, or any for staff. Others look like missing lines."""
     line = uow.session.get(Line, line_id) if is_id(line_id) else None
-    if line is None or (viewer.role not in STAFF and line.account_id != viewer.id):
+    if line is None or not may_see(viewer.role, viewer.id, line.account_id):
         raise DomainError(ErrorCode.NOT_FOUND)
     return line
 
@@ -128,7 +128,7 @@ def visible_line(uow: UnitOfWork, viewer: Account, line_id: int) -> Line:
 def visible_line_by_msisdn(uow: UnitOfWork, viewer: Account, msisdn: str) -> Line:
     """Another subscriber's number answers exactly like a number nobody has."""
     line = uow.session.scalars(select(Line).where(Line.msisdn == msisdn)).first()
-    if line is None or (viewer.role not in STAFF and line.account_id != viewer.id):
+    if line is None or not may_see(viewer.role, viewer.id, line.account_id):
         raise DomainError(ErrorCode.NOT_FOUND, field="msisdn")
     return line
 

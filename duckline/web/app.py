@@ -25,7 +25,7 @@ from duckline.staff.api import admin, operations
 from duckline.support.api import desk as support_desk
 from duckline.support.api import tickets as support
 from duckline.usage import api as usage
-from duckline.web import docs, edge, errors, openapi, route_index, sql_counts
+from duckline.web import docs, edge, errors, openapi, sql_counts
 from duckline.web.deps import PUBLIC
 from duckline.web.headers import SecurityHeaders
 from duckline.web.portal import portal_routers
@@ -114,7 +114,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.add_middleware(SecurityHeaders, production=runtime.settings.environment == "production")
 
     openapi.install(app, runtime.settings)
-    route_index.RouteIndex.install(app.router)
     if sql_counts.enabled():  # outermost, so it sees every statement of the request
         sql_counts.watch(runtime.db.engine)
         app.add_middleware(sql_counts.SqlCounts)

@@ -49,6 +49,7 @@ from duckline.diameter import codec
 log = logging.getLogger("duckline.diameter.peers")
 
 CER, DWR, DPR = 257, 280, 282
+BASE_COMMANDS = frozenset({CER, DWR, DPR})
 RELAY = 0xFFFFFFFF
 CREDIT_CONTROL = constants.APP_DIAMETER_CREDIT_CONTROL_APPLICATION  # 4
 TGPP = constants.VENDOR_TGPP  # 10415
@@ -115,7 +116,7 @@ class Application(Protocol):
 @dataclass
 class PeerCounters:
     requests: int = 0  # application requests received
-    answers: Counter[int] = field(default_factory=Counter)  # answers sent, by Result-Code
+    answers: Counter[int] = field(default_factory=Counter)  # answers to them sent, by Result-Code
     errors: int = 0  # garbage, protocol violations, requests that raised
     dropped: int = 0  # answers whose connection was gone when they were ready
     connections: int = 0  # CERs accepted
@@ -439,7 +440,7 @@ class Connection:
             self.close("not reading what we send")
             return False
         self.writer.write(codec.encode(message))
-        if answer and self.peer is not None:
+        if answer and self.peer is not None and message.header.command_code not in BASE_COMMANDS:
             self.peer.counters.answers[code] += 1
         return True
 

@@ -226,6 +226,8 @@ class Node:
         if self._server is not None:
             self._server.close()
         deadline = asyncio.get_running_loop().time() + timeout
+        # Taken now: a connection leaves the set when it closes, its requests may still be running.
+        tasks = {t for c in self.connections for t in c.tasks}
         for connection in list(self.connections):
             if connection.peer is not None:
                 connection.disconnect()
@@ -238,7 +240,7 @@ class Node:
                 wait.cancel()
         for connection in list(self.connections):
             connection.close("shutting down")
-        tasks = [t for c in self.connections for t in c.tasks]
+        tasks |= {t for c in self.connections for t in c.tasks}
         if tasks:
             await asyncio.wait(tasks, timeout=max(1.0, deadline - asyncio.get_running_loop().time()))
 
@@ -456,7 +458,7 @@ class Connection:
             return None
         try:
             return await asyncio.wait_for(waiter, timeout)
-        except (TimeoutError, asyncio.CancelledError, ConnectionError):
+        except (TimeoutError, ConnectionError):
             return None
         finally:
             self._pending.pop(message.header.hop_by_hop_identifier, None)

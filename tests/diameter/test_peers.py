@@ -164,3 +164,32 @@ def test_a_peer_leaves_with_dpr_and_we_leave_with_dpr(gy: GyServer, connect: Cal
     assert staying.is_closed()
     stopping.join(timeout=10)
     assert not stopping.is_alive() and time.monotonic() - started < 5  # on the DPA, not the timeout
+
+
+def test_past_what_the_pool_can_hold_waiting_the_answer_is_too_busy_at_once(
+    client: TestClient, runtime: Runtime
+) -> None:
+    line = active_line(client, runtime)["line"]
+    one = Runtime(runtime.settings.model_copy(update={"diameter_max_threads": 1}))
+    server = GyServer(one, port=0)
+    server.start()
+    peer = RawPeer(server.port, PGW)
+    try:
+        peer.cer()
+        assert value_of(peer.ask(peer.ccr("busy;1", 0, INITIAL, line["msisdn"], asked=MB)), RESULT) == 2001
+        with runtime.unit_of_work() as uow:
+            uow.session.get(Line, line["id"], with_for_update=True)
+            waiting = [peer.send(peer.ccr("busy;1", n, UPDATE, asked=MB, used=1)) for n in range(1, 17)]
+            wait_for(lambda: status_of(server, PGW).requests == 17, what="the requests to be taken")
+            refused = peer.ask(peer.ccr("busy;1", 17, UPDATE, asked=MB, used=1), timeout=5)
+            assert value_of(refused, RESULT) == 3004 and refused.message.header.is_error
+        answered = {}
+        for _ in waiting:
+            answer = peer.read()
+            assert answer is not None
+            answered[answer.message.header.hop_by_hop_identifier] = value_of(answer, RESULT)
+        assert sorted(answered) == sorted(waiting) and set(answered.values()) == {2001}
+    finally:
+        peer.close()
+        server.stop(timeout=1)
+        one.close()

@@ -353,7 +353,12 @@ def ocs(
     logging.getLogger("duckline").setLevel(logging.INFO)
     runtime = _runtime()
     server = GyServer(runtime, host, port)
-    server.start()
+    try:
+        server.start()
+    except OSError as exc:  # the port is taken (another `duckline ocs`?), or the address is not ours
+        runtime.close()
+        console.print(f"[red]cannot listen on {server.host}:{server.port}: {exc.strerror or exc}[/red]")
+        raise typer.Exit(1) from exc
     settings = runtime.settings
     console.print(
         f"Gy server {settings.diameter_origin_host} (realm {settings.diameter_realm}) on {server.host}:{server.port};"

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # A development-only key so the embedded demo runs with no set-up; production refuses it.
@@ -152,6 +152,13 @@ class Settings(BaseSettings):
     diameter_realm: str = "duckline.example"
     diameter_peers: list[str] = []
     diameter_max_threads: int = 16  # requests served at once, each in its own transaction
+    # What CEA says of us: Vendor-Id is the operator's IANA Private Enterprise Number (0: none,
+    # "ignore this field", RFC 6733 §5.3.3); Product-Name the software.
+    diameter_vendor_id: int = Field(default=0, ge=0, le=0xFFFFFFFF)
+    diameter_product_name: str = "Duckline"
+    # Tw (RFC 3539): a DWR after this long without a message from a peer; as long again without
+    # one, the connection is suspect; again, down. RFC 3539 wants at least 6 s; tests use less.
+    diameter_watchdog_seconds: float = Field(default=30.0, gt=0)
 
     # argon2id cost; lower it only for tests, where hashing time dominates.
     password_time_cost: int = 3

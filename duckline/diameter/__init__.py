@@ -1,2 +1,3 @@
-"""Diameter: the Gy credit-control server that network elements ask for quota (python-diameter
-does the protocol; `gy` translates its messages to and from `usage.quota`)."""
+"""Diameter: the Gy credit-control server that network elements ask for quota. python-diameter's
+messages and dictionary encode and decode (`codec`), `peers` runs the connections on asyncio,
+`server` routes credit control to `usage.quota`, `gy` translates its messages."""

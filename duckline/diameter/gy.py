@@ -17,8 +17,9 @@ Reading a Credit-Control-Request:
   later requests say. Opening on a network with no zone of ours gets 4010 (no allowance of any
   line can be used there); usage reported later from such a network is still charged.
 
-A request that cannot be understood raises `Refused` with 5005 or 5004; the caller answers it
-without calling the service, so nothing changes.
+A request that cannot be understood raises `Refused` with 5005 or 5004 and the path of the AVP at
+fault; the caller answers it (quoting that AVP in Failed-AVP) without calling the service, so
+nothing changes. The peer layer has already checked the AVPs every CCR must carry (RFC 4006 §3.1).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from diameter.message import Avp, constants
-from diameter.message.avp.grouped import FailedAvp, FinalUnitIndication, GrantedServiceUnit
+from diameter.message import constants
+from diameter.message.avp.grouped import FinalUnitIndication, GrantedServiceUnit
 
 from duckline.catalog.rules import Zone
 from duckline.usage.ingest import UsageKind
@@ -46,11 +47,14 @@ SERVICE_CONTEXTS = {
 ZONES_BY_MCC = {"454": Zone.HK, "460": Zone.MAINLAND, "455": Zone.MACAU}
 
 
+AvpPath = tuple[tuple[int, int], ...]  # (code, vendor) of each grouped AVP down to the one meant
+
+
 class Refused(Exception):
     """A request that is answered with `result_code` without asking the service (5005, 5004, or
-    4010 for a network with no zone); `avp` names the AVP at fault (code, vendor) for Failed-AVP."""
+    4010 for a network with no zone); `avp` is the path of the AVP at fault, for Failed-AVP."""
 
-    def __init__(self, result_code: int, message: str, avp: tuple[int, int] | None = None) -> None:
+    def __init__(self, result_code: int, message: str, avp: AvpPath | None = None) -> None:
         super().__init__(message)
         self.result_code, self.avp = result_code, avp
 
@@ -69,19 +73,21 @@ def read_request(ccr: Any) -> GyRequest:
     """Translate a `CreditControlRequest`; raises Refused when it cannot be served."""
     session_id = ccr.session_id
     if not session_id:
-        raise Refused(MISSING_AVP, "Session-Id is missing", (constants.AVP_SESSION_ID, 0))
+        raise Refused(MISSING_AVP, "Session-Id is missing", ((constants.AVP_SESSION_ID, 0),))
     if ccr.cc_request_number is None:
-        raise Refused(MISSING_AVP, "CC-Request-Number is missing", (constants.AVP_CC_REQUEST_NUMBER, 0))
+        raise Refused(MISSING_AVP, "CC-Request-Number is missing", ((constants.AVP_CC_REQUEST_NUMBER, 0),))
     if ccr.cc_request_type is None:
-        raise Refused(MISSING_AVP, "CC-Request-Type is missing", (constants.AVP_CC_REQUEST_TYPE, 0))
+        raise Refused(MISSING_AVP, "CC-Request-Type is missing", ((constants.AVP_CC_REQUEST_TYPE, 0),))
+    if ccr.auth_application_id != constants.APP_DIAMETER_CREDIT_CONTROL_APPLICATION:
+        raise Refused(INVALID_AVP_VALUE, "Auth-Application-Id must be 4", ((constants.AVP_AUTH_APPLICATION_ID, 0),))
     try:
         request_type = RequestType(ccr.cc_request_type)
     except ValueError:
-        raise Refused(INVALID_AVP_VALUE, "unknown CC-Request-Type", (constants.AVP_CC_REQUEST_TYPE, 0)) from None
+        raise Refused(INVALID_AVP_VALUE, "unknown CC-Request-Type", ((constants.AVP_CC_REQUEST_TYPE, 0),)) from None
     opens = request_type in (RequestType.INITIAL, RequestType.EVENT)
     msisdn = _msisdn(ccr.subscription_id)
     if opens and msisdn is None:
-        raise Refused(MISSING_AVP, "no END_USER_E164 Subscription-Id", (constants.AVP_SUBSCRIPTION_ID, 0))
+        raise Refused(MISSING_AVP, "no END_USER_E164 Subscription-Id", ((constants.AVP_SUBSCRIPTION_ID, 0),))
 
     mscc = ccr.multiple_services_credit_control[0] if ccr.multiple_services_credit_control else None
     asked = mscc.requested_service_unit if mscc is not None else ccr.requested_service_unit
@@ -91,7 +97,9 @@ def read_request(ccr: Any) -> GyRequest:
     used = sum(q for q in (_quantity(u, kind) for u in reported) if q is not None) if reported else None
     if request_type is RequestType.EVENT:
         if ccr.requested_action not in (None, constants.E_REQUESTED_ACTION_DIRECT_DEBITING):
-            raise Refused(INVALID_AVP_VALUE, "only DIRECT_DEBITING is supported", (constants.AVP_REQUESTED_ACTION, 0))
+            raise Refused(
+                INVALID_AVP_VALUE, "only DIRECT_DEBITING is supported", ((constants.AVP_REQUESTED_ACTION, 0),)
+            )
         requested, used = requested if requested is not None else used, None  # the units to debit now
 
     credit = CreditRequest(
@@ -136,25 +144,13 @@ def write_answer(cca: Any, request: GyRequest, answer: CreditAnswer) -> None:
     cca.final_unit_indication = final
 
 
-def write_refusal(cca: Any, ccr: Any, error: Refused) -> None:
-    """Fill an answer to a request that was not served: the result code, the reason and the AVP
-    at fault, with CC-Request-Type and -Number echoed when the request had them."""
-    cca.result_code = error.result_code
-    cca.error_message = str(error)
-    cca.cc_request_type = ccr.cc_request_type
-    cca.cc_request_number = ccr.cc_request_number
-    if error.avp is not None:
-        cca.failed_avp = [FailedAvp(additional_avps=[Avp.new(*error.avp)])]
-
-
 def _msisdn(subscription_ids: list[Any]) -> str | None:
     for sid in subscription_ids:
         if sid.subscription_id_type == constants.E_SUBSCRIPTION_ID_TYPE_END_USER_E164:
             digits = (sid.subscription_id_data or "").removeprefix("+")
             if not digits.isdigit():
-                raise Refused(
-                    INVALID_AVP_VALUE, "END_USER_E164 is not a number", (constants.AVP_SUBSCRIPTION_ID_DATA, 0)
-                )
+                path = ((constants.AVP_SUBSCRIPTION_ID, 0), (constants.AVP_SUBSCRIPTION_ID_DATA, 0))
+                raise Refused(INVALID_AVP_VALUE, "END_USER_E164 is not a number", path)
             return f"+{digits}"
     return None
 
@@ -167,7 +163,7 @@ def _kind_of(asked: Any, reported: list[Any], service_context_id: str | None, op
         return kind
     if opens:
         raise Refused(
-            MISSING_AVP, "no units and no known Service-Context-Id", (constants.AVP_REQUESTED_SERVICE_UNIT, 0)
+            MISSING_AVP, "no units and no known Service-Context-Id", ((constants.AVP_REQUESTED_SERVICE_UNIT, 0),)
         )
     return UsageKind.DATA  # a continuing request is charged in its session's unit: this one is unused
 

@@ -1,102 +1,163 @@
-"""The Gy server: a python-diameter `Node` that answers Credit-Control-Requests (application 4)
-from the network elements it was told about; CER/CEA, DWR/DWA, DPR/DPA are the library's.
+"""The Gy server: our peer layer (`peers`, asyncio, python-diameter's messages and dictionary)
+with the credit-control application (RFC 4006, application 4) that asks `usage.quota`.
 
-* Peers. The library answers a CER from an Origin-Host it was not given with 3010
-  DIAMETER_UNKNOWN_PEER and closes the connection; it has no switch to accept anyone, and a
-  charging server should not want one. `diameter_peers` lists the elements allowed in as Diameter
-  URIs (`aaa://pgw1.operator.example:3868;transport=tcp`, compared case-insensitively); they dial
-  us, we dial no one. TCP only (SCTP would need pysctp). With no peers, nobody can connect.
-* Realm. Requests must carry our realm as Destination-Realm (else 3003 REALM_NOT_SERVED).
-* Retransmissions. The library would answer a T-flagged request whose End-to-End id it already
-  answered with 5012; credit control wants the first answer again (RFC 4006 5.1: Session-Id and
-  CC-Request-Number identify a duplicate), which `quota.handle` gives, so that check is off.
-* Threads. Each request runs on its own thread in its own unit of work; at most
-  `diameter_max_threads` at once (beyond that the library answers 3004 TOO_BUSY after 5 s).
+* Peers. `diameter_peers` lists the elements allowed in as Diameter URIs
+  (`aaa://pgw1.operator.example:3868;transport=tcp`, compared case-insensitively); they dial us,
+  we dial no one. TCP only. With no peers, nobody can connect. See `peers` for CER, watchdogs,
+  framing and what one peer can and cannot do to another.
+* Checks, in order: application (3007), command (3001), Origin-Host/-Realm and Destination-Realm
+  present (5005), our realm (3003) and host (3002), no unknown AVP with the M bit (5001), the
+  AVPs every CCR carries (5005, including Auth-Application-Id), then `gy.read_request` (5004 for a
+  bad value, with the AVP quoted in Failed-AVP). Each error answer echoes Auth-Application-Id,
+  CC-Request-Type and CC-Request-Number.
+* Retransmissions. Credit control wants the first answer again (RFC 4006 §5.1: Session-Id and
+  CC-Request-Number identify a duplicate), which `quota.handle` gives from what it stored.
+* Threads. `quota.handle` runs in its own unit of work on a pool of `diameter_max_threads`
+  threads, so a slow database never holds up the event loop (watchdogs, other peers). Past 16
+  requests waiting per thread the answer is 3004 TOO_BUSY at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from diameter.message import constants
-from diameter.message.commands import CreditControlRequest
-from diameter.node import Node
-from diameter.node.application import SimpleThreadingApplication
 
-from duckline.diameter import gy
+from duckline.diameter import codec, gy
+from duckline.diameter.peers import TOO_BUSY, Connection, Identity, Node, Peers, PeerStatus
 from duckline.runtime import Runtime
 from duckline.usage import quota
 
 log = logging.getLogger("duckline.diameter")
 
 CREDIT_CONTROL = constants.APP_DIAMETER_CREDIT_CONTROL_APPLICATION  # 4
+CREDIT_CONTROL_COMMAND = 272
+WAITING_PER_THREAD = 16
+
+
+class CreditControlApplication:
+    """RFC 4006 on the peer layer: CCR in, CCA out, the charging on the thread pool."""
+
+    application_id: int = CREDIT_CONTROL
+    commands: frozenset[int] = frozenset({CREDIT_CONTROL_COMMAND})
+    required: tuple[int, ...] = (
+        constants.AVP_SESSION_ID,
+        constants.AVP_AUTH_APPLICATION_ID,
+        constants.AVP_SERVICE_CONTEXT_ID,
+        constants.AVP_CC_REQUEST_TYPE,
+        constants.AVP_CC_REQUEST_NUMBER,
+    )
+    _echoed = (constants.AVP_AUTH_APPLICATION_ID, constants.AVP_CC_REQUEST_TYPE, constants.AVP_CC_REQUEST_NUMBER)
+
+    def __init__(self, runtime: Runtime, pool: ThreadPoolExecutor, max_waiting: int) -> None:
+        self.runtime, self.pool, self.max_waiting = runtime, pool, max_waiting
+        self.in_flight = 0
+
+    def echo(self, request: codec.Inbound) -> list[Any]:
+        return [codec.copy(avp) for code in self._echoed if (avp := request.first(code)) is not None]
+
+    async def answer(self, request: codec.Inbound, connection: Connection) -> Any:
+        ccr, node = request.message, connection.node
+        try:
+            asked = gy.read_request(ccr)
+        except gy.Refused as refused:
+            log.info("CCR %s refused with %s: %s", ccr.session_id, refused.result_code, refused)
+            quoted = [codec.quote(request.avps, refused.avp)] if refused.avp else []
+            return node.error_answer(request, refused.result_code, str(refused), self, *quoted)
+        if self.in_flight >= self.max_waiting:
+            return node.error_answer(request, TOO_BUSY, "too many requests waiting", self)
+        self.in_flight += 1
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(self.pool, self._charge, asked.credit)
+        finally:
+            self.in_flight -= 1
+        cca = ccr.to_answer()
+        cca.session_id = ccr.session_id
+        cca.origin_host = node.identity.origin_host.encode()
+        cca.origin_realm = node.identity.realm.encode()
+        cca.auth_application_id = CREDIT_CONTROL
+        gy.write_answer(cca, asked, result)
+        return cca
+
+    def _charge(self, credit: quota.CreditRequest) -> quota.CreditAnswer:
+        try:
+            with self.runtime.unit_of_work() as uow:
+                return quota.handle(uow, credit)
+        except Exception:
+            # Rolled back: nothing was charged, and the element may ask again.
+            log.exception("CCR %s #%s failed", credit.session_id, credit.request_number)
+            return quota.CreditAnswer(quota.ResultCode.UNABLE_TO_COMPLY)
 
 
 class GyServer:
-    """Listens on host:port (default `diameter_host:diameter_port`) between start() and stop()."""
+    """Listens on host:port (default `diameter_host:diameter_port`; port 0 picks a free one, read
+    back from `port` after start()) between start() and stop(), on an event loop of its own thread."""
 
-    def __init__(
-        self, runtime: Runtime, host: str | None = None, port: int | None = None, wakeup_seconds: int = 1
-    ) -> None:
+    def __init__(self, runtime: Runtime, host: str | None = None, port: int | None = None) -> None:
         self.runtime = runtime
         self.host = host or runtime.settings.diameter_host
-        self.port = port or runtime.settings.diameter_port
-        # How often the node's loop wakes to check peer timers. stop() waits for one such wake-up,
-        # so it is shorter than the library's 6 s; an idle wake-up costs next to nothing.
-        self._wakeup_seconds = wakeup_seconds
-        self.node: Any = None
-        self.application: Any = None
+        self.port = port if port is not None else runtime.settings.diameter_port
+        self.node: Node | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
 
     def start(self) -> None:
-        """Bind the port and accept the configured peers."""
+        """Bind the port and accept the configured peers; raises OSError when it cannot bind."""
         settings = self.runtime.settings
-        node = Node(
+        identity = Identity(
             settings.diameter_origin_host,
             settings.diameter_realm,
-            ip_addresses=[self.host],
-            tcp_port=self.port,
-            vendor_ids=[constants.VENDOR_TGPP],
+            vendor_id=settings.diameter_vendor_id,
+            product_name=settings.diameter_product_name,
         )
-        node.retransmit_queue_size = 0  # duplicates are the service's to answer (see above)
-        node.wakeup_interval = self._wakeup_seconds
-        peers = [node.add_peer(uri.lower()) for uri in settings.diameter_peers]
-        if not peers:
+        peers = Peers(settings.diameter_peers)
+        if not peers.by_host:
             log.warning("no diameter_peers configured: every CER will be refused as an unknown peer")
-        application = SimpleThreadingApplication(
-            CREDIT_CONTROL,
-            is_auth_application=True,
-            max_threads=settings.diameter_max_threads,
-            request_handler=self._answer,
+        self._pool = ThreadPoolExecutor(settings.diameter_max_threads, thread_name_prefix="gy")
+        application = CreditControlApplication(
+            self.runtime, self._pool, settings.diameter_max_threads * WAITING_PER_THREAD
         )
-        node.add_application(application, peers, realms=[settings.diameter_realm])
-        node.start()
-        self.node, self.application = node, application
+        node = Node(identity, peers, [application], settings.diameter_watchdog_seconds)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="diameter", daemon=True)
+        self._thread.start()
+        try:
+            self.port = asyncio.run_coroutine_threadsafe(node.start(self.host, self.port), self._loop).result()
+        except BaseException:
+            self._close_loop()
+            raise
+        self.node = node
 
-    def stop(self, timeout: int = 10) -> None:
-        """Send DPR to connected peers, wait up to `timeout` s for them to leave, then close."""
-        if self.node is not None:
-            self.node.stop(wait_timeout=timeout)
+    def stop(self, timeout: float = 10) -> None:
+        """Send DPR to connected peers, wait up to `timeout` s for them to leave, let requests in
+        flight finish, then close."""
+        if self.node is not None and self._loop is not None:
+            asyncio.run_coroutine_threadsafe(self.node.stop(timeout), self._loop).result()
             self.node = None
+        self._close_loop()
 
-    def _answer(self, app: Any, message: Any) -> Any:
-        answer = app.generate_answer(message)
-        if not isinstance(message, CreditControlRequest):
-            answer.header.is_error = True
-            answer.result_code = constants.E_RESULT_CODE_DIAMETER_COMMAND_UNSUPPORTED
-            return answer
-        try:
-            request = gy.read_request(message)
-        except gy.Refused as refused:
-            log.info("CCR %s refused with %s: %s", message.session_id, refused.result_code, refused)
-            gy.write_refusal(answer, message, refused)
-            return answer
-        try:
-            with self.runtime.unit_of_work() as uow:
-                result = quota.handle(uow, request.credit)
-        except Exception:
-            # Rolled back: nothing was charged, and the element may ask again.
-            log.exception("CCR %s #%s failed", request.credit.session_id, request.credit.request_number)
-            result = quota.CreditAnswer(quota.ResultCode.UNABLE_TO_COMPLY)
-        gy.write_answer(answer, request, result)
-        return answer
+    def status(self) -> list[PeerStatus]:
+        """Each configured peer: state and counters (read on the loop, so a consistent picture)."""
+        node, loop = self.node, self._loop
+        if node is None or loop is None:
+            return []
+
+        async def read() -> list[PeerStatus]:
+            return node.status()
+
+        return asyncio.run_coroutine_threadsafe(read(), loop).result()
+
+    def _close_loop(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)  # its threads hand their results to the loop: still running
+            self._pool = None
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+            self._loop, self._thread = None, None

@@ -260,6 +260,10 @@ def snapshot(q: Quote) -> dict[str, object]:
         ],
         "total": q.price.total.amount,
         "term": {"start": q.term.start.isoformat(), "end": q.term.end.isoformat()},
+        # What the period is made of, as sold: fulfilment grants this, even if staff edit the
+        # plan before the payment arrives. (Orders from before these keys read the plan.)
+        "allowances": [{"unit": a.unit.value, "zone": a.zone.value, "amount": a.amount} for a in q.allowances],
+        "validity": {"days": q.plan.validity_days, "months": q.plan.validity_months},
     }
 
 

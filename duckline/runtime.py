@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING
 from limits import parse
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
 import duckline.db.models  # noqa: F401  (every table mapped before the first flush)
 from duckline.billing.order_states import PaymentMethod
@@ -76,7 +74,6 @@ class Runtime:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.db = Database(make_engine(settings.database_url))
-        self._autocommit: Engine = self.db.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.protector = DataProtector(settings.data_key)
         self.secrets = SecretHasher(settings.secret_key)
         self.passwords = Passwords(settings.password_time_cost, settings.password_memory_kib)
@@ -201,14 +198,9 @@ class Runtime:
 
     @contextmanager
     def reads(self) -> Iterator[UnitOfWork]:
-        """For a lookup of one statement (a request's caller): on PostgreSQL it runs without a
-        BEGIN and COMMIT of its own (autocommit), two round trips fewer; it sees its own snapshot,
-        and must write nothing. SQLite opens its usual transaction."""
-        if self.db.is_sqlite:
-            with self.unit_of_work() as uow:
-                yield uow
-            return
-        with Session(self._autocommit) as session:
+        """For lookups of one statement each (a request's caller): see Database.reads. They must
+        write nothing."""
+        with self.db.reads() as session:
             yield UnitOfWork(session, self.settings, self.clock, self.protector, self.secrets, self.passwords)
 
     def close(self) -> None:

@@ -29,9 +29,17 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from duckline.accounts.models import Account
-from duckline.billing import fulfilment, orders, payment_labels, payments
+from duckline.accounts.roles import may_see
+from duckline.billing import fulfilment, orders, payment_labels, payments, receipts
 from duckline.billing.models import Order, Payment, Receipt, SavedPaymentMethod, WebhookEvent
-from duckline.billing.order_states import MAY_CAPTURE, OPEN_FOR_PAYMENT, OrderStatus, PaymentMethod, PaymentStatus
+from duckline.billing.order_states import (
+    MAY_CAPTURE,
+    MAY_HAVE_RECEIPT,
+    OPEN_FOR_PAYMENT,
+    OrderStatus,
+    PaymentMethod,
+    PaymentStatus,
+)
 from duckline.billing.providers import InvalidSignature, PaymentRequest, ProviderError, ProviderPayment, WebhookAck
 from duckline.billing.providers.gateway import Payments
 from duckline.catalog import promotions
@@ -52,6 +60,8 @@ class App(Protocol):
     payments: Payments
 
     def unit_of_work(self) -> AbstractContextManager[UnitOfWork]: ...
+
+    def reads(self) -> AbstractContextManager[UnitOfWork]: ...
 
 
 @dataclass(frozen=True)
@@ -156,9 +166,14 @@ def shown_order(transactions: Transactions, viewer: Account, order_id: int) -> O
 
 def order_state(uow: UnitOfWork, order: Order) -> OrderState:
     attempts = tuple(uow.session.scalars(select(Payment).where(Payment.order_id == order.id).order_by(Payment.id)))
-    receipt = uow.session.scalars(
-        select(Receipt).where(Receipt.order_id == order.id, Receipt.kind == "receipt")
-    ).first()
+    receipt = None
+    if order.status in MAY_HAVE_RECEIPT:  # issued by this transaction, or read
+        receipt = (
+            receipts.issued_now(uow).get((order.id, receipts.RECEIPT))
+            or uow.session.scalars(
+                select(Receipt).where(Receipt.order_id == order.id, Receipt.kind == receipts.RECEIPT)
+            ).first()
+        )
     return OrderState(order, attempts, receipt)
 
 
@@ -328,14 +343,20 @@ def refresh(app: App, payment_id: int) -> payments.Outcome | None:
 def payment_returned(app: App, viewer: Account, payment_id: int) -> OrderState:
     """The return URL: the viewer's payment asked about at its provider now (rather than wait for
     the webhook), and its order as it then stands. Two transactions around the provider's call."""
-    with app.unit_of_work() as uow:
-        payment = uow.session.get(Payment, payment_id) if is_id(payment_id) else None
-        order = orders.visible_order(uow, viewer, payment.order_id) if payment else None
-        if order is None:
+    with app.reads() as uow:  # one statement: no transaction of its own
+        found = (
+            uow.session.execute(
+                select(Payment, Order.account_id)
+                .join(Order, Order.id == Payment.order_id)
+                .where(Payment.id == payment_id)
+            ).first()
+            if is_id(payment_id)
+            else None
+        )
+        if found is None or not may_see(viewer.role, viewer.id, found.account_id):
             raise DomainError(ErrorCode.NOT_FOUND)
-        order_id = order.id
-        facts = _asked_about(uow, payment_id)
-        assert facts is not None
+        order_id = found.Payment.order_id
+        facts = _facts(found.Payment)
 
     def show(uow: UnitOfWork) -> OrderState:
         return order_state(uow, orders.visible_order(uow, viewer, order_id))
@@ -356,8 +377,10 @@ class _Asked:
 
 def _asked_about(uow: UnitOfWork, payment_id: int) -> _Asked | None:
     payment = uow.session.get(Payment, payment_id)
-    if payment is None:
-        return None
+    return _facts(payment) if payment is not None else None
+
+
+def _facts(payment: Payment) -> _Asked:
     return _Asked(
         payment.provider,
         payment.provider_ref,

@@ -64,6 +64,8 @@ COMMITTED_SPEND = frozenset(
 PAID_FOR = frozenset({OrderStatus.PAID, OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED})
 # Orders whose money was taken and is held (less what was refunded): what the cap counts at capture.
 CAPTURED = frozenset({OrderStatus.PAID, OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED})
+# Only fulfilment issues an order's receipt: an order in no other state has one.
+MAY_HAVE_RECEIPT = frozenset({OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED})
 
 
 def lapsed(status: OrderStatus, pay_by: datetime, now: datetime) -> bool:

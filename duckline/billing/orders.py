@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, exists, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select
 
 from duckline.accounts.identity import KycStatus
 from duckline.accounts.models import Account, Person
@@ -52,7 +52,7 @@ def quote(
 ) -> Quote:
     """Price a renewal now: promotions applied, limits checked, the period it will buy."""
     line = lines.visible_line(uow, account, line_id)
-    plan = catalog.get_plan(uow, plan_code)
+    plan, allowances = catalog.plan_and_allowances(uow, plan_code)
     if plan.status is PlanStatus.RETIRED:
         raise DomainError(ErrorCode.PLAN_RETIRED, field="plan_code")
     kind = order_kind(line.status, line.plan_id, plan.id, plan.kind is PlanKind.ADDON)
@@ -61,7 +61,8 @@ def quote(
     now = uow.now()
     validity = Validity(plan.validity_days, plan.validity_months)
     term = next_term(kind, line.status, line.expires_at, now, validity, uow.settings.display_timezone)
-    first_purchase = kind is not OrderKind.ADDON and not _has_bought_a_period(uow, line.id)
+    history = _history(uow, line.id)
+    first_purchase = kind is not OrderKind.ADDON and not history.bought_a_period
     code_rule = (
         promotions.code_rule(uow, account, promo_code, plan.code, first_purchase, language)
         if promo_code and promo_code.strip()
@@ -75,8 +76,8 @@ def quote(
         now,
         first_purchase,
     )
-    _check_limits(uow, line, priced)
-    return Quote(line, plan, kind, priced, term, catalog.allowances_of(uow, [plan.id])[plan.id])
+    _check_limits(uow, history.month_spend, priced)
+    return Quote(line, plan, kind, priced, term, allowances)
 
 
 def _check_identity_verified(uow: UnitOfWork, line: Line) -> None:
@@ -88,24 +89,35 @@ def _check_identity_verified(uow: UnitOfWork, line: Line) -> None:
         raise DomainError(ErrorCode.KYC_NOT_VERIFIED)
 
 
-def _has_bought_a_period(uow: UnitOfWork, line_id: int) -> bool:
-    """The line has had a period paid for and applied: its activation, a renewal or a plan change.
-    (A line started by staff, with no order, makes its first purchase at its first renewal.)"""
-    return (
-        uow.session.scalar(
-            select(func.count())
-            .select_from(Order)
-            .where(
-                Order.line_id == line_id,
-                Order.kind.in_((OrderKind.ACTIVATION, OrderKind.RENEWAL, OrderKind.CHANGE)),
-                Order.status.in_((OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED)),
-            )
-        )
-        != 0
+@dataclass(frozen=True)
+class _History:
+    bought_a_period: bool
+    month_spend: int  # see month_spend
+
+
+def _history(uow: UnitOfWork, line_id: int) -> _History:
+    """What a quote needs of the line's orders, in one statement: whether it has had a period
+    paid for and applied (its activation, a renewal or a plan change; a line started by staff,
+    with no order, makes its first purchase at its first renewal), and `month_spend`."""
+    bought = and_(
+        Order.kind.in_((OrderKind.ACTIVATION, OrderKind.RENEWAL, OrderKind.CHANGE)),
+        Order.status.in_((OrderStatus.FULFILLED, OrderStatus.PARTIALLY_REFUNDED)),
     )
+    row = uow.session.execute(
+        select(
+            func.count(case((bought, 1))),
+            func.coalesce(
+                func.sum(
+                    case((_spending(uow), Order.total_amount - Order.refunded_amount), else_=0),
+                ),
+                0,
+            ),
+        ).where(Order.line_id == line_id)
+    ).one()
+    return _History(int(row[0] or 0) > 0, int(row[1] or 0))
 
 
-def _check_limits(uow: UnitOfWork, line: Line, priced: Price) -> None:
+def _check_limits(uow: UnitOfWork, spent: int, priced: Price) -> None:
     """Hong Kong operators' top-up rules: a minimum on what is bought (so promotions never make
     an order unpayable), a maximum per order and per line per calendar month on what is paid."""
     settings, total = uow.settings, priced.total
@@ -114,7 +126,7 @@ def _check_limits(uow: UnitOfWork, line: Line, priced: Price) -> None:
         raise DomainError(ErrorCode.ORDER_BELOW_MINIMUM, field="plan_code", minimum=fmt(settings.order_minimum))
     if total.amount > settings.order_maximum:
         raise DomainError(ErrorCode.ORDER_ABOVE_MAXIMUM, field="plan_code", maximum=fmt(settings.order_maximum))
-    _check_month(uow, month_spend(uow, line.id), total)
+    _check_month(uow, spent, total)
 
 
 def _check_month(uow: UnitOfWork, spent: int, order_total: Money) -> None:
@@ -130,8 +142,23 @@ def month_spend(uow: UnitOfWork, line_id: int, except_order_id: int | None = Non
     """What the line has spent, or may still spend, in the current Hong Kong calendar month: orders
     paid or waiting to be, and any other order (failed, cancelled, expired) with a payment that may
     still capture. A declined order counts again only once it is paid again."""
+    return _month_sum(uow, line_id, except_order_id, _counted())
+
+
+def _counted() -> ColumnElement[bool]:
+    """An order that counts in month_spend, whatever its month."""
     may_capture = exists().where(Payment.order_id == Order.id, Payment.status.in_(MAY_CAPTURE))
-    return _month_sum(uow, line_id, except_order_id, or_(Order.status.in_(COMMITTED_SPEND), may_capture))
+    return or_(Order.status.in_(COMMITTED_SPEND), may_capture)
+
+
+def _spending(uow: UnitOfWork) -> ColumnElement[bool]:
+    """An order that counts in month_spend: counted, and made this Hong Kong calendar month."""
+    return and_(_counted(), Order.created_at >= _month_start(uow))
+
+
+def _month_start(uow: UnitOfWork) -> datetime:
+    local = uow.now().astimezone(ZoneInfo(uow.settings.display_timezone))
+    return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 def captured_spend(uow: UnitOfWork, line_id: int, except_order_id: int | None = None) -> int:
@@ -140,10 +167,8 @@ def captured_spend(uow: UnitOfWork, line_id: int, except_order_id: int | None = 
 
 
 def _month_sum(uow: UnitOfWork, line_id: int, except_order_id: int | None, counted: ColumnElement[bool]) -> int:
-    local = uow.now().astimezone(ZoneInfo(uow.settings.display_timezone))
-    month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     query = select(func.coalesce(func.sum(Order.total_amount - Order.refunded_amount), 0)).where(
-        Order.line_id == line_id, counted, Order.created_at >= month_start
+        Order.line_id == line_id, counted, Order.created_at >= _month_start(uow)
     )
     if except_order_id is not None:
         query = query.where(Order.id != except_order_id)
@@ -187,7 +212,6 @@ def create(uow: UnitOfWork, account: Account, form: OrderForm, language: str = "
     Refused before anything is made, rather than dropped without a word.
     """
     check_auto_renew_method(form.auto_renew, form.payment_method)
-    uow.session.execute(select(Account.id).where(Account.id == account.id).with_for_update())
     line = _locked_visible_line(uow, account, form.line_id)
     if form.idempotency_key:
         existing = uow.session.scalars(
@@ -260,6 +284,10 @@ def snapshot(q: Quote) -> dict[str, object]:
         ],
         "total": q.price.total.amount,
         "term": {"start": q.term.start.isoformat(), "end": q.term.end.isoformat()},
+        # What the period is made of, as sold: fulfilment grants this, even if staff edit the
+        # plan before the payment arrives. (Orders from before these keys read the plan.)
+        "allowances": [{"unit": a.unit.value, "zone": a.zone.value, "amount": a.amount} for a in q.allowances],
+        "validity": {"days": q.plan.validity_days, "months": q.plan.validity_months},
     }
 
 
@@ -281,9 +309,17 @@ def move(uow: UnitOfWork, order: Order, target: OrderStatus, reason: str, actor_
 
 
 def _locked_visible_line(uow: UnitOfWork, viewer: Account, line_id: int) -> Line:
-    """lines.visible_line, read and locked in one statement; another's line is neither locked
-    nor shown."""
-    query = select(Line).where(Line.id == line_id).with_for_update().execution_options(populate_existing=True)
+    """The viewer's account and lines.visible_line locked (in that order: PostgreSQL locks the
+    rows of a join in the order of its FROM list) and the line read, in one statement; another's
+    line is neither locked nor shown."""
+    query = (
+        select(Line)
+        .select_from(Account)
+        .join(Line, Line.id == line_id)
+        .where(Account.id == viewer.id)
+        .with_for_update(of=(Account, Line))
+        .execution_options(populate_existing=True)
+    )
     if viewer.role not in STAFF:
         query = query.where(Line.account_id == viewer.id)
     line = uow.session.scalars(query).first() if is_id(line_id) else None

@@ -32,18 +32,15 @@ class Outcome:
 def apply(uow: UnitOfWork, payment_id: int, update: ProviderPayment | WebhookNotice, source: str) -> Outcome:
     """Bring the payment (and its order) to what the provider says. Safe to repeat: a stale or
     duplicate update changes nothing. Locks the order, then the payment — always in that order."""
-    # The order found through its payment and locked in one statement; then the payment, read
-    # once, under its lock (fresh even if this session had loaded it before).
-    order = uow.session.scalars(
-        select(Order)
+    # Both rows locked in one statement, fresh even if this session had loaded them before
+    # (PostgreSQL takes the row locks of a join in the order of its FROM list: order, payment).
+    order, payment = uow.session.execute(
+        select(Order, Payment)
         .join(Payment, Payment.order_id == Order.id)
         .where(Payment.id == payment_id)
-        .with_for_update(of=Order)
+        .with_for_update(of=(Order, Payment))
         .execution_options(populate_existing=True)
-    ).one_or_none()
-    assert order is not None
-    payment = uow.session.get(Payment, payment_id, with_for_update=True, populate_existing=True)
-    assert payment is not None
+    ).one()
     _copy_details(payment, update)
     if payment.captured_at is not None and provider_refunds.reports_refund(update):
         return _refunded(uow, order, payment, update, source)  # money we hold went back
@@ -131,7 +128,7 @@ def _captured(
     orders.move(uow, order, OrderStatus.PAID, f"payment {payment.id} captured ({source})")
     try:
         with uow.session.begin_nested():
-            fulfilment.fulfil(uow, order)
+            fulfilment.fulfil(uow, order, payment)
     except DomainError as error:
         # Paid but cannot be applied (e.g. the number was recycled meanwhile): support decides.
         tickets.open_case(

@@ -63,4 +63,12 @@ def issue(
     )
     uow.session.add(receipt)
     uow.session.flush()
+    issued_now(uow)[(order.id, kind)] = receipt
     return receipt
+
+
+def issued_now(uow: UnitOfWork) -> dict[tuple[int, ReceiptKind], Receipt]:
+    """The receipts this transaction issued, by order and kind: what shows the order after
+    fulfilling it finds its receipt here rather than read it back."""
+    found: dict[tuple[int, ReceiptKind], Receipt] = uow.session.info.setdefault("issued_receipts", {})
+    return found

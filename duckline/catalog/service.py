@@ -133,6 +133,20 @@ def get_plan(uow: UnitOfWork, code: str, for_update: bool = False) -> Plan:
     return plan
 
 
+def plan_and_allowances(uow: UnitOfWork, code: str) -> tuple[Plan, list[Allowance]]:
+    """get_plan and allowances_of together, in one statement."""
+    rows = uow.session.execute(
+        select(Plan, PlanAllowance)
+        .outerjoin(PlanAllowance, PlanAllowance.plan_id == Plan.id)
+        .where(Plan.code == code)
+        .order_by(PlanAllowance.id)
+    ).all()
+    if not rows:
+        raise DomainError(ErrorCode.PLAN_NOT_FOUND, field="plan_code")
+    allowances = [Allowance(Unit(a.unit), Zone(a.zone), a.amount) for _, a in rows if a is not None]
+    return rows[0][0], allowances
+
+
 def list_plans(uow: UnitOfWork, include_retired: bool = False) -> list[Plan]:
     query = select(Plan).order_by(Plan.kind, Plan.price_amount, Plan.code)
     if not include_retired:

@@ -9,7 +9,6 @@ from typing import Any
 from duckline.accounts.models import Account
 from duckline.billing.models import Order
 from duckline.billing.order_states import OrderKind
-from duckline.catalog.models import Plan
 from duckline.core.money import Money
 from duckline.core.unit_of_work import UnitOfWork
 from duckline.lines.models import Line
@@ -60,8 +59,7 @@ def _message(uow: UnitOfWork, account: Account, event: Event) -> None:
     settings = uow.settings
     match event:
         case RenewalSucceeded() if order is not None:
-            plan = uow.session.get(Plan, order.plan_id)
-            names = plan.names if plan else {}
+            names = order.quote.get("plan_names") or {}  # the plan as sold
             # The first period of a new line is an activation, and its message says so.
             notifications.notify(
                 uow,

@@ -140,7 +140,7 @@ class SandboxProvider:
             # Insert-if-absent, as a real provider's idempotency key works: requests racing with
             # one reference make one payment (the others wait for it, then find it), charged once.
             insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert  # type: ignore[union-attr]
-            created = session.execute(
+            created = session.scalars(
                 insert(SandboxPayment)
                 .values(
                     ref=ref,
@@ -153,9 +153,10 @@ class SandboxProvider:
                     created_at=self.clock.now(),
                 )
                 .on_conflict_do_nothing(index_elements=["ref"])
-                .returning(SandboxPayment.id)
-            ).scalar_one_or_none()
-            payment = self._payment(session, ref, lock=created is not None)
+                .returning(SandboxPayment)
+            ).one_or_none()
+            # Made now (and ours until commit), or made by an earlier or racing request: read it.
+            payment = created or self._payment(session, ref)
             if created is not None and request.saved_token:  # off-session: charge the saved card at once
                 card = TEST_CARDS.get(request.saved_token.removeprefix("sbxtok_").split("_")[0])
                 self._charge(session, payment, card or TestCard("decline"), request.saved_token[-4:])
@@ -163,12 +164,12 @@ class SandboxProvider:
 
     def query(self, provider_ref: str) -> ProviderPayment:
         self._check_up()
-        with self.db.transaction() as session:
+        with self.db.reads() as session:
             return self._view(self._payment(session, provider_ref))
 
     def find(self, reference: str) -> ProviderPayment | None:
         self._check_up()
-        with self.db.transaction() as session:
+        with self.db.reads() as session:
             payment = session.scalars(select(SandboxPayment).where(SandboxPayment.ref == _ref(reference))).first()
             return self._view(payment) if payment is not None else None
 
@@ -269,7 +270,7 @@ class SandboxProvider:
             return refund_id
 
     def payment_page(self, provider_ref: str) -> SandboxPayment:
-        with self.db.transaction() as session:
+        with self.db.reads() as session:
             return self._payment(session, provider_ref)
 
     def deliver_due(self, post: Callable[[str, bytes, dict[str, str]], int], limit: int = 100) -> int:

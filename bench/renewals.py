@@ -94,6 +94,7 @@ TARGET_RATE, TARGET_P99_MS = 250.0, 100.0
 # response headers (duckline/web/sql_counts.py); the timed server runs without it.
 COUNTING_ENV = {"DUCKLINE_SQL_COUNTS": "1"}
 STATEMENTS_HEADER, TRANSACTIONS_HEADER = "x-duckline-statements", "x-duckline-transactions"
+AUTOCOMMIT_HEADER = "x-duckline-autocommit"
 COUNTED_RENEWALS = 20
 STEPS = ["POST /api/v1/orders", "POST /sandbox/checkout/{ref}", "GET /payments/{id}/return"]
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
@@ -556,12 +557,17 @@ class Renewal:
     total_s: float | None = None
     error: str | None = None
     at: float = field(default_factory=time.perf_counter)  # when it ended
-    # (statements, transactions) per step, from the counting pass's response headers
-    counts: list[tuple[int, int]] = field(default_factory=list)
+    # (statements, BEGIN…COMMIT transactions, statements run on their own without BEGIN) per step,
+    # from the counting pass's response headers
+    counts: list[tuple[int, int, int]] = field(default_factory=list)
 
 
-def sql_counts(response: httpx.Response) -> tuple[int, int]:
-    return int(response.headers.get(STATEMENTS_HEADER, -1)), int(response.headers.get(TRANSACTIONS_HEADER, -1))
+def sql_counts(response: httpx.Response) -> tuple[int, int, int]:
+    return (
+        int(response.headers.get(STATEMENTS_HEADER, -1)),
+        int(response.headers.get(TRANSACTIONS_HEADER, -1)),
+        int(response.headers.get(AUTOCOMMIT_HEADER, -1)),
+    )
 
 
 def error_of(step: str, response: httpx.Response) -> str:
@@ -853,15 +859,20 @@ def sql_report(renewals: list[Renewal]) -> list[str]:
         return [f"  SQL per request:     not counted ({len(renewals)} counting renewals; {dict(failed)})"]
     out = [
         f"  SQL per request (counting pass: {len(counted)} renewals one at a time through a server with"
-        " DUCKLINE_SQL_COUNTS=1; statements incl. SAVEPOINTs / commits+rollbacks, mean):"
+        " DUCKLINE_SQL_COUNTS=1; mean statements incl. SAVEPOINTs; BEGIN…COMMIT transactions; of the"
+        " statements, those run on their own without BEGIN/COMMIT, each its own transaction to PostgreSQL):"
     ]
+
+    def row(label: str, counts: list[tuple[int, int, int]]) -> str:
+        statements, transactions, alone = (sum(c[i] for c in counts) / len(counted) for i in range(3))
+        return (
+            f"    {label:<34}{statements:6.1f} statements {transactions:5.1f} transactions"
+            f" {alone:5.1f} statements on their own"
+        )
+
     for step, label in enumerate(STEPS):
-        statements = sum(r.counts[step][0] for r in counted) / len(counted)
-        transactions = sum(r.counts[step][1] for r in counted) / len(counted)
-        out.append(f"    {label:<34}{statements:6.1f} statements {transactions:5.1f} transactions")
-    statements = sum(c[0] for r in counted for c in r.counts) / len(counted)
-    transactions = sum(c[1] for r in counted for c in r.counts) / len(counted)
-    out.append(f"    {'whole renewal':<34}{statements:6.1f} statements {transactions:5.1f} transactions")
+        out.append(row(label, [r.counts[step] for r in counted]))
+    out.append(row("whole renewal", [c for r in counted for c in r.counts]))
     return out
 
 

@@ -2,8 +2,10 @@
 
 Enabled only when the server starts with DUCKLINE_SQL_COUNTS=1: each response then carries
 `X-Duckline-Statements` (statements sent to the database while the request ran, SAVEPOINTs
-included) and `X-Duckline-Transactions` (commits and rollbacks). Off, nothing is installed, so the
-timed figures pay nothing for it.
+included), `X-Duckline-Transactions` (commits and rollbacks of BEGIN…COMMIT transactions) and
+`X-Duckline-Autocommit` (statements run on their own, without BEGIN and COMMIT: `Database.reads`;
+PostgreSQL counts each as a transaction of its own). Off, nothing is installed, so the timed
+figures pay nothing for it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ENV = "DUCKLINE_SQL_COUNTS"
 STATEMENTS, TRANSACTIONS = b"x-duckline-statements", b"x-duckline-transactions"
-# [statements, transactions] of the request being served; the list is shared with the worker
+AUTOCOMMIT = b"x-duckline-autocommit"
+# [statements, transactions, autocommit statements] of the request being served; the list is shared with the worker
 # threads the request hops into, since they run in a copy of its context.
 _counts: ContextVar[list[int] | None] = ContextVar("duckline_sql_counts", default=None)
 
@@ -32,16 +35,22 @@ def watch(engine: Engine) -> None:
     event.listen(engine, "rollback", _transaction)
 
 
-def _statement(*_: Any) -> None:
+def _statement(connection: Any, *_: Any) -> None:
     counts = _counts.get()
     if counts is not None:
         counts[0] += 1
+        if _autocommit(connection):
+            counts[2] += 1
 
 
-def _transaction(*_: Any) -> None:
+def _transaction(connection: Any, *_: Any) -> None:
     counts = _counts.get()
-    if counts is not None:
+    if counts is not None and not _autocommit(connection):  # an autocommit "commit" sends nothing
         counts[1] += 1
+
+
+def _autocommit(connection: Any) -> bool:
+    return bool(connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT")
 
 
 class SqlCounts:
@@ -54,7 +63,7 @@ class SqlCounts:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        counts = [0, 0]
+        counts = [0, 0, 0]
         token = _counts.set(counts)
 
         async def counted(message: Message) -> None:
@@ -63,6 +72,7 @@ class SqlCounts:
                     *message.get("headers", ()),
                     (STATEMENTS, b"%d" % counts[0]),
                     (TRANSACTIONS, b"%d" % counts[1]),
+                    (AUTOCOMMIT, b"%d" % counts[2]),
                 ]
                 message = {**message, "headers": headers}
             await send(message)

@@ -16,6 +16,7 @@ def portal_routers() -> list[APIRouter]:
     from duckline.lines import care_pages as line_care_pages
     from duckline.lines import pages as lines_pages
     from duckline.staff import console
+    from duckline.support import pages as support_pages
     from duckline.web.portal import pages
 
     return [
@@ -24,6 +25,7 @@ def portal_routers() -> list[APIRouter]:
         line_care_pages.router,
         renew_pages.router,
         account_pages.router,
+        support_pages.router,
         security_pages.router,
         privacy_pages.router,
         console.router,

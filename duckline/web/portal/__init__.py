@@ -11,6 +11,7 @@ from fastapi import APIRouter
 def portal_routers() -> list[APIRouter]:
     from duckline.accounts.pages import account as account_pages
     from duckline.accounts.pages import privacy as privacy_pages
+    from duckline.accounts.pages import registration as registration_pages
     from duckline.accounts.pages import security as security_pages
     from duckline.billing import renew_pages
     from duckline.lines import care_pages as line_care_pages
@@ -21,6 +22,7 @@ def portal_routers() -> list[APIRouter]:
 
     return [
         pages.router,
+        registration_pages.router,
         lines_pages.router,
         line_care_pages.router,
         renew_pages.router,

@@ -40,7 +40,7 @@ def collect() -> list[tuple[str, str, str]]:
     messages += [(text, "duckline/billing/receipt_pdf.py", "LABELS (receipt PDF)") for text in RECEIPT_LABELS]
     messages += [(text, "duckline/billing/payment_labels.py", "payment method label") for text in PAYMENT_LABEL_IDS]
     messages += [(text, "duckline/staff/audit_texts.py", "audit log") for text in AUDIT_MESSAGE_IDS]
-    messages += [(text, f"duckline/web/templates/{name}", "portal page") for text, name in i18n.template_messages()]
+    messages += [(text, f"duckline/{name}", "portal page") for text, name in i18n.template_messages()]
     return messages
 
 

@@ -38,7 +38,6 @@ from duckline.accounts.models import (
 )
 from duckline.accounts.roles import STAFF
 from duckline.billing import payment_methods
-from duckline.billing.checkout import App
 from duckline.billing.models import Order
 from duckline.billing.order_states import OrderStatus
 from duckline.core.errors import DomainError, ErrorCode
@@ -59,7 +58,10 @@ ERASED = "[erased]"
 UNSETTLED = (OrderStatus.CREATED, OrderStatus.PAYMENT_PENDING, OrderStatus.PAID)
 
 
-class ProofApp(App, Protocol):
+class ProofApp(payment_methods.App, Protocol):
+    """What closing needs: transactions, the password check and the providers (saved methods are
+    detached there)."""
+
     passwords: Passwords
 
 
@@ -81,7 +83,7 @@ class Retention:
         )
 
 
-def prove(app: ProofApp, account_id: int, password: str) -> None:
+def prove(app: accounts.SignInApp, account_id: int, password: str) -> None:
     """A fresh proof of the account holder: the password, checked as at sign-in (outside any
     transaction, and wrong ones count towards the same lock), so the closing and the download
     forms cannot be used to guess it. Callers rate-limit it too."""

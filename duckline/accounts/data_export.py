@@ -22,7 +22,8 @@ from typing import Any
 from sqlalchemy import func, or_, select
 
 from duckline.accounts import contacts
-from duckline.accounts.closure import ProofApp, Retention, prove
+from duckline.accounts import service as accounts
+from duckline.accounts.closure import Retention, prove
 from duckline.accounts.models import Account, DocumentImage, Guardian, Person
 from duckline.billing import receipt_documents
 from duckline.billing.models import Order, Payment, Receipt, Refund, SavedPaymentMethod
@@ -61,7 +62,9 @@ class Export:
         return buffer.getvalue()
 
 
-def export(app: ProofApp, account_id: int, password: str | None, with_receipts: bool, language: str) -> Export:
+def export(
+    app: accounts.SignInApp, account_id: int, password: str | None, with_receipts: bool, language: str
+) -> Export:
     """Everything held about the account, as data. With the password, the identity document
     number in full; without, masked. Audited (never with the number)."""
     full_identity = password is not None

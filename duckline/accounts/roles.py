@@ -18,6 +18,8 @@ CATALOGUE_EDITORS = frozenset({Role.ADMIN})
 NUMBER_POOL_MANAGERS = frozenset({Role.ADMIN})
 LINE_OPERATORS = frozenset({Role.SUPPORT, Role.ADMIN})
 KYC_REVIEWERS = frozenset({Role.SUPPORT, Role.ADMIN})
+# Who reads the delivery attempts (did the SMS, the email, the webhook get through?).
+DELIVERY_READERS = frozenset({Role.SUPPORT, Role.ADMIN})
 USAGE_REPORTERS = frozenset({Role.NETWORK})
 
 

@@ -10,16 +10,18 @@ end (Stripe detaches it from its customer) is asked to, after the removal is com
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import select
 
 from duckline.accounts.models import Account
 from duckline.billing import payment_labels
-from duckline.billing.checkout import App
 from duckline.billing.models import SavedPaymentMethod
 from duckline.billing.providers import DetachesSavedMethods, ProviderError
+from duckline.billing.providers.gateway import Payments
 from duckline.core.errors import DomainError, ErrorCode
 from duckline.core.unit_of_work import Transactions, UnitOfWork
 from duckline.db.types import is_id
@@ -29,6 +31,14 @@ from duckline.messaging import notifications
 from duckline.staff import audit
 
 log = logging.getLogger(__name__)
+
+
+class App(Protocol):
+    """What removing a method needs: transactions, and the providers to forget it at their end."""
+
+    payments: Payments
+
+    def unit_of_work(self) -> AbstractContextManager[UnitOfWork]: ...
 
 
 @dataclass(frozen=True)

@@ -115,16 +115,27 @@ def babel_locale(language: str) -> str:
     return {"en": "en_HK", "zh_Hant": "zh_Hant_HK", "zh_Hans": "zh_Hans_CN"}.get(language, "en_HK")
 
 
-TEMPLATES_DIR = Path(__file__).parent.parent / "web" / "templates"
+PACKAGE_DIR = Path(__file__).parent.parent
+
+
+def template_folders() -> list[Path]:
+    """Every templates/ folder: each feature package's (its pages) and web's (what they share).
+
+    Found on disk rather than listed, so a package that grows pages only adds the folder."""
+    return sorted(PACKAGE_DIR.glob("*/templates"))
 
 
 def template_messages() -> list[tuple[str, str]]:
-    """(message id, template) for every `_("…")` in the portal's templates."""
+    """(message id, template path under duckline/) for every `_("…")` in the templates."""
     from babel.messages.extract import extract_from_dir
 
-    found = extract_from_dir(
-        str(TEMPLATES_DIR),
-        method_map=[("**.html", "jinja2.ext:babel_extract")],
-        options_map={"**.html": {"extensions": "jinja2.ext.i18n"}},
-    )
-    return [(message, filename) for filename, _line, message, _comments, _context in found if isinstance(message, str)]
+    return [
+        (message, f"{folder.relative_to(PACKAGE_DIR).as_posix()}/{filename}")
+        for folder in template_folders()
+        for filename, _line, message, _comments, _context in extract_from_dir(
+            str(folder),
+            method_map=[("**.html", "jinja2.ext:babel_extract")],
+            options_map={"**.html": {"extensions": "jinja2.ext.i18n"}},
+        )
+        if isinstance(message, str)
+    ]

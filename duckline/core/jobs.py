@@ -31,7 +31,7 @@ def run(app: App, name: str) -> dict[str, object]:
         with app.unit_of_work() as uow:
             return dict(reminders.run(uow))
     if name == "webhooks":
-        return dict(outgoing_webhooks.run(app))
+        return dict(outgoing_webhooks.run(app.unit_of_work))
     if name == "privacy":  # erase what closed accounts left, once its retention is over
         with app.unit_of_work() as uow:
             return dict(account_closure.erase_due(uow))

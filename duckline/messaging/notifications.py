@@ -222,7 +222,7 @@ MESSAGE_IDS: tuple[str, ...] = (
     *UNIT_NAMES.values(),
     EMAIL_FOOTER,
 )
-_emails = Environment(loader=PackageLoader("duckline.web", "templates"), autoescape=select_autoescape(["html"]))
+_emails = Environment(loader=PackageLoader("duckline.messaging", "templates"), autoescape=select_autoescape(["html"]))
 
 
 def wants(account: Account, channel: str, category: str) -> bool:

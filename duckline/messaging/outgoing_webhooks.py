@@ -18,7 +18,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from duckline.accounts.models import Account
-from duckline.billing.checkout import App
 from duckline.core import pagination
 from duckline.core.errors import DomainError, ErrorCode
 from duckline.core.signing import sign
@@ -128,14 +127,14 @@ _QUEUE = delivery.Queue(
 )
 
 
-def deliver_due(app: App, client: httpx.Client, limit: int = 100) -> int:
+def deliver_due(transactions: Transactions, client: httpx.Client, limit: int = 100) -> int:
     """Post what is due, signed afresh at each try; returns how many were delivered."""
-    with app.unit_of_work() as uow:
+    with transactions() as uow:
         clock = uow.clock
 
     @contextmanager
     def transaction() -> Iterator[Session]:
-        with app.unit_of_work() as uow:
+        with transactions() as uow:
             yield uow.session
 
     def send(outgoing: _Outgoing) -> delivery.Outcome:
@@ -173,13 +172,14 @@ def replay(uow: UnitOfWork, actor: Account, delivery_id: int) -> WebhookDelivery
     return row
 
 
-def run(app: App, client: httpx.Client | None = None) -> dict[str, Any]:
-    with app.unit_of_work() as uow:
+def run(transactions: Transactions, client: httpx.Client | None = None) -> dict[str, Any]:
+    """The webhooks job: queue a delivery per subscription for new events, then post what is due."""
+    with transactions() as uow:
         queued = fan_out(uow)
     own = client is None
     client = client or httpx.Client(timeout=10)
     try:
-        return {"queued": queued, "delivered": deliver_due(app, client)}
+        return {"queued": queued, "delivered": deliver_due(transactions, client)}
     finally:
         if own:
             client.close()

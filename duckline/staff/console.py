@@ -20,6 +20,7 @@ from duckline.catalog.rules import Unit
 from duckline.core import i18n
 from duckline.core.money import Money
 from duckline.lines import console as console_lines
+from duckline.messaging import console as console_deliveries
 from duckline.staff import console_subscribers
 from duckline.staff import dashboard as dashboard_figures
 from duckline.staff.console_common import Staff, page
@@ -33,6 +34,7 @@ router.include_router(console_lines.router)
 router.include_router(console_catalogue.router)
 router.include_router(console_operations.router)
 router.include_router(console_support.router)
+router.include_router(console_deliveries.router)
 
 DAYS = dashboard_figures.DAYS
 MB = 1024 * 1024

@@ -14,7 +14,15 @@ from fastapi.responses import HTMLResponse
 from starlette.datastructures import FormData
 
 from duckline.accounts.models import Account
-from duckline.accounts.roles import CATALOGUE_EDITORS, KYC_REVIEWERS, LINE_OPERATORS, NUMBER_POOL_MANAGERS, STAFF, Role
+from duckline.accounts.roles import (
+    CATALOGUE_EDITORS,
+    DELIVERY_READERS,
+    KYC_REVIEWERS,
+    LINE_OPERATORS,
+    NUMBER_POOL_MANAGERS,
+    STAFF,
+    Role,
+)
 from duckline.core.errors import DomainError
 from duckline.runtime import Runtime
 from duckline.web.errors import STATUS
@@ -55,6 +63,7 @@ def abilities(actor: Account) -> dict[str, bool]:
         "audit": actor.role in ADMINS,
         "jobs": actor.role in ADMINS,
         "desk": actor.role in DESK,
+        "deliveries": actor.role in DELIVERY_READERS,
     }
 
 

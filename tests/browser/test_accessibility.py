@@ -82,6 +82,7 @@ def test_main_pages_meet_wcag_21_aa(browser: Browser, live: Live, clock: Any) ->
         "/console/promotions",
         "/console/numbers",
         "/console/audit",
+        "/console/deliveries",
     )
     axe = Axe()
     found: list[str] = []
@@ -107,6 +108,6 @@ def test_main_pages_meet_wcag_21_aa(browser: Browser, live: Live, clock: Any) ->
         checked += len(subscriber_pages) + len(anonymous_pages) + len(console_pages)
         context.close()
 
-    assert checked == 2 * 22
+    assert checked == 2 * 23
     assert {"label", "color-contrast", "button-name", "link-name", "html-has-lang", "document-title"} <= passed
     assert not found, "\n".join(found)

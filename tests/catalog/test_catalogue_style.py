@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import re
 import string
-from pathlib import Path
 
 import pytest
 from babel.messages.pofile import read_po
 
 from duckline.core import i18n
-
-TEMPLATES = Path(i18n.__file__).parent.parent / "web" / "templates"
 
 # The reader's register: the pronoun each language must not use.
 WRONG_PRONOUN = {"zh_Hans": "你", "zh_Hant": "您"}
@@ -111,8 +108,9 @@ PUNCTUATION_AROUND_MESSAGE = re.compile(r"\(\{\{ *_\(|\{\{ *_\(\"[^\"]*\"\) *\}\
 
 def template_lines() -> list[tuple[str, int, str]]:
     return [
-        (str(path.relative_to(TEMPLATES)), number, line.strip())
-        for path in sorted(TEMPLATES.rglob("*.html")) + sorted(TEMPLATES.rglob("*.txt"))
+        (str(path.relative_to(i18n.PACKAGE_DIR)), number, line.strip())
+        for folder in i18n.template_folders()
+        for path in sorted(folder.rglob("*.html")) + sorted(folder.rglob("*.txt"))
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
     ]
 

@@ -201,10 +201,10 @@ def test_integrator_webhooks_are_signed_retried_logged_and_replayable(
     client.post("/api/v1/jobs/lifecycle", headers=admin)
     Receiver.answers = [500]
     with httpx.Client(timeout=5) as http:
-        assert outgoing_webhooks.run(runtime, http) == {"queued": 1, "delivered": 0}
+        assert outgoing_webhooks.run(runtime.unit_of_work, http) == {"queued": 1, "delivered": 0}
         clock.advance(timedelta(seconds=31))
-        assert outgoing_webhooks.run(runtime, http) == {"queued": 0, "delivered": 1}
-        assert outgoing_webhooks.run(runtime, http) == {"queued": 0, "delivered": 0}
+        assert outgoing_webhooks.run(runtime.unit_of_work, http) == {"queued": 0, "delivered": 1}
+        assert outgoing_webhooks.run(runtime.unit_of_work, http) == {"queued": 0, "delivered": 0}
     assert len(Receiver.received) == 2
     headers, body = Receiver.received[-1]
     assert verify(secret, body, headers["duckline-signature"], clock.now().timestamp())
@@ -216,7 +216,7 @@ def test_integrator_webhooks_are_signed_retried_logged_and_replayable(
     replayed = client.post(f"/api/v1/webhook-deliveries/{log[0]['id']}/replay", headers=admin)
     assert replayed.json()["status"] == "pending"
     with httpx.Client(timeout=5) as http:
-        outgoing_webhooks.run(runtime, http)
+        outgoing_webhooks.run(runtime.unit_of_work, http)
     assert len(Receiver.received) == 3
     with runtime.unit_of_work() as uow:
         assert uow.session.scalar(select(WebhookDelivery.status)) == "delivered"

@@ -133,6 +133,7 @@ CONSOLE_PAGES = (
     "/console/reconciliation",
     "/console/numbers",
     "/console/audit",
+    "/console/deliveries",
 )
 
 

@@ -208,6 +208,8 @@ MATRIX: dict[str, frozenset[Caller]] = {
     "GET /console/numbers": STAFF,
     "POST /console/numbers/import": STAFF,
     "GET /console/audit": STAFF,
+    "GET /console/deliveries": STAFF,  # support and admin roles: tests/messaging/test_deliveries_console.py
+    "GET /console/deliveries/{subject}/{subject_id}": STAFF,
     # The support desk (support and admin roles; the role check is tested in tests/support/test_support_desk.py).
     "GET /api/v1/desk/tickets": STAFF,
     "GET /api/v1/desk/tickets/{ticket_id}": STAFF,

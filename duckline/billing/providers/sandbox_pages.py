@@ -16,7 +16,7 @@ from duckline.core.money import Money
 from duckline.web.deps import PUBLIC, RuntimeDep
 
 router = APIRouter(prefix="/sandbox", include_in_schema=False, dependencies=[PUBLIC])
-templates = Jinja2Templates(directory=Path(__file__).parents[2] / "web" / "templates")
+templates = Jinja2Templates(directory=Path(__file__).parents[1] / "templates")  # billing/templates/sandbox/
 
 
 def _sandbox(runtime: RuntimeDep) -> SandboxProvider:

@@ -11,14 +11,13 @@ import secrets
 from collections.abc import Callable
 from datetime import date as day
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_time, get_datetime_format
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
 
 from duckline.accounts.models import Account
 from duckline.accounts.phone import display
@@ -31,14 +30,19 @@ from duckline.support import cases as tickets
 from duckline.web.deps import csrf_token as session_csrf_token
 from duckline.web.deps import session_token_from_cookie
 
-TEMPLATES = Path(__file__).parent.parent / "templates"
 LANGUAGE_COOKIE = "duckline_lang"
 ANON_CSRF_COOKIE = "duckline_csrf"
 LANGUAGE_NAMES = {"en": "English", "zh_Hant": "繁體中文", "zh_Hans": "简体中文"}
 HTML_LANG = {"en": "en", "zh_Hant": "zh-Hant-HK", "zh_Hans": "zh-Hans"}
 
+# One template name space over every package's templates/ folder: a page template lives in the
+# package whose pages render it (billing/templates/portal/renew.html, staff/templates/console/
+# audit.html), the shared ones (base.html, console/layout.html, the macros) in web/templates, and
+# every name stays the path under its folder ("portal/renew.html"), so a page, an {% extends %} or
+# an {% import %} never says which package a template is in. A name lives in one folder only
+# (tests/web/test_templates.py), so the order of the loaders decides nothing.
 env = Environment(
-    loader=FileSystemLoader(TEMPLATES),
+    loader=ChoiceLoader([FileSystemLoader(folder) for folder in i18n.template_folders()]),
     autoescape=select_autoescape(["html"]),
     extensions=["jinja2.ext.i18n"],
     trim_blocks=True,

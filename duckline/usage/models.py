@@ -104,3 +104,24 @@ class CreditSession(Base):
         Index("ix_credit_sessions_line_open", "line_id", "status", "unit", "zone"),
         CheckConstraint("reserved >= 0", name="reserved_not_negative"),
     )
+
+
+class CreditReservation(Base):
+    """What one credit-control session holds of a line's buckets for one rating group (-1: units
+    asked outside any rating group) until its element reports them used or `expires_at` passes.
+    `line_id`, `unit` and `zone` are copied from the session so what others hold is one sum."""
+
+    __tablename__ = "credit_reservations"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    credit_session_id: Mapped[int] = mapped_column(ForeignKey("credit_sessions.id"))
+    line_id: Mapped[int] = mapped_column(BigId)
+    rating_group: Mapped[int] = mapped_column(BigInteger)
+    unit: Mapped[Unit] = mapped_column(enum_column(Unit))
+    zone: Mapped[Zone] = mapped_column(enum_column(Zone, 4))
+    reserved: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[datetime]
+    __table_args__ = (
+        UniqueConstraint("credit_session_id", "rating_group", name="uq_credit_reservations_session_group"),
+        Index("ix_credit_reservations_line", "line_id", "unit", "zone"),
+        CheckConstraint("reserved >= 0", name="reserved_not_negative"),
+    )

@@ -100,8 +100,9 @@ class NetworkElement:
         rsu = RequestedServiceUnit(**asked) if asked is not None else None
         usu = UsedServiceUnit(**used) if used is not None else None
         if mscc:
-            group = RATING_GROUPS[context]
-            ccr.add_multiple_services_credit_control(requested_service_unit=rsu, used_service_unit=usu, rating_group=group)
+            ccr.add_multiple_services_credit_control(
+                requested_service_unit=rsu, used_service_unit=usu, rating_group=RATING_GROUPS[context]
+            )
         else:
             ccr.requested_service_unit, ccr.used_service_unit = rsu, [usu] if usu else []
         if mcc_mnc is not None:

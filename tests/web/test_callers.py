@@ -93,6 +93,9 @@ MATRIX: dict[str, frozenset[Caller]] = {
     "POST /api/v1/plans": STAFF,
     "PUT /api/v1/plans/{code}": STAFF,
     "POST /api/v1/plans/{code}/retire": STAFF,
+    "GET /api/v1/rating-groups": STAFF,
+    "PUT /api/v1/rating-groups/{rating_group}": STAFF,
+    "DELETE /api/v1/rating-groups/{rating_group}": STAFF,
     "GET /api/v1/promotions/current": ANYONE,
     # What network elements are for.
     "POST /api/v1/usage/batches": NETWORK,

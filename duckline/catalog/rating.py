@@ -101,7 +101,12 @@ def set_mapping(
         row.unit, row.updated_at = unit, uow.now()
         uow.session.flush()
         audit.record(
-            uow, actor.id, "rating_group.set", _target(rating_group, service_identifier), old=before, new=unit.value
+            uow,
+            actor.id,
+            "rating_group.set",
+            f"rating_group:{_key(rating_group, service_identifier)}",
+            old=before,
+            new=unit.value,
         )
         return Mapping(rating_group, service_identifier, unit)
 
@@ -117,7 +122,9 @@ def remove_mapping(
             raise DomainError(ErrorCode.NOT_FOUND, field="rating_group")
         before = row.unit.value
         uow.session.execute(delete(RatingGroup).where(RatingGroup.id == row.id))
-        audit.record(uow, actor.id, "rating_group.removed", _target(rating_group, service_identifier), old=before)
+        audit.record(
+            uow, actor.id, "rating_group.removed", f"rating_group:{_key(rating_group, service_identifier)}", old=before
+        )
 
 
 def seed_defaults(uow: UnitOfWork) -> None:
@@ -133,5 +140,6 @@ def seed_defaults(uow: UnitOfWork) -> None:
     uow.session.flush()
 
 
-def _target(rating_group: int, service_identifier: int | None) -> str:
-    return f"rating_group:{rating_group}" + (f"/{service_identifier}" if service_identifier is not None else "")
+def _key(rating_group: int, service_identifier: int | None) -> str:
+    """How the audit log names a mapping: "10", or "10/7" for Service-Identifier 7 of group 10."""
+    return f"{rating_group}" + (f"/{service_identifier}" if service_identifier is not None else "")

@@ -94,8 +94,10 @@ class CreditSession(Base):
     unit: Mapped[Unit] = mapped_column(enum_column(Unit))
     zone: Mapped[Zone] = mapped_column(enum_column(Zone, 4))
     status: Mapped[CreditSessionStatus] = mapped_column(enum_column(CreditSessionStatus, 10))
+    # What its reservations (credit_reservations, one per rating group) hold in all, for display;
+    # what others must leave alone is summed from those rows.
     reserved: Mapped[int] = mapped_column(BigInteger)
-    expires_at: Mapped[datetime]  # a reservation holds nothing after this
+    expires_at: Mapped[datetime]  # the latest of its reservations' expiry
     last_request_number: Mapped[int] = mapped_column(Integer)
     last_answer: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime]

@@ -238,12 +238,17 @@ def _pick(units: dict[UsageKind, int], kind: UsageKind) -> int | None:
 
 def _decide(uow: UnitOfWork, request: CreditRequest, line: Line, session: CreditSession) -> CreditAnswer:
     services = _services(uow, request, session)
-    reservations = {
-        r.rating_group: r
-        for r in uow.session.scalars(
-            select(CreditReservation).where(CreditReservation.credit_session_id == session.id)
-        ).all()
-    }
+    opened = request.request_type in (RequestType.INITIAL, RequestType.EVENT)  # a session made just now
+    reservations = (
+        {}
+        if opened
+        else {
+            r.rating_group: r
+            for r in uow.session.scalars(
+                select(CreditReservation).where(CreditReservation.credit_session_id == session.id)
+            ).all()
+        }
+    )
     seen: set[int] = set()
     answers: dict[int, ServiceAnswer] = {}  # by position in the request
     for at, service in enumerate(services):

@@ -1,5 +1,5 @@
-"""Console: the plan catalogue (create, edit, retire) and promotions (create, deactivate). Admins
-change them; every staff member may read them."""
+"""Console: the plan catalogue (create, edit, retire), promotions (create, deactivate) and the rating
+groups online charging rates by (set, remove). Admins change them; every staff member may read them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from duckline.accounts.models import Account
 from duckline.billing.pricing import PromotionKind
-from duckline.catalog import promotions
+from duckline.catalog import promotions, rating
 from duckline.catalog import service as catalog
 from duckline.catalog.models import Plan
 from duckline.catalog.rules import TEXT_LANGUAGES, Allowance, PlanKind, Unit, Validity, Zone
@@ -398,3 +398,61 @@ def deactivate_promotion(
     except DomainError as error:
         return _promotions_page(request, runtime, actor, failure=error)
     return redirect(f"/console/promotions?done=promotion_deactivated#promotion-{promotion_id}")
+
+
+# --- rating groups --------------------------------------------------------------------------------
+
+RATED_UNITS = [Unit.DATA_BYTES, Unit.VOICE_SECONDS, Unit.SMS]
+
+
+def _rating_page(
+    request: Request, runtime: Runtime, actor: Account, failure: DomainError | FormProblem | None = None
+) -> Response:
+    return page(
+        request,
+        runtime,
+        actor,
+        "rating_groups.html",
+        status_for(failure) if failure else 200,
+        failure=failure,
+        mappings=rating.mappings(runtime.unit_of_work),
+        units=[u.value for u in RATED_UNITS],
+    )
+
+
+@router.get("/console/rating-groups")
+def rating_groups(request: Request, runtime: RuntimeDep, actor: Staff) -> Response:
+    return _rating_page(request, runtime, actor)
+
+
+def _rating_key(form: Posted) -> tuple[int, int | None]:
+    group = parse_count(text(form, "rating_group", 20), "rating_group", maximum=rating.UNSIGNED32)
+    service = text(form, "service_identifier", 20)
+    return group, parse_count(service, "service_identifier", maximum=rating.UNSIGNED32) if service.strip() else None
+
+
+@router.post("/console/rating-groups")
+def set_rating_group(request: Request, runtime: RuntimeDep, actor: CatalogueEditor, form: Posted) -> Response:
+    """Charge a rating group (or one service of it) in a unit from the next request on."""
+    check_csrf(request, runtime, text(form, "csrf_token"))
+    try:
+        group, service = _rating_key(form)
+        unit = text(form, "unit", 20)
+        if unit not in {u.value for u in RATED_UNITS}:
+            raise FormProblem("required", "unit")
+        rating.set_mapping(runtime.unit_of_work, actor, group, service, Unit(unit))
+    except (DomainError, FormProblem) as failure:
+        return _rating_page(request, runtime, actor, failure)
+    return redirect(f"/console/rating-groups?done=rating_group_set#rating-group-{group}")
+
+
+@router.post("/console/rating-groups/remove")
+def remove_rating_group(request: Request, runtime: RuntimeDep, actor: CatalogueEditor, form: Posted) -> Response:
+    """Stop rating it: its services are refused (5031) from the next request on."""
+    check_csrf(request, runtime, text(form, "csrf_token"))
+    try:
+        group, service = _rating_key(form)
+        rating.remove_mapping(runtime.unit_of_work, actor, group, service)
+    except (DomainError, FormProblem) as failure:
+        return _rating_page(request, runtime, actor, failure)
+    return redirect("/console/rating-groups?done=rating_group_removed")

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -94,4 +95,27 @@ class PromotionRedemption(Base):
     __table_args__ = (
         UniqueConstraint("promotion_id", "order_id", name="uq_promotion_redemptions_promotion_order"),
         Index("ix_promotion_redemptions_account", "promotion_id", "account_id", "status"),
+    )
+
+
+class RatingGroup(Base):
+    """Which unit a Diameter Rating-Group is charged in (`catalog.rating`). A row with a
+    Service-Identifier is for that service of the group only and wins over the group's own row."""
+
+    __tablename__ = "rating_groups"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    rating_group: Mapped[int] = mapped_column(BigInteger)
+    service_identifier: Mapped[int | None] = mapped_column(BigInteger)
+    unit: Mapped[Unit] = mapped_column(enum_column(Unit))
+    updated_at: Mapped[datetime]
+    __table_args__ = (
+        Index("uq_rating_groups_group_service", "rating_group", "service_identifier", unique=True),
+        # NULLs are distinct in a unique index: the group's own row needs one of its own.
+        Index(
+            "uq_rating_groups_group_any",
+            "rating_group",
+            unique=True,
+            postgresql_where=text("service_identifier IS NULL"),
+            sqlite_where=text("service_identifier IS NULL"),
+        ),
     )

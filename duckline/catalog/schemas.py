@@ -84,3 +84,16 @@ def plan_out(plan: Plan, allowances: list[AllowanceIn], price_display: str) -> P
         validity_months=plan.validity_months,
         allowances=allowances,
     )
+
+
+class RatingGroupIn(BaseModel):
+    """What a rating group (or one service of it) is charged in."""
+
+    model_config = ConfigDict(json_schema_extra={"example": {"unit": "data_bytes"}})
+    unit: Unit
+
+
+class RatingGroupOut(BaseModel):
+    rating_group: int
+    service_identifier: int | None
+    unit: Unit

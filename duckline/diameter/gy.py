@@ -2,9 +2,13 @@
 
 Reading a Credit-Control-Request:
 
-* the units are looked for in the first Multiple-Services-Credit-Control (3GPP Gy) and, when there
-  is none, at the top level (Requested-Service-Unit / Used-Service-Unit, plain RFC 4006);
-* the kind is that of the units present: octets (CC-Total-Octets, or CC-Input-Octets plus
+* every Multiple-Services-Credit-Control (3GPP Gy) is a service of its own, answered in an MSCC of
+  its own; when there is none, the units are at the top level (Requested-Service-Unit /
+  Used-Service-Unit, plain RFC 4006) and answered there;
+* an MSCC with a Rating-Group is charged in the unit the catalogue maps it to (`catalog.rating`;
+  the service reads it, and answers 5031 in that MSCC for a group it does not know): every unit
+  type in the block is passed on, by kind. For top-level units, or an MSCC without a Rating-Group,
+  the kind is that of the units present: octets (CC-Total-Octets, or CC-Input-Octets plus
   CC-Output-Octets) are data, CC-Service-Specific-Units are SMS, CC-Time is voice, tried in that
   order because a data session often reports its duration too. With no units (an empty
   Requested-Service-Unit asks for the default quantum), the Service-Context-Id decides:
@@ -33,7 +37,7 @@ from diameter.message.avp.grouped import FinalUnitIndication, GrantedServiceUnit
 
 from duckline.catalog.rules import Zone
 from duckline.usage.ingest import UsageKind
-from duckline.usage.quota import CreditAnswer, CreditRequest, RequestType, ResultCode
+from duckline.usage.quota import CreditAnswer, CreditRequest, RequestType, ResultCode, ServiceAnswer, ServiceUnits
 
 MISSING_AVP = constants.E_RESULT_CODE_DIAMETER_MISSING_AVP  # 5005
 INVALID_AVP_VALUE = constants.E_RESULT_CODE_DIAMETER_INVALID_AVP_VALUE  # 5004
@@ -64,9 +68,9 @@ class GyRequest:
     """What a Credit-Control-Request asks of the service, and how its answer must be shaped."""
 
     credit: CreditRequest
-    in_mscc: bool  # units came in a Multiple-Services-Credit-Control: answer in one too
-    rating_group: int | None = None
-    service_identifiers: list[int] = field(default_factory=list)
+    in_mscc: bool  # units came in Multiple-Services-Credit-Control: answer in them too
+    # The Service-Identifiers of each MSCC as they came, to echo (the service rates by the first).
+    service_identifiers: list[list[int]] = field(default_factory=list)
 
 
 def read_request(ccr: Any) -> GyRequest:
@@ -88,19 +92,26 @@ def read_request(ccr: Any) -> GyRequest:
     msisdn = _msisdn(ccr.subscription_id)
     if opens and msisdn is None:
         raise Refused(MISSING_AVP, "no END_USER_E164 Subscription-Id", ((constants.AVP_SUBSCRIPTION_ID, 0),))
+    if request_type is RequestType.EVENT and ccr.requested_action not in (
+        None,
+        constants.E_REQUESTED_ACTION_DIRECT_DEBITING,
+    ):
+        raise Refused(INVALID_AVP_VALUE, "only DIRECT_DEBITING is supported", ((constants.AVP_REQUESTED_ACTION, 0),))
 
-    mscc = ccr.multiple_services_credit_control[0] if ccr.multiple_services_credit_control else None
-    asked = mscc.requested_service_unit if mscc is not None else ccr.requested_service_unit
-    reported = list(mscc.used_service_unit if mscc is not None else ccr.used_service_unit)
-    kind = _kind_of(asked, reported, ccr.service_context_id, opens)
-    requested = _quantity(asked, kind)
-    used = sum(q for q in (_quantity(u, kind) for u in reported) if q is not None) if reported else None
-    if request_type is RequestType.EVENT:
-        if ccr.requested_action not in (None, constants.E_REQUESTED_ACTION_DIRECT_DEBITING):
-            raise Refused(
-                INVALID_AVP_VALUE, "only DIRECT_DEBITING is supported", ((constants.AVP_REQUESTED_ACTION, 0),)
-            )
-        requested, used = requested if requested is not None else used, None  # the units to debit now
+    blocks = list(ccr.multiple_services_credit_control or [])
+    services = tuple(_service(block, ccr.service_context_id, opens, request_type) for block in blocks)
+    if blocks:
+        first = services[0]
+        # The session's kind: that of a block without a rating group (the others are rated by theirs).
+        kind = first.kind or _first_unit(first) or SERVICE_CONTEXTS.get(ccr.service_context_id or "", UsageKind.DATA)
+        requested = used = None
+    else:
+        reported = list(ccr.used_service_unit)
+        kind = _kind_of(ccr.requested_service_unit, reported, ccr.service_context_id, opens)
+        requested = _quantity(ccr.requested_service_unit, kind)
+        used = sum(q for q in (_quantity(u, kind) for u in reported) if q is not None) if reported else None
+        if request_type is RequestType.EVENT:
+            requested, used = requested if requested is not None else used, None  # the units to debit now
 
     credit = CreditRequest(
         session_id=session_id,
@@ -112,36 +123,85 @@ def read_request(ccr: Any) -> GyRequest:
         requested=requested,
         used=used,
         at=_aware(ccr.event_timestamp),
+        services=services,
     )
-    return GyRequest(
-        credit,
-        in_mscc=mscc is not None,
-        rating_group=mscc.rating_group if mscc is not None else None,
-        service_identifiers=list(mscc.service_identifier or []) if mscc is not None else [],
+    identifiers = [list(block.service_identifier or []) for block in blocks]
+    return GyRequest(credit, in_mscc=bool(blocks), service_identifiers=identifiers)
+
+
+def _first_unit(service: ServiceUnits) -> UsageKind | None:
+    return next(iter(service.requested), None) or next(iter(service.used), None)
+
+
+def _service(block: Any, service_context_id: str | None, opens: bool, request_type: RequestType) -> ServiceUnits:
+    """One Multiple-Services-Credit-Control: every unit type in it, by kind. With a Rating-Group
+    the catalogue says which one counts; without, the units (or the Service-Context-Id) do."""
+    asked = block.requested_service_unit
+    reported = list(block.used_service_unit or [])
+    requested = _units(asked)
+    used: dict[UsageKind, int] = {}
+    for unit in reported:
+        for kind, quantity in _units(unit).items():
+            used[kind] = used.get(kind, 0) + quantity
+    if request_type is RequestType.EVENT:
+        requested, used = requested or used, {}  # the units to debit now
+    hint = None
+    if block.rating_group is None:
+        hint = _kind_of(asked, reported, service_context_id, opens)
+    identifiers = list(block.service_identifier or [])
+    return ServiceUnits(
+        rating_group=block.rating_group,
+        service_identifier=identifiers[0] if identifiers else None,
+        requested=requested,
+        used=used,
+        kind=hint,
     )
+
+
+def _units(unit: Any) -> dict[UsageKind, int]:
+    if unit is None:
+        return {}
+    found = {}
+    for kind in (UsageKind.DATA, UsageKind.SMS, UsageKind.VOICE):
+        quantity = _quantity(unit, kind)
+        if quantity is not None:
+            found[kind] = quantity
+    return found
 
 
 def write_answer(cca: Any, request: GyRequest, answer: CreditAnswer) -> None:
     """Fill a `CreditControlAnswer` (made by the application's generate_answer) from the service's
-    answer: granted units in the unit type that was asked, where they were asked."""
+    answer: each MSCC answered in its own MSCC (its Result-Code, and its grant in its unit), or,
+    for units asked at the top level, there. A request refused as a whole echoes each MSCC with the
+    request's Result-Code."""
     cca.result_code = int(answer.result_code)
     cca.cc_request_type = int(request.credit.request_type)
     cca.cc_request_number = request.credit.request_number
-    granted = _granted(request.credit.kind, answer.granted) if answer.granted is not None else None
-    final = FinalUnitIndication(final_unit_action=constants.E_FINAL_UNIT_ACTION_TERMINATE) if answer.final else None
-    if request.in_mscc:
+    if not request.in_mscc:
+        cca.granted_service_unit = _granted(request.credit.kind, answer.granted) if answer.granted is not None else None
+        cca.validity_time = answer.validity_seconds
+        cca.final_unit_indication = _final(answer.final)
+        return
+    asked = request.credit.services
+    services = answer.services or tuple(
+        ServiceAnswer(s.rating_group, s.service_identifier, answer.result_code) for s in asked
+    )
+    for service, identifiers in zip(services, request.service_identifiers, strict=False):
+        granted = None
+        if service.granted is not None and service.kind is not None:
+            granted = _granted(service.kind, service.granted)
         cca.add_multiple_services_credit_control(
             granted_service_unit=granted,
-            rating_group=request.rating_group,
-            service_identifier=request.service_identifiers or None,
-            validity_time=answer.validity_seconds,
-            result_code=int(answer.result_code),
-            final_unit_indication=final,
+            rating_group=service.rating_group,
+            service_identifier=identifiers or None,
+            validity_time=service.validity_seconds,
+            result_code=int(service.result_code),
+            final_unit_indication=_final(service.final),
         )
-        return
-    cca.granted_service_unit = granted
-    cca.validity_time = answer.validity_seconds
-    cca.final_unit_indication = final
+
+
+def _final(final: bool) -> Any:
+    return FinalUnitIndication(final_unit_action=constants.E_FINAL_UNIT_ACTION_TERMINATE) if final else None
 
 
 def _msisdn(subscription_ids: list[Any]) -> str | None:

@@ -83,6 +83,8 @@ ACTIONS: dict[str, Action] = {
     "plan.updated": Action("Plan changed", "{subject} changed."),
     "plan.retired": Action("Plan retired", "{subject} retired.", "status", "Status"),
     "promotion.created": Action("Promotion created", "{subject} created."),
+    "rating_group.set": Action("Rating group changed", "{subject}: charged in {old} → {new}.", "choice"),
+    "rating_group.removed": Action("Rating group removed", "{subject} removed; it was charged in {old}.", "choice"),
     "promotion.deactivated": Action("Promotion deactivated", "{subject} deactivated.", "status", "Status"),
     "numbers.imported": Action("Numbers added to the pool", "Numbers added to the {subject}: {added}."),
     "job.run": Action(
@@ -135,6 +137,7 @@ SUBJECTS: dict[str, str] = {
     "ticket": "Ticket #{key}",
     "plan": "Plan “{key}”",
     "promotion": "Promotion #{key}",
+    "rating_group": "Rating group {key}",
     "pool": "number pool",
     "job": "Reconciliation job",
     "webhook_subscription": "Webhook subscription #{key}",
@@ -248,6 +251,9 @@ CHOICES = {
     "order": "order",
     "payment": "payment",
     "case": "reconciliation case",
+    "data_bytes": "Data",  # the unit a rating group is charged in
+    "voice_seconds": "Voice",
+    "sms": "SMS",
 }
 UNITS = {
     "min": "{n} min",

@@ -94,13 +94,36 @@ class CreditSession(Base):
     unit: Mapped[Unit] = mapped_column(enum_column(Unit))
     zone: Mapped[Zone] = mapped_column(enum_column(Zone, 4))
     status: Mapped[CreditSessionStatus] = mapped_column(enum_column(CreditSessionStatus, 10))
+    # What its reservations (credit_reservations, one per rating group) hold in all, for display;
+    # what others must leave alone is summed from those rows.
     reserved: Mapped[int] = mapped_column(BigInteger)
-    expires_at: Mapped[datetime]  # a reservation holds nothing after this
+    expires_at: Mapped[datetime]  # the latest of its reservations' expiry
     last_request_number: Mapped[int] = mapped_column(Integer)
     last_answer: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     __table_args__ = (
         Index("ix_credit_sessions_line_open", "line_id", "status", "unit", "zone"),
+        CheckConstraint("reserved >= 0", name="reserved_not_negative"),
+    )
+
+
+class CreditReservation(Base):
+    """What one credit-control session holds of a line's buckets for one rating group (-1: units
+    asked outside any rating group) until its element reports them used or `expires_at` passes.
+    `line_id`, `unit` and `zone` are copied from the session so what others hold is one sum."""
+
+    __tablename__ = "credit_reservations"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    credit_session_id: Mapped[int] = mapped_column(ForeignKey("credit_sessions.id"))
+    line_id: Mapped[int] = mapped_column(BigId)
+    rating_group: Mapped[int] = mapped_column(BigInteger)
+    unit: Mapped[Unit] = mapped_column(enum_column(Unit))
+    zone: Mapped[Zone] = mapped_column(enum_column(Zone, 4))
+    reserved: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[datetime]
+    __table_args__ = (
+        UniqueConstraint("credit_session_id", "rating_group", name="uq_credit_reservations_session_group"),
+        Index("ix_credit_reservations_line", "line_id", "unit", "zone"),
         CheckConstraint("reserved >= 0", name="reserved_not_negative"),
     )

@@ -2,36 +2,48 @@
 reports what was used (Diameter credit control, RFC 4006 / 3GPP Gy; the protocol lives in
 duckline/diameter, this is what it means for balances).
 
-A credit-control session reserves units from the line's buckets without spending them: what other
-sessions may still reserve is what the buckets hold less what open sessions have reserved. Used
-units are charged through `usage.ingest` under the record id "<session>#<request number>", so a
-retransmitted request is charged once, by the same unique constraint that guards usage batches.
-The line row is locked first (then, inside ingest, its buckets, by id), so two sessions of one
-line asking at once are served one after the other and never both get the last units.
+A request carries one or more *services*: the Multiple-Services-Credit-Control blocks of a Gy
+request, each with a rating group that the catalogue maps to a unit (`catalog.rating`), or, in
+plain RFC 4006, units at the top level in the kind the element named. Each service is rated,
+granted and charged on its own and gets its own result: a rating group the catalogue does not
+know gets 5031 RATING_FAILED while the others are served.
+
+A credit-control session reserves units from the line's buckets without spending them, one
+reservation per (session, rating group): what a service may still reserve is what the buckets
+hold (its unit, the session's zone) less every other open reservation, those of the same
+session's other rating groups included. Used units are charged through `usage.ingest` under the
+record id "<session>#<request number>" ("…/<rating group>" for a service of a multi-service
+request), so a retransmitted request is charged once, by the same unique constraint that guards
+usage batches. The line row is locked first (then, inside ingest, its buckets, by id), so two
+sessions of one line asking at once are served one after the other and never both get the last
+units.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import IntEnum
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, not_, select
 
-from duckline.catalog.rules import Zone
+from duckline.catalog import rating
+from duckline.catalog.rules import Unit, Zone
 from duckline.core.unit_of_work import UnitOfWork
 from duckline.lines.models import Line
 from duckline.lines.states import can_use_service
 from duckline.usage import ingest as usage
 from duckline.usage.charging_states import CreditSessionStatus
 from duckline.usage.ingest import UsageInput, UsageKind
-from duckline.usage.models import Bucket, CreditSession
+from duckline.usage.models import Bucket, CreditReservation, CreditSession
 
 SOURCE = "diameter"
 OPEN, CLOSED, ABORTED = CreditSessionStatus.OPEN, CreditSessionStatus.CLOSED, CreditSessionStatus.ABORTED
 _KINDS = {kind.unit: kind for kind in UsageKind}
 RECORD_ID_MAX = 100  # usage_records.record_id
+NO_RATING_GROUP = -1  # the reservation of units asked outside any rating group (Unsigned32: never -1)
 
 
 class RequestType(IntEnum):
@@ -52,15 +64,32 @@ class ResultCode(IntEnum):
     UNKNOWN_SESSION_ID = 5002
     UNABLE_TO_COMPLY = 5012
     USER_UNKNOWN = 5030
+    RATING_FAILED = 5031
+
+
+@dataclass(frozen=True)
+class ServiceUnits:
+    """One service of a request (a Multiple-Services-Credit-Control). `requested` and `used` hold
+    the units the element put in Requested- and Used-Service-Unit by kind (a data session often
+    reports its duration too); the rating group's unit says which one counts. `kind` is for a
+    service without a rating group: the kind its units or the Service-Context-Id name."""
+
+    rating_group: int | None
+    service_identifier: int | None = None
+    requested: dict[UsageKind, int] = field(default_factory=dict)
+    used: dict[UsageKind, int] = field(default_factory=dict)
+    kind: UsageKind | None = None
 
 
 @dataclass(frozen=True)
 class CreditRequest:
     """One credit-control request, as the network element means it.
 
+    With `services` empty, the units are at the top level (plain RFC 4006) in `kind`:
     `requested` is the units it asks for next (None: the default quantum for the kind), or for an
     EVENT the units to debit now (None: one); `used` the units consumed since the previous request
-    of the session (UPDATE and TERMINATE only).
+    of the session (UPDATE and TERMINATE only). With `services`, each is answered on its own and
+    `kind`, `requested` and `used` are not read.
     """
 
     session_id: str
@@ -72,20 +101,51 @@ class CreditRequest:
     requested: int | None = None
     used: int | None = None
     at: datetime | None = None  # when the usage happened (Event-Timestamp); default now
+    services: tuple[ServiceUnits, ...] = ()
+
+
+@dataclass(frozen=True)
+class ServiceAnswer:
+    """The answer to one service: echoes its rating group and service identifier; `kind` is the
+    unit the grant is in (None when it was not rated)."""
+
+    rating_group: int | None
+    service_identifier: int | None
+    result_code: ResultCode
+    kind: UsageKind | None = None
+    granted: int | None = None
+    validity_seconds: int | None = None
+    final: bool = False
 
 
 @dataclass(frozen=True)
 class CreditAnswer:
+    """The answer to a request. With services, `result_code` is that of the request as a whole
+    (2001 unless it could not be served at all) and each service has its own in `services`."""
+
     result_code: ResultCode
     granted: int | None = None  # units granted for the next stretch
     validity_seconds: int | None = None  # re-ask after this long (Validity-Time)
     final: bool = False  # the grant is all there is: end the service when it runs out
+    services: tuple[ServiceAnswer, ...] = ()
+
+
+@dataclass
+class _Service:
+    """A service being answered: its reservation key, the kind it is rated in (None: unrated)
+    and its units in that kind."""
+
+    asked: ServiceUnits | None  # None: the top-level units of a plain RFC 4006 request
+    key: int
+    kind: UsageKind | None
+    requested: int | None
+    used: int | None
 
 
 def handle(uow: UnitOfWork, request: CreditRequest) -> CreditAnswer:
     """Answer one request; a repeated one (same session and request number) gets the answer it
     got the first time and changes nothing."""
-    if request.request_number < 0 or (request.requested or 0) < 0 or (request.used or 0) < 0:
+    if not _valid(request):
         return CreditAnswer(ResultCode.UNABLE_TO_COMPLY)
     session = _session(uow, request.session_id)
     if session is not None:
@@ -123,12 +183,20 @@ def handle(uow: UnitOfWork, request: CreditRequest) -> CreditAnswer:
             expires_at=uow.now(),
         )
         uow.session.add(session)
+        uow.session.flush()  # its id keys the reservations
     answer = _decide(uow, request, line, session)
     session.last_request_number = request.request_number
-    session.last_answer = {k: (int(v) if isinstance(v, IntEnum) else v) for k, v in asdict(answer).items()}
+    session.last_answer = _as_json(answer)
     session.updated_at = uow.now()
     uow.session.flush()
     return answer
+
+
+def _valid(request: CreditRequest) -> bool:
+    quantities = [request.requested or 0, request.used or 0]
+    for service in request.services:
+        quantities += [*service.requested.values(), *service.used.values()]
+    return request.request_number >= 0 and min(quantities) >= 0
 
 
 def _session(uow: UnitOfWork, session_id: str) -> CreditSession | None:
@@ -137,89 +205,252 @@ def _session(uow: UnitOfWork, session_id: str) -> CreditSession | None:
     ).one_or_none()
 
 
+def _services(uow: UnitOfWork, request: CreditRequest, session: CreditSession) -> list[_Service]:
+    """The request's services, rated: each with the kind its rating group is charged in."""
+    session_kind = _KINDS[session.unit]
+    if not request.services:
+        return [_Service(None, NO_RATING_GROUP, session_kind, request.requested, request.used)]
+    rated = rating.units_for(
+        uow, [(s.rating_group, s.service_identifier) for s in request.services if s.rating_group is not None]
+    )
+    found = []
+    for asked in request.services:
+        if asked.rating_group is None:
+            # Charged in the session's kind, as plain RFC 4006 units are.
+            kind: UsageKind | None = session_kind if request.request_type is not RequestType.INITIAL else asked.kind
+            kind = kind or session_kind
+            found.append(_Service(asked, NO_RATING_GROUP, kind, _pick(asked.requested, kind), _pick(asked.used, kind)))
+            continue
+        unit = rated.get((asked.rating_group, asked.service_identifier))
+        kind = _KINDS[unit] if unit is not None else None
+        requested = asked.requested.get(kind) if kind is not None else None
+        used = asked.used.get(kind) if kind is not None else None
+        found.append(_Service(asked, asked.rating_group, kind, requested, used))
+    return found
+
+
+def _pick(units: dict[UsageKind, int], kind: UsageKind) -> int | None:
+    """Units without a rating group are in the session's kind; one kind alone is taken as it."""
+    if kind in units:
+        return units[kind]
+    return next(iter(units.values())) if len(units) == 1 else None
+
+
 def _decide(uow: UnitOfWork, request: CreditRequest, line: Line, session: CreditSession) -> CreditAnswer:
-    settings = uow.settings
-    if request.used and request.request_type in (RequestType.UPDATE, RequestType.TERMINATE):
-        _charge(uow, request, line, session)
-    session.reserved = 0  # what was reserved is now used (charged above) or given back
+    services = _services(uow, request, session)
+    opened = request.request_type in (RequestType.INITIAL, RequestType.EVENT)  # a session made just now
+    reservations = (
+        {}
+        if opened
+        else {
+            r.rating_group: r
+            for r in uow.session.scalars(
+                select(CreditReservation).where(CreditReservation.credit_session_id == session.id)
+            ).all()
+        }
+    )
+    seen: set[int] = set()
+    answers: dict[int, ServiceAnswer] = {}  # by position in the request
+    for at, service in enumerate(services):
+        if service.key in seen:  # one reservation per rating group: a second block cannot be told apart
+            answers[at] = _answer(service, ResultCode.UNABLE_TO_COMPLY)
+        elif service.kind is None:
+            answers[at] = _answer(service, ResultCode.RATING_FAILED)
+        seen.add(service.key)
+    live = [(at, s) for at, s in enumerate(services) if at not in answers]
+    for _, service in live:
+        if service.used and request.request_type in (RequestType.UPDATE, RequestType.TERMINATE):
+            _charge(uow, request, line, session, service, service.used)
+        if service.key in reservations:  # what was reserved is now used (charged above) or given back
+            reservations[service.key].reserved = 0
+
     if request.request_type is RequestType.TERMINATE:
-        session.status = CLOSED
-        return CreditAnswer(ResultCode.SUCCESS)
+        for reservation in reservations.values():
+            reservation.reserved = 0
+        session.status, session.reserved = CLOSED, 0
+        for at, service in live:
+            answers[at] = _answer(service, ResultCode.SUCCESS)
+        return _whole(request, services, answers)
     if session.status == ABORTED or not can_use_service(line.status, line.suspension):
         if request.request_type is not RequestType.UPDATE:  # after an update the element ends it
             session.status = CLOSED
+        for reservation in reservations.values():
+            reservation.reserved = 0
+        session.reserved = 0
         return CreditAnswer(ResultCode.END_USER_SERVICE_DENIED)
-    available = _available(uow, line.id, session)
+
+    for at, service in live:
+        answers[at] = _grant(uow, request, line, session, service, reservations)
     if request.request_type is RequestType.EVENT:
         session.status = CLOSED
-        wanted = request.requested or 1
+    session.reserved = sum(r.reserved for r in reservations.values())
+    return _whole(request, services, answers)
+
+
+def _grant(
+    uow: UnitOfWork,
+    request: CreditRequest,
+    line: Line,
+    session: CreditSession,
+    service: _Service,
+    reservations: dict[int, CreditReservation],
+) -> ServiceAnswer:
+    """Grant (or, for an EVENT, debit) one rated service what it asks, as far as the buckets
+    allow after every other open reservation."""
+    settings = uow.settings
+    assert service.kind is not None
+    available = _available(uow, line.id, session, service.key, service.kind.unit)
+    if request.request_type is RequestType.EVENT:
+        wanted = service.requested or 1
         if available < wanted:
-            return CreditAnswer(ResultCode.CREDIT_LIMIT_REACHED)
-        _charge(uow, request, line, session, wanted)
-        return CreditAnswer(ResultCode.SUCCESS, granted=wanted)
-    wanted = request.requested or settings.quota_default_units[_KINDS[session.unit].value]
+            return _answer(service, ResultCode.CREDIT_LIMIT_REACHED)
+        _charge(uow, request, line, session, service, wanted)
+        return _answer(service, ResultCode.SUCCESS, granted=wanted)
+    wanted = service.requested or settings.quota_default_units[service.kind.value]
     granted = min(wanted, available)
     if granted == 0:
-        return CreditAnswer(ResultCode.CREDIT_LIMIT_REACHED)
+        return _answer(service, ResultCode.CREDIT_LIMIT_REACHED)
     validity = settings.quota_validity_seconds
-    session.reserved, session.expires_at = granted, uow.now() + timedelta(seconds=validity)
-    return CreditAnswer(ResultCode.SUCCESS, granted=granted, validity_seconds=validity, final=granted < wanted)
+    expires_at = uow.now() + timedelta(seconds=validity)
+    reservation = reservations.get(service.key)
+    if reservation is None:
+        reservation = CreditReservation(
+            credit_session_id=session.id,
+            line_id=line.id,
+            rating_group=service.key,
+            unit=service.kind.unit,
+            zone=session.zone,
+            reserved=0,
+            expires_at=expires_at,
+        )
+        uow.session.add(reservation)
+        reservations[service.key] = reservation
+    reservation.unit, reservation.reserved, reservation.expires_at = service.kind.unit, granted, expires_at
+    session.expires_at = max(session.expires_at, expires_at)
+    uow.session.flush()  # the next service of this request must see it
+    return _answer(service, ResultCode.SUCCESS, granted=granted, validity_seconds=validity, final=granted < wanted)
 
 
-def _available(uow: UnitOfWork, line_id: int, session: CreditSession) -> int:
-    """What the line's usable buckets hold for the session's unit and zone, less what other open
-    sessions have reserved and not yet reported (a reservation past its validity holds nothing)."""
+def _answer(service: _Service, code: ResultCode, **grant: Any) -> ServiceAnswer:
+    asked = service.asked
+    return ServiceAnswer(
+        asked.rating_group if asked is not None else None,
+        asked.service_identifier if asked is not None else None,
+        code,
+        service.kind,
+        **grant,
+    )
+
+
+def _whole(request: CreditRequest, services: list[_Service], answers: dict[int, ServiceAnswer]) -> CreditAnswer:
+    """The answer to the request from its services' answers. Plain RFC 4006: the one service's, at
+    the top level. Several services: 2001 when the request was handled, whatever each service got;
+    only when every service was refused for lack of credit is 4012 at the top level too, so that an
+    element reading only the top level stops."""
+    ordered = tuple(answers[at] for at in range(len(services)))
+    if not request.services:
+        only = ordered[0]
+        return CreditAnswer(only.result_code, only.granted, only.validity_seconds, only.final)
+    codes = {a.result_code for a in ordered}
+    whole = ResultCode.CREDIT_LIMIT_REACHED if codes == {ResultCode.CREDIT_LIMIT_REACHED} else ResultCode.SUCCESS
+    return CreditAnswer(whole, services=ordered)
+
+
+def _available(uow: UnitOfWork, line_id: int, session: CreditSession, key: int, unit: Unit) -> int:
+    """What the line's usable buckets hold for the unit in the session's zone, less what every
+    other open reservation holds and has not yet reported (one past its validity holds nothing),
+    those of the session's other rating groups included."""
     now = uow.now()
     held = uow.session.scalar(
         select(func.coalesce(func.sum(Bucket.remaining), 0)).where(
             Bucket.line_id == line_id,
-            Bucket.unit == session.unit,
+            Bucket.unit == unit,
             Bucket.zone == session.zone,
             Bucket.valid_from <= now,
             Bucket.valid_until > now,
         )
     )
     reserved = uow.session.scalar(
-        select(func.coalesce(func.sum(CreditSession.reserved), 0)).where(
-            CreditSession.line_id == line_id,
-            CreditSession.unit == session.unit,
-            CreditSession.zone == session.zone,
+        select(func.coalesce(func.sum(CreditReservation.reserved), 0))
+        .join(CreditSession, CreditSession.id == CreditReservation.credit_session_id)
+        .where(
+            CreditReservation.line_id == line_id,
+            CreditReservation.unit == unit,
+            CreditReservation.zone == session.zone,
+            CreditReservation.expires_at > now,
             CreditSession.status == OPEN,
-            CreditSession.expires_at > now,
-            CreditSession.session_id != session.session_id,
+            not_(and_(CreditReservation.credit_session_id == session.id, CreditReservation.rating_group == key)),
         )
     )
     return max(0, int(held or 0) - int(reserved or 0))
 
 
 def _charge(
-    uow: UnitOfWork, request: CreditRequest, line: Line, session: CreditSession, quantity: int | None = None
+    uow: UnitOfWork, request: CreditRequest, line: Line, session: CreditSession, service: _Service, quantity: int
 ) -> None:
+    assert service.kind is not None
+    group = service.asked.rating_group if service.asked is not None else None
     record = UsageInput(
-        record_id=_record_id(request.session_id, request.request_number),
+        record_id=_record_id(request.session_id, request.request_number, group),
         msisdn=line.msisdn,
-        kind=_KINDS[session.unit],
+        kind=service.kind,
         zone=session.zone,
-        quantity=quantity if quantity is not None else request.used or 0,
+        quantity=quantity,
         started_at=request.at or uow.now(),
     )
     usage.ingest(uow, SOURCE, [record])
 
 
-def _record_id(session_id: str, request_number: int) -> str:
-    """The usage record id of one request: readable when it fits the column, else the session id's
-    SHA-256 (RFC 6733 sets no length on a Session-Id)."""
-    suffix = f"#{request_number}"
+def _record_id(session_id: str, request_number: int, rating_group: int | None = None) -> str:
+    """The usage record id of one request's service: "<session>#<number>", "/<rating group>" after
+    it for a service with one; the session id's SHA-256 in place of the id when it does not fit the
+    column (RFC 6733 sets no length on a Session-Id)."""
+    suffix = f"#{request_number}" + (f"/{rating_group}" if rating_group is not None else "")
     if len(session_id) + len(suffix) <= RECORD_ID_MAX:
         return session_id + suffix
     return "sha256:" + hashlib.sha256(session_id.encode()).hexdigest() + suffix
 
 
+def _as_json(answer: CreditAnswer) -> dict[str, Any]:
+    """The answer as `last_answer` keeps it, for a retransmission."""
+    return {
+        "result_code": int(answer.result_code),
+        "granted": answer.granted,
+        "validity_seconds": answer.validity_seconds,
+        "final": answer.final,
+        "services": [
+            {
+                "rating_group": s.rating_group,
+                "service_identifier": s.service_identifier,
+                "result_code": int(s.result_code),
+                "kind": s.kind.value if s.kind is not None else None,
+                "granted": s.granted,
+                "validity_seconds": s.validity_seconds,
+                "final": s.final,
+            }
+            for s in answer.services
+        ],
+    }
+
+
 def _stored(session: CreditSession) -> CreditAnswer:
     stored = dict(session.last_answer or {})
+    services = tuple(
+        ServiceAnswer(
+            s.get("rating_group"),
+            s.get("service_identifier"),
+            ResultCode(s["result_code"]),
+            UsageKind(s["kind"]) if s.get("kind") else None,
+            s.get("granted"),
+            s.get("validity_seconds"),
+            bool(s.get("final", False)),
+        )
+        for s in stored.get("services", [])
+    )
     return CreditAnswer(
         ResultCode(stored.get("result_code", ResultCode.UNABLE_TO_COMPLY)),
         stored.get("granted"),
         stored.get("validity_seconds"),
         bool(stored.get("final", False)),
+        services,
     )

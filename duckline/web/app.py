@@ -83,6 +83,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     ):
         api.include_router(module.router)
     api.include_router(lines.esim_router)
+    api.include_router(plans.rating_router)
     # Before the API: FastAPI tries routes in order (and each included router's routes on every
     # request), and the sandbox's hosted page is on every card renewal's path.
     app.include_router(sandbox.router)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from diameter.message import constants
 
+from duckline.catalog import rating
 from duckline.core.config import Settings
 from duckline.diameter.peers import PeerStatus
 from duckline.diameter.server import GyServer
@@ -23,6 +24,16 @@ def settings(settings: Settings) -> Settings:
     return settings.model_copy(
         update={"diameter_peers": [f"aaa://{PGW}:3868;transport=tcp", f"aaa://{PGW2}"], "diameter_vendor_id": VENDOR_ID}
     )
+
+
+@pytest.fixture(autouse=True)
+def _default_rating_groups(request: pytest.FixtureRequest) -> None:
+    """The default rating groups, which the PostgreSQL half's emptying of every table between
+    tests removes along with what the migration seeded."""
+    if "runtime" in request.fixturenames:
+        runtime: Runtime = request.getfixturevalue("runtime")
+        with runtime.unit_of_work() as uow:
+            rating.seed_defaults(uow)
 
 
 @pytest.fixture

@@ -37,6 +37,8 @@ PGW = "pgw1.operator.test"
 MB = 1_000_000
 DATA, VOICE, SMS = "32251@3gpp.org", "32260@3gpp.org", "32274@3gpp.org"
 INITIAL, UPDATE, TERMINATE, EVENT = 1, 2, 3, 4
+# The default rating group of each service (catalog.rating.DEFAULTS), used in the MSCC.
+RATING_GROUPS = {DATA: 10, VOICE: 100, SMS: 200}
 
 # Stopping a node waits for its threads' polling intervals (about 3 s); the teardown stops the
 # pair on a thread, and the module waits for all of them at its end.
@@ -98,7 +100,9 @@ class NetworkElement:
         rsu = RequestedServiceUnit(**asked) if asked is not None else None
         usu = UsedServiceUnit(**used) if used is not None else None
         if mscc:
-            ccr.add_multiple_services_credit_control(requested_service_unit=rsu, used_service_unit=usu, rating_group=10)
+            ccr.add_multiple_services_credit_control(
+                requested_service_unit=rsu, used_service_unit=usu, rating_group=RATING_GROUPS[context]
+            )
         else:
             ccr.requested_service_unit, ccr.used_service_unit = rsu, [usu] if usu else []
         if mcc_mnc is not None:
@@ -211,7 +215,7 @@ def test_a_data_session_is_granted_in_the_mscc_and_charged_what_was_used(
     assert (done.result_code, done.cc_request_type) == (2001, TERMINATE)
 
     assert remaining(client, subscriber)[("data_bytes", "HK")] == before - 1_000_000
-    assert usage_rows(runtime) == [("pgw;data#1", 600_000), ("pgw;data#2", 400_000)]
+    assert usage_rows(runtime) == [("pgw;data#1/10", 600_000), ("pgw;data#2/10", 400_000)]
     with runtime.unit_of_work() as uow:
         session = uow.session.scalars(select(CreditSession)).one()
         assert (session.status, session.reserved, session.zone) == ("closed", 0, Zone.HK)
@@ -230,7 +234,7 @@ def test_a_retransmitted_update_gets_the_same_answer_and_is_charged_once(
 
     assert (first.result_code, gsu(first).cc_total_octets) == (again.result_code, gsu(again).cc_total_octets)
     assert first.result_code == 2001 and gsu(first).cc_total_octets == MB
-    assert usage_rows(runtime) == [("pgw;rt#1", 700_000)]
+    assert usage_rows(runtime) == [("pgw;rt#1/10", 700_000)]
     assert remaining(client, subscriber)[("data_bytes", "HK")] == 10 * MB - 700_000
 
 

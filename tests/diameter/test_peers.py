@@ -61,7 +61,7 @@ def test_a_peer_dropping_mid_request_leaves_the_others_served_and_its_charge_cou
     assert value_of(answer, RESULT) == 2001 and granted(answer) == MB
     with runtime.unit_of_work() as uow:
         rows = uow.session.execute(select(UsageRecord.record_id, UsageRecord.quantity)).all()
-    assert [(r, q) for r, q in rows] == [("a;1#1", 700_000)]
+    assert [(r, q) for r, q in rows] == [("a;1#1/10", 700_000)]  # rating group 10
     counters = status_of(gy, PGW)
     assert (counters.requests, counters.dropped, counters.answers) == (3, 1, {2001: 2})
 

@@ -173,8 +173,8 @@ def test_two_sessions_racing_for_the_last_units_never_both_get_them(
     counted, go_on = threading.Event(), threading.Event()
     real_available = quota._available
 
-    def available_then_pause(uow: Any, line_id: int, session: CreditSession) -> int:
-        left = real_available(uow, line_id, session)
+    def available_then_pause(uow: Any, line_id: int, session: CreditSession, *rest: Any) -> int:
+        left = real_available(uow, line_id, session, *rest)
         if session.session_id == "first":
             counted.set()
             go_on.wait(timeout=10)

@@ -36,6 +36,7 @@ PER_TEST = {
     "sms_http_url",
     "smtp_port",
     "smpp_port",
+    "diameter_port",  # tests/diameter's Gy servers, each on a free port
 }
 
 

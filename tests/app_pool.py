@@ -21,8 +21,23 @@ from fastapi import FastAPI
 from duckline.runtime import Runtime
 from duckline.web.app import create_app
 
-# Settings each test sets to its own value and the app only reads through the runtime per request.
-PER_TEST = {"database_url", "log_dir", "base_url"}
+# Settings each test sets to its own value and the app only reads through the runtime per request
+# (create_app reads the environment and the body limits). The fake providers and channels of
+# tests/provider_fakes.py listen on a free port of their own in each test: their addresses would
+# otherwise make every such test build an app (half a second, more than most tests take).
+PER_TEST = {
+    "database_url",
+    "log_dir",
+    "base_url",
+    "stripe_api_base",
+    "stripe_js_url",
+    "alipay_gateway",
+    "wechatpay_base_url",
+    "sms_http_url",
+    "smtp_port",
+    "smpp_port",
+    "diameter_port",  # tests/diameter's Gy servers, each on a free port
+}
 
 
 class CurrentRuntime:

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import secrets
@@ -242,6 +243,7 @@ class AlipayKeys:
     stranger: KeyPair
 
 
+@functools.cache  # three RSA keys take a few tenths of a second to make; the tests only need them distinct
 def alipay_keys() -> AlipayKeys:
     return AlipayKeys(alipay_keypair(), alipay_keypair(), alipay_keypair())
 
@@ -306,6 +308,7 @@ def alipay_notification(
 # --- WeChat Pay --------------------------------------------------------------------------------
 
 
+@functools.cache  # as alipay_keys: made once per test process
 def wechatpay_keys() -> Keys:
     return Keys(_new_key(), _new_key(), _new_key(), secrets.token_hex(16))  # a 32-byte APIv3 key
 

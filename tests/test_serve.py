@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -28,13 +29,12 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    """A development environment of its own: a fresh SQLite file with the demo loaded."""
+def environment(directory: Path) -> dict[str, str]:
+    """A development environment of its own: a SQLite file and log directory in `directory`."""
     values = {k: v for k, v in os.environ.items() if not k.startswith("DUCKLINE_")}
     values |= {
-        "DUCKLINE_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
-        "DUCKLINE_LOG_DIR": str(tmp_path / "var"),
+        "DUCKLINE_DATABASE_URL": f"sqlite:///{directory / 'serve.db'}",
+        "DUCKLINE_LOG_DIR": str(directory / "var"),
         "DUCKLINE_PASSWORD_TIME_COST": "1",
         "DUCKLINE_PASSWORD_MEMORY_KIB": "1024",
         "DUCKLINE_WORKER_INTERVAL_SECONDS": "0.5",
@@ -42,9 +42,27 @@ def env(tmp_path: Path) -> dict[str, str]:
         # This checkout's duckline, whatever the environment has installed.
         "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]),
     }
-    for command in (["db", "upgrade"], ["demo"]):
-        subprocess.run([sys.executable, "-m", "duckline.cli", *command], env=values, cwd=tmp_path, check=True)  # noqa: S603
     return values
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The database migrated and the demo loaded by the CLI, once for the module: two interpreters
+    starting up and migrating cost more than each test (a few seconds on a busy machine)."""
+    directory = tmp_path_factory.mktemp("serve")
+    for command in (["db", "upgrade"], ["demo"]):
+        subprocess.run(  # noqa: S603
+            [sys.executable, "-m", "duckline.cli", *command], env=environment(directory), cwd=directory, check=True
+        )
+    return directory
+
+
+@pytest.fixture
+def env(prepared: Path, tmp_path: Path) -> dict[str, str]:
+    """A copy of the prepared database (and log directory) for each test: what one test's server
+    writes (orders, payments) is not seen by the next."""
+    shutil.copytree(prepared, tmp_path, dirs_exist_ok=True)
+    return environment(tmp_path)
 
 
 def serve(env: dict[str, str], cwd: Path, *args: str) -> subprocess.Popen[str]:

@@ -20,7 +20,7 @@ from duckline.diameter.server import GyServer
 from duckline.runtime import Runtime
 from tests.diameter.conftest import PGW, PGW2, VENDOR_ID, status_of
 from tests.diameter.test_conformance import MUST_NOT_M
-from tests.diameter.wire import INITIAL, UPDATE, RawPeer, adding, raw_avp, value_of, write_pcap
+from tests.diameter.wire import INITIAL, UPDATE, RawPeer, adding, raw_avp, tshark_packets, value_of
 from tests.usage.test_usage import active_line, remaining
 
 NODE_CLIENT = Path(__file__).parent / "node" / "gy-client.js"
@@ -110,17 +110,7 @@ def test_tshark_sees_the_flags_we_meant(
     peer.ask(adding(peer.ccr("ts;2", 1, UPDATE, used=5), raw_avp(999_999, b"\x01", mandatory=True)))
     peer.dwr()
     capture = tmp_path / "gy.pcap"
-    write_pcap(capture, peer.exchange, peer.local_port, gy.port)
-
-    decoded = subprocess.run(  # noqa: S603
-        [shutil.which("tshark") or "tshark", "-r", str(capture), "-d", f"tcp.port=={gy.port},diameter", "-T", "pdml"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert decoded.returncode == 0, decoded.stderr
-    packets = ElementTree.fromstring(decoded.stdout).findall("packet")  # noqa: S314 (tshark's output)
-    assert not [p for p in packets if p.find("proto[@name='_ws.malformed']") is not None], "tshark: malformed"
+    packets = tshark_packets(peer, gy.port, capture)
     answers = []
     for packet in packets:
         diameter = packet.find("proto[@name='diameter']")

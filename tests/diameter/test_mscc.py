@@ -6,8 +6,6 @@ tshark's reading of a two-MSCC request and its answer."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ from duckline.runtime import Runtime
 from duckline.usage.models import UsageRecord
 from tests.diameter.conftest import PGW
 from tests.diameter.test_foreign import pdml_avps
-from tests.diameter.wire import INITIAL, TERMINATE, UPDATE, RawPeer, value_of, write_pcap
+from tests.diameter.wire import INITIAL, TERMINATE, UPDATE, RawPeer, tshark_packets, value_of
 from tests.factories import staff
 from tests.usage.test_usage import active_line, remaining
 
@@ -184,17 +182,7 @@ def test_tshark_reads_both_mscc_of_a_request_and_its_answer(
     peer.cer()
     peer.ask(ccr(peer, "ts;2", 0, INITIAL, msisdn, (10, {"cc_total_octets": MB}, {}), (100, {"cc_time": 60}, {})))
     capture = tmp_path / "mscc.pcap"
-    write_pcap(capture, peer.exchange, peer.local_port, gy.port)
-
-    decoded = subprocess.run(  # noqa: S603
-        [shutil.which("tshark") or "tshark", "-r", str(capture), "-d", f"tcp.port=={gy.port},diameter", "-T", "pdml"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert decoded.returncode == 0, decoded.stderr
-    packets = ElementTree.fromstring(decoded.stdout).findall("packet")  # noqa: S314 (tshark's output)
-    assert not [p for p in packets if p.find("proto[@name='_ws.malformed']") is not None], "tshark: malformed"
+    packets = tshark_packets(peer, gy.port, capture)
     messages = [p.find("proto[@name='diameter']") for p in packets]
     request, answer = [pdml_avps(m) for m in messages if m is not None][2:4]  # after CER, CEA
 

@@ -7,9 +7,12 @@ test can write the exchange to a pcap file for tshark."""
 from __future__ import annotations
 
 import itertools
+import shutil
 import socket
 import struct
+import subprocess
 import time
+import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -212,3 +215,27 @@ def write_pcap(path: Path, exchange: list[tuple[bool, bytes]], client_port: int,
         out.append(struct.pack("<IIII", 1_700_000_000 + n, 0, len(packet), len(packet)) + packet)
         seq[from_client] += len(data)
     path.write_bytes(b"".join(out))
+
+
+def tshark_packets(peer: RawPeer, server_port: int, capture: Path) -> list[ElementTree.Element]:
+    """The peer's exchange written as a capture and decoded by tshark (PDML), as a foreign
+    decoder sees it; none of its packets may be malformed."""
+    write_pcap(capture, peer.exchange, peer.local_port, server_port)
+    decoded = subprocess.run(  # noqa: S603
+        [
+            shutil.which("tshark") or "tshark",
+            "-r",
+            str(capture),
+            "-d",
+            f"tcp.port=={server_port},diameter",
+            "-T",
+            "pdml",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert decoded.returncode == 0, decoded.stderr
+    packets = ElementTree.fromstring(decoded.stdout).findall("packet")  # noqa: S314 (tshark's output)
+    assert not [p for p in packets if p.find("proto[@name='_ws.malformed']") is not None], "tshark: malformed"
+    return packets

@@ -10,10 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from duckline.accounts.models import Account
 from duckline.accounts.roles import Role
 from duckline.billing.models import Order, Payment, Receipt, WebhookEvent
 from duckline.catalog import service as catalog
-from duckline.catalog.rules import Validity
+from duckline.catalog.rules import Allowance, Unit, Validity, Zone
 from duckline.core.clock import FrozenClock
 from duckline.lines.models import Line
 from duckline.runtime import Runtime
@@ -36,7 +37,7 @@ def subscriber(client: TestClient, runtime: Runtime) -> dict[str, Any]:
     with runtime.unit_of_work() as uow:
         catalog.create_plan(uow, admin, plan_input("monthly", validity=Validity(months=1), price=8800))
         catalog.create_plan(uow, admin, plan_input("big", price=16800))
-    return {**register_and_verify(client, runtime, 1), "admin_headers": admin_headers}
+    return {**register_and_verify(client, runtime, 1), "admin_headers": admin_headers, "admin_id": admin.id}
 
 
 def order(client: TestClient, subscriber: dict[str, Any], plan: str = "monthly", **extra: Any) -> Any:
@@ -151,3 +152,27 @@ def test_renewing_an_active_line_extends_from_its_expiry(
     deliver(runtime, client, clock)
     status = client.get(f"/api/v1/lines/{subscriber['line']['id']}/status", headers=subscriber["headers"]).json()
     assert status["expires_at"].startswith("2027-01-24")  # 24 Dec + 1 month: no day lost
+
+
+def test_a_plan_edited_before_the_payment_arrives_grants_what_was_sold(
+    client: TestClient, runtime: Runtime, clock: FrozenClock, subscriber: dict[str, Any]
+) -> None:
+    created = order(client, subscriber).json()  # sold: one calendar month, 6000 s, 100 SMS, 10 MB
+    with runtime.unit_of_work() as uow:
+        actor = uow.session.get(Account, subscriber["admin_id"])
+        assert actor is not None
+        edited = plan_input("monthly", validity=Validity(days=7), allowances=[Allowance(Unit.SMS, Zone.HK, 1)])
+        catalog.update_plan(uow, actor, "monthly", edited)
+
+    assert pay_on_sandbox(client, created).status_code == 303
+    returned = client.get(f"/api/v1/payments/{created['payments'][0]['id']}/return", headers=subscriber["headers"])
+    assert returned.json()["status"] == "fulfilled", returned.text
+    with runtime.unit_of_work() as uow:
+        granted = uow.session.scalars(select(Bucket).where(Bucket.source_ref == f"order:{created['id']}")).all()
+        assert sorted((b.unit.value, b.initial) for b in granted) == [
+            ("data_bytes", 10_000_000),
+            ("sms", 100),
+            ("voice_seconds", 6000),
+        ]
+    status = client.get(f"/api/v1/lines/{subscriber['line']['id']}/status", headers=subscriber["headers"]).json()
+    assert status["expires_at"].startswith("2026-12-24")  # the month sold, not the 7 days edited in

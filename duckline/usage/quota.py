@@ -258,9 +258,11 @@ def _decide(uow: UnitOfWork, request: CreditRequest, line: Line, session: Credit
             answers[at] = _answer(service, ResultCode.RATING_FAILED)
         seen.add(service.key)
     live = [(at, s) for at, s in enumerate(services) if at not in answers]
+    if request.request_type in (RequestType.UPDATE, RequestType.TERMINATE):  # every service's use, one batch
+        used = [_record(uow, request, line, session, s, s.used) for _, s in live if s.used]
+        if used:
+            usage.ingest(uow, SOURCE, used)
     for _, service in live:
-        if service.used and request.request_type in (RequestType.UPDATE, RequestType.TERMINATE):
-            _charge(uow, request, line, session, service, service.used)
         if service.key in reservations:  # what was reserved is now used (charged above) or given back
             reservations[service.key].reserved = 0
 
@@ -304,7 +306,7 @@ def _grant(
         wanted = service.requested or 1
         if available < wanted:
             return _answer(service, ResultCode.CREDIT_LIMIT_REACHED)
-        _charge(uow, request, line, session, service, wanted)
+        usage.ingest(uow, SOURCE, [_record(uow, request, line, session, service, wanted)])
         return _answer(service, ResultCode.SUCCESS, granted=wanted)
     wanted = service.requested or settings.quota_default_units[service.kind.value]
     granted = min(wanted, available)
@@ -385,12 +387,13 @@ def _available(uow: UnitOfWork, line_id: int, session: CreditSession, key: int, 
     return max(0, int(held or 0) - int(reserved or 0))
 
 
-def _charge(
+def _record(
     uow: UnitOfWork, request: CreditRequest, line: Line, session: CreditSession, service: _Service, quantity: int
-) -> None:
+) -> UsageInput:
+    """What one service used, as the usage record that charges it (exactly once, by its id)."""
     assert service.kind is not None
     group = service.asked.rating_group if service.asked is not None else None
-    record = UsageInput(
+    return UsageInput(
         record_id=_record_id(request.session_id, request.request_number, group),
         msisdn=line.msisdn,
         kind=service.kind,
@@ -398,7 +401,6 @@ def _charge(
         quantity=quantity,
         started_at=request.at or uow.now(),
     )
-    usage.ingest(uow, SOURCE, [record])
 
 
 def _record_id(session_id: str, request_number: int, rating_group: int | None = None) -> str:

@@ -121,25 +121,8 @@ def _place(
             payment_id = attempt.id
         sending = _payment_request(uow, app, payment_id, return_url, language)
         order_id = order.id
-    shown: Callable[[UnitOfWork], OrderState] | None = None
-    if show is not None and created:
-        shown = lambda uow: _just_made(uow, order_id, payment_id)  # noqa: E731
-    elif show is not None:
-        shown = lambda uow: show(uow, order_id)  # noqa: E731
-    state = _send(app, payment_id, sending, shown)
+    state = _send(app, payment_id, sending, (lambda uow: show(uow, order_id)) if show else None)
     return Checkout(order_id, payment_id, created), state
-
-
-def _just_made(uow: UnitOfWork, order_id: int, payment_id: int) -> OrderState:
-    """An order this request made, with the one attempt it started, as `_send` left them in its
-    session. No other attempt can exist yet: a new one is refused while this one's outcome is
-    unknown, which it is until `_send` applies the provider's answer under the order's lock; and
-    an order not yet paid has no receipt."""
-    order, payment = uow.session.get(Order, order_id), uow.session.get(Payment, payment_id)
-    assert order is not None and payment is not None
-    if order.status in MAY_HAVE_RECEIPT:  # paid at once (a saved card): the general way
-        return order_state(uow, order)
-    return OrderState(order, (payment,), None)
 
 
 def _shown(viewer: Account) -> Callable[[UnitOfWork, int], OrderState]:

@@ -14,7 +14,7 @@ we send that the library leaves to its caller:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from diameter.message import Avp, Message, MessageHeader, UndefinedMessage, constants
@@ -30,19 +30,16 @@ from diameter.message.avp import (
     AvpUnsigned64,
 )
 from diameter.message.avp.avp import get_avp_dictionary_entry
-from diameter.message.commands import all_commands
+from diameter.message.commands import CreditControlAnswer, CreditControlRequest, all_commands
 from diameter.message.packer import Unpacker
+
+from duckline.diameter import lazy
 
 HEADER_LENGTH = 20
 # A credit-control request is a few hundred bytes; a length beyond this is garbage, not a message
 # to wait for (the largest we accept bounds what one peer can make us buffer).
 MAX_MESSAGE_LENGTH = 1 << 20
-MUST_NOT_M = {
-    constants.AVP_PRODUCT_NAME,
-    constants.AVP_ERROR_MESSAGE,
-    constants.AVP_ERROR_REPORTING_HOST,
-    constants.AVP_FIRMWARE_REVISION,
-}
+MUST_NOT_M = lazy.MUST_NOT_M
 # The smallest payload each AVP type can have (an Address: family + IPv4).
 _MIN_PAYLOAD = {
     AvpAddress: 6,
@@ -56,8 +53,8 @@ _MIN_PAYLOAD = {
 }
 
 
-class Garbage(Exception):
-    """Bytes that are not a Diameter message: the connection cannot be trusted to find the next one."""
+Garbage = lazy.Garbage  # bytes that are not a Diameter message: the connection cannot find the next one
+CREDIT_CONTROL = 272
 
 
 def message_length(header: bytes) -> int:
@@ -70,61 +67,81 @@ def message_length(header: bytes) -> int:
     return length
 
 
-@dataclass(frozen=True)
 class Inbound:
-    """A received message: the library's command instance (AVPs as attributes) and the AVPs as
-    they came, flags and payload untouched (the instance regenerates its own from attributes)."""
+    """A received message, read as little as it takes: its header, and its AVPs as `lazy.parse`
+    found them (which raises Garbage unless they tile the message). `message` is the library's
+    command instance (AVPs as attributes), a `lazy.View` of one for a Credit-Control-Request (the
+    hot path); `avps` the library's AVPs as they came, flags and payload untouched."""
 
-    message: Any
-    avps: list[Any]
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.header = MessageHeader.from_bytes(data)
+        self.raw = lazy.parse(data)
+
+    @cached_property
+    def message(self) -> Any:
+        header = self.header
+        if header.command_code == CREDIT_CONTROL and header.is_request:
+            return lazy.View(CreditControlRequest, self.data, self.raw, header)
+        command = all_commands.get(header.command_code)
+        kind = (command.type_factory(header) or command) if command is not None else UndefinedMessage
+        try:
+            return kind(header, list(self.avps))
+        except Exception as error:  # the library raises assorted errors on bad payloads
+            raise Garbage(f"undecodable message: {error}") from None
+
+    @cached_property
+    def avps(self) -> list[Any]:
+        try:
+            unpacker = Unpacker(self.data)
+            unpacker.set_position(HEADER_LENGTH)
+            avps = []
+            while not unpacker.is_done():
+                avps.append(Avp.from_unpacker(unpacker))
+            return avps
+        except Exception as error:
+            raise Garbage(f"undecodable message: {error}") from None
 
     def first(self, code: int, vendor: int = 0) -> Any | None:
         """The first top-level AVP with this code."""
-        return next((a for a in self.avps if a.code == code and a.vendor_id == vendor), None)
+        return next((r.avp(self.data) for r in self.raw if r.code == code and r.vendor == vendor), None)
 
     def all(self, code: int, vendor: int = 0) -> list[Any]:
-        return [a for a in self.avps if a.code == code and a.vendor_id == vendor]
+        return [r.avp(self.data) for r in self.raw if r.code == code and r.vendor == vendor]
+
+    def unknown_mandatory(self) -> Any | None:
+        """A copy of the first AVP with the M bit that the dictionary does not know (5001
+        AVP_UNSUPPORTED), inside known grouped AVPs too (not inside Failed-AVP); None if none."""
+        found = _unknown_mandatory(self.raw)
+        return None if found is None else found.avp(self.data)
+
+
+def _unknown_mandatory(raws: tuple[lazy.Raw, ...]) -> lazy.Raw | None:
+    for raw in raws:
+        if not lazy.known(raw.code, raw.vendor):
+            if raw.flags & Avp.avp_flag_mandatory:
+                return raw
+        elif raw.children is not None and not (raw.code == constants.AVP_FAILED_AVP and raw.vendor == 0):
+            found = _unknown_mandatory(raw.children)
+            if found is not None:
+                return found
+    return None
 
 
 def decode(data: bytes) -> Inbound:
-    """A whole message (as framed by `message_length`); raises Garbage when it cannot be decoded."""
-    _check_avps(data, HEADER_LENGTH, len(data))
-    try:
-        header = MessageHeader.from_bytes(data)
-        unpacker = Unpacker(data)
-        unpacker.set_position(HEADER_LENGTH)
-        avps = []
-        while not unpacker.is_done():
-            avps.append(Avp.from_unpacker(unpacker))
-        command = all_commands.get(header.command_code)
-        kind = (command.type_factory(header) or command) if command is not None else UndefinedMessage
-        return Inbound(kind(header, list(avps)), avps)
-    except Exception as error:  # the library raises assorted errors on bad payloads
-        raise Garbage(f"undecodable message: {error}") from None
-
-
-def _check_avps(data: bytes, start: int, end: int) -> None:
-    """AVP headers must tile the message exactly, grouped ones too: the library's decoder does not
-    check that an AVP's length fits inside what holds it."""
-    at = start
-    while at < end:
-        if end - at < 8:
-            raise Garbage("truncated AVP header")
-        code = int.from_bytes(data[at : at + 4], "big")
-        flags, length = data[at + 4], int.from_bytes(data[at + 5 : at + 8], "big")
-        vendor = int.from_bytes(data[at + 8 : at + 12], "big") if flags & Avp.avp_flag_vendor else 0
-        header = 12 if flags & Avp.avp_flag_vendor else 8
-        padded = (length + 3) & ~3
-        if length < header or at + padded > end:
-            raise Garbage(f"AVP {code} length {length}")
-        entry = get_avp_dictionary_entry(code, vendor)
-        if entry is not None and issubclass(entry["type"], AvpGrouped):
-            _check_avps(data, at + header, at + length)
-        at += padded
+    """A whole message (as framed by `message_length`); raises Garbage when its AVPs do not tile it."""
+    return Inbound(data)
 
 
 def encode(message: Any) -> bytes:
     """The message's bytes, with the M bit of every AVP as the RFCs require."""
+    if type(message) is CreditControlAnswer and not message._avps:
+        return lazy.encode(message)  # the hot path: straight from its attributes
+    return through_library(message)
+
+
+def through_library(message: Any) -> bytes:
+    """`encode` by the library's own encoding: its AVP tree, then our M bits on it."""
     avps = list(message.avps)
     for avp in avps:
         _set_flags(avp)
@@ -194,19 +211,3 @@ def _quote(avps: list[Any], path: tuple[tuple[int, int], ...]) -> Any | None:
 def failed_avp(*avps: Any) -> Any:
     """A Failed-AVP holding the given AVPs."""
     return Avp.new(constants.AVP_FAILED_AVP, value=list(avps))
-
-
-def unknown_mandatory(avps: list[Any]) -> Any | None:
-    """The first AVP with the M bit that the dictionary does not know (5001 AVP_UNSUPPORTED), inside
-    known grouped AVPs too; None when there is none."""
-    for avp in avps:
-        entry = get_avp_dictionary_entry(avp.code, avp.vendor_id)
-        if entry is None:
-            if avp.is_mandatory:
-                return avp
-            continue
-        if isinstance(avp, AvpGrouped) and avp.code != constants.AVP_FAILED_AVP:
-            found = unknown_mandatory(avp.value)
-            if found is not None:
-                return found
-    return None

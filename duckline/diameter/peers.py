@@ -260,7 +260,7 @@ class Node:
 
     async def route(self, request: codec.Inbound, connection: Connection) -> Any:
         """The answer to an application request: the node's checks, then the application's."""
-        header = request.message.header
+        header = request.header
         app = self.applications.get(header.application_id)
         if app is None:
             return self.error_answer(request, APPLICATION_UNSUPPORTED, f"application {header.application_id}")
@@ -275,11 +275,9 @@ class Node:
         host = request.first(constants.AVP_DESTINATION_HOST)
         if host is not None and _text(host).lower() != self.identity.origin_host.lower():
             return self.error_answer(request, UNABLE_TO_DELIVER, f"host {_text(host)} is not this server", app)
-        unknown = codec.unknown_mandatory(request.avps)
+        unknown = request.unknown_mandatory()
         if unknown is not None:
-            return self.error_answer(
-                request, AVP_UNSUPPORTED, f"AVP {unknown.code} is not supported", app, codec.copy(unknown)
-            )
+            return self.error_answer(request, AVP_UNSUPPORTED, f"AVP {unknown.code} is not supported", app, unknown)
         for code in app.required:
             if request.first(code) is None:
                 return self.error_answer(request, MISSING_AVP, "missing AVP", app, codec.missing(code))
@@ -291,7 +289,7 @@ class Node:
         """An answer to a request that was not served (RFC 6733 §7.2): Session-Id, Result-Code,
         Origin-Host/-Realm, what the application echoes (e.g. CC-Request-Type and -Number),
         Error-Message and Failed-AVP; the E bit on a protocol error (3xxx)."""
-        asked = request.message.header
+        asked = request.header
         header = MessageHeader(
             command_code=asked.command_code,
             application_id=asked.application_id,
@@ -368,8 +366,7 @@ class Connection:
             self._received(codec.decode(data))
 
     def _received(self, inbound: codec.Inbound) -> None:
-        message = inbound.message
-        header = message.header
+        header = inbound.header
         self._restart_timer()
         if self.watchdog is Watchdog.SUSPECT:  # any message brings it back (RFC 3539)
             self.watchdog = Watchdog.OKAY
@@ -380,7 +377,7 @@ class Connection:
                 self._dwr_pending = False
             waiter = self._pending.pop(header.hop_by_hop_identifier, None)
             if waiter is not None and not waiter.done():
-                waiter.set_result(message)
+                waiter.set_result(inbound.message)
             if header.command_code == DPR:
                 self.close("disconnected (DPA)")
             return
@@ -391,16 +388,16 @@ class Connection:
         elif header.command_code == CER:
             self.send(self._cea(inbound, SUCCESS))  # a repeated CER is answered as the first was
         elif header.command_code == DWR:
-            answer = DeviceWatchdogAnswer(message.to_answer().header)
+            answer = DeviceWatchdogAnswer(inbound.message.to_answer().header)
             self._identify(answer)
             answer.result_code = SUCCESS
             self.send(answer)
         elif header.command_code == DPR:
-            answer = DisconnectPeerAnswer(message.to_answer().header)
+            answer = DisconnectPeerAnswer(inbound.message.to_answer().header)
             self._identify(answer)
             answer.result_code = SUCCESS
             self.send(answer)
-            self.close(f"peer disconnected (cause {message.disconnect_cause})")
+            self.close(f"peer disconnected (cause {inbound.message.disconnect_cause})")
         else:
             self._spawn(self._serve(inbound))
 
@@ -419,9 +416,9 @@ class Connection:
         try:
             answer = await self.node.route(request, self)
         except Exception:
-            log.exception("request %s from %s failed", request.message.header.command_code, self)
+            log.exception("request %s from %s failed", request.header.command_code, self)
             peer.counters.errors += 1
-            app = self.node.applications.get(request.message.header.application_id)
+            app = self.node.applications.get(request.header.application_id)
             answer = self.node.error_answer(request, UNABLE_TO_COMPLY, "internal error", app)
         self.send(answer)
 
@@ -534,7 +531,7 @@ class Connection:
         ):
             if cer.first(code) is None:
                 return MISSING_AVP, "missing AVP", codec.missing(code)
-        unknown = codec.unknown_mandatory(cer.avps)
+        unknown = cer.unknown_mandatory()
         if unknown is not None:
             return AVP_UNSUPPORTED, f"AVP {unknown.code} is not supported", codec.copy(unknown)
         if self.node.peers.get(_text(cer.first(constants.AVP_ORIGIN_HOST))) is None:

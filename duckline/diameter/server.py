@@ -26,8 +26,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from diameter.message import constants
+from diameter.message.commands import CreditControlAnswer
 
-from duckline.diameter import codec, gy
+from duckline.diameter import codec, gy, lazy
 from duckline.diameter.peers import TOO_BUSY, Connection, Identity, Node, Peers, PeerStatus
 from duckline.runtime import Runtime
 from duckline.usage import quota
@@ -68,6 +69,9 @@ class CreditControlApplication:
             log.info("CCR %s refused with %s: %s", ccr.session_id, refused.result_code, refused)
             quoted = [codec.quote(request.avps, refused.avp)] if refused.avp else []
             return node.error_answer(request, refused.result_code, str(refused), self, *quoted)
+        except lazy.BadValue as bad:
+            log.info("CCR refused with 5004: %s", bad)
+            return node.error_answer(request, gy.INVALID_AVP_VALUE, str(bad), self, bad.avp)
         if self.in_flight >= self.max_waiting:
             return node.error_answer(request, TOO_BUSY, "too many requests waiting", self)
         self.in_flight += 1
@@ -75,7 +79,7 @@ class CreditControlApplication:
             result = await asyncio.get_running_loop().run_in_executor(self.pool, self._charge, asked.credit)
         finally:
             self.in_flight -= 1
-        cca = ccr.to_answer()
+        cca = answer_to(request)
         cca.session_id = ccr.session_id
         cca.origin_host = node.identity.origin_host.encode()
         cca.origin_realm = node.identity.realm.encode()
@@ -91,6 +95,19 @@ class CreditControlApplication:
             # Rolled back: nothing was charged, and the element may ask again.
             log.exception("CCR %s #%s failed", credit.session_id, credit.request_number)
             return quota.CreditAnswer(quota.ResultCode.UNABLE_TO_COMPLY)
+
+
+def answer_to(request: codec.Inbound) -> CreditControlAnswer:
+    """An empty Credit-Control-Answer to a request: its header's ids, P bit and application."""
+    cca = CreditControlAnswer()
+    asked, header = request.header, cca.header
+    header.application_id = asked.application_id
+    header.hop_by_hop_identifier, header.end_to_end_identifier = (
+        asked.hop_by_hop_identifier,
+        asked.end_to_end_identifier,
+    )
+    header.is_proxyable = asked.is_proxyable
+    return cca
 
 
 class GyServer:

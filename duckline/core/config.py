@@ -151,7 +151,11 @@ class Settings(BaseSettings):
     diameter_origin_host: str = "ocs.duckline.example"
     diameter_realm: str = "duckline.example"
     diameter_peers: list[str] = []
-    diameter_max_threads: int = 16  # requests served at once, each in its own transaction
+    # Batches of credit-control requests charged at once, each in its own transaction (a batch is
+    # what arrived while the others were being charged: a group commit); requests waiting beyond
+    # diameter_max_waiting are answered 3004 TOO_BUSY at once.
+    diameter_max_threads: int = Field(default=2, ge=1)
+    diameter_max_waiting: int = Field(default=4096, ge=1)
     # What CEA says of us: Vendor-Id is the operator's IANA Private Enterprise Number (0: none,
     # "ignore this field", RFC 6733 §5.3.3); Product-Name the software.
     diameter_vendor_id: int = Field(default=0, ge=0, le=0xFFFFFFFF)

@@ -12,9 +12,11 @@ with the credit-control application (RFC 4006, application 4) that asks `usage.q
   CC-Request-Type and CC-Request-Number.
 * Retransmissions. Credit control wants the first answer again (RFC 4006 §5.1: Session-Id and
   CC-Request-Number identify a duplicate), which `quota.handle` gives from what it stored.
-* Threads. `quota.handle` runs in its own unit of work on a pool of `diameter_max_threads`
-  threads, so a slow database never holds up the event loop (watchdogs, other peers). Past 16
-  requests waiting per thread the answer is 3004 TOO_BUSY at once.
+* Charging. Requests are charged in batches (`Charger`: group commit, `quota.handle_many`), each
+  in its own transaction on one of `diameter_max_threads` threads, so a slow database never
+  holds up the event loop (watchdogs, other peers), and answered once it has committed: an
+  answer never tells of units that a crash could still lose. Past `diameter_max_waiting`
+  requests waiting the answer is 3004 TOO_BUSY at once.
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ log = logging.getLogger("duckline.diameter")
 
 CREDIT_CONTROL = constants.APP_DIAMETER_CREDIT_CONTROL_APPLICATION  # 4
 CREDIT_CONTROL_COMMAND = 272
-WAITING_PER_THREAD = 16
 
 
 class CreditControlApplication:
@@ -54,8 +55,8 @@ class CreditControlApplication:
     )
     _echoed = (constants.AVP_AUTH_APPLICATION_ID, constants.AVP_CC_REQUEST_TYPE, constants.AVP_CC_REQUEST_NUMBER)
 
-    def __init__(self, runtime: Runtime, pool: ThreadPoolExecutor, max_waiting: int) -> None:
-        self.runtime, self.pool, self.max_waiting = runtime, pool, max_waiting
+    def __init__(self, charger: Charger, max_waiting: int) -> None:
+        self.charger, self.max_waiting = charger, max_waiting
         self.in_flight = 0
 
     def echo(self, request: codec.Inbound) -> list[Any]:
@@ -76,7 +77,7 @@ class CreditControlApplication:
             return node.error_answer(request, TOO_BUSY, "too many requests waiting", self)
         self.in_flight += 1
         try:
-            result = await asyncio.get_running_loop().run_in_executor(self.pool, self._charge, asked.credit)
+            result = await self.charger.charge(asked.credit)
         finally:
             self.in_flight -= 1
         cca = answer_to(request)
@@ -87,14 +88,51 @@ class CreditControlApplication:
         gy.write_answer(cca, asked, result)
         return cca
 
-    def _charge(self, credit: quota.CreditRequest) -> quota.CreditAnswer:
+
+class Charger:
+    """Group commit: the requests that arrive while a batch is being charged are charged together
+    in the next one, in one transaction (`quota.handle_many`) on one of `threads` threads, and
+    answered once it has committed. Under light load a batch is one request and waits for
+    nothing; under heavy load a batch costs a fixed number of statements and one commit whatever
+    its size, up to `max_batch`."""
+
+    def __init__(self, runtime: Runtime, pool: ThreadPoolExecutor, threads: int, max_batch: int = 256) -> None:
+        self.runtime, self.pool, self.threads, self.max_batch = runtime, pool, threads, max_batch
+        self.waiting: list[tuple[quota.CreditRequest, asyncio.Future[quota.CreditAnswer]]] = []
+        self.running = 0
+
+    async def charge(self, credit: quota.CreditRequest) -> quota.CreditAnswer:
+        answer: asyncio.Future[quota.CreditAnswer] = asyncio.get_running_loop().create_future()
+        self.waiting.append((credit, answer))
+        if self.running < self.threads:
+            self._next()
+        return await answer
+
+    def _next(self) -> None:
+        batch, self.waiting = self.waiting[: self.max_batch], self.waiting[self.max_batch :]
+        self.running += 1
+        job = asyncio.get_running_loop().run_in_executor(self.pool, self._charge, [c for c, _ in batch])
+        job.add_done_callback(lambda done: self._answer(batch, done))
+
+    def _answer(self, batch: list[tuple[quota.CreditRequest, asyncio.Future[quota.CreditAnswer]]], job: Any) -> None:
+        self.running -= 1
+        answers = job.result()
+        for (_, waiter), answer in zip(batch, answers, strict=True):
+            if not waiter.done():
+                waiter.set_result(answer)
+        if self.waiting and self.running < self.threads:
+            self._next()
+
+    def _charge(self, credits: list[quota.CreditRequest]) -> list[quota.CreditAnswer]:
         try:
             with self.runtime.unit_of_work() as uow:
-                return quota.handle(uow, credit)
+                return quota.handle_many(uow, credits)
         except Exception:
+            if len(credits) > 1:  # one request's failure is not the others': each on its own
+                return [answer for credit in credits for answer in self._charge([credit])]
             # Rolled back: nothing was charged, and the element may ask again.
-            log.exception("CCR %s #%s failed", credit.session_id, credit.request_number)
-            return quota.CreditAnswer(quota.ResultCode.UNABLE_TO_COMPLY)
+            log.exception("CCR %s #%s failed", credits[0].session_id, credits[0].request_number)
+            return [quota.CreditAnswer(quota.ResultCode.UNABLE_TO_COMPLY)]
 
 
 def answer_to(request: codec.Inbound) -> CreditControlAnswer:
@@ -135,9 +173,10 @@ class GyServer:
         peers = Peers(settings.diameter_peers)
         if not peers.by_host:
             log.warning("no diameter_peers configured: every CER will be refused as an unknown peer")
-        self._pool = ThreadPoolExecutor(settings.diameter_max_threads, thread_name_prefix="gy")
+        threads = settings.diameter_max_threads
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="gy")
         application = CreditControlApplication(
-            self.runtime, self._pool, settings.diameter_max_threads * WAITING_PER_THREAD
+            Charger(self.runtime, self._pool, threads), settings.diameter_max_waiting
         )
         node = Node(identity, peers, [application], settings.diameter_watchdog_seconds)
         self._loop = asyncio.new_event_loop()

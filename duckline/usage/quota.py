@@ -14,30 +14,32 @@ hold (its unit, the session's zone) less every other open reservation, those of 
 session's other rating groups included. Used units are charged through `usage.ingest` under the
 record id "<session>#<request number>" ("…/<rating group>" for a service of a multi-service
 request), so a retransmitted request is charged once, by the same unique constraint that guards
-usage batches. The line row is locked first (then, inside ingest, its buckets, by id), so two
-sessions of one line asking at once are served one after the other and never both get the last
-units.
+usage batches.
+
+Requests are answered in batches (`handle_many`: what arrived together, in one transaction, as
+if one after the other): `credit_store` locks their lines and reads their state, the rules here
+decide each request in memory, then the store writes what changed and `usage.ingest` charges
+every service's use in one usage batch. The line rows are locked first (then, inside ingest,
+their buckets, by id), so two sessions of one line asking at once, in two batches or two server
+processes, are served one after the other and never both get the last units.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import IntEnum
 from typing import Any
 
-from sqlalchemy import and_, func, not_, select
-
-from duckline.catalog import rating
 from duckline.catalog.rules import Unit, Zone
 from duckline.core.unit_of_work import UnitOfWork
-from duckline.lines.models import Line
-from duckline.lines.states import can_use_service
+from duckline.usage import credit_store as store
 from duckline.usage import ingest as usage
 from duckline.usage.charging_states import CreditSessionStatus
+from duckline.usage.credit_store import Batch, LineState, Reservation, Session
 from duckline.usage.ingest import UsageInput, UsageKind
-from duckline.usage.models import Bucket, CreditReservation, CreditSession
 
 SOURCE = "diameter"
 OPEN, CLOSED, ABORTED = CreditSessionStatus.OPEN, CreditSessionStatus.CLOSED, CreditSessionStatus.ABORTED
@@ -145,19 +147,47 @@ class _Service:
 def handle(uow: UnitOfWork, request: CreditRequest) -> CreditAnswer:
     """Answer one request; a repeated one (same session and request number) gets the answer it
     got the first time and changes nothing."""
-    if not _valid(request):
-        return CreditAnswer(ResultCode.UNABLE_TO_COMPLY)
-    session = _session(uow, request.session_id)
+    return handle_many(uow, [request])[0]
+
+
+def handle_many(uow: UnitOfWork, requests: Sequence[CreditRequest]) -> list[CreditAnswer]:
+    """Answer requests in one transaction, as if one after the other in the order given (the
+    server gathers those that arrive together: a group commit). A fixed number of statements
+    whatever the number of requests: the lines are locked (in id order, so two batches of the
+    same lines wait for each other, never deadlock), their sessions, reservations and buckets
+    read, every request decided in memory, then sessions, reservations and the usage they charge
+    written in one statement each."""
+    valid = [r for r in requests if _valid(r)]
+    batch = store.read(
+        uow,
+        {r.session_id for r in valid},
+        {r.msisdn for r in valid if r.msisdn},
+        {(s.rating_group, s.service_identifier) for r in valid for s in r.services if s.rating_group is not None},
+    )
+    answers = [_handle(batch, r) if _valid(r) else CreditAnswer(ResultCode.UNABLE_TO_COMPLY) for r in requests]
+    store.write(uow, batch)
+    if batch.used:
+        usage.ingest(uow, SOURCE, batch.used)
+    return answers
+
+
+def _valid(request: CreditRequest) -> bool:
+    quantities = [request.requested or 0, request.used or 0]
+    for service in request.services:
+        quantities += [*service.requested.values(), *service.used.values()]
+    return request.request_number >= 0 and min(quantities) >= 0
+
+
+def _handle(batch: Batch, request: CreditRequest) -> CreditAnswer:
+    session = batch.sessions.get(request.session_id)
     if session is not None:
-        line = uow.session.get(Line, session.line_id, with_for_update=True)
+        line = batch.lines.get(session.line_id)
     elif request.request_type in (RequestType.INITIAL, RequestType.EVENT) and request.msisdn:
-        line = uow.session.scalars(select(Line).where(Line.msisdn == request.msisdn).with_for_update()).one_or_none()
+        line = batch.lines_by_msisdn.get(request.msisdn)
     else:
         return CreditAnswer(ResultCode.UNKNOWN_SESSION_ID)
     if line is None:
         return CreditAnswer(ResultCode.USER_UNKNOWN)
-    # The line row is locked now: read the session as whoever held the lock before us left it.
-    session = _session(uow, request.session_id)
     if session is not None:
         if request.request_number == session.last_request_number:
             return _stored(session)
@@ -170,49 +200,29 @@ def handle(uow: UnitOfWork, request: CreditRequest) -> CreditAnswer:
     elif request.request_type in (RequestType.UPDATE, RequestType.TERMINATE):
         return CreditAnswer(ResultCode.UNKNOWN_SESSION_ID)
     else:
-        session = CreditSession(
+        session = Session(
             session_id=request.session_id,
             line_id=line.id,
             unit=request.kind.unit,
             zone=request.zone,
             status=OPEN,
-            reserved=0,
             last_request_number=request.request_number,
-            created_at=uow.now(),
-            updated_at=uow.now(),
-            expires_at=uow.now(),
+            expires_at=batch.now,
+            created_at=batch.now,
         )
-        uow.session.add(session)
-        uow.session.flush()  # its id keys the reservations
-    answer = _decide(uow, request, line, session)
+        batch.sessions[request.session_id] = session
+    answer = _decide(batch, request, line, session)
     session.last_request_number = request.request_number
     session.last_answer = _as_json(answer)
-    session.updated_at = uow.now()
-    uow.session.flush()
+    session.changed = True
     return answer
 
 
-def _valid(request: CreditRequest) -> bool:
-    quantities = [request.requested or 0, request.used or 0]
-    for service in request.services:
-        quantities += [*service.requested.values(), *service.used.values()]
-    return request.request_number >= 0 and min(quantities) >= 0
-
-
-def _session(uow: UnitOfWork, session_id: str) -> CreditSession | None:
-    return uow.session.scalars(
-        select(CreditSession).where(CreditSession.session_id == session_id).execution_options(populate_existing=True)
-    ).one_or_none()
-
-
-def _services(uow: UnitOfWork, request: CreditRequest, session: CreditSession) -> list[_Service]:
+def _services(batch: Batch, request: CreditRequest, session: Session) -> list[_Service]:
     """The request's services, rated: each with the kind its rating group is charged in."""
     session_kind = _KINDS[session.unit]
     if not request.services:
         return [_Service(None, NO_RATING_GROUP, session_kind, request.requested, request.used)]
-    rated = rating.units_for(
-        uow, [(s.rating_group, s.service_identifier) for s in request.services if s.rating_group is not None]
-    )
     found = []
     for asked in request.services:
         if asked.rating_group is None:
@@ -221,7 +231,7 @@ def _services(uow: UnitOfWork, request: CreditRequest, session: CreditSession) -
             kind = kind or session_kind
             found.append(_Service(asked, NO_RATING_GROUP, kind, _pick(asked.requested, kind), _pick(asked.used, kind)))
             continue
-        unit = rated.get((asked.rating_group, asked.service_identifier))
+        unit = batch.units.get((asked.rating_group, asked.service_identifier))
         kind = _KINDS[unit] if unit is not None else None
         requested = asked.requested.get(kind) if kind is not None else None
         used = asked.used.get(kind) if kind is not None else None
@@ -236,19 +246,9 @@ def _pick(units: dict[UsageKind, int], kind: UsageKind) -> int | None:
     return next(iter(units.values())) if len(units) == 1 else None
 
 
-def _decide(uow: UnitOfWork, request: CreditRequest, line: Line, session: CreditSession) -> CreditAnswer:
-    services = _services(uow, request, session)
-    opened = request.request_type in (RequestType.INITIAL, RequestType.EVENT)  # a session made just now
-    reservations = (
-        {}
-        if opened
-        else {
-            r.rating_group: r
-            for r in uow.session.scalars(
-                select(CreditReservation).where(CreditReservation.credit_session_id == session.id)
-            ).all()
-        }
-    )
+def _decide(batch: Batch, request: CreditRequest, line: LineState, session: Session) -> CreditAnswer:
+    services = _services(batch, request, session)
+    reservations = {r.rating_group: r for r in line.reservations if r.session is session}
     seen: set[int] = set()
     answers: dict[int, ServiceAnswer] = {}  # by position in the request
     for at, service in enumerate(services):
@@ -259,78 +259,120 @@ def _decide(uow: UnitOfWork, request: CreditRequest, line: Line, session: Credit
         seen.add(service.key)
     live = [(at, s) for at, s in enumerate(services) if at not in answers]
     if request.request_type in (RequestType.UPDATE, RequestType.TERMINATE):  # every service's use, one batch
-        used = [_record(uow, request, line, session, s, s.used) for _, s in live if s.used]
-        if used:
-            usage.ingest(uow, SOURCE, used)
+        for _, service in live:
+            if service.used:
+                _charge(batch, request, line, session, service, service.used)
     for _, service in live:
         if service.key in reservations:  # what was reserved is now used (charged above) or given back
-            reservations[service.key].reserved = 0
+            _set(reservations[service.key], 0)
 
     if request.request_type is RequestType.TERMINATE:
-        for reservation in reservations.values():
-            reservation.reserved = 0
-        session.status, session.reserved = CLOSED, 0
+        _release(session, reservations)
+        session.status = CLOSED
         for at, service in live:
             answers[at] = _answer(service, ResultCode.SUCCESS)
         return _whole(request, services, answers)
-    if session.status == ABORTED or not can_use_service(line.status, line.suspension):
+    if session.status == ABORTED or not line.in_service:
         if request.request_type is not RequestType.UPDATE:  # after an update the element ends it
             session.status = CLOSED
-        for reservation in reservations.values():
-            reservation.reserved = 0
-        session.reserved = 0
+        _release(session, reservations)
         return CreditAnswer(ResultCode.END_USER_SERVICE_DENIED)
 
     for at, service in live:
-        answers[at] = _grant(uow, request, line, session, service, reservations)
+        answers[at] = _grant(batch, request, line, session, service, reservations)
     if request.request_type is RequestType.EVENT:
         session.status = CLOSED
     session.reserved = sum(r.reserved for r in reservations.values())
-    return _whole(request, services, answers)
+    answer = _whole(request, services, answers)
+    if request.request_type is RequestType.INITIAL and answer.result_code == ResultCode.CREDIT_LIMIT_REACHED:
+        session.status = CLOSED  # nothing granted: no session is left open (its answer is kept)
+    return answer
+
+
+def _set(reservation: Reservation, reserved: int) -> None:
+    if reservation.reserved != reserved:
+        reservation.reserved, reservation.changed = reserved, True
+
+
+def _release(session: Session, reservations: dict[int, Reservation]) -> None:
+    for reservation in reservations.values():
+        _set(reservation, 0)
+    session.reserved = 0
 
 
 def _grant(
-    uow: UnitOfWork,
+    batch: Batch,
     request: CreditRequest,
-    line: Line,
-    session: CreditSession,
+    line: LineState,
+    session: Session,
     service: _Service,
-    reservations: dict[int, CreditReservation],
+    reservations: dict[int, Reservation],
 ) -> ServiceAnswer:
     """Grant (or, for an EVENT, debit) one rated service what it asks, as far as the buckets
     allow after every other open reservation."""
-    settings = uow.settings
     assert service.kind is not None
-    available = _available(uow, line.id, session, service.key, service.kind.unit)
+    settings = batch.settings
+    available = _available(batch, line, session, service.key, service.kind.unit)
     if request.request_type is RequestType.EVENT:
         wanted = service.requested or 1
         if available < wanted:
             return _answer(service, ResultCode.CREDIT_LIMIT_REACHED)
-        usage.ingest(uow, SOURCE, [_record(uow, request, line, session, service, wanted)])
+        _charge(batch, request, line, session, service, wanted)
         return _answer(service, ResultCode.SUCCESS, granted=wanted)
     wanted = service.requested or settings.quota_default_units[service.kind.value]
     granted = min(wanted, available)
     if granted == 0:
         return _answer(service, ResultCode.CREDIT_LIMIT_REACHED)
     validity = settings.quota_validity_seconds
-    expires_at = uow.now() + timedelta(seconds=validity)
+    expires_at = batch.now + timedelta(seconds=validity)
     reservation = reservations.get(service.key)
     if reservation is None:
-        reservation = CreditReservation(
-            credit_session_id=session.id,
-            line_id=line.id,
-            rating_group=service.key,
-            unit=service.kind.unit,
-            zone=session.zone,
-            reserved=0,
-            expires_at=expires_at,
-        )
-        uow.session.add(reservation)
+        reservation = Reservation(session, service.key, service.kind.unit, session.zone, 0, expires_at)
+        line.reservations.append(reservation)
         reservations[service.key] = reservation
     reservation.unit, reservation.reserved, reservation.expires_at = service.kind.unit, granted, expires_at
+    reservation.changed = True
     session.expires_at = max(session.expires_at, expires_at)
-    uow.session.flush()  # the next service of this request must see it
     return _answer(service, ResultCode.SUCCESS, granted=granted, validity_seconds=validity, final=granted < wanted)
+
+
+def _available(batch: Batch, line: LineState, session: Session, key: int, unit: Unit) -> int:
+    """What the line's usable buckets hold for the unit in the session's zone, less what every
+    other open reservation holds and has not yet reported (one past its validity holds nothing),
+    those of the session's other rating groups included."""
+    held = line.held.get((unit, session.zone), 0)
+    reserved = sum(
+        r.reserved
+        for r in line.reservations
+        if r.unit == unit
+        and r.zone == session.zone
+        and r.expires_at > batch.now
+        and r.session.status == OPEN
+        and not (r.session is session and r.rating_group == key)
+    )
+    return max(0, held - reserved)
+
+
+def _charge(
+    batch: Batch, request: CreditRequest, line: LineState, session: Session, service: _Service, quantity: int
+) -> None:
+    """Charge what one service used (exactly once: by its record id, see `_record_id`); what the
+    buckets hold for the rest of the batch goes down as the usage batch will take it."""
+    assert service.kind is not None
+    group = service.asked.rating_group if service.asked is not None else None
+    batch.used.append(
+        UsageInput(
+            record_id=_record_id(request.session_id, request.request_number, group),
+            msisdn=line.msisdn,
+            kind=service.kind,
+            zone=session.zone,
+            quantity=quantity,
+            started_at=request.at or batch.now,
+        )
+    )
+    key = (service.kind.unit, session.zone)
+    if line.in_service and key in line.held:
+        line.held[key] -= min(quantity, line.held[key])
 
 
 def _answer(service: _Service, code: ResultCode, **grant: Any) -> ServiceAnswer:
@@ -356,51 +398,6 @@ def _whole(request: CreditRequest, services: list[_Service], answers: dict[int, 
     codes = {a.result_code for a in ordered}
     whole = ResultCode.CREDIT_LIMIT_REACHED if codes == {ResultCode.CREDIT_LIMIT_REACHED} else ResultCode.SUCCESS
     return CreditAnswer(whole, services=ordered)
-
-
-def _available(uow: UnitOfWork, line_id: int, session: CreditSession, key: int, unit: Unit) -> int:
-    """What the line's usable buckets hold for the unit in the session's zone, less what every
-    other open reservation holds and has not yet reported (one past its validity holds nothing),
-    those of the session's other rating groups included."""
-    now = uow.now()
-    held = uow.session.scalar(
-        select(func.coalesce(func.sum(Bucket.remaining), 0)).where(
-            Bucket.line_id == line_id,
-            Bucket.unit == unit,
-            Bucket.zone == session.zone,
-            Bucket.valid_from <= now,
-            Bucket.valid_until > now,
-        )
-    )
-    reserved = uow.session.scalar(
-        select(func.coalesce(func.sum(CreditReservation.reserved), 0))
-        .join(CreditSession, CreditSession.id == CreditReservation.credit_session_id)
-        .where(
-            CreditReservation.line_id == line_id,
-            CreditReservation.unit == unit,
-            CreditReservation.zone == session.zone,
-            CreditReservation.expires_at > now,
-            CreditSession.status == OPEN,
-            not_(and_(CreditReservation.credit_session_id == session.id, CreditReservation.rating_group == key)),
-        )
-    )
-    return max(0, int(held or 0) - int(reserved or 0))
-
-
-def _record(
-    uow: UnitOfWork, request: CreditRequest, line: Line, session: CreditSession, service: _Service, quantity: int
-) -> UsageInput:
-    """What one service used, as the usage record that charges it (exactly once, by its id)."""
-    assert service.kind is not None
-    group = service.asked.rating_group if service.asked is not None else None
-    return UsageInput(
-        record_id=_record_id(request.session_id, request.request_number, group),
-        msisdn=line.msisdn,
-        kind=service.kind,
-        zone=session.zone,
-        quantity=quantity,
-        started_at=request.at or uow.now(),
-    )
 
 
 def _record_id(session_id: str, request_number: int, rating_group: int | None = None) -> str:
@@ -435,7 +432,7 @@ def _as_json(answer: CreditAnswer) -> dict[str, Any]:
     }
 
 
-def _stored(session: CreditSession) -> CreditAnswer:
+def _stored(session: Session) -> CreditAnswer:
     stored = dict(session.last_answer or {})
     services = tuple(
         ServiceAnswer(

@@ -170,7 +170,7 @@ def test_past_what_the_pool_can_hold_waiting_the_answer_is_too_busy_at_once(
     client: TestClient, runtime: Runtime
 ) -> None:
     line = active_line(client, runtime)["line"]
-    one = Runtime(runtime.settings.model_copy(update={"diameter_max_threads": 1}))
+    one = Runtime(runtime.settings.model_copy(update={"diameter_max_threads": 1, "diameter_max_waiting": 16}))
     server = GyServer(one, port=0)
     server.start()
     peer = RawPeer(server.port, PGW)

@@ -345,14 +345,21 @@ def worker() -> None:
 def ocs(
     host: Annotated[str | None, typer.Option(help="address to bind")] = None,
     port: Annotated[int | None, typer.Option(help="port to bind")] = None,
+    processes: Annotated[int, typer.Option(min=1, help="server processes sharing the port (one per core)")] = 1,
+    listen_fd: Annotated[int | None, typer.Option(hidden=True)] = None,
+    origin_state_id: Annotated[int | None, typer.Option(hidden=True)] = None,
 ) -> None:
-    """Run the online charging server (Diameter Gy, credit control) until interrupted."""
+    """Run the online charging server (Diameter Gy/Ro, credit control) until interrupted."""
     from duckline.diameter.server import GyServer
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("duckline").setLevel(logging.INFO)
+    if processes > 1:
+        _ocs_processes(host, port, processes)
+        return
     runtime = _runtime()
-    server = GyServer(runtime, host, port)
+    listening = socket.socket(fileno=listen_fd) if listen_fd is not None else None
+    server = GyServer(runtime, host, port, listening=listening, origin_state_id=origin_state_id)
     try:
         server.start()
     except OSError as exc:  # the port is taken (another `duckline ocs`?), or the address is not ours
@@ -377,6 +384,53 @@ def ocs(
         server.stop()
         runtime.close()
         faulthandler.cancel_dump_traceback_later()
+
+
+def _ocs_processes(host: str | None, port: int | None, processes: int) -> None:
+    """`processes` OCS processes accepting on one socket bound here (so a port in use is an error
+    here, at once, as with one process; the kernel spreads the peers' connections over them). The
+    processes are one Diameter node: one Origin-State-Id. One that dies is started again."""
+    import subprocess
+    import sys
+
+    settings = Settings()
+    address = (host or settings.diameter_host, settings.diameter_port if port is None else port)
+    try:
+        listening = socket.create_server(address)
+    except OSError as exc:
+        console.print(f"[red]cannot listen on {address[0]}:{address[1]}: {exc.strerror or exc}[/red]")
+        raise typer.Exit(1) from exc
+    address = listening.getsockname()[:2]
+    command = [sys.executable, "-m", "duckline.cli", "ocs", "--listen-fd", str(listening.fileno())]
+    command += ["--origin-state-id", str(int(time.time()) & 0xFFFFFFFF)]
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(command, pass_fds=(listening.fileno(),))  # noqa: S603 (our own command)
+
+    console.print(f"Gy server on {address[0]}:{address[1]} in {processes} processes; Ctrl-C to stop")
+    children = [start() for _ in range(processes)]
+    _stop_on_signals()
+    try:
+        while True:
+            time.sleep(0.5)
+            for at, child in enumerate(children):
+                if child.poll() is not None:
+                    console.print(
+                        f"[red]OCS process {child.pid} exited with {child.returncode}: starting another[/red]"
+                    )
+                    children[at] = start()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for child in children:
+            with suppress(ProcessLookupError):
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(STOP_DEADLINE_SECONDS)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        listening.close()
 
 
 def _stop_on_signals() -> None:

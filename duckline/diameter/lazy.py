@@ -159,6 +159,7 @@ class View:
 
     def __init__(self, cls: type, data: bytes, avps: tuple[Raw, ...], header: MessageHeader | None = None) -> None:
         self._cls, self._data, self._avps = cls, data, avps
+        self._by_key: dict[tuple[int, int], list[Raw]] | None = None
         if header is not None:
             self.header = header
 
@@ -166,11 +167,14 @@ class View:
         found = _defs(self._cls).get(name)
         if found is None or name.startswith("_"):
             raise AttributeError(f"{self._cls.__name__} has no attribute {name}")
+        if self._by_key is None:
+            self._by_key = {}
+            for raw in self._avps:
+                self._by_key.setdefault((raw.code, raw.vendor), []).append(raw)
         data, grouped = self._data, found.type_class
         values = [
             View(grouped, data, raw.children or ()) if grouped is not None else _value(raw, data)
-            for raw in self._avps
-            if raw.code == found.code and raw.vendor == found.vendor
+            for raw in self._by_key.get((found.code, found.vendor), ())
         ]
         value = values if found.is_list else (values[-1] if values else None)
         setattr(self, name, value)  # read once
@@ -226,13 +230,18 @@ def _plan(cls: Any) -> tuple[_Out, ...]:
     return tuple(plan)
 
 
+@cache
+def _order(cls: Any) -> dict[str, tuple[int, _Out]]:
+    return {step.name: (at, step) for at, step in enumerate(_plan(cls))}
+
+
 def _avps(obj: Any) -> list[bytes]:
     out = []
-    attributes = vars(obj)  # what was set: the library's __getattr__ scans every definition for the rest
-    for step in _plan(obj.__class__):
-        value = attributes.get(step.name)
-        if value is None:
-            continue
+    order = _order(obj.__class__)
+    # What was set, in `avp_def` order (the library's own __getattr__ scans every definition).
+    present = sorted(order[name] for name, value in vars(obj).items() if value is not None and name in order)
+    for _, step in present:
+        value = getattr(obj, step.name)
         for item in value if isinstance(value, list) else (value,):
             if item is None:
                 continue

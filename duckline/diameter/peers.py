@@ -27,6 +27,7 @@ import contextlib
 import itertools
 import logging
 import random
+import socket
 import time
 from collections import Counter
 from collections.abc import Coroutine, Iterable
@@ -215,9 +216,13 @@ class Node:
         # End-to-End ids of what we originate: high 12 bits from the clock (RFC 6733 §3).
         self._end_to_end = itertools.count((int(time.time()) & 0xFFF) << 20)
 
-    async def start(self, host: str, port: int) -> int:
-        """Bind (raises OSError, e.g. the port is in use) and accept; returns the port bound."""
-        self._server = await asyncio.start_server(self._accept, host, port)
+    async def start(self, host: str, port: int, listening: socket.socket | None = None) -> int:
+        """Bind (raises OSError, e.g. the port is in use) and accept, or accept on a socket already
+        listening; returns the port."""
+        if listening is not None:
+            self._server = await asyncio.start_server(self._accept, sock=listening)
+        else:
+            self._server = await asyncio.start_server(self._accept, host, port)
         return int(self._server.sockets[0].getsockname()[1])
 
     async def stop(self, timeout: float) -> None:

@@ -22,7 +22,9 @@ with the credit-control application (RFC 4006, application 4) that asks `usage.q
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -152,8 +154,17 @@ class GyServer:
     """Listens on host:port (default `diameter_host:diameter_port`; port 0 picks a free one, read
     back from `port` after start()) between start() and stop(), on an event loop of its own thread."""
 
-    def __init__(self, runtime: Runtime, host: str | None = None, port: int | None = None) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        host: str | None = None,
+        port: int | None = None,
+        listening: socket.socket | None = None,
+        origin_state_id: int | None = None,
+    ) -> None:
         self.runtime = runtime
+        # A socket already bound and listening (`duckline ocs --processes`): accept on it instead.
+        self.listening, self.origin_state_id = listening, origin_state_id
         self.host = host or runtime.settings.diameter_host
         self.port = port if port is not None else runtime.settings.diameter_port
         self.node: Node | None = None
@@ -170,6 +181,8 @@ class GyServer:
             vendor_id=settings.diameter_vendor_id,
             product_name=settings.diameter_product_name,
         )
+        if self.origin_state_id is not None:
+            identity = dataclasses.replace(identity, origin_state_id=self.origin_state_id)
         peers = Peers(settings.diameter_peers)
         if not peers.by_host:
             log.warning("no diameter_peers configured: every CER will be refused as an unknown peer")
@@ -183,7 +196,9 @@ class GyServer:
         self._thread = threading.Thread(target=self._loop.run_forever, name="diameter", daemon=True)
         self._thread.start()
         try:
-            self.port = asyncio.run_coroutine_threadsafe(node.start(self.host, self.port), self._loop).result()
+            self.port = asyncio.run_coroutine_threadsafe(
+                node.start(self.host, self.port, self.listening), self._loop
+            ).result()
         except BaseException:
             self._close_loop()
             raise

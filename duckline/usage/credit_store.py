@@ -13,18 +13,22 @@ lock, so as whoever held it before left them.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, String, Table, and_, bindparam, func, insert, or_, select, text, type_coerce, update
 
 from duckline.catalog import rating
 from duckline.catalog.rules import Unit, Zone
 from duckline.core.config import Settings
 from duckline.core.unit_of_work import UnitOfWork
+from duckline.db import pg_arrays
+from duckline.db.pg_arrays import ints, texts, times
 from duckline.lines.models import Line
-from duckline.lines.states import can_use_service
+from duckline.lines.states import LineStatus, Suspension, can_use_service
 from duckline.usage.charging_states import CreditSessionStatus
 from duckline.usage.ingest import UsageInput
 from duckline.usage.models import Bucket, CreditReservation, CreditSession
@@ -35,7 +39,7 @@ _reservations = cast(Table, CreditReservation.__table__)
 _buckets = cast(Table, Bucket.__table__)
 
 
-@dataclass
+@dataclass(eq=False)
 class Session:
     """A credit_sessions row as a batch reads and changes it (`id` None until it is written)."""
 
@@ -53,7 +57,7 @@ class Session:
     changed: bool = False
 
 
-@dataclass
+@dataclass(eq=False)
 class Reservation:
     """A credit_reservations row: what `session` holds of its line for one rating group."""
 
@@ -94,87 +98,139 @@ class Batch:
 
 def read(uow: UnitOfWork, session_ids: set[str], msisdns: set[str], rated: set[tuple[int, int | None]]) -> Batch:
     """Lock the lines of these sessions and numbers, and read what deciding needs."""
-    connection = uow.session.connection()
+    db = _statements(uow.session.connection())
     now = uow.now()
     batch = Batch(now, uow.settings, {}, {}, {}, rating.units_for(uow, rated) if rated else {})
     if not session_ids and not msisdns:
         return batch
-    of_sessions = select(_sessions.c.line_id).where(_sessions.c.session_id.in_(session_ids))
-    rows = connection.execute(
-        select(_lines.c.id, _lines.c.msisdn, _lines.c.status, _lines.c.suspension)
-        .where(or_(_lines.c.id.in_(of_sessions), _lines.c.msisdn.in_(msisdns)))
-        .order_by(_lines.c.id)
-        .with_for_update()
-    ).all()
-    for id_, msisdn, status, suspension in rows:
-        line = LineState(id_, msisdn, can_use_service(status, suspension))
+    for id_, msisdn, status, suspension in db.lock_lines(session_ids, msisdns):
+        line = LineState(
+            id_, msisdn, can_use_service(LineStatus(status), Suspension(suspension) if suspension else None)
+        )
         batch.lines[id_] = line
         batch.lines_by_msisdn[msisdn] = line
     if not batch.lines:
         return batch
     line_ids = list(batch.lines)
 
-    for row in connection.execute(select(_sessions).where(_sessions.c.session_id.in_(session_ids))).mappings():
-        batch.sessions[row["session_id"]] = Session(
-            session_id=row["session_id"],
-            line_id=row["line_id"],
-            unit=row["unit"],
-            zone=row["zone"],
-            status=row["status"],
-            last_request_number=row["last_request_number"],
-            expires_at=row["expires_at"],
-            created_at=row["created_at"],
-            id=row["id"],
-            reserved=row["reserved"],
-            last_answer=row["last_answer"],
+    for id_, session_id, line_id, unit, zone, status, reserved, expires_at, number, answer, created_at in db.sessions(
+        session_ids
+    ):
+        batch.sessions[session_id] = Session(
+            session_id,
+            line_id,
+            Unit(unit),
+            Zone(zone),
+            CreditSessionStatus(status),
+            number,
+            expires_at,
+            created_at,
+            id=id_,
+            reserved=reserved,
+            last_answer=answer,
         )
 
     others: dict[int, Session] = {}  # sessions of other requests, as far as their reservations need
-    mine = {s.id: s for s in batch.sessions.values()}
-    reservations = connection.execute(
-        select(
-            _reservations.c.credit_session_id,
-            _reservations.c.line_id,
-            _reservations.c.rating_group,
-            _reservations.c.unit,
-            _reservations.c.zone,
-            _reservations.c.reserved,
-            _reservations.c.expires_at,
-            _sessions.c.status,
-        )
-        .join(_sessions, _sessions.c.id == _reservations.c.credit_session_id)
-        .where(
-            _reservations.c.line_id.in_(line_ids),
-            or_(_reservations.c.reserved > 0, _reservations.c.credit_session_id.in_(list(mine))),
-        )
-    ).all()
-    for session_pk, line_id, group, unit, zone, reserved, expires_at, status in reservations:
+    mine = {s.id: s for s in batch.sessions.values() if s.id is not None}
+    for session_pk, line_id, group, unit, zone, reserved, expires_at, status in db.reservations(line_ids, list(mine)):
         owner = mine.get(session_pk) or others.get(session_pk)
         if owner is None:
-            owner = others[session_pk] = Session("", line_id, unit, zone, status, 0, expires_at, expires_at, session_pk)
+            owner = Session(
+                "", line_id, Unit(unit), Zone(zone), CreditSessionStatus(status), 0, expires_at, expires_at, session_pk
+            )
+            others[session_pk] = owner
         batch.lines[line_id].reservations.append(
-            Reservation(owner, group, unit, zone, reserved, expires_at, stored=True)
+            Reservation(owner, group, Unit(unit), Zone(zone), reserved, expires_at, stored=True)
         )
 
-    held = connection.execute(
-        select(_buckets.c.line_id, _buckets.c.unit, _buckets.c.zone, func.sum(_buckets.c.remaining))
-        .where(_buckets.c.line_id.in_(line_ids), _buckets.c.valid_from <= now, _buckets.c.valid_until > now)
-        .group_by(_buckets.c.line_id, _buckets.c.unit, _buckets.c.zone)
-    ).all()
-    for line_id, unit, zone, total in held:
-        batch.lines[line_id].held[(unit, zone)] = int(total or 0)
+    for line_id, unit, zone, total in db.held(line_ids, now):
+        batch.lines[line_id].held[(Unit(unit), Zone(zone))] = int(total or 0)
     return batch
 
 
 def write(uow: UnitOfWork, batch: Batch) -> None:
     """Put back the sessions and reservations the batch changed (the usage is `ingest`'s)."""
-    connection = uow.session.connection()
-    now = batch.now
+    db = _statements(uow.session.connection())
     changed = [s for s in batch.sessions.values() if s.changed]
     new = [s for s in changed if s.id is None]
+    old = [s for s in changed if s.id is not None]
     if new:
-        rows = connection.execute(
-            insert(_sessions).returning(_sessions.c.id, _sessions.c.session_id),
+        ids = dict(db.insert_sessions(new, batch.now))
+        for s in new:
+            s.id = ids[s.session_id]
+    if old:
+        db.update_sessions(old, batch.now)
+    touched = [r for line in batch.lines.values() for r in line.reservations if r.changed]
+    if touched:
+        db.save_reservations([r for r in touched if not r.stored], [r for r in touched if r.stored])
+
+
+def _statements(connection: Connection) -> _Statements:
+    return _PostgresStatements(connection) if pg_arrays.is_postgres(connection) else _Statements(connection)
+
+
+class _Statements:
+    """The steps in portable SQL (what SQLite runs). Rows come back as plain values (enums as
+    their strings), as the PostgreSQL statements give them."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def lock_lines(self, session_ids: set[str], msisdns: set[str]) -> Sequence[Any]:
+        of_sessions = select(_sessions.c.line_id).where(_sessions.c.session_id.in_(session_ids))
+        return self.connection.execute(
+            select(_lines.c.id, _lines.c.msisdn, _raw(_lines.c.status), _raw(_lines.c.suspension))
+            .where(or_(_lines.c.id.in_(of_sessions), _lines.c.msisdn.in_(msisdns)))
+            .order_by(_lines.c.id)
+            .with_for_update()
+        ).all()
+
+    def sessions(self, session_ids: set[str]) -> Sequence[Any]:
+        c = _sessions.c
+        return self.connection.execute(
+            select(
+                c.id,
+                c.session_id,
+                c.line_id,
+                _raw(c.unit),
+                _raw(c.zone),
+                _raw(c.status),
+                c.reserved,
+                c.expires_at,
+                c.last_request_number,
+                c.last_answer,
+                c.created_at,
+            ).where(c.session_id.in_(session_ids))
+        ).all()
+
+    def reservations(self, line_ids: list[int], mine: list[int]) -> Sequence[Any]:
+        r = _reservations.c
+        return self.connection.execute(
+            select(
+                r.credit_session_id,
+                r.line_id,
+                r.rating_group,
+                _raw(r.unit),
+                _raw(r.zone),
+                r.reserved,
+                r.expires_at,
+                _raw(_sessions.c.status),
+            )
+            .join(_sessions, _sessions.c.id == r.credit_session_id)
+            .where(r.line_id.in_(line_ids), or_(r.reserved > 0, r.credit_session_id.in_(mine)))
+        ).all()
+
+    def held(self, line_ids: list[int], now: datetime) -> Sequence[Any]:
+        b = _buckets.c
+        return self.connection.execute(
+            select(b.line_id, _raw(b.unit), _raw(b.zone), func.sum(b.remaining))
+            .where(b.line_id.in_(line_ids), b.valid_from <= now, b.valid_until > now)
+            .group_by(b.line_id, b.unit, b.zone)
+        ).all()
+
+    def insert_sessions(self, new: list[Session], now: datetime) -> Sequence[Any]:
+        rows = self.connection.execute(
+            insert(_sessions).returning(_sessions.c.session_id, _sessions.c.id),
             [
                 {
                     "session_id": s.session_id,
@@ -191,13 +247,11 @@ def write(uow: UnitOfWork, batch: Batch) -> None:
                 }
                 for s in new
             ],
-        ).all()
-        ids = dict((session_id, id_) for id_, session_id in rows)
-        for s in new:
-            s.id = ids[s.session_id]
-    old = [s for s in changed if s not in new]
-    if old:
-        connection.execute(
+        )
+        return rows.all()
+
+    def update_sessions(self, old: list[Session], now: datetime) -> None:
+        self.connection.execute(
             update(_sessions).where(_sessions.c.id == bindparam("pk")),
             [
                 {
@@ -213,41 +267,182 @@ def write(uow: UnitOfWork, batch: Batch) -> None:
             ],
         )
 
-    touched = [r for line in batch.lines.values() for r in line.reservations if r.changed]
-    added = [r for r in touched if not r.stored]
-    if added:
-        connection.execute(
-            insert(_reservations),
-            [
-                {
-                    "credit_session_id": r.session.id,
-                    "line_id": r.session.line_id,
-                    "rating_group": r.rating_group,
-                    "unit": r.unit,
-                    "zone": r.zone,
-                    "reserved": r.reserved,
-                    "expires_at": r.expires_at,
-                }
-                for r in added
-            ],
-        )
-    kept = [r for r in touched if r.stored]
-    if kept:
-        connection.execute(
-            update(_reservations).where(
-                and_(
-                    _reservations.c.credit_session_id == bindparam("session_pk"),
-                    _reservations.c.rating_group == bindparam("group"),
-                )
-            ),
-            [
-                {
-                    "session_pk": r.session.id,
-                    "group": r.rating_group,
-                    "unit": r.unit,
-                    "reserved": r.reserved,
-                    "expires_at": r.expires_at,
-                }
-                for r in kept
-            ],
-        )
+    def save_reservations(self, added: list[Reservation], kept: list[Reservation]) -> None:
+        if added:
+            self.connection.execute(
+                insert(_reservations),
+                [
+                    {
+                        "credit_session_id": r.session.id,
+                        "line_id": r.session.line_id,
+                        "rating_group": r.rating_group,
+                        "unit": r.unit,
+                        "zone": r.zone,
+                        "reserved": r.reserved,
+                        "expires_at": r.expires_at,
+                    }
+                    for r in added
+                ],
+            )
+        if kept:
+            self.connection.execute(
+                update(_reservations).where(
+                    and_(
+                        _reservations.c.credit_session_id == bindparam("session_pk"),
+                        _reservations.c.rating_group == bindparam("group"),
+                    )
+                ),
+                [
+                    {
+                        "session_pk": r.session.id,
+                        "group": r.rating_group,
+                        "unit": r.unit,
+                        "reserved": r.reserved,
+                        "expires_at": r.expires_at,
+                    }
+                    for r in kept
+                ],
+            )
+
+
+def _pk(session: Session) -> int:
+    assert session.id is not None, "written sessions have their id"
+    return session.id
+
+
+def _raw(column: Any) -> Any:
+    """An enum column read as the string it stores."""
+    return type_coerce(column, String)
+
+
+_PG_LOCK_LINES = text(
+    """
+    SELECT lines.id, lines.msisdn, lines.status, lines.suspension FROM lines
+    WHERE lines.id IN (
+        SELECT credit_sessions.line_id FROM credit_sessions
+        WHERE credit_sessions.session_id = ANY(CAST(:session_ids AS VARCHAR[]))
+    ) OR lines.msisdn = ANY(CAST(:msisdns AS VARCHAR[]))
+    ORDER BY lines.id
+    FOR UPDATE
+    """
+)
+_PG_SESSIONS = text(
+    """
+    SELECT id, session_id, line_id, unit, zone, status, reserved, expires_at, last_request_number,
+           last_answer, created_at
+    FROM credit_sessions WHERE session_id = ANY(CAST(:session_ids AS VARCHAR[]))
+    """
+)
+_PG_RESERVATIONS = text(
+    """
+    SELECT r.credit_session_id, r.line_id, r.rating_group, r.unit, r.zone, r.reserved, r.expires_at, s.status
+    FROM credit_reservations AS r JOIN credit_sessions AS s ON s.id = r.credit_session_id
+    WHERE r.line_id = ANY(CAST(:line_ids AS BIGINT[]))
+      AND (r.reserved > 0 OR r.credit_session_id = ANY(CAST(:mine AS BIGINT[])))
+    """
+)
+_PG_HELD = text(
+    """
+    SELECT line_id, unit, zone, sum(remaining) FROM buckets
+    WHERE line_id = ANY(CAST(:line_ids AS BIGINT[])) AND valid_from <= :now AND valid_until > :now
+    GROUP BY line_id, unit, zone
+    """
+)
+_PG_INSERT_SESSIONS = text(
+    """
+    INSERT INTO credit_sessions (session_id, line_id, unit, zone, status, reserved, expires_at,
+                                 last_request_number, last_answer, created_at, updated_at)
+    SELECT v.session_id, v.line_id, v.unit, v.zone, v.status, v.reserved, v.expires_at, v.number,
+           CAST(v.answer AS JSON), v.created_at, :now
+    FROM unnest(
+        CAST(:session_ids AS VARCHAR[]), CAST(:line_ids AS BIGINT[]), CAST(:units AS VARCHAR[]),
+        CAST(:zones AS VARCHAR[]), CAST(:statuses AS VARCHAR[]), CAST(:reserved AS BIGINT[]),
+        CAST(:expires AS TIMESTAMPTZ[]), CAST(:numbers AS INTEGER[]), CAST(:answers AS TEXT[]),
+        CAST(:created AS TIMESTAMPTZ[])
+    ) AS v (session_id, line_id, unit, zone, status, reserved, expires_at, number, answer, created_at)
+    RETURNING credit_sessions.session_id, credit_sessions.id
+    """
+)
+_PG_UPDATE_SESSIONS = text(
+    """
+    UPDATE credit_sessions SET status = v.status, reserved = v.reserved, expires_at = v.expires_at,
+        last_request_number = v.number, last_answer = CAST(v.answer AS JSON), updated_at = :now
+    FROM unnest(
+        CAST(:ids AS BIGINT[]), CAST(:statuses AS VARCHAR[]), CAST(:reserved AS BIGINT[]),
+        CAST(:expires AS TIMESTAMPTZ[]), CAST(:numbers AS INTEGER[]), CAST(:answers AS TEXT[])
+    ) AS v (id, status, reserved, expires_at, number, answer)
+    WHERE credit_sessions.id = v.id
+    """
+)
+# New and changed reservations alike: one per (session, rating group) in a batch.
+_PG_SAVE_RESERVATIONS = text(
+    """
+    INSERT INTO credit_reservations (credit_session_id, line_id, rating_group, unit, zone, reserved, expires_at)
+    SELECT * FROM unnest(
+        CAST(:session_ids AS BIGINT[]), CAST(:line_ids AS BIGINT[]), CAST(:groups AS BIGINT[]),
+        CAST(:units AS VARCHAR[]), CAST(:zones AS VARCHAR[]), CAST(:reserved AS BIGINT[]),
+        CAST(:expires AS TIMESTAMPTZ[])
+    )
+    ON CONFLICT (credit_session_id, rating_group) DO UPDATE
+    SET unit = EXCLUDED.unit, reserved = EXCLUDED.reserved, expires_at = EXCLUDED.expires_at
+    """
+)
+
+
+class _PostgresStatements(_Statements):
+    """The same steps on PostgreSQL: one fixed statement each, the values as array literals."""
+
+    def lock_lines(self, session_ids: set[str], msisdns: set[str]) -> Sequence[Any]:
+        params = {"session_ids": texts(session_ids), "msisdns": texts(msisdns)}
+        return self.connection.execute(_PG_LOCK_LINES, params).all()
+
+    def sessions(self, session_ids: set[str]) -> Sequence[Any]:
+        return self.connection.execute(_PG_SESSIONS, {"session_ids": texts(session_ids)}).all()
+
+    def reservations(self, line_ids: list[int], mine: list[int]) -> Sequence[Any]:
+        params = {"line_ids": ints(line_ids), "mine": ints(mine)}
+        return self.connection.execute(_PG_RESERVATIONS, params).all()
+
+    def held(self, line_ids: list[int], now: datetime) -> Sequence[Any]:
+        return self.connection.execute(_PG_HELD, {"line_ids": ints(line_ids), "now": now}).all()
+
+    def insert_sessions(self, new: list[Session], now: datetime) -> Sequence[Any]:
+        params = {
+            "now": now,
+            "session_ids": texts(s.session_id for s in new),
+            "line_ids": ints(s.line_id for s in new),
+            "units": texts(s.unit.value for s in new),
+            "zones": texts(s.zone.value for s in new),
+            "statuses": texts(s.status.value for s in new),
+            "reserved": ints(s.reserved for s in new),
+            "expires": times(s.expires_at for s in new),
+            "numbers": ints(s.last_request_number for s in new),
+            "answers": texts(json.dumps(s.last_answer) for s in new),
+            "created": times(s.created_at for s in new),
+        }
+        return self.connection.execute(_PG_INSERT_SESSIONS, params).all()
+
+    def update_sessions(self, old: list[Session], now: datetime) -> None:
+        params = {
+            "now": now,
+            "ids": ints(_pk(s) for s in old),
+            "statuses": texts(s.status.value for s in old),
+            "reserved": ints(s.reserved for s in old),
+            "expires": times(s.expires_at for s in old),
+            "numbers": ints(s.last_request_number for s in old),
+            "answers": texts(json.dumps(s.last_answer) for s in old),
+        }
+        self.connection.execute(_PG_UPDATE_SESSIONS, params)
+
+    def save_reservations(self, added: list[Reservation], kept: list[Reservation]) -> None:
+        every = added + kept
+        params = {
+            "session_ids": ints(_pk(r.session) for r in every),
+            "line_ids": ints(r.session.line_id for r in every),
+            "groups": ints(r.rating_group for r in every),
+            "units": texts(r.unit.value for r in every),
+            "zones": texts(r.zone.value for r in every),
+            "reserved": ints(r.reserved for r in every),
+            "expires": times(r.expires_at for r in every),
+        }
+        self.connection.execute(_PG_SAVE_RESERVATIONS, params)

@@ -19,8 +19,6 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, cast
 
-import psycopg
-from psycopg.types.array import ListBinaryDumper
 from sqlalchemy import Connection, Table, bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -29,6 +27,8 @@ from duckline.accounts.models import Account
 from duckline.catalog.rules import Unit, Zone
 from duckline.core.errors import DomainError, ErrorCode
 from duckline.core.unit_of_work import Transactions, UnitOfWork
+from duckline.db import pg_arrays
+from duckline.db.pg_arrays import Array
 from duckline.lines.models import Line
 from duckline.lines.states import LineStatus, can_use_service
 from duckline.usage import drawing as balances
@@ -216,7 +216,7 @@ def _repeat_outcome(record: UsageInput, line: _Line, stored: Sequence[Any]) -> R
 
 def _statements(uow: UnitOfWork) -> _Statements:
     connection = uow.session.connection()
-    if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
+    if pg_arrays.is_postgres(connection):
         return _PostgresStatements(connection)
     return _Statements(connection)
 
@@ -330,11 +330,6 @@ class _Statements:
         return [_repeat_outcome(r, lines[r.msisdn], stored[r.record_id]) for r in records]
 
 
-class _Array(list[Any]):
-    """A list that psycopg sends as a binary array (see `_PostgresStatements`): a thousand
-    timestamps encode in ~0.4 ms that way, against ~9 ms in the default text form."""
-
-
 _PG_FIND_LINES = text(
     "SELECT lines.id, lines.msisdn, lines.status FROM lines WHERE lines.msisdn = ANY(CAST(:msisdns AS VARCHAR[]))"
 )
@@ -407,13 +402,12 @@ class _PostgresStatements(_Statements):
 
     def __init__(self, connection: Connection) -> None:
         super().__init__(connection)
-        driver = cast(psycopg.Connection[Any], connection.connection.driver_connection)
-        driver.adapters.register_dumper(_Array, ListBinaryDumper)  # this connection only, just `_Array`
+        pg_arrays.register(connection)
 
     def find_lines(self, msisdns: set[str]) -> dict[str, _Line]:
         if not msisdns:
             return {}
-        rows = self.connection.execute(_PG_FIND_LINES, {"msisdns": _Array(msisdns)}).all()
+        rows = self.connection.execute(_PG_FIND_LINES, {"msisdns": Array(msisdns)}).all()
         return {msisdn: _Line(id_, can_use_service(LineStatus(status))) for id_, msisdn, status in rows}
 
     def lock_buckets(self, records: list[UsageInput], lines: dict[str, _Line]) -> dict[int, list[balances.Bucket]]:
@@ -433,11 +427,11 @@ class _PostgresStatements(_Statements):
         rows = self.connection.execute(
             _PG_LOCK_BUCKETS,
             {
-                "line_ids": _Array(k[0] for k in keys),
-                "units": _Array(k[1] for k in keys),
-                "zones": _Array(k[2] for k in keys),
-                "first_starts": _Array(spans[k][0] for k in keys),
-                "last_starts": _Array(spans[k][1] for k in keys),
+                "line_ids": Array(k[0] for k in keys),
+                "units": Array(k[1] for k in keys),
+                "zones": Array(k[2] for k in keys),
+                "first_starts": Array(spans[k][0] for k in keys),
+                "last_starts": Array(spans[k][1] for k in keys),
             },
         ).all()
         return _by_line(rows)
@@ -454,12 +448,12 @@ class _PostgresStatements(_Statements):
             {
                 "source": source,
                 "received_at": now,
-                "record_ids": _Array(r.record_id for r in ordered),
-                "line_ids": _Array(lines[r.msisdn].id for r in ordered),
-                "units": _Array(r.kind.unit.value for r in ordered),
-                "zones": _Array(r.zone.value for r in ordered),
-                "quantities": _Array(r.quantity for r in ordered),
-                "started_ats": _Array(r.started_at for r in ordered),
+                "record_ids": Array(r.record_id for r in ordered),
+                "line_ids": Array(lines[r.msisdn].id for r in ordered),
+                "units": Array(r.kind.unit.value for r in ordered),
+                "zones": Array(r.zone.value for r in ordered),
+                "quantities": Array(r.quantity for r in ordered),
+                "started_ats": Array(r.started_at for r in ordered),
             },
         ).all()
         return {record_id: id_ for id_, record_id in rows}
@@ -467,7 +461,7 @@ class _PostgresStatements(_Statements):
     def update_remaining(self, buckets: list[balances.Bucket]) -> None:
         self.connection.execute(
             _PG_UPDATE_REMAINING,
-            {"ids": _Array(b.id for b in buckets), "remaining": _Array(b.remaining for b in buckets)},
+            {"ids": Array(b.id for b in buckets), "remaining": Array(b.remaining for b in buckets)},
         )
 
     def insert_ledger(self, rows: _LedgerRows, now: datetime) -> None:
@@ -475,13 +469,13 @@ class _PostgresStatements(_Statements):
             _PG_INSERT_LEDGER,
             {
                 "created_at": now,
-                "line_ids": _Array(rows.line_id),
-                "bucket_ids": _Array(rows.bucket_id),
-                "units": _Array(rows.unit),
-                "zones": _Array(rows.zone),
-                "deltas": _Array(rows.delta),
-                "reasons": _Array(rows.reason),
-                "usage_record_ids": _Array(rows.usage_record_id),
+                "line_ids": Array(rows.line_id),
+                "bucket_ids": Array(rows.bucket_id),
+                "units": Array(rows.unit),
+                "zones": Array(rows.zone),
+                "deltas": Array(rows.delta),
+                "reasons": Array(rows.reason),
+                "usage_record_ids": Array(rows.usage_record_id),
             },
         )
 
@@ -489,7 +483,7 @@ class _PostgresStatements(_Statements):
         if not records:
             return []
         rows = self.connection.execute(
-            _PG_STORED, {"source": source, "record_ids": _Array(r.record_id for r in records)}
+            _PG_STORED, {"source": source, "record_ids": Array(r.record_id for r in records)}
         )
         stored = {row[0]: row[1:] for row in rows.all()}
         return [_repeat_outcome(r, lines[r.msisdn], stored[r.record_id]) for r in records]

@@ -288,9 +288,11 @@ class Node:
     def error_answer(
         self, request: codec.Inbound, code: int, text: str, app: Application | None = None, *failed: Any
     ) -> Message:
-        """An answer to a request that was not served (RFC 6733 §7.2): Session-Id, Result-Code,
-        Origin-Host/-Realm, what the application echoes (e.g. CC-Request-Type and -Number),
-        Error-Message and Failed-AVP; the E bit on a protocol error (3xxx)."""
+        """An answer to a request that was not served: Session-Id, Result-Code, Origin-Host/-Realm,
+        Error-Message and Failed-AVP. A protocol error (3xxx) has the E bit and RFC 6733 §7.2's
+        answer-message format, which has no place for the application's M-bit AVPs (OTP's
+        diameter, for one, rejects such an answer); any other error answer is the command's own
+        and holds what the application echoes (e.g. CC-Request-Type and -Number)."""
         asked = request.message.header
         header = MessageHeader(
             command_code=asked.command_code,
@@ -309,7 +311,7 @@ class Node:
             Avp.new(constants.AVP_ORIGIN_HOST, value=self.identity.origin_host.encode()),
             Avp.new(constants.AVP_ORIGIN_REALM, value=self.identity.realm.encode()),
         ]
-        if app is not None:
+        if app is not None and not header.is_error:
             avps += app.echo(request)
         avps.append(Avp.new(constants.AVP_ERROR_MESSAGE, value=text))
         if failed:

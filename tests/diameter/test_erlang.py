@@ -1,0 +1,146 @@
+"""The Gy server as Erlang/OTP's diameter application sees it: a packet gateway built on OTP (the
+script in tests/diameter/erlang/) does the capabilities exchange, a two-service session and a
+request to a realm we do not serve, and prints each answer as OTP's strict decoder read it. Any
+decode error OTP reports (an M bit, a Failed-AVP's shape, a grouped AVP) fails the test. .ci/run
+installs OTP's diameter and its RFC 4006 dictionary; where they are missing locally the tests
+are skipped and say how to get them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from duckline.catalog.rules import Unit
+from duckline.diameter.server import GyServer
+from duckline.runtime import Runtime
+from duckline.usage.models import Bucket
+from tests.diameter.conftest import PGW, VENDOR_ID, status_of
+from tests.diameter.wire import INITIAL, TERMINATE, UPDATE
+from tests.usage.test_usage import active_line
+
+OTP_CLIENT = Path(__file__).parent / "erlang" / "gy_client.escript"
+MB = 1_000_000
+Service = tuple[int, int | None, int | None]  # rating group, octets asked, octets used
+
+
+def otp_diameter_missing() -> str | None:
+    """Why the OTP client cannot run here, or None."""
+    if shutil.which("escript") is None:
+        return "Erlang/OTP is not installed (apt-get install erlang-base erlang-diameter; .ci/run does)"
+    found = subprocess.run(  # noqa: S603 (erl's own query)
+        [
+            shutil.which("erl") or "erl",
+            "-noshell",
+            "-eval",
+            "io:put_chars(code:lib_dir(diameter)), halt().",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if found.returncode != 0 or found.stdout.startswith("{error"):
+        return "OTP's diameter application is not installed (apt-get install erlang-diameter erlang-dev; .ci/run does)"
+    if not (Path(found.stdout) / "examples" / "dict" / "rfc4006_cc.dia").is_file():
+        return "OTP's RFC 4006 dictionary is not installed (apt-get install erlang-examples; .ci/run does)"
+    if not (Path(found.stdout) / "include" / "diameter.hrl").is_file():
+        return "OTP's diameter headers are not installed (apt-get install erlang-dev; .ci/run does)"
+    return None
+
+
+@pytest.fixture
+def otp() -> None:
+    if reason := otp_diameter_missing():
+        print(f"skipped: {reason}")
+        pytest.skip(reason)
+
+
+def request(label: str, kind: int, number: int, *services: Service, realm: str = "duckline.example") -> str:
+    """One request in the script's notation: {Label, Type, Number, Realm, [{Group, Asked, Used}]}."""
+
+    def units(n: int | None) -> str:
+        return "none" if n is None else str(n)
+
+    blocks = ",".join(f"{{{group},{units(asked)},{units(used)}}}" for group, asked, used in services)
+    return f'{{"{label}",{kind},{number},"{realm}",[{blocks}]}}'
+
+
+def run_otp_client(port: int, host: str, msisdn: str, *requests: str) -> dict[str, dict[str, Any]]:
+    """The script's answers by label; every one of them decoded by OTP without an error."""
+    done = subprocess.run(  # noqa: S603 (our own script)
+        [shutil.which("escript") or "escript", str(OTP_CLIENT), str(port), host, msisdn, f"[{','.join(requests)}]"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    answers = {line["label"]: line for line in map(json.loads, done.stdout.splitlines())}
+    for label, answer in answers.items():
+        assert answer["errors"] == [], f"OTP's decoder reports errors in the {label} answer: {answer['errors']}"
+    return answers
+
+
+def data_left(runtime: Runtime, line_id: int) -> int:
+    """What the line's data buckets hold, read from the database."""
+    with runtime.unit_of_work() as uow:
+        left = uow.session.scalar(
+            select(func.sum(Bucket.remaining)).where(Bucket.line_id == line_id, Bucket.unit == Unit.DATA_BYTES)
+        )
+    return int(left or 0)
+
+
+def test_otp_diameter_runs_a_two_service_session_and_decodes_every_answer_cleanly(
+    otp: None, client: TestClient, runtime: Runtime, gy: GyServer
+) -> None:
+    subscriber = active_line(client, runtime)
+    line_id, msisdn = subscriber["line"]["id"], subscriber["line"]["msisdn"].removeprefix("+")
+    before = data_left(runtime, line_id)
+    assert before >= 2 * MB
+    used = {"updated": (300_000, 200_000), "closed": (50_000, 70_000)}
+
+    answers = run_otp_client(
+        gy.port,
+        PGW,
+        msisdn,
+        request("opened", INITIAL, 0, (10, MB, None), (11, MB, None)),
+        request("updated", UPDATE, 1, (10, MB, used["updated"][0]), (11, MB, used["updated"][1])),
+        request("elsewhere", UPDATE, 2, (10, MB, 5), (11, MB, 5), realm="elsewhere.test"),
+        request("closed", TERMINATE, 2, (10, None, used["closed"][0]), (11, None, used["closed"][1])),
+    )
+    for label, answer in answers.items():
+        print(f"OTP decoded {label}: {json.dumps(answer)}")
+
+    cea = answers["cea"]
+    assert (cea["command"], cea["result"], cea["e"]) == ("CEA", 2001, False)
+    realm = runtime.settings.diameter_realm
+    assert (cea["product"], cea["vendor"], cea["origin_realm"]) == ("Duckline", VENDOR_ID, realm)
+    assert 4 in cea["applications"]
+
+    validity = runtime.settings.quota_validity_seconds
+    granted = [
+        {"rating_group": 10, "result": 2001, "granted": MB, "validity": validity},
+        {"rating_group": 11, "result": 2001, "granted": MB, "validity": validity},
+    ]
+    for label, kind, number in [("opened", INITIAL, 0), ("updated", UPDATE, 1)]:
+        answer = answers[label]
+        assert (answer["command"], answer["result"], answer["e"]) == ("CCA", 2001, False), answer
+        assert (answer["type"], answer["number"]) == (kind, number)
+        assert answer["mscc"] == granted, answer
+
+    elsewhere = answers["elsewhere"]
+    # OTP reads an answer with the E bit as RFC 6733's answer-message, not as a CCA.
+    assert (elsewhere["command"], elsewhere["result"], elsewhere["e"]) == ("answer-message", 3003, True), elsewhere
+
+    closed = answers["closed"]
+    assert (closed["result"], closed["e"], closed["type"], closed["number"]) == (2001, False, TERMINATE, 2)
+    ended = [(m["rating_group"], m["result"], m["granted"]) for m in closed["mscc"]]
+    assert ended == [(10, 2001, None), (11, 2001, None)]
+
+    assert data_left(runtime, line_id) == before - sum(used["updated"]) - sum(used["closed"])
+    assert status_of(gy, PGW).answers == {2001: 3, 3003: 1}

@@ -3,13 +3,18 @@ script in tests/diameter/erlang/) does the capabilities exchange, a two-service 
 request to a realm we do not serve, and prints each answer as OTP's strict decoder read it. Any
 decode error OTP reports (an M bit, a Failed-AVP's shape, a grouped AVP) fails the test. .ci/run
 installs OTP's diameter and its RFC 4006 dictionary; where they are missing locally the tests
-are skipped and say how to get them."""
+are skipped and say how to get them. A capture on loopback of that gateway's two-service request
+and our answer, read by tshark, shows both services answered each with its own Result-Code."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
+import time
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +149,164 @@ def test_otp_diameter_runs_a_two_service_session_and_decodes_every_answer_cleanl
 
     assert data_left(runtime, line_id) == before - sum(used["updated"]) - sum(used["closed"])
     assert status_of(gy, PGW).answers == {2001: 3, 3003: 1}
+
+
+FLAG_R = "diameter.flags.request"
+AVP_FIELDS = {
+    "diameter.avp.code",
+    "diameter.avp.flags",
+    "diameter.avp.len",
+    "diameter.avp.vendorId",
+    "diameter.avp.pad",
+}
+
+
+@dataclass
+class Avp:
+    """An AVP as tshark decoded it: name, M and V bits, Vendor-ID, value (as tshark shows it) and,
+    for a grouped AVP, its own AVPs."""
+
+    name: str
+    line: str  # tshark's one-line summary of it
+    m: bool
+    v: bool
+    vendor: str | None
+    value: str
+    avps: list[Avp]
+
+
+def avp_tree(element: ElementTree.Element, path: str = "field[@name='diameter.avp']") -> list[Avp]:
+    found = []
+    for field in element.findall(path):
+        flags = {f.get("name"): f.get("show") == "1" for f in field.findall("field[@name='diameter.avp.flags']/field")}
+        vendor = field.find("field[@name='diameter.avp.vendorId']")
+        # The value's field (the dissector may add another for the same bytes, e.g. VendorId).
+        value = next(f for f in field.findall("field") if f.get("name") not in AVP_FIELDS)
+        code = field.find("field[@name='diameter.avp.code']")
+        assert code is not None
+        found.append(
+            Avp(
+                name=code.get("showname", "").split()[-1],
+                line=field.get("showname", ""),
+                m=flags["diameter.flags.mandatory"],
+                v=flags["diameter.flags.vendorspecific"],
+                vendor=None if vendor is None else vendor.get("show"),
+                value=value.get("show", ""),
+                avps=avp_tree(value),
+            )
+        )
+    return found
+
+
+def walk(avps: list[Avp]) -> list[Avp]:
+    return [x for a in avps for x in (a, *walk(a.avps))]
+
+
+def outline(avps: list[Avp], depth: int = 1) -> list[str]:
+    return [line for a in avps for line in ("  " * depth + a.line, *outline(a.avps, depth + 1))]
+
+
+class LoopbackCapture:
+    """tshark capturing the server's port on the loopback interface, as it happens."""
+
+    def __init__(self, port: int, path: Path) -> None:
+        self.port, self.path = port, path
+        self.log = path.with_suffix(".log")
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(  # noqa: S603
+                [shutil.which("tshark") or "tshark", "-i", "lo", "-f", f"tcp port {port}", "-w", str(path)],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+        deadline = time.monotonic() + 30
+        while "Capturing on" not in self.log.read_text():
+            assert self.process.poll() is None, f"tshark could not capture on lo: {self.log.read_text()}"
+            assert time.monotonic() < deadline, "tshark did not start capturing within 30 s"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        time.sleep(0.5)  # the last segments reach the capture
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(timeout=30)
+
+    def tshark(self, *options: str) -> str:
+        decoded = subprocess.run(  # noqa: S603
+            [
+                shutil.which("tshark") or "tshark",
+                "-r",
+                str(self.path),
+                "-d",
+                f"tcp.port=={self.port},diameter",
+                *options,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert decoded.returncode == 0, decoded.stderr
+        return decoded.stdout
+
+
+def test_tshark_reads_otp_s_two_mscc_request_and_our_answer_captured_on_loopback(
+    otp: None, tmp_path: Path, client: TestClient, runtime: Runtime, gy: GyServer
+) -> None:
+    if shutil.which("tshark") is None:
+        pytest.skip("tshark is not installed (apt-get install tshark; .ci/run does)")
+    msisdn = active_line(client, runtime)["line"]["msisdn"].removeprefix("+")
+    capture = LoopbackCapture(gy.port, tmp_path / "otp-gy.pcapng")
+    try:
+        run_otp_client(gy.port, PGW, msisdn, request("opened", INITIAL, 0, (10, MB, None), (11, MB, None)))
+    finally:
+        capture.stop()
+    print(f"tshark, the exchange captured on lo:\n{capture.tshark('-Y', 'diameter')}")
+    root = ElementTree.fromstring(capture.tshark("-T", "pdml"))  # noqa: S314 (tshark's output)
+    assert not root.findall(".//proto[@name='_ws.malformed']"), "tshark: malformed"
+    messages = {}
+    for packet in root.findall("packet"):
+        for diameter in packet.findall("proto[@name='diameter']"):
+            code, request_bit = (diameter.find(f".//field[@name='{f}']") for f in ("diameter.cmd.code", FLAG_R))
+            assert code is not None and request_bit is not None
+            messages[(int(code.get("show", "0")), request_bit.get("show") == "1")] = avp_tree(diameter)
+    cer, cea, ccr, cca = (messages[key] for key in [(257, True), (257, False), (272, True), (272, False)])
+    for title, avps in (("our CEA", cea), ("OTP's CCR", ccr), ("our CCA", cca)):
+        print(f"tshark, {title}:\n" + "\n".join(outline(avps)))
+
+    def mscc(avps: list[Avp]) -> list[dict[str, Any]]:
+        """Each MSCC's Rating-Group, Result-Code and requested/granted octets."""
+        found = []
+        for block in (a for a in avps if a.name == "Multiple-Services-Credit-Control"):
+            inner = {a.name: a for a in block.avps}
+            units = {
+                name: int(next(a.value for a in inner[name].avps if a.name == "CC-Total-Octets"))
+                for name in ("Requested-Service-Unit", "Granted-Service-Unit")
+                if name in inner
+            }
+            found.append(
+                {
+                    "rg": int(inner["Rating-Group"].value),
+                    "rc": int(inner["Result-Code"].value) if "Result-Code" in inner else None,
+                    **units,
+                }
+            )
+        return found
+
+    assert mscc(ccr) == [
+        {"rg": 10, "rc": None, "Requested-Service-Unit": MB},
+        {"rg": 11, "rc": None, "Requested-Service-Unit": MB},
+    ]
+    assert mscc(cca) == [
+        {"rg": 10, "rc": 2001, "Granted-Service-Unit": MB},
+        {"rg": 11, "rc": 2001, "Granted-Service-Unit": MB},
+    ]
+    for answer in (cea, cca):
+        top = {a.name: a for a in answer}
+        assert top["Result-Code"].value == "2001"
+        assert top["Origin-Host"].m and top["Origin-Realm"].m
+        assert top["Origin-Host"].value == "ocs.duckline.example"
+        # Only IETF AVPs: no V bit, no Vendor-ID field, anywhere in the tree.
+        assert [(a.name, a.vendor) for a in walk(answer) if a.v or a.vendor is not None] == []
+    assert {a.name: a.value for a in cea if a.name in ("Vendor-Id", "Auth-Application-Id")} == {
+        "Vendor-Id": str(VENDOR_ID),
+        "Auth-Application-Id": "4",
+    }
+    assert next(a.value for a in cer if a.name == "Vendor-Id") == "0"  # OTP's own, as configured

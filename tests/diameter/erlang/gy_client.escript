@@ -45,6 +45,10 @@ run(Port, Host, Msisdn, Requests) ->
         {'Product-Name', "OTP diameter"},
         {'Auth-Application-Id', [?CC_APP]},
         {decode_format, map},
+        %% OTP's defaults, stated: an M-bit AVP the command's grammar does not name is an
+        %% error (5001), and so is an AVP that occurs more or less often than it allows.
+        {strict_mbit, true},
+        {strict_arities, true},
         {string_decode, false},
         {application, [{alias, cc},
                        {dictionary, rfc4006_cc},

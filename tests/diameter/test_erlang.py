@@ -66,14 +66,23 @@ def otp() -> None:
         pytest.skip(reason)
 
 
-def request(label: str, kind: int, number: int, *services: Service, realm: str = "duckline.example") -> str:
-    """One request in the script's notation: {Label, Type, Number, Realm, [{Group, Asked, Used}]}."""
+def request(
+    label: str,
+    kind: int,
+    number: int,
+    *services: Service,
+    realm: str = "duckline.example",
+    subscriber: str | None = "",
+) -> str:
+    """One request in the script's notation: {Label, Type, Number, Realm, [{Group, Asked, Used}]},
+    and the subscriber if not the script's (None: no Subscription-Id)."""
 
     def units(n: int | None) -> str:
         return "none" if n is None else str(n)
 
     blocks = ",".join(f"{{{group},{units(asked)},{units(used)}}}" for group, asked, used in services)
-    return f'{{"{label}",{kind},{number},"{realm}",[{blocks}]}}'
+    other = "" if subscriber == "" else ",none" if subscriber is None else f',"{subscriber}"'
+    return f'{{"{label}",{kind},{number},"{realm}",[{blocks}]{other}}}'
 
 
 def run_otp_client(port: int, host: str, msisdn: str, *requests: str) -> dict[str, dict[str, Any]]:
@@ -149,6 +158,37 @@ def test_otp_diameter_runs_a_two_service_session_and_decodes_every_answer_cleanl
 
     assert data_left(runtime, line_id) == before - sum(used["updated"]) - sum(used["closed"])
     assert status_of(gy, PGW).answers == {2001: 3, 3003: 1}
+
+
+def test_otp_diameter_decodes_our_5xxx_answers_as_ccas_without_errors(
+    otp: None, client: TestClient, runtime: Runtime, gy: GyServer
+) -> None:
+    """Errors that are not protocol errors come in a CCA (no E bit) that must still satisfy the CCA's
+    grammar, and a Failed-AVP that must satisfy its own: OTP's decoder checks both."""
+    msisdn = active_line(client, runtime)["line"]["msisdn"].removeprefix("+")
+    answers = run_otp_client(
+        gy.port,
+        PGW,
+        msisdn,
+        request("no subscriber", INITIAL, 0, (10, MB, None), subscriber=None),
+        request("unknown", INITIAL, 0, (10, MB, None), subscriber="85200000001"),
+        request("one unrated", INITIAL, 0, (10, MB, None), (4242, MB, None)),
+    )
+    for label, answer in answers.items():
+        print(f"OTP decoded {label}: {json.dumps(answer)}")
+    missing = answers["no subscriber"]
+    assert (missing["command"], missing["result"], missing["e"], missing["type"]) == ("CCA", 5005, False, INITIAL)
+    assert len(missing["failed"]) == 1 and "Subscription-Id" in missing["failed"][0], missing["failed"]
+    unknown = answers["unknown"]
+    assert (unknown["command"], unknown["result"], unknown["e"]) == ("CCA", 5030, False)
+    assert unknown["mscc"] == [{"rating_group": 10, "result": 5030, "granted": None, "validity": None}]
+    unrated = answers["one unrated"]
+    assert (unrated["command"], unrated["result"], unrated["e"]) == ("CCA", 2001, False)
+    validity = runtime.settings.quota_validity_seconds
+    assert unrated["mscc"] == [
+        {"rating_group": 10, "result": 2001, "granted": MB, "validity": validity},
+        {"rating_group": 4242, "result": 5031, "granted": None, "validity": None},
+    ]
 
 
 FLAG_R = "diameter.flags.request"

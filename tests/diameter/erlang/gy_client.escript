@@ -10,7 +10,9 @@
 %%
 %% Usage: gy_client.escript PORT ORIGIN_HOST MSISDN REQUESTS
 %%   REQUESTS: [{Label, Type, Number, DestinationRealm, [{RatingGroup, Asked, Used}]}], where
-%%   Label and DestinationRealm are strings, Type is 1..4 and Asked/Used octets or none.
+%%   Label and DestinationRealm are strings, Type is 1..4 and Asked/Used octets or none; a sixth
+%%   element, a string or none, replaces MSISDN in that request's Subscription-Id (none: no
+%%   Subscription-Id).
 %% Exit status: 0 done, 1 a failure (printed as {"label":"error",...}), 3 the dictionary is absent.
 -mode(compile).
 
@@ -60,10 +62,19 @@ run(Port, Host, Msisdn, Requests) ->
         {transport_config, [{raddr, {127, 0, 0, 1}}, {rport, Port}]},
         {connect_timer, 30000}]}),
     print_cea(wait_up()),
-    Session = diameter:session_id(Host),
-    lists:foreach(fun(Request) -> ask(Session, Host, Msisdn, Request) end, Requests),
+    %% A new session at each CCR-INITIAL (or EVENT), as a gateway opens one per bearer.
+    lists:foldl(fun(Request, Session0) ->
+                        Session = session(element(2, Request), Host, Session0),
+                        ask(Session, Host, Msisdn, Request),
+                        Session
+                end,
+                undefined,
+                Requests),
     ok = diameter:stop_service(?SERVICE),
     wait_down().
+
+session(Type, Host, _) when Type == 1; Type == 4 -> diameter:session_id(Host);
+session(_, _, Session) -> Session.
 
 %% The dictionaries: Filter-Id's from RFC 4005, then RFC 4006's, each inheriting RFC 6733's base.
 load_dictionaries() ->
@@ -114,6 +125,8 @@ print_cea(#diameter_packet{header = Header, msg = Msg, errors = Errors}) ->
            {applications, maps:get('Auth-Application-Id', Avps, [])}]).
 
 ask(Session, Host, Msisdn, {Label, Type, Number, Realm, Services}) ->
+    ask(Session, Host, Msisdn, {Label, Type, Number, Realm, Services, Msisdn});
+ask(Session, Host, _, {Label, Type, Number, Realm, Services, Subscriber}) ->
     CCR = #{'Session-Id' => Session,
             'Origin-Host' => Host,
             'Origin-Realm' => ?REALM,
@@ -122,7 +135,8 @@ ask(Session, Host, Msisdn, {Label, Type, Number, Realm, Services}) ->
             'Service-Context-Id' => "32251@3gpp.org",
             'CC-Request-Type' => Type,
             'CC-Request-Number' => Number,
-            'Subscription-Id' => [#{'Subscription-Id-Type' => 0, 'Subscription-Id-Data' => Msisdn}],
+            'Subscription-Id' => [#{'Subscription-Id-Type' => 0, 'Subscription-Id-Data' => Subscriber}
+                                  || Subscriber /= none],
             'Multiple-Services-Credit-Control' => [mscc(S) || S <- Services]},
     case diameter:call(?SERVICE, cc, ['CCR' | CCR], [{timeout, 15000}]) of
         #diameter_packet{} = Answer -> print_cca(Label, Answer);

@@ -8,6 +8,7 @@ and our answer, read by tshark, shows both services answered each with its own R
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import signal
@@ -35,6 +36,7 @@ MB = 1_000_000
 Service = tuple[int, int | None, int | None]  # rating group, octets asked, octets used
 
 
+@functools.cache
 def otp_diameter_missing() -> str | None:
     """Why the OTP client cannot run here, or None."""
     if shutil.which("escript") is None:

@@ -40,6 +40,24 @@ HEADER_LENGTH = 20
 # to wait for (the largest we accept bounds what one peer can make us buffer).
 MAX_MESSAGE_LENGTH = 1 << 20
 MUST_NOT_M = lazy.MUST_NOT_M
+# What RFC 6733 §7.2's answer-message (an answer with the E bit) names. Anything else in one (the
+# CC-Request-Type and -Number a credit-control client matches answers by) goes without the M bit:
+# the grammar's "* [ AVP ]" admits it, and a strict decoder (Erlang/OTP's diameter) rejects an
+# M-bit AVP the grammar does not name.
+ANSWER_MESSAGE = frozenset(
+    {
+        constants.AVP_SESSION_ID,
+        constants.AVP_ORIGIN_HOST,
+        constants.AVP_ORIGIN_REALM,
+        constants.AVP_RESULT_CODE,
+        constants.AVP_ORIGIN_STATE_ID,
+        constants.AVP_ERROR_MESSAGE,
+        constants.AVP_ERROR_REPORTING_HOST,
+        constants.AVP_FAILED_AVP,
+        constants.AVP_EXPERIMENTAL_RESULT,
+        constants.AVP_PROXY_INFO,
+    }
+)
 # The smallest payload each AVP type can have (an Address: family + IPv4).
 _MIN_PAYLOAD = {
     AvpAddress: 6,
@@ -145,6 +163,10 @@ def through_library(message: Any) -> bytes:
     avps = list(message.avps)
     for avp in avps:
         _set_flags(avp)
+    if message.header.is_error:
+        for avp in avps:
+            if avp.vendor_id == 0 and avp.code not in ANSWER_MESSAGE:
+                avp.is_mandatory = False
     return bytes(Message(message.header, avps).as_bytes())
 
 

@@ -292,8 +292,10 @@ class Node:
         self, request: codec.Inbound, code: int, text: str, app: Application | None = None, *failed: Any
     ) -> Message:
         """An answer to a request that was not served (RFC 6733 §7.2): Session-Id, Result-Code,
-        Origin-Host/-Realm, what the application echoes (e.g. CC-Request-Type and -Number),
-        Error-Message and Failed-AVP; the E bit on a protocol error (3xxx)."""
+        Origin-Host/-Realm, what the application echoes (e.g. CC-Request-Type and -Number, which
+        credit-control clients match answers by), Error-Message and Failed-AVP. A protocol error
+        (3xxx) has the E bit: it is §7.2's answer-message, and `codec` sends the echoes in it
+        without the M bit (see `codec.ANSWER_MESSAGE`)."""
         asked = request.header
         header = MessageHeader(
             command_code=asked.command_code,

@@ -36,11 +36,13 @@ MUST_NOT_M = {
 }
 
 
-def flags_as_required(avps: list[Any]) -> list[str]:
-    """What is wrong with the M bits of a tree of AVPs we sent (Failed-AVP's content is a copy)."""
+def flags_as_required(avps: list[Any], answer_message: bool = False) -> list[str]:
+    """What is wrong with the M bits of a tree of AVPs we sent (Failed-AVP's content is a copy); in
+    an E-bit answer (`answer_message`) the AVPs §7.2 does not name go without it."""
     wrong = []
     for avp in avps:
-        if avp.is_mandatory == (avp.code in MUST_NOT_M):
+        cleared = avp.code in MUST_NOT_M or (answer_message and avp.code not in codec.ANSWER_MESSAGE)
+        if avp.is_mandatory == cleared:
             wrong.append(f"{avp.name or avp.code}: M={avp.is_mandatory}")
         if isinstance(avp.value, list) and avp.code != constants.AVP_FAILED_AVP:
             wrong += flags_as_required(avp.value)
@@ -65,23 +67,29 @@ def test_every_avp_we_send_has_the_m_bit_the_rfcs_require(
         2001,
     ]
     for answer in (cea, granted, unknown_number, wrong_realm, dwa):
-        assert flags_as_required(answer.avps) == [], answer.message.name
+        assert flags_as_required(answer.avps, answer.header.is_error) == [], answer.message.name
     origin = granted.first(constants.AVP_ORIGIN_HOST), granted.first(constants.AVP_ORIGIN_REALM)
     assert all(avp is not None and avp.is_mandatory for avp in origin)
     assert granted.first(constants.AVP_MULTIPLE_SERVICES_CREDIT_CONTROL) is not None
 
 
-def test_protocol_errors_carry_the_e_bit_and_what_a_cca_must_hold(connect: Callable[..., RawPeer]) -> None:
+def test_protocol_errors_carry_the_e_bit_and_the_echoes_without_the_m_bit(
+    connect: Callable[..., RawPeer],
+) -> None:
     peer = connect(PGW)
     realm = peer.ask(peer.ccr("e;1", 3, UPDATE, used=5, destination_realm="elsewhere.test"))
     assert value_of(realm, RESULT) == 3003 and realm.message.header.is_error
     assert value_of(realm, constants.AVP_SESSION_ID) == "e;1"
+    assert value_of(realm, constants.AVP_ORIGIN_HOST) == b"ocs.duckline.example"
+    # CC-Request-Type and -Number echoed (clients match answers by them), but without the M bit
+    # outside answer-message's grammar: a strict decoder (OTP's diameter) rejects an M-bit AVP there.
     assert (value_of(realm, constants.AVP_CC_REQUEST_TYPE), value_of(realm, constants.AVP_CC_REQUEST_NUMBER)) == (
         UPDATE,
         3,
     )
     assert value_of(realm, constants.AVP_AUTH_APPLICATION_ID) == 4
-    assert value_of(realm, constants.AVP_ORIGIN_HOST) == b"ocs.duckline.example"
+    beyond = [avp for avp in realm.avps if avp.code not in codec.ANSWER_MESSAGE]
+    assert beyond and not any(avp.is_mandatory for avp in beyond)
 
     gx = peer.ccr("e;2", 0, UPDATE, used=5)
     gx.header.application_id = 16777238  # Gx: not ours
@@ -97,6 +105,10 @@ def test_protocol_errors_carry_the_e_bit_and_what_a_cca_must_hold(connect: Calla
     assert value_of(not_protocol, RESULT) == 5005 and not not_protocol.message.header.is_error
     served = peer.ask(peer.ccr("e;5", 1, UPDATE, used=5))
     assert value_of(served, RESULT) == 5002 and not served.message.header.is_error
+    # A 5xxx answer is a CCA: it holds what a CCA must.
+    assert [value_of(cca, constants.AVP_CC_REQUEST_TYPE) for cca in (not_protocol, served)] == [UPDATE, UPDATE]
+    assert value_of(served, constants.AVP_CC_REQUEST_NUMBER) == 1
+    assert value_of(served, constants.AVP_AUTH_APPLICATION_ID) == 4
 
 
 def test_a_missing_avp_gets_5005_and_a_zero_filled_one_of_minimum_size(connect: Callable[..., RawPeer]) -> None:

@@ -16,6 +16,7 @@ import pytest
 from diameter.message import constants
 from fastapi.testclient import TestClient
 
+from duckline.diameter.codec import ANSWER_MESSAGE
 from duckline.diameter.server import GyServer
 from duckline.runtime import Runtime
 from tests.diameter.conftest import PGW, PGW2, VENDOR_ID, status_of
@@ -77,7 +78,7 @@ def test_node_diameter_as_a_packet_gateway(client: TestClient, runtime: Runtime,
 
     elsewhere = avps("elsewhere")
     assert elsewhere["Result-Code"] == "DIAMETER_REALM_NOT_SERVED" and answers["elsewhere"]["flags"]["error"]
-    assert "CC-Request-Type" not in elsewhere  # an answer-message (RFC 6733 §7.2), not a CCA
+    assert (elsewhere["CC-Request-Type"], elsewhere["CC-Request-Number"]) == ("UPDATE_REQUEST", 1)
 
     assert avps("closed")["Result-Code"] == "DIAMETER_SUCCESS"
     assert remaining(client, subscriber)[("data_bytes", "HK")] == before - 400_000
@@ -124,12 +125,14 @@ def test_tshark_sees_the_flags_we_meant(
             answers.append((flags["diameter.flags.error"] == "1", pdml_avps(diameter)))
     assert len(answers) == 5  # CEA, CCA 2001, CCA 3003, CCA 5001, DWA
 
-    def wrong_m(avps: list[dict[str, Any]]) -> list[int]:
-        wrong = [a["code"] for a in avps if a["m"] == (a["code"] in MUST_NOT_M)]
-        return wrong + [c for a in avps if a["code"] != constants.AVP_FAILED_AVP for c in wrong_m(a["avps"])]
+    def wrong_m(avps: list[dict[str, Any]], error: bool) -> list[int]:
+        # In an E-bit answer, what RFC 6733 §7.2's answer-message does not name goes without M.
+        cleared = {a["code"] for a in avps if a["code"] in MUST_NOT_M or (error and a["code"] not in ANSWER_MESSAGE)}
+        wrong = [a["code"] for a in avps if a["m"] == (a["code"] in cleared)]
+        return wrong + [c for a in avps if a["code"] != constants.AVP_FAILED_AVP for c in wrong_m(a["avps"], False)]
 
-    for _, avps in answers:
-        assert wrong_m(avps) == [], avps
+    for error, avps in answers:
+        assert wrong_m(avps, error) == [], avps
         assert {constants.AVP_ORIGIN_HOST, constants.AVP_ORIGIN_REALM} <= {a["code"] for a in avps}
     assert [error for error, _ in answers] == [False, False, True, False, False]  # only the 3003 has E
     granted = answers[1][1]

@@ -53,6 +53,7 @@ class StatusPublisher:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="gy-status")
         self._writing = False  # on the loop: a write is under way
         self._again = False  # on the loop: something happened during it
+        self._stopped = False  # on the loop: the last picture is taken, nothing more is written
         self._failing = False  # on the writer thread
         self._first = True  # on the writer thread
         self._ticker: asyncio.Task[None] | None = None
@@ -66,6 +67,7 @@ class StatusPublisher:
         the last picture with `running` false; gives up after `timeout` s (the rows go stale)."""
 
         async def last() -> list[PeerStatus]:
+            self._stopped = True
             if self._ticker is not None:
                 self._ticker.cancel()
             return self.node.status()
@@ -94,6 +96,8 @@ class StatusPublisher:
             await asyncio.sleep(self.interval)
 
     def _write(self) -> None:
+        if self._stopped:
+            return
         if self._writing:
             self._again = True
             return

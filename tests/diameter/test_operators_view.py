@@ -16,6 +16,8 @@ import pytest
 from diameter.message import constants
 from diameter.message.commands import DeviceWatchdogRequest, DisconnectPeerRequest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy import text as sql
 
 from duckline.accounts.roles import Role
 from duckline.core.clock import FrozenClock
@@ -88,9 +90,31 @@ def test_the_console_shows_the_peers_connected_with_their_counters_then_down_the
     wait_for(shown(support, PGW, state="down", connections="0"), what="pgw1 down")
     assert "disconnected: closed by the peer" in text(support.get("/console/charging").text)
 
-    gy.stop(timeout=1)
-    wait_for(shown(support, PGW, state="stopped"), what="the server stopped")
+    gy.stop(timeout=1)  # written before stop() returns, and nothing after it
+    time.sleep(0.5)
+    assert shown(support, PGW, state="stopped")()
     assert 'data-condition="stopped"' in support.get("/console/charging").text
+
+
+@pytest.mark.postgres_only
+def test_a_status_write_stuck_on_a_lock_holds_up_no_answer(
+    runtime: Runtime, gy: GyServer, connect: Callable[..., RawPeer]
+) -> None:
+    def state_written() -> str | None:
+        with runtime.unit_of_work() as uow:
+            return uow.session.scalar(select(DiameterPeerState.state).where(DiameterPeerState.peer_host == PGW))
+
+    wait_for(lambda: state_written() == "down", what="the first write")
+    with runtime.db.engine.connect() as locker:
+        locker.execute(sql("LOCK TABLE diameter_peer_states IN ACCESS EXCLUSIVE MODE"))
+        started = time.monotonic()
+        peer = connect(PGW)  # an event: its write waits for the lock
+        assert value_of(peer.dwr(), RESULT) == 2001
+        answer = peer.ask(peer.ccr("stuck;1", 0, INITIAL, "+85259999999", asked=MB))
+        assert value_of(answer, RESULT) != 0 and time.monotonic() - started < 3
+        assert status_of(gy, PGW).state is PeerState.CONNECTED
+        locker.rollback()
+    wait_for(lambda: state_written() == "connected", what="the write once the lock is gone")
 
 
 def test_a_server_that_went_silent_shows_as_stale(client: TestClient, runtime: Runtime, support: TestClient) -> None:

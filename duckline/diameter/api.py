@@ -49,6 +49,8 @@ class ServerOut(BaseModel):
     condition: str = Field(description="running, stale (not heard from lately) or stopped")
     started_at: datetime
     updated_at: datetime
+    refused: int = Field(description="CERs refused, from any host")
+    garbage: int = Field(description="connections closed on bad bytes before a CER was accepted")
     peers: list[PeerOut]
 
 
@@ -82,6 +84,8 @@ def peers(runtime: RuntimeDep, viewer: Reader) -> list[ServerOut]:
             condition=s.condition,
             started_at=s.started_at,
             updated_at=s.updated_at,
+            refused=s.refused,
+            garbage=s.garbage,
             peers=[
                 PeerOut(
                     host=p.host,

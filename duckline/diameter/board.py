@@ -12,7 +12,7 @@ from duckline.accounts.models import Account
 from duckline.accounts.roles import CHARGING_READERS
 from duckline.core.errors import DomainError, ErrorCode
 from duckline.core.unit_of_work import Transactions
-from duckline.diameter.models import DiameterPeerState
+from duckline.diameter.models import SERVER_ROW, DiameterPeerState
 
 # Stopped servers are listed this long after they stopped.
 SHOW_STOPPED = timedelta(hours=24)
@@ -43,6 +43,8 @@ class ServerView:
     condition: str  # running, stale, stopped
     started_at: datetime
     updated_at: datetime
+    refused: int  # CERs refused, from any host
+    garbage: int  # connections closed on bad bytes before a CER was accepted
     peers: list[PeerView]
 
 
@@ -67,18 +69,21 @@ def servers(transactions: Transactions, viewer: Account) -> list[ServerView]:
         for row in rows:
             grouped.setdefault((row.node, row.instance), []).append(row)
     found = []
-    for (node, instance), peers in grouped.items():
-        running = all(p.running for p in peers)
-        updated = max(p.updated_at for p in peers)
+    for (node, instance), rows in grouped.items():
+        running = all(r.running for r in rows)
+        updated = max(r.updated_at for r in rows)
         condition = "stopped" if not running else "stale" if updated < silent else "running"
+        own = next((r for r in rows if r.peer_host == SERVER_ROW), None)
         found.append(
             ServerView(
                 node,
                 instance,
                 condition,
-                min(p.started_at for p in peers),
+                min(r.started_at for r in rows),
                 updated,
-                [_peer(p, condition) for p in peers],
+                own.refused if own else 0,
+                own.errors if own else 0,
+                [_peer(r, condition) for r in rows if r.peer_host != SERVER_ROW],
             )
         )
     order = {"running": 0, "stale": 1, "stopped": 2}

@@ -12,6 +12,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 from duckline.db.base import Base
 from duckline.db.types import BigId
 
+# The row of the server process itself (a peer host no peer has): its CERs refused from any host
+# (`refused`) and its connections closed on bad bytes before a CER (`errors`).
+SERVER_ROW = ""
+
 
 class DiameterPeerState(Base):
     """One allowed peer as one server process sees it: upserted on each of its events and every

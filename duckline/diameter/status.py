@@ -20,11 +20,13 @@ import logging
 import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, or_, select
 
-from duckline.diameter.models import DiameterPeerState
+from duckline.diameter.models import SERVER_ROW, DiameterPeerState
 from duckline.diameter.peers import Node, Peer, PeerStatus
 from duckline.runtime import Runtime
 
@@ -34,6 +36,15 @@ log = logging.getLogger("duckline.diameter")
 FORGET_STOPPED = timedelta(days=1)
 FORGET_SILENT = timedelta(days=7)
 _servers_in_this_process = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Picture:
+    """The peers and the server's own counters at one moment, taken on the loop."""
+
+    peers: list[PeerStatus]
+    refused: int  # CERs refused, from any host (an unknown one has no row of its own)
+    garbage: int  # connections closed on bad bytes before a CER was accepted
 
 
 def instance_name() -> str:
@@ -66,16 +77,16 @@ class StatusPublisher:
         """From another thread than the loop's (the loop still running): stop ticking, then write
         the last picture with `running` false; gives up after `timeout` s (the rows go stale)."""
 
-        async def last() -> list[PeerStatus]:
+        async def last() -> Picture:
             self._stopped = True
             if self._ticker is not None:
                 self._ticker.cancel()
-            return self.node.status()
+            return self._picture()
 
         try:
-            statuses = asyncio.run_coroutine_threadsafe(last(), self.loop).result(timeout)
+            picture = asyncio.run_coroutine_threadsafe(last(), self.loop).result(timeout)
             # One writer thread: this runs after any write under way.
-            self._writer.submit(self._store, statuses, False).result(timeout)
+            self._writer.submit(self._store, picture, False).result(timeout)
         except TimeoutError:
             log.warning("the peers' last state was not written in %s s: they will show as stale", timeout)
         finally:
@@ -103,7 +114,7 @@ class StatusPublisher:
             return
         self._writing = True
         try:
-            written = self._writer.submit(self._store, self.node.status(), True)
+            written = self._writer.submit(self._store, self._picture(), True)
         except RuntimeError:  # the writer is shut down: the server is stopping
             self._writing = False
             return
@@ -113,6 +124,9 @@ class StatusPublisher:
         with contextlib.suppress(RuntimeError):  # the loop is closed: the server has stopped
             self.loop.call_soon_threadsafe(self._written)
 
+    def _picture(self) -> Picture:
+        return Picture(self.node.status(), self.node.peers.refused, self.node.peers.garbage)
+
     def _written(self) -> None:
         self._writing = False
         if self._again:
@@ -121,9 +135,9 @@ class StatusPublisher:
 
     # On the writer thread
 
-    def _store(self, statuses: list[PeerStatus], running: bool) -> None:
+    def _store(self, picture: Picture, running: bool) -> None:
         try:
-            self._upsert(statuses, running)
+            self._upsert(picture, running)
         except Exception as error:
             if not self._failing:
                 log.warning("cannot write the peers' state for the console: %s", error)
@@ -133,7 +147,7 @@ class StatusPublisher:
                 log.info("the peers' state is written for the console again")
             self._failing = False
 
-    def _upsert(self, statuses: list[PeerStatus], running: bool) -> None:
+    def _upsert(self, picture: Picture, running: bool) -> None:
         node = self.node.identity.origin_host
         with self.runtime.unit_of_work(wait_for_disk=False) as uow:
             now = uow.clock.now()
@@ -156,24 +170,51 @@ class StatusPublisher:
                     )
                 )
             }
-            for status in statuses:
-                row = rows.get(status.host)
+            for host, values in self._rows(picture, running, now):
+                row = rows.get(host)
                 if row is None:
-                    row = DiameterPeerState(node=node, instance=self.instance, peer_host=status.host)
+                    row = DiameterPeerState(node=node, instance=self.instance, peer_host=host)
                     row.started_at = self.started_at
                     session.add(row)
-                row.state = status.state.value
-                row.state_since = status.since
-                row.connections = status.connections
-                row.accepted = status.accepted
-                row.refused = status.refused
-                row.requests = status.requests
-                row.answers = {str(code): count for code, count in sorted(status.answers.items())}
-                row.errors = status.errors
-                row.dropped = status.dropped
-                row.suspects = status.suspects
-                row.last_event = status.last_event
-                row.last_event_at = status.last_event_at
-                row.running = running
-                row.updated_at = now
+                for name, value in values.items():
+                    setattr(row, name, value)
         self._first = False
+
+    def _rows(self, picture: Picture, running: bool, now: datetime) -> list[tuple[str, dict[str, Any]]]:
+        """(peer host, column values) of each row: the server's own, then each peer's."""
+        server: dict[str, Any] = {
+            "state": "server",
+            "state_since": self.started_at,
+            "connections": 0,
+            "accepted": 0,
+            "refused": picture.refused,
+            "requests": 0,
+            "answers": {},
+            "errors": picture.garbage,
+            "dropped": 0,
+            "suspects": 0,
+            "last_event": "",
+            "last_event_at": None,
+            "running": running,
+            "updated_at": now,
+        }
+        rows = [(SERVER_ROW, server)]
+        for status in picture.peers:
+            peer: dict[str, Any] = {
+                "state": status.state.value,
+                "state_since": status.since,
+                "connections": status.connections,
+                "accepted": status.accepted,
+                "refused": status.refused,
+                "requests": status.requests,
+                "answers": {str(code): count for code, count in sorted(status.answers.items())},
+                "errors": status.errors,
+                "dropped": status.dropped,
+                "suspects": status.suspects,
+                "last_event": status.last_event,
+                "last_event_at": status.last_event_at,
+                "running": running,
+                "updated_at": now,
+            }
+            rows.append((status.host, peer))
+        return rows

@@ -67,6 +67,8 @@ def shown(browser: TestClient, host: str, **expected: str) -> Callable[[], bool]
 def test_the_console_shows_the_peers_connected_with_their_counters_then_down_then_the_server_stopped(
     client: TestClient, runtime: Runtime, gy: GyServer, connect: Callable[..., RawPeer], support: TestClient
 ) -> None:
+    stranger = connect("stranger.operator.test", cer=False)
+    assert value_of(stranger.cer(), RESULT) == 3010
     peer = connect(PGW)
     unknown = peer.ask(peer.ccr("ops;1", 0, INITIAL, "+85259999999", asked=MB))  # no such line: answered all the same
     assert value_of(unknown, RESULT) != 2001
@@ -79,9 +81,11 @@ def test_the_console_shows_the_peers_connected_with_their_counters_then_down_the
     words = text(page.text)
     assert runtime.settings.diameter_origin_host in words and "Running" in words
     assert f"CER from 127.0.0.1:{peer.local_port} accepted" in words
+    assert "CERs refused, from any host: 1." in words
     _, admin = staff(runtime, Role.ADMIN, 8)
     servers = client.get("/api/v1/charging/peers", headers=admin)
     assert servers.status_code == 200, servers.text
+    assert [(s["condition"], s["refused"], s["garbage"]) for s in servers.json()] == [("running", 1, 0)]
     answered = {p["host"]: p for s in servers.json() for p in s["peers"]}
     assert answered[PGW]["state"] == "connected" and answered[PGW]["requests"] == 1
     assert answered[PGW]["accepted"] == 1 and sum(a["count"] for a in answered[PGW]["answers"]) == 1

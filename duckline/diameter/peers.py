@@ -420,7 +420,7 @@ class Connection:
             if waiter is not None and not waiter.done():
                 waiter.set_result(message)
             if header.command_code == DPR:
-                self.close("disconnected (DPA)")
+                self.close("DPA to our DPR")
             return
         if self.peer is None:
             if header.command_code != CER:

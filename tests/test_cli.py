@@ -13,11 +13,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from duckline.cli import app
 from duckline.core.clock import FrozenClock
 from duckline.core.config import Settings
+from duckline.diameter.models import DiameterPeerState
+from duckline.runtime import Runtime
 
 runner = CliRunner()
 
@@ -143,6 +146,13 @@ def test_ocs_serves_credit_control_until_interrupted(env: Path) -> None:
     finally:
         server.kill()
         server.wait()
+    # Each peer event is a line of its log, and the console's table has the peer, stopped.
+    logged = "".join(output)
+    assert "peer pgw.cli.test connected: CER from 127.0.0.1:" in logged, logged
+    assert "peer pgw.cli.test down: " in logged, logged
+    with Runtime(Settings()).unit_of_work() as uow:
+        rows = uow.session.execute(select(DiameterPeerState.peer_host, DiameterPeerState.running)).all()
+    assert sorted(tuple(r) for r in rows) == [("", False), ("pgw.cli.test", False)], logged  # "": the server's own
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,8 @@ LINE_OPERATORS = frozenset({Role.SUPPORT, Role.ADMIN})
 KYC_REVIEWERS = frozenset({Role.SUPPORT, Role.ADMIN})
 # Who reads the delivery attempts (did the SMS, the email, the webhook get through?).
 DELIVERY_READERS = frozenset({Role.SUPPORT, Role.ADMIN})
+# Who reads online charging's state (the Gy server's peers, the open credit-control sessions).
+CHARGING_READERS = frozenset({Role.SUPPORT, Role.ADMIN})
 USAGE_REPORTERS = frozenset({Role.NETWORK})
 
 

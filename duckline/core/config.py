@@ -163,6 +163,9 @@ class Settings(BaseSettings):
     # Tw (RFC 3539): a DWR after this long without a message from a peer; as long again without
     # one, the connection is suspect; again, down. RFC 3539 wants at least 6 s; tests use less.
     diameter_watchdog_seconds: float = Field(default=30.0, gt=0)
+    # How often each Gy server writes its peers' state for the console (also at every peer event);
+    # a server silent for 3 times this (at least 30 s) shows as stale.
+    diameter_status_seconds: float = Field(default=5.0, gt=0)
 
     # argon2id cost; lower it only for tests, where hashing time dominates.
     password_time_cost: int = 3

@@ -7,6 +7,7 @@ from duckline.accounts import models as accounts
 from duckline.billing import models as billing
 from duckline.catalog import models as catalog
 from duckline.db.base import NAMING, Base
+from duckline.diameter import models as diameter
 from duckline.lines import models as lines
 from duckline.messaging import models as messaging
 from duckline.staff import models as staff
@@ -14,6 +15,6 @@ from duckline.support import models as support
 from duckline.usage import models as usage
 
 # Importing a package's models module is what maps its tables onto Base.metadata.
-PACKAGES = (accounts, billing, catalog, lines, messaging, staff, support, usage)
+PACKAGES = (accounts, billing, catalog, diameter, lines, messaging, staff, support, usage)
 
 __all__ = ["NAMING", "PACKAGES", "Base"]

@@ -30,7 +30,7 @@ import random
 import socket
 import time
 from collections import Counter
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -121,6 +121,8 @@ class PeerCounters:
     errors: int = 0  # garbage, protocol violations, requests that raised
     dropped: int = 0  # answers whose connection was gone when they were ready
     connections: int = 0  # CERs accepted
+    refused: int = 0  # CERs from this host refused (no common application, missing AVP, …)
+    suspects: int = 0  # times a connection went unanswered for a DWR (RFC 3539 SUSPECT)
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,11 @@ class PeerStatus:
     answers: dict[int, int]
     errors: int
     dropped: int
+    accepted: int = 0  # CERs accepted (connections opened)
+    refused: int = 0
+    suspects: int = 0
+    last_event: str = ""  # what last happened to it, as its log line says it
+    last_event_at: datetime | None = None
 
 
 class Peer:
@@ -146,9 +153,14 @@ class Peer:
         self.counters = PeerCounters()
         self.state = PeerState.DOWN
         self.since = datetime.now(UTC)
+        self.last_event = ""
+        self.last_event_at: datetime | None = None
+        # Told of every event (on the loop: must only note it, e.g. the status publisher).
+        self.listeners: list[Callable[[Peer], None]] = []
 
     def refresh(self, reason: str) -> None:
-        """Recompute the state from the connections; one log line when it changes."""
+        """An event on one of its connections: recompute the state from the connections; the
+        event's one log line (with the state it leaves the peer in); tell the listeners."""
         states = {c.watchdog for c in self.connections}
         state = (
             PeerState.CONNECTED
@@ -159,12 +171,31 @@ class Peer:
         )
         if state is not self.state:
             self.state, self.since = state, datetime.now(UTC)
-            log.info("peer %s %s (%s; %d connection(s))", self.host, state.value, reason, len(self.connections))
+        level = logging.INFO if state is PeerState.CONNECTED else logging.WARNING
+        log.log(level, "peer %s %s: %s (%d connection(s))", self.host, state.value, reason, len(self.connections))
+        self.noted(reason)
+
+    def noted(self, event: str) -> None:
+        self.last_event, self.last_event_at = event[:200], datetime.now(UTC)
+        for listener in self.listeners:
+            listener(self)
 
     def status(self) -> PeerStatus:
         c = self.counters
         return PeerStatus(
-            self.host, self.state, self.since, len(self.connections), c.requests, dict(c.answers), c.errors, c.dropped
+            self.host,
+            self.state,
+            self.since,
+            len(self.connections),
+            c.requests,
+            dict(c.answers),
+            c.errors,
+            c.dropped,
+            accepted=c.connections,
+            refused=c.refused,
+            suspects=c.suspects,
+            last_event=self.last_event,
+            last_event_at=self.last_event_at,
         )
 
 
@@ -182,6 +213,11 @@ class Peers:
 
     def status(self) -> list[PeerStatus]:
         return [peer.status() for peer in self.by_host.values()]
+
+    def listen(self, listener: Callable[[Peer], None]) -> None:
+        """Call `listener(peer)` on the loop after each event of any peer."""
+        for peer in self.by_host.values():
+            peer.listeners.append(listener)
 
 
 def uri_host(uri: str) -> str:
@@ -355,11 +391,13 @@ class Connection:
         except codec.Garbage as garbage:
             reason = f"garbage: {garbage}"
             self._count_error()
-            log.warning("%s sent garbage (%s): disconnected", self, garbage)
+            if self.peer is None:  # a peer's connection says it in its closing line
+                log.warning("%s sent garbage (%s): disconnected", self, garbage)
         except _Violation as violation:
             reason = str(violation)
             self._count_error()
-            log.warning("%s: %s: disconnected", self, violation)
+            if self.peer is None:
+                log.warning("%s: %s: disconnected", self, violation)
         finally:
             self.close(reason)
             await self._closed()
@@ -386,7 +424,7 @@ class Connection:
             if waiter is not None and not waiter.done():
                 waiter.set_result(inbound.message)
             if header.command_code == DPR:
-                self.close("disconnected (DPA)")
+                self.close("DPA to our DPR")
             return
         if self.peer is None:
             if header.command_code != CER:
@@ -404,7 +442,7 @@ class Connection:
             self._identify(answer)
             answer.result_code = SUCCESS
             self.send(answer)
-            self.close(f"peer disconnected (cause {inbound.message.disconnect_cause})")
+            self.close(f"DPR (cause {inbound.message.disconnect_cause})")
         else:
             self._spawn(self._serve(inbound))
 
@@ -490,8 +528,7 @@ class Connection:
         self.writer.close()  # what was written still goes out first
         if self.peer is not None:
             self.peer.connections.remove(self)
-            log.info("%s disconnected: %s", self, reason)
-            self.peer.refresh(f"{self.address}: {reason}")
+            self.peer.refresh(f"{self.address} disconnected: {reason}")
         self.done.set()
 
     async def _closed(self) -> None:
@@ -514,6 +551,10 @@ class Connection:
             log.warning(
                 "CER from %s at %s refused with %s: %s", _text(origin) if origin else "?", self.address, code, text
             )
+            known = self.node.peers.get(_text(origin)) if origin else None
+            if known is not None:
+                known.counters.refused += 1
+                known.noted(f"CER from {self.address} refused with {code}: {text}")
             self.send(self._cea(cer, code, text, failed))
             self.close(f"CER refused ({code})")
             return
@@ -526,7 +567,7 @@ class Connection:
         self.send(self._cea(cer, SUCCESS))
         self._restart_timer()
         self._watch = asyncio.create_task(self._watchdog())
-        peer.refresh(f"CER from {self.address}")
+        peer.refresh(f"CER from {self.address} accepted")
 
     def _refusal(self, cer: codec.Inbound) -> tuple[int, str, Any]:
         for code in (
@@ -597,7 +638,7 @@ class Connection:
             if self._dwr_pending:
                 self.watchdog = Watchdog.SUSPECT
                 assert self.peer is not None
-                log.warning("%s: no answer to DWR", self)
+                self.peer.counters.suspects += 1
                 self.peer.refresh(f"{self.address} does not answer DWR")
             else:
                 dwr = DeviceWatchdogRequest()

@@ -34,6 +34,7 @@ from diameter.message.commands import CreditControlAnswer
 
 from duckline.diameter import codec, gy, lazy
 from duckline.diameter.peers import TOO_BUSY, Connection, Identity, Node, Peers, PeerStatus
+from duckline.diameter.status import StatusPublisher
 from duckline.runtime import Runtime
 from duckline.usage import quota
 
@@ -171,6 +172,7 @@ class GyServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._status: StatusPublisher | None = None
 
     def start(self) -> None:
         """Bind the port and accept the configured peers; raises OSError when it cannot bind."""
@@ -203,6 +205,8 @@ class GyServer:
             self._close_loop()
             raise
         self.node = node
+        self._status = StatusPublisher(self.runtime, node, self._loop)  # the peers, for the console
+        self._status.start()
 
     def stop(self, timeout: float = 10) -> None:
         """Send DPR to connected peers, wait up to `timeout` s for them to leave, let requests in
@@ -210,6 +214,9 @@ class GyServer:
         if self.node is not None and self._loop is not None:
             asyncio.run_coroutine_threadsafe(self.node.stop(timeout), self._loop).result()
             self.node = None
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
         self._close_loop()
 
     def status(self) -> list[PeerStatus]:

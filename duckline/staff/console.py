@@ -19,6 +19,7 @@ from duckline.catalog import console as console_catalogue
 from duckline.catalog.rules import Unit
 from duckline.core import i18n
 from duckline.core.money import Money
+from duckline.diameter import console as console_charging
 from duckline.lines import console as console_lines
 from duckline.messaging import console as console_deliveries
 from duckline.staff import console_subscribers
@@ -35,6 +36,7 @@ router.include_router(console_catalogue.router)
 router.include_router(console_operations.router)
 router.include_router(console_support.router)
 router.include_router(console_deliveries.router)
+router.include_router(console_charging.router)
 
 DAYS = dashboard_figures.DAYS
 MB = 1024 * 1024

@@ -16,6 +16,7 @@ from starlette.datastructures import FormData
 from duckline.accounts.models import Account
 from duckline.accounts.roles import (
     CATALOGUE_EDITORS,
+    CHARGING_READERS,
     DELIVERY_READERS,
     KYC_REVIEWERS,
     LINE_OPERATORS,
@@ -64,6 +65,7 @@ def abilities(actor: Account) -> dict[str, bool]:
         "jobs": actor.role in ADMINS,
         "desk": actor.role in DESK,
         "deliveries": actor.role in DELIVERY_READERS,
+        "charging": actor.role in CHARGING_READERS,
     }
 
 

@@ -19,6 +19,7 @@ from duckline.billing.api import orders, webhooks
 from duckline.billing.providers import sandbox_pages as sandbox
 from duckline.catalog import api as plans
 from duckline.core.config import Settings
+from duckline.diameter import api as charging
 from duckline.lines import api as lines
 from duckline.runtime import Runtime
 from duckline.staff.api import admin, operations
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         operations,
         webhooks,
         security,
+        charging,
     ):
         api.include_router(module.router)
     api.include_router(lines.esim_router)

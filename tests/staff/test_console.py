@@ -134,6 +134,7 @@ CONSOLE_PAGES = (
     "/console/numbers",
     "/console/audit",
     "/console/deliveries",
+    "/console/charging",
 )
 
 

@@ -96,6 +96,8 @@ MATRIX: dict[str, frozenset[Caller]] = {
     "GET /api/v1/rating-groups": STAFF,
     "PUT /api/v1/rating-groups/{rating_group}": STAFF,
     "DELETE /api/v1/rating-groups/{rating_group}": STAFF,
+    "GET /api/v1/charging/peers": STAFF,  # support and admin roles: tests/diameter/test_operators_view.py
+    "GET /api/v1/charging/sessions": STAFF,
     "GET /api/v1/promotions/current": ANYONE,
     # What network elements are for.
     "POST /api/v1/usage/batches": NETWORK,
@@ -216,6 +218,7 @@ MATRIX: dict[str, frozenset[Caller]] = {
     "GET /console/audit": STAFF,
     "GET /console/deliveries": STAFF,  # support and admin roles: tests/messaging/test_deliveries_console.py
     "GET /console/deliveries/{subject}/{subject_id}": STAFF,
+    "GET /console/charging": STAFF,  # support and admin roles: tests/diameter/test_operators_view.py
     # The support desk (support and admin roles; the role check is tested in tests/support/test_support_desk.py).
     "GET /api/v1/desk/tickets": STAFF,
     "GET /api/v1/desk/tickets/{ticket_id}": STAFF,

@@ -15,9 +15,13 @@ Reading a Credit-Control-Request:
   32251@3gpp.org data, 32260@3gpp.org voice, 32274@3gpp.org SMS;
 * an EVENT debits what its Requested-Service-Unit asks for (Requested-Action DIRECT_DEBITING, or
   none given); the other actions (refund, balance check, price enquiry) are refused with 5004;
-* the zone is that of the MCC in 3GPP-SGSN-MCC-MNC (top level, or inside Service-Information /
-  PS-Information): 454 Hong Kong, 460 the Mainland, 455 Macau; no MCC means Hong Kong. Only an
-  INITIAL or EVENT request picks it: a session is charged in the zone it opened in, whatever its
+* a call or an SMS (Ro, `diameter.ro`) is charged in the zone of the number called or texted
+  (IMS-Information's Called-Party-Address, SMS-Information's Recipient-Address): Hong Kong, the
+  Mainland, Macau or international; the subscriber may also be named by an END_USER_SIP_URI or
+  inside Service-Information, as an IMS call server does;
+* otherwise the zone is that of the MCC in 3GPP-SGSN-MCC-MNC (top level, or inside
+  Service-Information / PS-Information): 454 Hong Kong, 460 the Mainland, 455 Macau; no MCC means
+  Hong Kong. Only an INITIAL or EVENT request picks it: a session is charged in the zone it opened in, whatever its
   later requests say. Opening on a network with no zone of ours gets 4010 (no allowance of any
   line can be used there); usage reported later from such a network is still charged.
 
@@ -36,6 +40,8 @@ from diameter.message import constants
 from diameter.message.avp.grouped import FinalUnitIndication, GrantedServiceUnit
 
 from duckline.catalog.rules import Zone
+from duckline.catalog.voice_rating import zone_of
+from duckline.diameter import ro
 from duckline.usage.ingest import UsageKind
 from duckline.usage.quota import CreditAnswer, CreditRequest, RequestType, ResultCode, ServiceAnswer, ServiceUnits
 
@@ -89,7 +95,8 @@ def read_request(ccr: Any) -> GyRequest:
     except ValueError:
         raise Refused(INVALID_AVP_VALUE, "unknown CC-Request-Type", ((constants.AVP_CC_REQUEST_TYPE, 0),)) from None
     opens = request_type in (RequestType.INITIAL, RequestType.EVENT)
-    msisdn = _msisdn(ccr.subscription_id)
+    subscribers = ro.subscription_ids(ccr)
+    msisdn = _msisdn(subscribers) or ro.sip_subscriber(subscribers)
     if opens and msisdn is None:
         raise Refused(MISSING_AVP, "no END_USER_E164 Subscription-Id", ((constants.AVP_SUBSCRIPTION_ID, 0),))
     if request_type is RequestType.EVENT and ccr.requested_action not in (
@@ -113,17 +120,26 @@ def read_request(ccr: Any) -> GyRequest:
         if request_type is RequestType.EVENT:
             requested, used = requested if requested is not None else used, None  # the units to debit now
 
+    called = ro.destination(ccr) if opens else None  # Ro: whom a call or SMS goes to
+    if not opens:
+        zone = Zone.HK  # a session stays charged in the zone it opened in
+    elif called is not None and called.number is not None:
+        zone = zone_of(called.number)
+    else:
+        zone = _zone(ccr)
     credit = CreditRequest(
         session_id=session_id,
         request_number=ccr.cc_request_number,
         request_type=request_type,
         msisdn=msisdn,
         kind=kind,
-        zone=_zone(ccr) if opens else Zone.HK,  # a session stays charged in the zone it opened in
+        zone=zone,
         requested=requested,
         used=used,
         at=_aware(ccr.event_timestamp),
         services=services,
+        called_number=called.number if called is not None else None,
+        emergency=called is not None and called.emergency,
     )
     identifiers = [list(block.service_identifier or []) for block in blocks]
     return GyRequest(credit, in_mscc=bool(blocks), service_identifiers=identifiers)

@@ -30,7 +30,10 @@ from typing import Any
 from sqlalchemy import and_, func, not_, select
 
 from duckline.catalog import rating
+from duckline.catalog.models import Plan
 from duckline.catalog.rules import Unit, Zone
+from duckline.catalog.service import increments_of
+from duckline.catalog.voice_rating import Increments, is_emergency
 from duckline.core.unit_of_work import UnitOfWork
 from duckline.lines.models import Line
 from duckline.lines.states import can_use_service
@@ -102,6 +105,8 @@ class CreditRequest:
     used: int | None = None
     at: datetime | None = None  # when the usage happened (Event-Timestamp); default now
     services: tuple[ServiceUnits, ...] = ()
+    called_number: str | None = None  # Ro: the number called or texted, as dialled (its zone is `zone`)
+    emergency: bool = False  # the call server marked it an emergency call (IMS-Emergency-Indicator)
 
 
 @dataclass(frozen=True)
@@ -177,6 +182,7 @@ def handle(uow: UnitOfWork, request: CreditRequest) -> CreditAnswer:
             zone=request.zone,
             status=OPEN,
             reserved=0,
+            emergency=_is_emergency(uow, request),
             last_request_number=request.request_number,
             created_at=uow.now(),
             updated_at=uow.now(),
@@ -259,8 +265,13 @@ def _decide(uow: UnitOfWork, request: CreditRequest, line: Line, session: Credit
         seen.add(service.key)
     live = [(at, s) for at, s in enumerate(services) if at not in answers]
     if request.request_type in (RequestType.UPDATE, RequestType.TERMINATE):  # every service's use, one batch
-        used = [_record(uow, request, line, session, s, s.used) for _, s in live if s.used]
-        if used:
+        increments = _increments(uow, line, live)
+        used = [
+            _record(uow, request, line, session, s, _charged_units(session, s, s.used, increments))
+            for _, s in live
+            if s.used
+        ]
+        if used and not session.emergency:  # an emergency call is never charged
             usage.ingest(uow, SOURCE, used)
     for _, service in live:
         if service.key in reservations:  # what was reserved is now used (charged above) or given back
@@ -273,7 +284,7 @@ def _decide(uow: UnitOfWork, request: CreditRequest, line: Line, session: Credit
         for at, service in live:
             answers[at] = _answer(service, ResultCode.SUCCESS)
         return _whole(request, services, answers)
-    if session.status == ABORTED or not can_use_service(line.status, line.suspension):
+    if not session.emergency and (session.status == ABORTED or not can_use_service(line.status, line.suspension)):
         if request.request_type is not RequestType.UPDATE:  # after an update the element ends it
             session.status = CLOSED
         for reservation in reservations.values():
@@ -281,8 +292,9 @@ def _decide(uow: UnitOfWork, request: CreditRequest, line: Line, session: Credit
         session.reserved = 0
         return CreditAnswer(ResultCode.END_USER_SERVICE_DENIED)
 
+    increments = _increments(uow, line, live)
     for at, service in live:
-        answers[at] = _grant(uow, request, line, session, service, reservations)
+        answers[at] = _grant(uow, request, line, session, service, reservations, increments)
     if request.request_type is RequestType.EVENT:
         session.status = CLOSED
     session.reserved = sum(r.reserved for r in reservations.values())
@@ -296,23 +308,36 @@ def _grant(
     session: CreditSession,
     service: _Service,
     reservations: dict[int, CreditReservation],
+    increments: Increments | None = None,
 ) -> ServiceAnswer:
     """Grant (or, for an EVENT, debit) one rated service what it asks, as far as the buckets
-    allow after every other open reservation."""
+    allow after every other open reservation. Voice is granted (and an EVENT debited) in whole
+    charging increments; an emergency call is granted what it asks and holds nothing."""
     settings = uow.settings
     assert service.kind is not None
+    validity = settings.quota_validity_seconds
+    if session.emergency:  # granted from no bucket, whatever the line holds
+        if request.request_type is RequestType.EVENT:
+            return _answer(service, ResultCode.SUCCESS, granted=service.requested or 1)
+        session.expires_at = max(session.expires_at, uow.now() + timedelta(seconds=validity))
+        wanted = service.requested or settings.quota_default_units[service.kind.value]
+        return _answer(service, ResultCode.SUCCESS, granted=wanted, validity_seconds=validity)
     available = _available(uow, line.id, session, service.key, service.kind.unit)
+    voice = increments if service.kind is UsageKind.VOICE else None
     if request.request_type is RequestType.EVENT:
         wanted = service.requested or 1
-        if available < wanted:
+        debit = _charged_units(session, service, wanted, voice)
+        if available < debit:
             return _answer(service, ResultCode.CREDIT_LIMIT_REACHED)
-        usage.ingest(uow, SOURCE, [_record(uow, request, line, session, service, wanted)])
+        usage.ingest(uow, SOURCE, [_record(uow, request, line, session, service, debit)])
         return _answer(service, ResultCode.SUCCESS, granted=wanted)
     wanted = service.requested or settings.quota_default_units[service.kind.value]
-    granted = min(wanted, available)
+    if voice is not None:
+        granted, cost = voice.grant(session.seconds_used, wanted, available)
+    else:
+        granted = cost = min(wanted, available)
     if granted == 0:
         return _answer(service, ResultCode.CREDIT_LIMIT_REACHED)
-    validity = settings.quota_validity_seconds
     expires_at = uow.now() + timedelta(seconds=validity)
     reservation = reservations.get(service.key)
     if reservation is None:
@@ -327,7 +352,7 @@ def _grant(
         )
         uow.session.add(reservation)
         reservations[service.key] = reservation
-    reservation.unit, reservation.reserved, reservation.expires_at = service.kind.unit, granted, expires_at
+    reservation.unit, reservation.reserved, reservation.expires_at = service.kind.unit, cost, expires_at
     session.expires_at = max(session.expires_at, expires_at)
     uow.session.flush()  # the next service of this request must see it
     return _answer(service, ResultCode.SUCCESS, granted=granted, validity_seconds=validity, final=granted < wanted)
@@ -385,6 +410,29 @@ def _available(uow: UnitOfWork, line_id: int, session: CreditSession, key: int, 
         )
     )
     return max(0, int(held or 0) - int(reserved or 0))
+
+
+def _is_emergency(uow: UnitOfWork, request: CreditRequest) -> bool:
+    """A call (or SMS) to an emergency number, or one the call server marked so: decided when the
+    session opens, kept on it."""
+    return request.emergency or is_emergency(request.called_number, uow.settings.emergency_numbers)
+
+
+def _increments(uow: UnitOfWork, line: Line, live: list[tuple[int, _Service]]) -> Increments | None:
+    """The line's plan's voice charging increments, read only when a service is charged in voice."""
+    if not any(s.kind is UsageKind.VOICE for _, s in live):
+        return None
+    return increments_of(uow.session.get(Plan, line.plan_id) if line.plan_id is not None else None)
+
+
+def _charged_units(session: CreditSession, service: _Service, used: int, increments: Increments | None) -> int:
+    """What `used` units of a service cost: voice in the plan's increments, applied to the
+    session's seconds used in all (which this adds to); anything else as used."""
+    if service.kind is not UsageKind.VOICE or increments is None:
+        return used
+    charged = increments.charge(session.seconds_used, used)
+    session.seconds_used += used
+    return charged
 
 
 def _record(

@@ -12,7 +12,8 @@ Reading a Credit-Control-Request:
   CC-Output-Octets) are data, CC-Service-Specific-Units are SMS, CC-Time is voice, tried in that
   order because a data session often reports its duration too. With no units (an empty
   Requested-Service-Unit asks for the default quantum), the Service-Context-Id decides:
-  32251@3gpp.org data, 32260@3gpp.org voice, 32274@3gpp.org SMS;
+  32251@3gpp.org data, 32260@3gpp.org voice, 32274@3gpp.org SMS (with or without the operator's
+  labels in front, "ext.01.001.8.32260@3gpp.org");
 * an EVENT debits what its Requested-Service-Unit asks for (Requested-Action DIRECT_DEBITING, or
   none given); the other actions (refund, balance check, price enquiry) are refused with 5004;
 * a call or an SMS (Ro, `diameter.ro`) is charged in the zone of the number called or texted
@@ -110,7 +111,7 @@ def read_request(ccr: Any) -> GyRequest:
     if blocks:
         first = services[0]
         # The session's kind: that of a block without a rating group (the others are rated by theirs).
-        kind = first.kind or _first_unit(first) or SERVICE_CONTEXTS.get(ccr.service_context_id or "", UsageKind.DATA)
+        kind = first.kind or _first_unit(first) or (_context_kind(ccr.service_context_id) or UsageKind.DATA)
         requested = used = None
     else:
         reported = list(ccr.used_service_unit)
@@ -233,7 +234,7 @@ def _msisdn(subscription_ids: list[Any]) -> str | None:
 
 def _kind_of(asked: Any, reported: list[Any], service_context_id: str | None, opens: bool) -> UsageKind:
     kind = (
-        _kind(asked) or next(filter(None, map(_kind, reported)), None) or SERVICE_CONTEXTS.get(service_context_id or "")
+        _kind(asked) or next(filter(None, map(_kind, reported)), None) or _context_kind(service_context_id)
     )
     if kind is not None:
         return kind
@@ -242,6 +243,13 @@ def _kind_of(asked: Any, reported: list[Any], service_context_id: str | None, op
             MISSING_AVP, "no units and no known Service-Context-Id", ((constants.AVP_REQUESTED_SERVICE_UNIT, 0),)
         )
     return UsageKind.DATA  # a continuing request is charged in its session's unit: this one is unused
+
+
+def _context_kind(service_context_id: str | None) -> UsageKind | None:
+    """The kind a Service-Context-Id names: "32260@3gpp.org", or with the operator's labels in
+    front as TS 32.299 7.1.12 writes it ("ext.01.001.8.32260@3gpp.org", as Kamailio sends)."""
+    local, at, domain = (service_context_id or "").rpartition("@")
+    return SERVICE_CONTEXTS.get(local.rpartition(".")[2] + at + domain)
 
 
 def _octets(unit: Any) -> int | None:

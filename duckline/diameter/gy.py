@@ -233,9 +233,7 @@ def _msisdn(subscription_ids: list[Any]) -> str | None:
 
 
 def _kind_of(asked: Any, reported: list[Any], service_context_id: str | None, opens: bool) -> UsageKind:
-    kind = (
-        _kind(asked) or next(filter(None, map(_kind, reported)), None) or _context_kind(service_context_id)
-    )
+    kind = _kind(asked) or next(filter(None, map(_kind, reported)), None) or _context_kind(service_context_id)
     if kind is not None:
         return kind
     if opens:

@@ -17,6 +17,13 @@ request), so a retransmitted request is charged once, by the same unique constra
 usage batches. The line row is locked first (then, inside ingest, its buckets, by id), so two
 sessions of one line asking at once are served one after the other and never both get the last
 units.
+
+Calls (Ro) are charged in the line's plan's increments (`catalog.voice_rating`): the seconds a
+session reported used in all (`credit_sessions.seconds_used`) decide what each report costs, and
+voice is granted in whole blocks, reserving what they cost. A session opened to an emergency
+number (`emergency_numbers`, or marked so by the call server) is granted what it asks whatever
+the line's state or balance, reserves nothing and is never charged: its reports write no usage
+record (the session row, flagged `emergency`, keeps the seconds used).
 """
 
 from __future__ import annotations
@@ -264,8 +271,8 @@ def _decide(uow: UnitOfWork, request: CreditRequest, line: Line, session: Credit
             answers[at] = _answer(service, ResultCode.RATING_FAILED)
         seen.add(service.key)
     live = [(at, s) for at, s in enumerate(services) if at not in answers]
+    increments = _increments(uow, line, live)
     if request.request_type in (RequestType.UPDATE, RequestType.TERMINATE):  # every service's use, one batch
-        increments = _increments(uow, line, live)
         used = [
             _record(uow, request, line, session, s, _charged_units(session, s, s.used, increments))
             for _, s in live
@@ -292,7 +299,6 @@ def _decide(uow: UnitOfWork, request: CreditRequest, line: Line, session: Credit
         session.reserved = 0
         return CreditAnswer(ResultCode.END_USER_SERVICE_DENIED)
 
-    increments = _increments(uow, line, live)
     for at, service in live:
         answers[at] = _grant(uow, request, line, session, service, reservations, increments)
     if request.request_type is RequestType.EVENT:

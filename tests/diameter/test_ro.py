@@ -6,10 +6,13 @@ numbers always answered and never charged."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
 from diameter.message import constants
 from diameter.message.avp.grouped import (
     ImsInformation,
@@ -26,14 +29,16 @@ from sqlalchemy import func, select
 
 from duckline.accounts.roles import Role
 from duckline.catalog import service as catalog
+from duckline.diameter.server import GyServer
 from duckline.lines.models import Line
 from duckline.lines.states import LineStatus
 from duckline.runtime import Runtime
 from duckline.usage import balances
 from duckline.usage.models import CreditReservation, CreditSession, LedgerEntry, UsageRecord
 from tests.diameter.conftest import PGW
+from tests.diameter.test_foreign import pdml_avps
 from tests.diameter.test_mscc import usage_rows
-from tests.diameter.wire import EVENT, INITIAL, TERMINATE, UPDATE, RawPeer, value_of
+from tests.diameter.wire import EVENT, INITIAL, TERMINATE, UPDATE, RawPeer, tshark_packets, value_of
 from tests.factories import staff
 from tests.usage.test_usage import active_line, remaining
 
@@ -42,6 +47,12 @@ SMS = "32274@3gpp.org"
 VOICE_GROUP, VOICE_SERVICE = 100, 1000  # ims_charging's voice_rating_group, voice_service_identifier
 RESULT = constants.AVP_RESULT_CODE
 ORIGINATING, S_CSCF = 0, 0  # Role-Of-Node, Node-Functionality
+SERVICE_INFORMATION, IMS_INFORMATION = constants.AVP_TGPP_SERVICE_INFORMATION, constants.AVP_TGPP_IMS_INFORMATION
+CALLING_PARTY_ADDRESS, CALLED_PARTY_ADDRESS = (
+    constants.AVP_TGPP_CALLING_PARTY_ADDRESS,
+    constants.AVP_TGPP_CALLED_PARTY_ADDRESS,
+)
+ROLE_OF_NODE, NODE_FUNCTIONALITY = constants.AVP_TGPP_ROLE_OF_NODE, constants.AVP_TGPP_NODE_FUNCTIONALITY
 TEXTS = {"en": "Ro plan", "zh_Hant": "Ro 計劃", "zh_Hans": "Ro 套餐"}
 
 
@@ -335,3 +346,37 @@ def test_a_plans_increments_are_read_and_changed_through_the_api(client: TestCli
     assert too_long.status_code == 422
     # Left out: back to the default, per second.
     assert client.put("/api/v1/plans/ro-edit", json=body, headers=admin).json()["voice_initial_increment"] == 1
+
+
+def test_tshark_reads_the_ims_information_of_a_call_and_the_grant_where_ims_charging_looks(
+    tmp_path: Path, client: TestClient, runtime: Runtime, connect: Callable[..., RawPeer], gy: GyServer
+) -> None:
+    if shutil.which("tshark") is None:
+        pytest.skip("tshark is not installed (apt-get install tshark; .ci/run does)")
+    ims_plan(client, runtime, "ro-minute", (60, 60), voice_seconds_HK=6000)
+    msisdn = active_line(client, runtime, plan_code="ro-minute")["line"]["msisdn"]
+    peer = connect(PGW, cer=False)
+    peer.cer()
+    peer.ask(ro_ccr(peer, "ts;ro", 0, INITIAL, msisdn, "tel:+85291234567", asked=30))
+    packets = tshark_packets(peer, gy.port, tmp_path / "ro.pcap")
+    messages = [p.find("proto[@name='diameter']") for p in packets]
+    request, answer = [pdml_avps(m) for m in messages if m is not None][2:4]  # after CER, CEA
+
+    def inside(avps: list[dict[str, Any]], *path: int) -> list[dict[str, Any]]:
+        for code in path:
+            avps = next(a["avps"] for a in avps if a["code"] == code)
+        return avps
+
+    ims = inside(request, SERVICE_INFORMATION, IMS_INFORMATION)
+    assert {CALLED_PARTY_ADDRESS, CALLING_PARTY_ADDRESS, ROLE_OF_NODE, NODE_FUNCTIONALITY} <= {a["code"] for a in ims}
+    assert RESULT in {a["code"] for a in answer}
+    block = inside(answer, constants.AVP_MULTIPLE_SERVICES_CREDIT_CONTROL)
+    assert {
+        constants.AVP_RATING_GROUP,
+        constants.AVP_SERVICE_IDENTIFIER,
+        RESULT,
+        constants.AVP_GRANTED_SERVICE_UNIT,
+        constants.AVP_VALIDITY_TIME,
+    } <= {a["code"] for a in block}
+    granted = inside(answer, constants.AVP_MULTIPLE_SERVICES_CREDIT_CONTROL, constants.AVP_GRANTED_SERVICE_UNIT)
+    assert [a["code"] for a in granted] == [constants.AVP_CC_TIME]

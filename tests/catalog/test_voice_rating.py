@@ -58,8 +58,11 @@ def test_a_grant_is_whole_blocks_and_costs_no_more_than_is_left(
     # Using the whole grant costs exactly what it reserved: it ends on a block boundary.
     assert plan.charge(used, granted) == cost
     assert plan.charged(used + granted) == used + granted or granted == 0 == cost
-    if cost < available and granted:  # not held back by the balance: at least what was asked
-        assert granted >= min(wanted, 1)
+    asked = max(wanted, 1)  # nothing asked: a block all the same
+    if available >= plan.charge(used, asked):  # the balance pays for what was asked: at least that
+        assert granted >= asked
+    else:  # as much as it pays for: one more block would cost more than is left
+        assert plan.charge(used, granted + 1) > available or granted + 1 > asked
 
 
 def test_a_grant_rounds_up_to_the_block_and_down_to_the_balance() -> None:

@@ -22,9 +22,10 @@ Reading a Credit-Control-Request:
   inside Service-Information, as an IMS call server does;
 * otherwise the zone is that of the MCC in 3GPP-SGSN-MCC-MNC (top level, or inside
   Service-Information / PS-Information): 454 Hong Kong, 460 the Mainland, 455 Macau; no MCC means
-  Hong Kong. Only an INITIAL or EVENT request picks it: a session is charged in the zone it opened in, whatever its
-  later requests say. Opening on a network with no zone of ours gets 4010 (no allowance of any
-  line can be used there); usage reported later from such a network is still charged.
+  Hong Kong. Only an INITIAL or EVENT request picks the zone: a session is charged in the zone it
+  opened in, whatever its later requests say. Opening on a network with no zone of ours gets 4010
+  (no allowance of any line can be used there); usage reported later from such a network is
+  still charged.
 
 A request that cannot be understood raises `Refused` with 5005 or 5004 and the path of the AVP at
 fault; the caller answers it (quoting that AVP in Failed-AVP) without calling the service, so

@@ -332,7 +332,7 @@ def _grant(
     voice = increments if service.kind is UsageKind.VOICE else None
     if request.request_type is RequestType.EVENT:
         wanted = service.requested or 1
-        debit = _charged_units(session, service, wanted, voice)
+        debit = voice.charge(session.seconds_used, wanted) if voice is not None else wanted
         if available < debit:
             return _answer(service, ResultCode.CREDIT_LIMIT_REACHED)
         usage.ingest(uow, SOURCE, [_record(uow, request, line, session, service, debit)])

@@ -6,7 +6,9 @@ numbers always answered and never charged."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -36,7 +38,7 @@ from duckline.runtime import Runtime
 from duckline.usage import balances
 from duckline.usage.models import CreditReservation, CreditSession, LedgerEntry, UsageRecord
 from tests.diameter.conftest import PGW
-from tests.diameter.test_foreign import pdml_avps
+from tests.diameter.test_foreign import NODE_CLIENT, node_diameter_missing, pdml_avps
 from tests.diameter.test_mscc import usage_rows
 from tests.diameter.wire import EVENT, INITIAL, TERMINATE, UPDATE, RawPeer, tshark_packets, value_of
 from tests.factories import staff
@@ -380,3 +382,38 @@ def test_tshark_reads_the_ims_information_of_a_call_and_the_grant_where_ims_char
     } <= {a["code"] for a in block}
     granted = inside(answer, constants.AVP_MULTIPLE_SERVICES_CREDIT_CONTROL, constants.AVP_GRANTED_SERVICE_UNIT)
     assert [a["code"] for a in granted] == [constants.AVP_CC_TIME]
+
+
+def test_node_diameter_as_an_ims_call_server(client: TestClient, runtime: Runtime, gy: GyServer) -> None:
+    if reason := node_diameter_missing():
+        pytest.skip(reason)
+    ims_plan(client, runtime, "ro-minute", (60, 60), voice_seconds_HK=6000, voice_seconds_CN=600)
+    subscriber = active_line(client, runtime, plan_code="ro-minute")
+    requests = [
+        {"label": "opened", "type": INITIAL, "number": 0, "asked": 30, "called": "tel:+8613800138000"},
+        {"label": "closed", "type": TERMINATE, "number": 1, "used": 61, "called": "tel:+8613800138000"},
+    ]
+    done = subprocess.run(  # noqa: S603 (our own script)
+        [
+            shutil.which("node") or "node",
+            str(NODE_CLIENT),
+            str(gy.port),
+            PGW,
+            subscriber["line"]["msisdn"].removeprefix("+"),
+            json.dumps(requests),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    answers = {line["label"]: dict(line["body"]) for line in map(json.loads, done.stdout.splitlines())}
+
+    opened = answers["opened"]
+    assert opened["Result-Code"] == "DIAMETER_SUCCESS"
+    block = dict(opened["Multiple-Services-Credit-Control"])
+    assert (block["Result-Code"], block["Rating-Group"], block["Service-Identifier"]) == ("DIAMETER_SUCCESS", 100, 1000)
+    assert dict(block["Granted-Service-Unit"])["CC-Time"] == 60
+    assert answers["closed"]["Result-Code"] == "DIAMETER_SUCCESS"
+    left = remaining(client, subscriber)
+    assert (left[("voice_seconds", "CN")], left[("voice_seconds", "HK")]) == (600 - 120, 6000)

@@ -13,6 +13,7 @@ from duckline.catalog import rating
 from duckline.catalog import service as catalog
 from duckline.catalog.rules import Allowance, Validity
 from duckline.catalog.schemas import PlanIn, PlanOut, RatingGroupIn, RatingGroupOut, plan_out_of
+from duckline.catalog.voice_rating import Increments
 from duckline.core.money import Money
 from duckline.web.deps import PUBLIC, RuntimeDep, language, optional_account, require_roles
 from duckline.web.openapi import errors
@@ -32,6 +33,7 @@ def to_input(body: PlanIn) -> catalog.PlanInput:
         price=Money(body.price.amount, body.price.currency),
         validity=Validity(days=body.validity_days, months=body.validity_months),
         allowances=[Allowance(a.unit, a.zone, a.amount) for a in body.allowances],
+        voice_increments=Increments(body.voice_initial_increment, body.voice_subsequent_increment),
     )
 
 

@@ -15,6 +15,7 @@ from duckline.catalog import promotions, rating
 from duckline.catalog import service as catalog
 from duckline.catalog.models import Plan
 from duckline.catalog.rules import TEXT_LANGUAGES, Allowance, PlanKind, Unit, Validity, Zone
+from duckline.catalog.voice_rating import MAX_INCREMENT, Increments
 from duckline.core.errors import DomainError
 from duckline.core.money import Money
 from duckline.runtime import Runtime
@@ -102,6 +103,8 @@ def _blank_form() -> dict[str, Any]:
         "price": "",
         "validity_count": "30",
         "validity_unit": "days",
+        "voice_initial_increment": "1",
+        "voice_subsequent_increment": "1",
         "allowances": [{"measure": "voice_minutes", "zone": "HK", "amount": ""} for _ in range(ROWS)],
     }
 
@@ -120,6 +123,8 @@ def _plan_form(plan: Plan, allowances: list[Allowance]) -> dict[str, Any]:
         "price": money_input(plan.price_amount, plan.currency),
         "validity_count": str(plan.validity_months or plan.validity_days),
         "validity_unit": "months" if plan.validity_months else "days",
+        "voice_initial_increment": str(plan.voice_initial_increment),
+        "voice_subsequent_increment": str(plan.voice_subsequent_increment),
         "allowances": rows,
     }
 
@@ -181,6 +186,8 @@ def _submitted(form: Posted, code: str) -> dict[str, Any]:
         "price": text(form, "price", 30),
         "validity_count": text(form, "validity_count", 10),
         "validity_unit": text(form, "validity_unit", 10),
+        "voice_initial_increment": text(form, "voice_initial_increment", 10),
+        "voice_subsequent_increment": text(form, "voice_subsequent_increment", 10),
         "allowances": rows,
     }
 
@@ -206,6 +213,12 @@ def _plan_input(form: dict[str, Any]) -> catalog.PlanInput:
     )
     if not allowances:
         raise FormProblem("allowance", "allowances")
+    increments = Increments(
+        *(
+            parse_count(form[name], name, minimum=1, maximum=MAX_INCREMENT)
+            for name in ("voice_initial_increment", "voice_subsequent_increment")
+        )
+    )
     return catalog.PlanInput(
         code=code,
         kind=PlanKind(form["kind"]),
@@ -214,6 +227,7 @@ def _plan_input(form: dict[str, Any]) -> catalog.PlanInput:
         price=Money(parse_money(form["price"], "HKD", "price"), "HKD"),
         validity=Validity(days=count) if form["validity_unit"] != "months" else Validity(months=count),
         allowances=allowances,
+        voice_increments=increments,
     )
 
 

@@ -37,9 +37,18 @@ class Plan(Base):
     currency: Mapped[str] = mapped_column(String(3))
     validity_days: Mapped[int] = mapped_column(Integer, default=0)
     validity_months: Mapped[int] = mapped_column(Integer, default=0)
+    # Voice is charged in whole blocks of seconds: the first of a call, then each later one
+    # (`catalog.voice_rating.Increments`; 60/60 per started minute, 1/1 per second).
+    voice_initial_increment: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    voice_subsequent_increment: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
-    __table_args__ = (CheckConstraint("price_amount >= 0", name="price_not_negative"),)
+    __table_args__ = (
+        CheckConstraint("price_amount >= 0", name="price_not_negative"),
+        CheckConstraint(
+            "voice_initial_increment >= 1 AND voice_subsequent_increment >= 1", name="voice_increments_positive"
+        ),
+    )
 
 
 class PlanAllowance(Base):

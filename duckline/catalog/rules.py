@@ -24,6 +24,7 @@ class Zone(StrEnum):
     HK = "HK"
     MAINLAND = "CN"
     MACAU = "MO"
+    INTERNATIONAL = "INTL"  # calls and SMS to any other country (the zone of the number called)
 
 
 class PlanKind(StrEnum):

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from duckline.catalog.models import Plan
 from duckline.catalog.rules import PlanKind, Unit, Zone
 from duckline.catalog.service import PlanView
+from duckline.catalog.voice_rating import MAX_INCREMENT
 from duckline.web.fields import Amount, Texts
 from duckline.web.schemas import MoneyOut
 
@@ -29,6 +30,8 @@ class PlanIn(BaseModel):
                 "descriptions": {"en": "...", "zh_Hant": "...", "zh_Hans": "..."},
                 "price": {"amount": 8800, "currency": "HKD"},
                 "validity_days": 30,
+                "voice_initial_increment": 60,
+                "voice_subsequent_increment": 60,
                 "allowances": [{"unit": "voice_seconds", "zone": "HK", "amount": 60000}],
             }
         }
@@ -40,6 +43,12 @@ class PlanIn(BaseModel):
     price: MoneyOut
     validity_days: int = Field(default=0, ge=0, le=3660)
     validity_months: int = Field(default=0, ge=0, le=120)
+    voice_initial_increment: int = Field(
+        default=1, ge=1, le=MAX_INCREMENT, description="seconds: a call is charged this much as soon as it starts"
+    )
+    voice_subsequent_increment: int = Field(
+        default=1, ge=1, le=MAX_INCREMENT, description="seconds: after the first block, each block a call enters"
+    )
     allowances: list[AllowanceIn] = Field(min_length=1, max_length=20)
 
 
@@ -53,6 +62,8 @@ class PlanOut(BaseModel):
     price_display: str
     validity_days: int
     validity_months: int
+    voice_initial_increment: int
+    voice_subsequent_increment: int
     allowances: list[AllowanceIn]
 
 
@@ -82,6 +93,8 @@ def plan_out(plan: Plan, allowances: list[AllowanceIn], price_display: str) -> P
         price_display=price_display,
         validity_days=plan.validity_days,
         validity_months=plan.validity_months,
+        voice_initial_increment=plan.voice_initial_increment,
+        voice_subsequent_increment=plan.voice_subsequent_increment,
         allowances=allowances,
     )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -12,6 +12,7 @@ from duckline.accounts.models import Account
 from duckline.accounts.roles import STAFF
 from duckline.catalog.models import Plan, PlanAllowance
 from duckline.catalog.rules import Allowance, PlanKind, PlanStatus, Unit, Validity, Zone, check_texts
+from duckline.catalog.voice_rating import Increments
 from duckline.core import i18n
 from duckline.core.errors import DomainError, ErrorCode
 from duckline.core.money import Money
@@ -28,6 +29,14 @@ class PlanInput:
     price: Money
     validity: Validity
     allowances: list[Allowance]
+    voice_increments: Increments = field(default_factory=Increments)  # how calls are charged
+
+
+def increments_of(plan: Plan | None) -> Increments:
+    """The plan's voice charging increments (per second for a line with no plan)."""
+    if plan is None:
+        return Increments()
+    return Increments(plan.voice_initial_increment, plan.voice_subsequent_increment)
 
 
 def _check(form: PlanInput) -> None:
@@ -55,6 +64,8 @@ def create_plan(uow: UnitOfWork, actor: Account, form: PlanInput) -> Plan:
         currency=form.price.currency,
         validity_days=form.validity.days,
         validity_months=form.validity.months,
+        voice_initial_increment=form.voice_increments.initial,
+        voice_subsequent_increment=form.voice_increments.subsequent,
         created_at=now,
         updated_at=now,
     )
@@ -82,6 +93,8 @@ def update_plan(uow: UnitOfWork, actor: Account, code: str, form: PlanInput) -> 
     plan.descriptions = check_texts(form.descriptions, "descriptions")
     plan.price_amount, plan.currency = form.price.amount, form.price.currency
     plan.validity_days, plan.validity_months = form.validity.days, form.validity.months
+    plan.voice_initial_increment = form.voice_increments.initial
+    plan.voice_subsequent_increment = form.voice_increments.subsequent
     plan.updated_at = uow.now()
     uow.session.execute(delete(PlanAllowance).where(PlanAllowance.plan_id == plan.id))
     _set_allowances(uow, plan, form.allowances)
@@ -100,6 +113,7 @@ def _audited(uow: UnitOfWork, plan: Plan) -> dict[str, Any]:
         "descriptions": dict(plan.descriptions),
         "price": {"amount": plan.price_amount, "currency": plan.currency},
         "validity": {"days": plan.validity_days, "months": plan.validity_months},
+        "voice_increments": {"initial": plan.voice_initial_increment, "subsequent": plan.voice_subsequent_increment},
         "allowances": sorted(
             ({"unit": a.unit.value, "zone": a.zone.value, "amount": a.amount} for a in allowances),
             key=lambda a: (a["unit"], a["zone"]),

@@ -144,6 +144,8 @@ class Settings(BaseSettings):
     # (voice seconds, SMS, data bytes), and how long a grant holds before it must be re-asked.
     quota_default_units: dict[str, int] = {"voice": 300, "sms": 1, "data": 10 * 1024 * 1024}
     quota_validity_seconds: int = 3600
+    # Numbers a call or SMS to is never refused nor charged, as dialled (the +852 forms count too).
+    emergency_numbers: tuple[str, ...] = ("999", "112", "911")
     # The Gy server (`duckline ocs`): where it listens, who it is, and which network elements may
     # connect (Diameter URIs, e.g. "aaa://pgw1.operator.example:3868;transport=tcp"; no others).
     diameter_host: str = "127.0.0.1"

@@ -12,14 +12,20 @@ Reading a Credit-Control-Request:
   CC-Output-Octets) are data, CC-Service-Specific-Units are SMS, CC-Time is voice, tried in that
   order because a data session often reports its duration too. With no units (an empty
   Requested-Service-Unit asks for the default quantum), the Service-Context-Id decides:
-  32251@3gpp.org data, 32260@3gpp.org voice, 32274@3gpp.org SMS;
+  32251@3gpp.org data, 32260@3gpp.org voice, 32274@3gpp.org SMS (with or without the operator's
+  labels in front, "ext.01.001.8.32260@3gpp.org");
 * an EVENT debits what its Requested-Service-Unit asks for (Requested-Action DIRECT_DEBITING, or
   none given); the other actions (refund, balance check, price enquiry) are refused with 5004;
-* the zone is that of the MCC in 3GPP-SGSN-MCC-MNC (top level, or inside Service-Information /
-  PS-Information): 454 Hong Kong, 460 the Mainland, 455 Macau; no MCC means Hong Kong. Only an
-  INITIAL or EVENT request picks it: a session is charged in the zone it opened in, whatever its
-  later requests say. Opening on a network with no zone of ours gets 4010 (no allowance of any
-  line can be used there); usage reported later from such a network is still charged.
+* a call or an SMS (Ro, `diameter.ro`) is charged in the zone of the number called or texted
+  (IMS-Information's Called-Party-Address, SMS-Information's Recipient-Address): Hong Kong, the
+  Mainland, Macau or international; the subscriber may also be named by an END_USER_SIP_URI or
+  inside Service-Information, as an IMS call server does;
+* otherwise the zone is that of the MCC in 3GPP-SGSN-MCC-MNC (top level, or inside
+  Service-Information / PS-Information): 454 Hong Kong, 460 the Mainland, 455 Macau; no MCC means
+  Hong Kong. Only an INITIAL or EVENT request picks the zone: a session is charged in the zone it
+  opened in, whatever its later requests say. Opening on a network with no zone of ours gets 4010
+  (no allowance of any line can be used there); usage reported later from such a network is
+  still charged.
 
 A request that cannot be understood raises `Refused` with 5005 or 5004 and the path of the AVP at
 fault; the caller answers it (quoting that AVP in Failed-AVP) without calling the service, so
@@ -36,6 +42,8 @@ from diameter.message import constants
 from diameter.message.avp.grouped import FinalUnitIndication, GrantedServiceUnit
 
 from duckline.catalog.rules import Zone
+from duckline.catalog.voice_rating import zone_of
+from duckline.diameter import ro
 from duckline.usage.ingest import UsageKind
 from duckline.usage.quota import CreditAnswer, CreditRequest, RequestType, ResultCode, ServiceAnswer, ServiceUnits
 
@@ -89,7 +97,8 @@ def read_request(ccr: Any) -> GyRequest:
     except ValueError:
         raise Refused(INVALID_AVP_VALUE, "unknown CC-Request-Type", ((constants.AVP_CC_REQUEST_TYPE, 0),)) from None
     opens = request_type in (RequestType.INITIAL, RequestType.EVENT)
-    msisdn = _msisdn(ccr.subscription_id)
+    subscribers = ro.subscription_ids(ccr)
+    msisdn = _msisdn(subscribers) or ro.sip_subscriber(subscribers)
     if opens and msisdn is None:
         raise Refused(MISSING_AVP, "no END_USER_E164 Subscription-Id", ((constants.AVP_SUBSCRIPTION_ID, 0),))
     if request_type is RequestType.EVENT and ccr.requested_action not in (
@@ -103,7 +112,7 @@ def read_request(ccr: Any) -> GyRequest:
     if blocks:
         first = services[0]
         # The session's kind: that of a block without a rating group (the others are rated by theirs).
-        kind = first.kind or _first_unit(first) or SERVICE_CONTEXTS.get(ccr.service_context_id or "", UsageKind.DATA)
+        kind = first.kind or _first_unit(first) or (_context_kind(ccr.service_context_id) or UsageKind.DATA)
         requested = used = None
     else:
         reported = list(ccr.used_service_unit)
@@ -113,17 +122,26 @@ def read_request(ccr: Any) -> GyRequest:
         if request_type is RequestType.EVENT:
             requested, used = requested if requested is not None else used, None  # the units to debit now
 
+    called = ro.destination(ccr) if opens else None  # Ro: whom a call or SMS goes to
+    if not opens:
+        zone = Zone.HK  # a session stays charged in the zone it opened in
+    elif called is not None and called.number is not None:
+        zone = zone_of(called.number)
+    else:
+        zone = _zone(ccr)
     credit = CreditRequest(
         session_id=session_id,
         request_number=ccr.cc_request_number,
         request_type=request_type,
         msisdn=msisdn,
         kind=kind,
-        zone=_zone(ccr) if opens else Zone.HK,  # a session stays charged in the zone it opened in
+        zone=zone,
         requested=requested,
         used=used,
         at=_aware(ccr.event_timestamp),
         services=services,
+        called_number=called.number if called is not None else None,
+        emergency=called is not None and called.emergency,
     )
     identifiers = [list(block.service_identifier or []) for block in blocks]
     return GyRequest(credit, in_mscc=bool(blocks), service_identifiers=identifiers)
@@ -216,9 +234,7 @@ def _msisdn(subscription_ids: list[Any]) -> str | None:
 
 
 def _kind_of(asked: Any, reported: list[Any], service_context_id: str | None, opens: bool) -> UsageKind:
-    kind = (
-        _kind(asked) or next(filter(None, map(_kind, reported)), None) or SERVICE_CONTEXTS.get(service_context_id or "")
-    )
+    kind = _kind(asked) or next(filter(None, map(_kind, reported)), None) or _context_kind(service_context_id)
     if kind is not None:
         return kind
     if opens:
@@ -226,6 +242,13 @@ def _kind_of(asked: Any, reported: list[Any], service_context_id: str | None, op
             MISSING_AVP, "no units and no known Service-Context-Id", ((constants.AVP_REQUESTED_SERVICE_UNIT, 0),)
         )
     return UsageKind.DATA  # a continuing request is charged in its session's unit: this one is unused
+
+
+def _context_kind(service_context_id: str | None) -> UsageKind | None:
+    """The kind a Service-Context-Id names: "32260@3gpp.org", or with the operator's labels in
+    front as TS 32.299 7.1.12 writes it ("ext.01.001.8.32260@3gpp.org", as Kamailio sends)."""
+    local, at, domain = (service_context_id or "").rpartition("@")
+    return SERVICE_CONTEXTS.get(local.rpartition(".")[2] + at + domain)
 
 
 def _octets(unit: Any) -> int | None:

@@ -180,6 +180,7 @@ FIELDS: dict[str, tuple[str, str]] = {
     "descriptions": ("Description", "names"),
     "validity": ("Validity", "validity"),
     "allowances": ("Allowances", "allowances"),
+    "voice_increments": ("Call charging increments", "increments"),
     "phone": ("Login phone", "phone"),
     "email": ("Email", "text"),
     "sessions_ended": ("Network sessions ended", "count"),
@@ -263,8 +264,9 @@ UNITS = {
     "mb": "{n} MB",
     "bytes": "{n} bytes",
 }
-ZONES = {"HK": "Hong Kong", "CN": "Mainland China", "MO": "Macau"}
+ZONES = {"HK": "Hong Kong", "CN": "Mainland China", "MO": "Macau", "INTL": "International"}
 IN_ZONE = "{quantity} ({zone})"
+INCREMENTS = "{initial} s, then every {subsequent} s"  # a plan's voice charging increments
 NAMED = "{action}: {subject}"  # an entry whose details do not fit its sentence (written before it)
 VALIDITY = {"month": "1 month", "months": "{n} months", "day": "1 day", "days": "{n} days"}
 SEPARATORS = {"en": ", "}  # Chinese lists take the enumeration comma
@@ -300,6 +302,7 @@ MESSAGE_IDS: tuple[str, ...] = (
     *VALIDITY.values(),
     *PROBLEMS.values(),
     IN_ZONE,
+    INCREMENTS,
     NAMED,
 )
 
@@ -412,6 +415,8 @@ class Reader:
             return Value(str(value.get(self.language) or value.get("en") or ""))
         if kind == "validity" and isinstance(value, dict):
             return Value(self._validity(int(value.get("days") or 0), int(value.get("months") or 0)))
+        if kind == "increments" and isinstance(value, dict):
+            return Value(self._(INCREMENTS, initial=value.get("initial"), subsequent=value.get("subsequent")))
         if kind == "allowances" and isinstance(value, list):
             return Value(self.separator.join(self._allowance(a) for a in value))
         if kind == "text" and isinstance(value, str):

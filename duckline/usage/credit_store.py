@@ -22,7 +22,9 @@ from typing import Any, cast
 from sqlalchemy import Connection, String, Table, and_, bindparam, func, insert, or_, select, text, type_coerce, update
 
 from duckline.catalog import rating
+from duckline.catalog.models import Plan
 from duckline.catalog.rules import Unit, Zone
+from duckline.catalog.voice_rating import Increments
 from duckline.core.config import Settings
 from duckline.core.unit_of_work import UnitOfWork
 from duckline.db import pg_arrays
@@ -37,6 +39,7 @@ _lines = cast(Table, Line.__table__)
 _sessions = cast(Table, CreditSession.__table__)
 _reservations = cast(Table, CreditReservation.__table__)
 _buckets = cast(Table, Bucket.__table__)
+_plans = cast(Table, Plan.__table__)
 
 
 @dataclass(eq=False)
@@ -54,6 +57,8 @@ class Session:
     id: int | None = None
     reserved: int = 0
     last_answer: dict[str, Any] | None = None
+    seconds_used: int = 0  # voice seconds reported used in all (a call's increments apply to the total)
+    emergency: bool = False  # a call to an emergency number: granted whatever, never charged
     changed: bool = False
 
 
@@ -79,6 +84,7 @@ class LineState:
     id: int
     msisdn: str
     in_service: bool
+    increments: Increments = field(default_factory=Increments)  # its plan's, for calls
     held: dict[tuple[Unit, Zone], int] = field(default_factory=dict)
     reservations: list[Reservation] = field(default_factory=list)
 
@@ -103,19 +109,17 @@ def read(uow: UnitOfWork, session_ids: set[str], msisdns: set[str], rated: set[t
     batch = Batch(now, uow.settings, {}, {}, {}, rating.units_for(uow, rated) if rated else {})
     if not session_ids and not msisdns:
         return batch
-    for id_, msisdn, status, suspension in db.lock_lines(session_ids, msisdns):
-        line = LineState(
-            id_, msisdn, can_use_service(LineStatus(status), Suspension(suspension) if suspension else None)
-        )
+    for id_, msisdn, status, suspension, initial, subsequent in db.lock_lines(session_ids, msisdns):
+        in_service = can_use_service(LineStatus(status), Suspension(suspension) if suspension else None)
+        line = LineState(id_, msisdn, in_service, Increments(initial or 1, subsequent or 1))
         batch.lines[id_] = line
         batch.lines_by_msisdn[msisdn] = line
     if not batch.lines:
         return batch
     line_ids = list(batch.lines)
 
-    for id_, session_id, line_id, unit, zone, status, reserved, expires_at, number, answer, created_at in db.sessions(
-        session_ids
-    ):
+    for row in db.sessions(session_ids):
+        id_, session_id, line_id, unit, zone, status, reserved, expires_at, number, answer, created_at = row[:11]
         batch.sessions[session_id] = Session(
             session_id,
             line_id,
@@ -128,6 +132,8 @@ def read(uow: UnitOfWork, session_ids: set[str], msisdns: set[str], rated: set[t
             id=id_,
             reserved=reserved,
             last_answer=answer,
+            seconds_used=row[11],
+            emergency=bool(row[12]),
         )
 
     others: dict[int, Session] = {}  # sessions of other requests, as far as their reservations need
@@ -179,10 +185,18 @@ class _Statements:
     def lock_lines(self, session_ids: set[str], msisdns: set[str]) -> Sequence[Any]:
         of_sessions = select(_sessions.c.line_id).where(_sessions.c.session_id.in_(session_ids))
         return self.connection.execute(
-            select(_lines.c.id, _lines.c.msisdn, _raw(_lines.c.status), _raw(_lines.c.suspension))
+            select(
+                _lines.c.id,
+                _lines.c.msisdn,
+                _raw(_lines.c.status),
+                _raw(_lines.c.suspension),
+                _plans.c.voice_initial_increment,
+                _plans.c.voice_subsequent_increment,
+            )
+            .select_from(_lines.outerjoin(_plans, _plans.c.id == _lines.c.plan_id))
             .where(or_(_lines.c.id.in_(of_sessions), _lines.c.msisdn.in_(msisdns)))
             .order_by(_lines.c.id)
-            .with_for_update()
+            .with_for_update(of=_lines)
         ).all()
 
     def sessions(self, session_ids: set[str]) -> Sequence[Any]:
@@ -200,6 +214,8 @@ class _Statements:
                 c.last_request_number,
                 c.last_answer,
                 c.created_at,
+                c.seconds_used,
+                c.emergency,
             ).where(c.session_id.in_(session_ids))
         ).all()
 
@@ -242,6 +258,8 @@ class _Statements:
                     "expires_at": s.expires_at,
                     "last_request_number": s.last_request_number,
                     "last_answer": s.last_answer,
+                    "seconds_used": s.seconds_used,
+                    "emergency": s.emergency,
                     "created_at": s.created_at,
                     "updated_at": now,
                 }
@@ -261,6 +279,7 @@ class _Statements:
                     "expires_at": s.expires_at,
                     "last_request_number": s.last_request_number,
                     "last_answer": s.last_answer,
+                    "seconds_used": s.seconds_used,
                     "updated_at": now,
                 }
                 for s in old
@@ -317,19 +336,21 @@ def _raw(column: Any) -> Any:
 
 _PG_LOCK_LINES = text(
     """
-    SELECT lines.id, lines.msisdn, lines.status, lines.suspension FROM lines
+    SELECT lines.id, lines.msisdn, lines.status, lines.suspension,
+           plans.voice_initial_increment, plans.voice_subsequent_increment
+    FROM lines LEFT JOIN plans ON plans.id = lines.plan_id
     WHERE lines.id IN (
         SELECT credit_sessions.line_id FROM credit_sessions
         WHERE credit_sessions.session_id = ANY(CAST(:session_ids AS VARCHAR[]))
     ) OR lines.msisdn = ANY(CAST(:msisdns AS VARCHAR[]))
     ORDER BY lines.id
-    FOR UPDATE
+    FOR UPDATE OF lines
     """
 )
 _PG_SESSIONS = text(
     """
     SELECT id, session_id, line_id, unit, zone, status, reserved, expires_at, last_request_number,
-           last_answer, created_at
+           last_answer, created_at, seconds_used, emergency
     FROM credit_sessions WHERE session_id = ANY(CAST(:session_ids AS VARCHAR[]))
     """
 )
@@ -351,26 +372,30 @@ _PG_HELD = text(
 _PG_INSERT_SESSIONS = text(
     """
     INSERT INTO credit_sessions (session_id, line_id, unit, zone, status, reserved, expires_at,
-                                 last_request_number, last_answer, created_at, updated_at)
+                                 last_request_number, last_answer, seconds_used, emergency,
+                                 created_at, updated_at)
     SELECT v.session_id, v.line_id, v.unit, v.zone, v.status, v.reserved, v.expires_at, v.number,
-           CAST(v.answer AS JSON), v.created_at, :now
+           CAST(v.answer AS JSON), v.seconds_used, v.emergency, v.created_at, :now
     FROM unnest(
         CAST(:session_ids AS VARCHAR[]), CAST(:line_ids AS BIGINT[]), CAST(:units AS VARCHAR[]),
         CAST(:zones AS VARCHAR[]), CAST(:statuses AS VARCHAR[]), CAST(:reserved AS BIGINT[]),
         CAST(:expires AS TIMESTAMPTZ[]), CAST(:numbers AS INTEGER[]), CAST(:answers AS TEXT[]),
-        CAST(:created AS TIMESTAMPTZ[])
-    ) AS v (session_id, line_id, unit, zone, status, reserved, expires_at, number, answer, created_at)
+        CAST(:seconds AS BIGINT[]), CAST(:emergency AS BOOLEAN[]), CAST(:created AS TIMESTAMPTZ[])
+    ) AS v (session_id, line_id, unit, zone, status, reserved, expires_at, number, answer,
+            seconds_used, emergency, created_at)
     RETURNING credit_sessions.session_id, credit_sessions.id
     """
 )
 _PG_UPDATE_SESSIONS = text(
     """
     UPDATE credit_sessions SET status = v.status, reserved = v.reserved, expires_at = v.expires_at,
-        last_request_number = v.number, last_answer = CAST(v.answer AS JSON), updated_at = :now
+        last_request_number = v.number, last_answer = CAST(v.answer AS JSON),
+        seconds_used = v.seconds_used, updated_at = :now
     FROM unnest(
         CAST(:ids AS BIGINT[]), CAST(:statuses AS VARCHAR[]), CAST(:reserved AS BIGINT[]),
-        CAST(:expires AS TIMESTAMPTZ[]), CAST(:numbers AS INTEGER[]), CAST(:answers AS TEXT[])
-    ) AS v (id, status, reserved, expires_at, number, answer)
+        CAST(:expires AS TIMESTAMPTZ[]), CAST(:numbers AS INTEGER[]), CAST(:answers AS TEXT[]),
+        CAST(:seconds AS BIGINT[])
+    ) AS v (id, status, reserved, expires_at, number, answer, seconds_used)
     WHERE credit_sessions.id = v.id
     """
 )
@@ -418,6 +443,8 @@ class _PostgresStatements(_Statements):
             "expires": times(s.expires_at for s in new),
             "numbers": ints(s.last_request_number for s in new),
             "answers": texts(json.dumps(s.last_answer) for s in new),
+            "seconds": ints(s.seconds_used for s in new),
+            "emergency": "{" + ",".join("t" if s.emergency else "f" for s in new) + "}",
             "created": times(s.created_at for s in new),
         }
         return self.connection.execute(_PG_INSERT_SESSIONS, params).all()
@@ -431,6 +458,7 @@ class _PostgresStatements(_Statements):
             "expires": times(s.expires_at for s in old),
             "numbers": ints(s.last_request_number for s in old),
             "answers": texts(json.dumps(s.last_answer) for s in old),
+            "seconds": ints(s.seconds_used for s in old),
         }
         self.connection.execute(_PG_UPDATE_SESSIONS, params)
 

@@ -7,12 +7,14 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     ForeignKey,
     Index,
     Integer,
     String,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -99,6 +101,10 @@ class CreditSession(Base):
     reserved: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[datetime]  # the latest of its reservations' expiry
     last_request_number: Mapped[int] = mapped_column(Integer)
+    # The voice seconds its requests reported used in all: a call's charging increments apply to the total.
+    seconds_used: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # A call to an emergency number: granted whatever the line's state, and never charged.
+    emergency: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     last_answer: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

@@ -22,6 +22,13 @@ decide each request in memory, then the store writes what changed and `usage.ing
 every service's use in one usage batch. The line rows are locked first (then, inside ingest,
 their buckets, by id), so two sessions of one line asking at once, in two batches or two server
 processes, are served one after the other and never both get the last units.
+
+Calls (Ro) are charged in the line's plan's increments (`catalog.voice_rating`): the seconds a
+session reported used in all (`credit_sessions.seconds_used`) decide what each report costs, and
+voice is granted in whole blocks, reserving what they cost. A session opened to an emergency
+number (`emergency_numbers`, or marked so by the call server) is granted what it asks whatever
+the line's state or balance, reserves nothing and is never charged: its reports write no usage
+record (the session row, flagged `emergency`, keeps the seconds used).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from enum import IntEnum
 from typing import Any
 
 from duckline.catalog.rules import Unit, Zone
+from duckline.catalog.voice_rating import is_emergency
 from duckline.core.unit_of_work import UnitOfWork
 from duckline.usage import credit_store as store
 from duckline.usage import ingest as usage
@@ -104,6 +112,8 @@ class CreditRequest:
     used: int | None = None
     at: datetime | None = None  # when the usage happened (Event-Timestamp); default now
     services: tuple[ServiceUnits, ...] = ()
+    called_number: str | None = None  # Ro: the number called or texted, as dialled (its zone is `zone`)
+    emergency: bool = False  # the call server marked it an emergency call (IMS-Emergency-Indicator)
 
 
 @dataclass(frozen=True)
@@ -209,6 +219,7 @@ def _handle(batch: Batch, request: CreditRequest) -> CreditAnswer:
             last_request_number=request.request_number,
             expires_at=batch.now,
             created_at=batch.now,
+            emergency=_is_emergency(batch, request),
         )
         batch.sessions[request.session_id] = session
     answer = _decide(batch, request, line, session)
@@ -261,7 +272,9 @@ def _decide(batch: Batch, request: CreditRequest, line: LineState, session: Sess
     if request.request_type in (RequestType.UPDATE, RequestType.TERMINATE):  # every service's use, one batch
         for _, service in live:
             if service.used:
-                _charge(batch, request, line, session, service, service.used)
+                cost = _charged_units(line, session, service, service.used)
+                if not session.emergency:  # an emergency call is never charged
+                    _charge(batch, request, line, session, service, cost)
     for _, service in live:
         if service.key in reservations:  # what was reserved is now used (charged above) or given back
             _set(reservations[service.key], 0)
@@ -272,7 +285,7 @@ def _decide(batch: Batch, request: CreditRequest, line: LineState, session: Sess
         for at, service in live:
             answers[at] = _answer(service, ResultCode.SUCCESS)
         return _whole(request, services, answers)
-    if session.status == ABORTED or not line.in_service:
+    if not session.emergency and (session.status == ABORTED or not line.in_service):
         if request.request_type is not RequestType.UPDATE:  # after an update the element ends it
             session.status = CLOSED
         _release(session, reservations)
@@ -312,25 +325,36 @@ def _grant(
     allow after every other open reservation."""
     assert service.kind is not None
     settings = batch.settings
+    validity = settings.quota_validity_seconds
+    if session.emergency:  # granted from no bucket, whatever the line holds
+        if request.request_type is RequestType.EVENT:
+            return _answer(service, ResultCode.SUCCESS, granted=service.requested or 1)
+        session.expires_at = max(session.expires_at, batch.now + timedelta(seconds=validity))
+        wanted = service.requested or settings.quota_default_units[service.kind.value]
+        return _answer(service, ResultCode.SUCCESS, granted=wanted, validity_seconds=validity)
     available = _available(batch, line, session, service.key, service.kind.unit)
+    voice = line.increments if service.kind is UsageKind.VOICE else None
     if request.request_type is RequestType.EVENT:
         wanted = service.requested or 1
-        if available < wanted:
+        debit = voice.charge(session.seconds_used, wanted) if voice is not None else wanted
+        if available < debit:
             return _answer(service, ResultCode.CREDIT_LIMIT_REACHED)
-        _charge(batch, request, line, session, service, wanted)
+        _charge(batch, request, line, session, service, debit)
         return _answer(service, ResultCode.SUCCESS, granted=wanted)
     wanted = service.requested or settings.quota_default_units[service.kind.value]
-    granted = min(wanted, available)
+    if voice is not None:
+        granted, cost = voice.grant(session.seconds_used, wanted, available)
+    else:
+        granted = cost = min(wanted, available)
     if granted == 0:
         return _answer(service, ResultCode.CREDIT_LIMIT_REACHED)
-    validity = settings.quota_validity_seconds
     expires_at = batch.now + timedelta(seconds=validity)
     reservation = reservations.get(service.key)
     if reservation is None:
         reservation = Reservation(session, service.key, service.kind.unit, session.zone, 0, expires_at)
         line.reservations.append(reservation)
         reservations[service.key] = reservation
-    reservation.unit, reservation.reserved, reservation.expires_at = service.kind.unit, granted, expires_at
+    reservation.unit, reservation.reserved, reservation.expires_at = service.kind.unit, cost, expires_at
     reservation.changed = True
     session.expires_at = max(session.expires_at, expires_at)
     return _answer(service, ResultCode.SUCCESS, granted=granted, validity_seconds=validity, final=granted < wanted)
@@ -373,6 +397,22 @@ def _charge(
     key = (service.kind.unit, session.zone)
     if line.in_service and key in line.held:
         line.held[key] -= min(quantity, line.held[key])
+
+
+def _is_emergency(batch: Batch, request: CreditRequest) -> bool:
+    """A call (or SMS) to an emergency number, or one the call server marked so: decided when the
+    session opens, kept on it."""
+    return request.emergency or is_emergency(request.called_number, batch.settings.emergency_numbers)
+
+
+def _charged_units(line: LineState, session: Session, service: _Service, used: int) -> int:
+    """What `used` units of a service cost: voice in the plan's increments, applied to the
+    session's seconds used in all (which this adds to); anything else as used."""
+    if service.kind is not UsageKind.VOICE:
+        return used
+    charged = line.increments.charge(session.seconds_used, used)
+    session.seconds_used += used
+    return charged
 
 
 def _answer(service: _Service, code: ResultCode, **grant: Any) -> ServiceAnswer:

@@ -114,6 +114,8 @@ def plan_form(token: str, **overrides: Any) -> dict[str, Any]:
         "price": "88.50",
         "validity_count": "30",
         "validity_unit": "days",
+        "voice_initial_increment": "60",
+        "voice_subsequent_increment": "60",
         "allowance_measure": ["voice_minutes", "data_gb", "sms"],
         "allowance_zone": ["HK", "HK", "HK"],
         "allowance_amount": ["1000", "5", ""],
@@ -321,6 +323,7 @@ def test_admin_creates_edits_and_retires_a_plan_with_a_price_in_dollars(
     with runtime.unit_of_work() as uow:
         plan = uow.session.scalars(select(Plan).where(Plan.code == "voice-88")).one()
         assert (plan.price_amount, plan.currency, plan.validity_days) == (8850, "HKD", 30)
+        assert (plan.voice_initial_increment, plan.voice_subsequent_increment) == (60, 60)
         assert plan.names == {"en": "Voice 88", "zh_Hant": "通話 88", "zh_Hans": "通话 88"}
         allowances = {
             (a.unit, a.zone, a.amount)
@@ -331,8 +334,19 @@ def test_admin_creates_edits_and_retires_a_plan_with_a_price_in_dollars(
 
     edit = admin.get("/console/plans/voice-88/edit")
     assert 'value="88.50"' in edit.text and 'value="1000"' in edit.text and 'value="5"' in edit.text
+    assert 'name="voice_initial_increment" type="number" min="1" max="3600" step="1" value="60"' in edit.text
+    no_block = admin.post("/console/plans/voice-88", data=plan_form(token, voice_subsequent_increment="0"))
+    assert no_block.status_code == 422 and 'value="0"' in no_block.text
     updated = admin.post(
-        "/console/plans/voice-88", data=plan_form(token, price="99", validity_count="1", validity_unit="months")
+        "/console/plans/voice-88",
+        data=plan_form(
+            token,
+            price="99",
+            validity_count="1",
+            validity_unit="months",
+            voice_initial_increment="30",
+            voice_subsequent_increment="6",
+        ),
     )
     assert updated.status_code == 200 and "The plan was updated." in text(updated.text)
     retired = admin.post("/console/plans/voice-88/retire", data={"csrf_token": token})
@@ -340,6 +354,7 @@ def test_admin_creates_edits_and_retires_a_plan_with_a_price_in_dollars(
     with runtime.unit_of_work() as uow:
         plan = uow.session.scalars(select(Plan).where(Plan.code == "voice-88")).one()
         assert (plan.price_amount, plan.validity_months, plan.status) == (9900, 1, PlanStatus.RETIRED)
+        assert (plan.voice_initial_increment, plan.voice_subsequent_increment) == (30, 6)
     actions = [a for (a,) in runtime_audit(runtime, "plan:voice-88")]
     assert actions == ["plan.created", "plan.updated", "plan.retired"]
 

@@ -107,6 +107,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--mix", choices=["gy", "ro", "both"], default="both")
     parser.add_argument("--lines", type=int, default=2_000, help="active lines the sessions are spread over")
     parser.add_argument("--processes", type=int, default=2, help="OCS server processes (duckline ocs --processes)")
+    parser.add_argument("--threads", type=int, default=2, help="batches charged at once per OCS process")
     parser.add_argument("--clients", type=int, default=1, help="client processes")
     parser.add_argument("--connections", type=int, default=4, help="connections (network elements) per client")
     parser.add_argument("--sessions", type=int, default=16, help="sessions at once per connection")
@@ -115,7 +116,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--postgres-url", default=DEFAULT_PG, help="a loopback server; a throwaway database is made")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
-    if min(args.lines, args.processes, args.clients, args.connections, args.sessions) < 1 or args.seconds <= 0:
+    if (
+        min(args.lines, args.processes, args.threads, args.clients, args.connections, args.sessions) < 1
+        or args.seconds <= 0
+    ):
         parser.error("counts must be >= 1 and --seconds > 0")
     if args.db in ("postgresql", "both"):
         check_loopback(parser, args.postgres_url)
@@ -124,7 +128,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def reproduce_command(args: argparse.Namespace, db: str, mix: str) -> str:
     parts = [".venv/bin/python", "bench/quota.py", "--db", db, "--mix", mix, "--lines", str(args.lines)]
-    parts += ["--processes", str(args.processes), "--clients", str(args.clients)]
+    parts += ["--processes", str(args.processes), "--threads", str(args.threads), "--clients", str(args.clients)]
     parts += ["--connections", str(args.connections), "--sessions", str(args.sessions)]
     parts += ["--seconds", f"{args.seconds:g}", "--seed", str(args.seed)] + (["--crash"] if args.crash else [])
     if db == "postgresql":
@@ -158,6 +162,7 @@ class OcsServer:
             DUCKLINE_LOG_DIR=log_dir,
             DUCKLINE_ENVIRONMENT="test",
             DUCKLINE_DIAMETER_PEERS=json.dumps(peers),
+            DUCKLINE_DIAMETER_MAX_THREADS=str(args.threads),
             PYTHONPATH=str(ROOT),
         )
         command = [sys.executable, "-m", "duckline.cli", "ocs", "--port", str(port)]
@@ -318,21 +323,21 @@ class Element:
         self.sessions = 0
 
     async def connect(self) -> None:
-        while True:
+        while True:  # until a server answers CER (one being restarted may take a while)
             try:
                 reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                cer = CapabilitiesExchangeRequest()
+                cer.header.hop_by_hop_identifier = cer.header.end_to_end_identifier = 1
+                cer.origin_host, cer.origin_realm = self.peer.encode(), CLIENT_REALM.encode()
+                cer.host_ip_address = ["127.0.0.1"]
+                cer.vendor_id, cer.product_name = 0, "duckline-bench"
+                cer.auth_application_id = [constants.APP_DIAMETER_CREDIT_CONTROL_APPLICATION]
+                writer.write(cer.as_bytes())
+                cea = await self._read(reader)
                 break
-            except OSError:
+            except (OSError, asyncio.IncompleteReadError):
                 await asyncio.sleep(0.05)
-        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        cer = CapabilitiesExchangeRequest()
-        cer.header.hop_by_hop_identifier = cer.header.end_to_end_identifier = 1
-        cer.origin_host, cer.origin_realm = self.peer.encode(), CLIENT_REALM.encode()
-        cer.host_ip_address = ["127.0.0.1"]
-        cer.vendor_id, cer.product_name = 0, "duckline-bench"
-        cer.auth_application_id = [constants.APP_DIAMETER_CREDIT_CONTROL_APPLICATION]
-        writer.write(cer.as_bytes())
-        cea = await self._read(reader)
         if result_code(cea) != 2001:
             raise RuntimeError(f"{self.peer}: CEA {result_code(cea)}")
         self.writer = writer
@@ -528,7 +533,7 @@ def run_one(db: str, mix: str, args: argparse.Namespace) -> bool:
         f"  command:          {reproduce_command(args, db, mix)}",
         f"  set-up:           (not timed) {args.lines:,} active lines with buckets, {setup:.1f} s",
         f"  load:             {args.clients} client process(es) x {args.connections} connections"
-        f" x {args.sessions} sessions at once; server: {args.processes} process(es)",
+        f" x {args.sessions} sessions at once; server: {args.processes} process(es) x {args.threads} threads",
         f"  completed:        {sessions:,} {'sessions' if mix == 'gy' else 'calls + SMS'} in {wall:.2f} s"
         + (f"; SIGKILL of every OCS process at {args.seconds / 2:g} s, then a restart" if args.crash else ""),
         f"  throughput:       {requests / wall:,.0f} requests/s",

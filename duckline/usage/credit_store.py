@@ -19,7 +19,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, String, Table, and_, bindparam, func, insert, or_, select, text, type_coerce, update
+from sqlalchemy import (
+    Connection,
+    String,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    type_coerce,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from duckline.catalog import rating
 from duckline.catalog.models import Plan
@@ -138,7 +153,7 @@ def read(uow: UnitOfWork, session_ids: set[str], msisdns: set[str], rated: set[t
 
     others: dict[int, Session] = {}  # sessions of other requests, as far as their reservations need
     mine = {s.id: s for s in batch.sessions.values() if s.id is not None}
-    for session_pk, line_id, group, unit, zone, reserved, expires_at, status in db.reservations(line_ids, list(mine)):
+    for session_pk, line_id, group, unit, zone, reserved, expires_at, status in db.reservations(line_ids):
         owner = mine.get(session_pk) or others.get(session_pk)
         if owner is None:
             owner = Session(
@@ -167,8 +182,14 @@ def write(uow: UnitOfWork, batch: Batch) -> None:
     if old:
         db.update_sessions(old, batch.now)
     touched = [r for line in batch.lines.values() for r in line.reservations if r.changed]
-    if touched:
-        db.save_reservations([r for r in touched if not r.stored], [r for r in touched if r.stored])
+    held = [r for r in touched if r.reserved > 0]
+    if held:
+        db.save_reservations(held)
+    # A reservation given back is deleted, not kept at zero: the table holds what is reserved now,
+    # so what a line's sessions hold is read from a few rows, however long its history.
+    released = [r for r in touched if r.reserved == 0 and r.stored]
+    if released:
+        db.release_reservations(released)
 
 
 def _statements(connection: Connection) -> _Statements:
@@ -219,7 +240,7 @@ class _Statements:
             ).where(c.session_id.in_(session_ids))
         ).all()
 
-    def reservations(self, line_ids: list[int], mine: list[int]) -> Sequence[Any]:
+    def reservations(self, line_ids: list[int]) -> Sequence[Any]:
         r = _reservations.c
         return self.connection.execute(
             select(
@@ -233,7 +254,7 @@ class _Statements:
                 _raw(_sessions.c.status),
             )
             .join(_sessions, _sessions.c.id == r.credit_session_id)
-            .where(r.line_id.in_(line_ids), or_(r.reserved > 0, r.credit_session_id.in_(mine)))
+            .where(r.line_id.in_(line_ids), r.reserved > 0)
         ).all()
 
     def held(self, line_ids: list[int], now: datetime) -> Sequence[Any]:
@@ -286,42 +307,40 @@ class _Statements:
             ],
         )
 
-    def save_reservations(self, added: list[Reservation], kept: list[Reservation]) -> None:
-        if added:
-            self.connection.execute(
-                insert(_reservations),
-                [
-                    {
-                        "credit_session_id": r.session.id,
-                        "line_id": r.session.line_id,
-                        "rating_group": r.rating_group,
-                        "unit": r.unit,
-                        "zone": r.zone,
-                        "reserved": r.reserved,
-                        "expires_at": r.expires_at,
-                    }
-                    for r in added
-                ],
-            )
-        if kept:
-            self.connection.execute(
-                update(_reservations).where(
-                    and_(
-                        _reservations.c.credit_session_id == bindparam("session_pk"),
-                        _reservations.c.rating_group == bindparam("group"),
-                    )
-                ),
-                [
-                    {
-                        "session_pk": r.session.id,
-                        "group": r.rating_group,
-                        "unit": r.unit,
-                        "reserved": r.reserved,
-                        "expires_at": r.expires_at,
-                    }
-                    for r in kept
-                ],
-            )
+    def save_reservations(self, held: list[Reservation]) -> None:
+        insert_ = pg_insert if self.connection.dialect.name == "postgresql" else sqlite_insert
+        statement = insert_(_reservations)
+        self.connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=["credit_session_id", "rating_group"],
+                set_={
+                    "unit": statement.excluded.unit,
+                    "reserved": statement.excluded.reserved,
+                    "expires_at": statement.excluded.expires_at,
+                },
+            ),
+            [
+                {
+                    "credit_session_id": r.session.id,
+                    "line_id": r.session.line_id,
+                    "rating_group": r.rating_group,
+                    "unit": r.unit,
+                    "zone": r.zone,
+                    "reserved": r.reserved,
+                    "expires_at": r.expires_at,
+                }
+                for r in held
+            ],
+        )
+
+    def release_reservations(self, released: list[Reservation]) -> None:
+        self.connection.execute(
+            delete(_reservations).where(
+                _reservations.c.credit_session_id == bindparam("session_pk"),
+                _reservations.c.rating_group == bindparam("group"),
+            ),
+            [{"session_pk": r.session.id, "group": r.rating_group} for r in released],
+        )
 
 
 def _pk(session: Session) -> int:
@@ -342,7 +361,9 @@ _PG_LOCK_LINES = text(
     WHERE lines.id IN (
         SELECT credit_sessions.line_id FROM credit_sessions
         WHERE credit_sessions.session_id = ANY(CAST(:session_ids AS VARCHAR[]))
-    ) OR lines.msisdn = ANY(CAST(:msisdns AS VARCHAR[]))
+        UNION
+        SELECT wanted.id FROM lines AS wanted WHERE wanted.msisdn = ANY(CAST(:msisdns AS VARCHAR[]))
+    )
     ORDER BY lines.id
     FOR UPDATE OF lines
     """
@@ -358,8 +379,7 @@ _PG_RESERVATIONS = text(
     """
     SELECT r.credit_session_id, r.line_id, r.rating_group, r.unit, r.zone, r.reserved, r.expires_at, s.status
     FROM credit_reservations AS r JOIN credit_sessions AS s ON s.id = r.credit_session_id
-    WHERE r.line_id = ANY(CAST(:line_ids AS BIGINT[]))
-      AND (r.reserved > 0 OR r.credit_session_id = ANY(CAST(:mine AS BIGINT[])))
+    WHERE r.line_id = ANY(CAST(:line_ids AS BIGINT[])) AND r.reserved > 0
     """
 )
 _PG_HELD = text(
@@ -414,6 +434,14 @@ _PG_SAVE_RESERVATIONS = text(
 )
 
 
+_PG_RELEASE_RESERVATIONS = text(
+    """
+    DELETE FROM credit_reservations USING unnest(CAST(:session_ids AS BIGINT[]), CAST(:groups AS BIGINT[])) AS v (s, g)
+    WHERE credit_reservations.credit_session_id = v.s AND credit_reservations.rating_group = v.g
+    """
+)
+
+
 class _PostgresStatements(_Statements):
     """The same steps on PostgreSQL: one fixed statement each, the values as array literals."""
 
@@ -424,9 +452,8 @@ class _PostgresStatements(_Statements):
     def sessions(self, session_ids: set[str]) -> Sequence[Any]:
         return self.connection.execute(_PG_SESSIONS, {"session_ids": texts(session_ids)}).all()
 
-    def reservations(self, line_ids: list[int], mine: list[int]) -> Sequence[Any]:
-        params = {"line_ids": ints(line_ids), "mine": ints(mine)}
-        return self.connection.execute(_PG_RESERVATIONS, params).all()
+    def reservations(self, line_ids: list[int]) -> Sequence[Any]:
+        return self.connection.execute(_PG_RESERVATIONS, {"line_ids": ints(line_ids)}).all()
 
     def held(self, line_ids: list[int], now: datetime) -> Sequence[Any]:
         return self.connection.execute(_PG_HELD, {"line_ids": ints(line_ids), "now": now}).all()
@@ -462,8 +489,15 @@ class _PostgresStatements(_Statements):
         }
         self.connection.execute(_PG_UPDATE_SESSIONS, params)
 
-    def save_reservations(self, added: list[Reservation], kept: list[Reservation]) -> None:
-        every = added + kept
+    def release_reservations(self, released: list[Reservation]) -> None:
+        params = {
+            "session_ids": ints(_pk(r.session) for r in released),
+            "groups": ints(r.rating_group for r in released),
+        }
+        self.connection.execute(_PG_RELEASE_RESERVATIONS, params)
+
+    def save_reservations(self, held: list[Reservation]) -> None:
+        every = held
         params = {
             "session_ids": ints(_pk(r.session) for r in every),
             "line_ids": ints(r.session.line_id for r in every),

@@ -92,7 +92,9 @@ class CreditSession(Base):
     __tablename__ = "credit_sessions"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     session_id: Mapped[str] = mapped_column(String(255), unique=True)
-    line_id: Mapped[int] = mapped_column(ForeignKey("lines.id"))
+    # No foreign key (migration 0016d): online charging inserts sessions by the batch, in the
+    # transaction that locked the line (lines are never deleted).
+    line_id: Mapped[int] = mapped_column(BigId)
     unit: Mapped[Unit] = mapped_column(enum_column(Unit))
     zone: Mapped[Zone] = mapped_column(enum_column(Zone, 4))
     status: Mapped[CreditSessionStatus] = mapped_column(enum_column(CreditSessionStatus, 10))
@@ -121,7 +123,8 @@ class CreditReservation(Base):
 
     __tablename__ = "credit_reservations"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    credit_session_id: Mapped[int] = mapped_column(ForeignKey("credit_sessions.id"))
+    # No foreign key (migration 0016d): written by the batch with its session (never deleted).
+    credit_session_id: Mapped[int] = mapped_column(BigId)
     line_id: Mapped[int] = mapped_column(BigId)
     rating_group: Mapped[int] = mapped_column(BigInteger)
     unit: Mapped[Unit] = mapped_column(enum_column(Unit))

@@ -159,6 +159,14 @@ class Settings(BaseSettings):
     # Tw (RFC 3539): a DWR after this long without a message from a peer; as long again without
     # one, the connection is suspect; again, down. RFC 3539 wants at least 6 s; tests use less.
     diameter_watchdog_seconds: float = Field(default=30.0, gt=0)
+    # Requests of ours (RAR when a line is renewed, ASR when it leaves service): the OCS looks for
+    # new ones this often; each waits this long for its answer, and is sent once more if none came.
+    diameter_signal_poll_seconds: float = Field(default=1.0, gt=0)
+    diameter_request_timeout_seconds: float = Field(default=5.0, gt=0)
+    # A session with no request for this long (its element never sent CCR-TERMINATE) is closed and
+    # its reservations released; keep it a few times quota_validity_seconds. Looked for this often.
+    diameter_session_timeout_seconds: int = Field(default=3 * 3600, gt=0)
+    diameter_session_reap_seconds: float = Field(default=60.0, gt=0)
 
     # argon2id cost; lower it only for tests, where hashing time dominates.
     password_time_cost: int = 3

@@ -23,12 +23,14 @@ import asyncio
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 from diameter.message import constants
 
 from duckline.diameter import codec, gy
 from duckline.diameter.peers import TOO_BUSY, Connection, Identity, Node, Peers, PeerStatus
+from duckline.diameter.signals import SignalSender
 from duckline.runtime import Runtime
 from duckline.usage import quota
 
@@ -72,7 +74,8 @@ class CreditControlApplication:
             return node.error_answer(request, TOO_BUSY, "too many requests waiting", self)
         self.in_flight += 1
         try:
-            result = await asyncio.get_running_loop().run_in_executor(self.pool, self._charge, asked.credit)
+            credit = replace(asked.credit, origin_host=_text(ccr.origin_host), origin_realm=_text(ccr.origin_realm))
+            result = await asyncio.get_running_loop().run_in_executor(self.pool, self._charge, credit)
         finally:
             self.in_flight -= 1
         cca = ccr.to_answer()
@@ -105,6 +108,7 @@ class GyServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self.signals: SignalSender | None = None  # RARs and ASRs the line changes owe, stale sessions
 
     def start(self) -> None:
         """Bind the port and accept the configured peers; raises OSError when it cannot bind."""
@@ -132,10 +136,15 @@ class GyServer:
             self._close_loop()
             raise
         self.node = node
+        self.signals = SignalSender(self.runtime, node)
+        self._loop.call_soon_threadsafe(self.signals.start)
 
     def stop(self, timeout: float = 10) -> None:
         """Send DPR to connected peers, wait up to `timeout` s for them to leave, let requests in
         flight finish, then close."""
+        if self.signals is not None and self._loop is not None:
+            asyncio.run_coroutine_threadsafe(self.signals.stop(), self._loop).result()
+            self.signals = None
         if self.node is not None and self._loop is not None:
             asyncio.run_coroutine_threadsafe(self.node.stop(timeout), self._loop).result()
             self.node = None
@@ -161,3 +170,7 @@ class GyServer:
             self._thread.join()
             self._loop.close()
             self._loop, self._thread = None, None
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value

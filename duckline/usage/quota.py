@@ -102,6 +102,10 @@ class CreditRequest:
     used: int | None = None
     at: datetime | None = None  # when the usage happened (Event-Timestamp); default now
     services: tuple[ServiceUnits, ...] = ()
+    # The element asking (the CCR's Origin-Host and -Realm): kept on a session it opens, as where
+    # the OCS's RAR or ASR for it goes.
+    origin_host: str | None = None
+    origin_realm: str | None = None
 
 
 @dataclass(frozen=True)
@@ -161,6 +165,8 @@ def handle(uow: UnitOfWork, request: CreditRequest) -> CreditAnswer:
     if session is not None:
         if request.request_number == session.last_request_number:
             return _stored(session)
+        if _forgotten(session):
+            return CreditAnswer(ResultCode.UNKNOWN_SESSION_ID)
         if (
             request.request_number < session.last_request_number
             or session.status == CLOSED
@@ -181,15 +187,32 @@ def handle(uow: UnitOfWork, request: CreditRequest) -> CreditAnswer:
             created_at=uow.now(),
             updated_at=uow.now(),
             expires_at=uow.now(),
+            origin_host=request.origin_host,
+            origin_realm=request.origin_realm,
         )
         uow.session.add(session)
         uow.session.flush()  # its id keys the reservations
     answer = _decide(uow, request, line, session)
+    _close_if_refused(request, answer, session)
     session.last_request_number = request.request_number
     session.last_answer = _as_json(answer)
     session.updated_at = uow.now()
     uow.session.flush()
     return answer
+
+
+def _forgotten(session: CreditSession) -> bool:
+    """Closed by Duckline, not by its element (stale, or unknown to the element): a later request
+    is for a session this server no longer has (5002)."""
+    return session.status == CLOSED and session.closed_reason is not None
+
+
+def _close_if_refused(request: CreditRequest, answer: CreditAnswer, session: CreditSession) -> None:
+    """A CCR-INITIAL not granted (4012 no credit, 4010, …) opens nothing: the session is kept only
+    closed, with its answer for a retransmission (a later request on it gets 5012, as on any
+    closed session). Nothing was reserved for it."""
+    if request.request_type is RequestType.INITIAL and answer.result_code is not ResultCode.SUCCESS:
+        session.status, session.reserved = CLOSED, 0
 
 
 def _valid(request: CreditRequest) -> bool:

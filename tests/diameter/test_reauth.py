@@ -1,0 +1,281 @@
+"""The OCS speaks first, over real TCP on loopback, on SQLite and PostgreSQL: a renewal sends a RAR
+to the element holding an open session, a line leaving service an ASR (and the session is
+aborted); a peer that does not answer is asked once more, then noted, and nobody else waits for
+it; a session no element ends is closed by the reaper and its units go back to the line; a
+CCR-INITIAL without credit leaves no open session."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from diameter.message import constants
+from fastapi.testclient import TestClient
+from sqlalchemy import select, update
+
+from duckline.core.clock import FrozenClock
+from duckline.core.config import Settings
+from duckline.diameter import codec
+from duckline.diameter.server import GyServer
+from duckline.lines import lifecycle
+from duckline.lines import service as lines
+from duckline.lines.models import Line
+from duckline.lines.states import LineStatus
+from duckline.runtime import Runtime
+from duckline.usage import credit_signals
+from duckline.usage.charging_states import ClosedReason, CreditSessionStatus, SignalKind, SignalOutcome
+from duckline.usage.models import CreditReservation, CreditSession, CreditSessionSignal
+from tests.diameter.conftest import PGW, PGW2, wait_for
+from tests.diameter.wire import INITIAL, OPERATOR_REALM, UPDATE, RawPeer, value_of
+from tests.factories import buy
+from tests.usage.test_usage import active_line
+
+MB = 1_000_000
+RESULT = constants.AVP_RESULT_CODE
+RAR, ASR = 258, 274
+TIMEOUT = 1.0  # how long the OCS waits for an answer of ours before asking once more
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={
+            "diameter_signal_poll_seconds": 0.05,
+            "diameter_request_timeout_seconds": TIMEOUT,
+            "diameter_session_timeout_seconds": 600,
+            "diameter_session_reap_seconds": 0.1,
+        }
+    )
+
+
+def granted(answer: codec.Inbound) -> int:
+    return int(answer.message.multiple_services_credit_control[0].granted_service_unit.cc_total_octets)
+
+
+def open_session(peer: RawPeer, session: str, msisdn: str, asked: int = MB) -> codec.Inbound:
+    answer = peer.ask(peer.ccr(session, 0, INITIAL, msisdn, asked=asked))
+    assert value_of(answer, RESULT) == 2001
+    return answer
+
+
+def credit_session(runtime: Runtime, session: str) -> CreditSession:
+    with runtime.unit_of_work() as uow:
+        found = uow.session.scalars(select(CreditSession).where(CreditSession.session_id == session)).one()
+        uow.session.expunge(found)
+        return found
+
+
+def signals(runtime: Runtime, session: str) -> list[CreditSessionSignal]:
+    with runtime.unit_of_work() as uow:
+        rows = list(
+            uow.session.scalars(
+                select(CreditSessionSignal)
+                .join(CreditSession, CreditSession.id == CreditSessionSignal.credit_session_id)
+                .where(CreditSession.session_id == session)
+                .order_by(CreditSessionSignal.id)
+            ).all()
+        )
+        uow.session.expunge_all()
+        return rows
+
+
+def finished(runtime: Runtime, session: str) -> list[CreditSessionSignal]:
+    wait_for(lambda: all(s.finished_at for s in signals(runtime, session)), what="the signals to be finished")
+    return signals(runtime, session)
+
+
+def check_request(request: codec.Inbound, command: int, session: str, settings: Settings) -> None:
+    """What RFC 6733 / 4006 ask of a RAR or ASR of ours: header flags and ids, the AVPs, M bits."""
+    header = request.message.header
+    assert (header.command_code, header.application_id) == (command, 4)
+    assert header.is_request and header.is_proxyable and not header.is_error
+    assert header.hop_by_hop_identifier and header.end_to_end_identifier
+    assert value_of(request, constants.AVP_SESSION_ID) == session
+    assert value_of(request, constants.AVP_ORIGIN_HOST) == settings.diameter_origin_host.encode()
+    assert value_of(request, constants.AVP_ORIGIN_REALM) == settings.diameter_realm.encode()
+    assert value_of(request, constants.AVP_DESTINATION_HOST) == PGW.encode()
+    assert value_of(request, constants.AVP_DESTINATION_REALM) == OPERATOR_REALM.encode()
+    assert value_of(request, constants.AVP_AUTH_APPLICATION_ID) == 4
+    if command == RAR:
+        assert value_of(request, constants.AVP_RE_AUTH_REQUEST_TYPE) == 0  # AUTHORIZE_ONLY
+    else:
+        assert request.first(constants.AVP_RE_AUTH_REQUEST_TYPE) is None
+    assert all(avp.is_mandatory for avp in request.avps)
+
+
+def test_a_renewal_sends_a_rar_and_the_element_asks_again_at_once(
+    client: TestClient,
+    runtime: Runtime,
+    clock: FrozenClock,
+    gy: GyServer,
+    connect: Callable[..., RawPeer],
+) -> None:
+    subscriber = active_line(client, runtime)
+    peer = connect(PGW)
+    opened = open_session(peer, "rar;1", subscriber["line"]["msisdn"], asked=10 * MB)
+    assert granted(opened) == 10 * MB  # all the line has
+
+    buy(client, runtime, clock, subscriber, plan="test-plan")  # a real renewal: 10 MB more
+
+    rar = peer.request_from_server(RAR)
+    check_request(rar, RAR, "rar;1", runtime.settings)
+    peer.answer_request(rar, 2001)
+    [signal] = finished(runtime, "rar;1")
+    assert (signal.kind, signal.outcome, signal.result_code, signal.attempts) == (
+        SignalKind.RAR,
+        SignalOutcome.ANSWERED,
+        2001,
+        1,
+    )
+    assert signal.sent_at is not None
+    # The element re-asks at once (the renewal's buckets start when the current period ends).
+    again = peer.ask(peer.ccr("rar;1", 1, UPDATE, asked=10 * MB, used=MB))
+    assert value_of(again, RESULT) == 2001 and granted(again) == 9 * MB
+    assert credit_session(runtime, "rar;1").origin_host == PGW
+
+
+def _report_lost(client: TestClient, runtime: Runtime, subscriber: dict[str, Any]) -> None:
+    reported = client.post(
+        f"/api/v1/lines/{subscriber['line']['id']}/report-lost", json={"reason": "lost"}, headers=subscriber["headers"]
+    )
+    assert reported.status_code == 200, reported.text
+
+
+def _suspend(client: TestClient, runtime: Runtime, subscriber: dict[str, Any]) -> None:
+    with runtime.unit_of_work() as uow:  # staff suspend or bar a line: the status change itself
+        line = uow.session.get(Line, subscriber["line"]["id"], with_for_update=True)
+        assert line is not None
+        lines.transition(uow, line, LineStatus.SUSPENDED, "barred by staff: fraud")
+
+
+def _recycle(client: TestClient, runtime: Runtime, subscriber: dict[str, Any]) -> None:
+    with runtime.unit_of_work() as uow:  # long past expiry: grace, expired and recycled in one run
+        uow.session.execute(
+            update(Line).where(Line.id == subscriber["line"]["id"]).values(expires_at=uow.now() - timedelta(days=900))
+        )
+    with runtime.unit_of_work() as uow:
+        assert lifecycle.advance(uow)["recycled"] == 1
+
+
+@pytest.mark.parametrize("leave", [_report_lost, _suspend, _recycle], ids=["lost", "suspended", "recycled"])
+def test_a_line_leaving_service_aborts_its_sessions_with_an_asr(
+    client: TestClient,
+    runtime: Runtime,
+    gy: GyServer,
+    connect: Callable[..., RawPeer],
+    leave: Callable[[TestClient, Runtime, dict[str, Any]], None],
+) -> None:
+    subscriber = active_line(client, runtime)
+    peer = connect(PGW)
+    open_session(peer, "asr;1", subscriber["line"]["msisdn"], asked=4 * MB)
+
+    leave(client, runtime, subscriber)
+    session = credit_session(runtime, "asr;1")
+    assert (session.status, session.reserved) == (CreditSessionStatus.ABORTED, 0)  # at once, in that transaction
+
+    asr = peer.request_from_server(ASR)
+    check_request(asr, ASR, "asr;1", runtime.settings)
+    peer.answer_request(asr, 2001)
+    [signal] = finished(runtime, "asr;1")
+    assert (signal.kind, signal.outcome, signal.result_code) == (SignalKind.ASR, SignalOutcome.ANSWERED, 2001)
+    with runtime.unit_of_work() as uow:
+        held = uow.session.scalars(select(CreditReservation.reserved)).all()
+    assert held == [0]
+    # The element that missed it (or sends before ending) is refused service.
+    assert value_of(peer.ask(peer.ccr("asr;1", 1, UPDATE, asked=MB, used=MB)), RESULT) == 4010
+
+
+def test_a_peer_that_never_answers_is_asked_once_more_then_noted_and_nobody_else_waits(
+    client: TestClient, runtime: Runtime, gy: GyServer, connect: Callable[..., RawPeer]
+) -> None:
+    first, second = active_line(client, runtime), active_line(client, runtime, 2)
+    silent, other = connect(PGW), connect(PGW2)
+    open_session(silent, "silent;1", first["line"]["msisdn"])
+    open_session(other, "other;1", second["line"]["msisdn"])
+    with runtime.unit_of_work() as uow:
+        assert credit_signals.reauthorize(uow, first["line"]["id"]) == 1
+
+    rar = silent.request_from_server(RAR)
+    # Meanwhile the other element is served as usual, more than once within the timeout.
+    for n in (1, 2):
+        answer = other.ask(other.ccr("other;1", n, UPDATE, asked=MB, used=1000), timeout=TIMEOUT / 2)
+        assert value_of(answer, RESULT) == 2001
+    retry = silent.request_from_server(RAR, timeout=3 * TIMEOUT)
+    first_header, retry_header = rar.message.header, retry.message.header
+    assert retry_header.is_retransmit and not first_header.is_retransmit
+    assert retry_header.end_to_end_identifier == first_header.end_to_end_identifier
+    assert retry_header.hop_by_hop_identifier != first_header.hop_by_hop_identifier
+
+    [signal] = finished(runtime, "silent;1")
+    assert (signal.outcome, signal.attempts, signal.result_code) == (SignalOutcome.UNANSWERED, 2, None)
+    assert credit_session(runtime, "silent;1").unanswered_at is not None
+    assert credit_session(runtime, "silent;1").status == CreditSessionStatus.OPEN
+    # A late answer to either is harmless: nothing waits for it any more.
+    silent.answer_request(retry, 2001)
+    assert value_of(silent.dwr(), RESULT) == 2001
+
+
+def test_the_retry_goes_out_on_another_connection_of_the_peer(
+    client: TestClient, runtime: Runtime, gy: GyServer, connect: Callable[..., RawPeer]
+) -> None:
+    subscriber = active_line(client, runtime)
+    one, two = connect(PGW), connect(PGW)  # two instances of one gateway
+    open_session(one, "two;1", subscriber["line"]["msisdn"])
+    with runtime.unit_of_work() as uow:
+        credit_signals.abort(uow, subscriber["line"]["id"])
+
+    first = one.request_from_server(ASR)  # OKAY connections in the order they came: `one` first
+    retry = two.request_from_server(ASR, timeout=3 * TIMEOUT)
+    assert retry.message.header.is_retransmit
+    assert retry.message.header.end_to_end_identifier == first.message.header.end_to_end_identifier
+    two.answer_request(retry, 5002)  # it does not know the session: closed here too
+
+    [signal] = finished(runtime, "two;1")
+    assert (signal.outcome, signal.attempts, signal.result_code) == (SignalOutcome.UNKNOWN_SESSION, 2, 5002)
+    session = credit_session(runtime, "two;1")
+    assert (session.status, session.closed_reason) == (CreditSessionStatus.CLOSED, ClosedReason.UNKNOWN_TO_PEER)
+
+
+def test_a_stale_session_is_closed_by_the_reaper_and_its_units_go_back(
+    client: TestClient, runtime: Runtime, clock: FrozenClock, gy: GyServer, connect: Callable[..., RawPeer]
+) -> None:
+    subscriber = active_line(client, runtime)
+    msisdn = subscriber["line"]["msisdn"]
+    peer = connect(PGW)
+    assert granted(open_session(peer, "stale;1", msisdn, asked=10 * MB)) == 10 * MB
+    refused = peer.ask(peer.ccr("stale;2", 0, INITIAL, msisdn, asked=MB))
+    assert value_of(refused, RESULT) == 4012  # everything is reserved by the first
+
+    clock.advance(timedelta(seconds=601))  # diameter_session_timeout_seconds, and no CCR-T came
+    wait_for(
+        lambda: credit_session(runtime, "stale;1").status == CreditSessionStatus.CLOSED, what="the reaper to close it"
+    )
+    session = credit_session(runtime, "stale;1")
+    assert (session.closed_reason, session.reserved) == (ClosedReason.EXPIRED, 0)
+
+    # Its units are the line's again; the element that forgot it is told it is gone.
+    reopened = peer.ask(peer.ccr("stale;3", 0, INITIAL, msisdn, asked=10 * MB))
+    assert value_of(reopened, RESULT) == 2001 and granted(reopened) == 10 * MB
+    assert value_of(peer.ask(peer.ccr("stale;1", 1, UPDATE, asked=MB, used=MB)), RESULT) == 5002
+
+
+def test_a_ccr_initial_without_credit_leaves_no_open_session_and_is_answered_alike_again(
+    client: TestClient, runtime: Runtime, gy: GyServer, connect: Callable[..., RawPeer]
+) -> None:
+    subscriber = active_line(client, runtime)
+    msisdn = subscriber["line"]["msisdn"]
+    peer = connect(PGW)
+    open_session(peer, "full;1", msisdn, asked=10 * MB)
+
+    initial = peer.ccr("full;2", 0, INITIAL, msisdn, asked=MB)
+    assert value_of(peer.ask(initial), RESULT) == 4012
+    session = credit_session(runtime, "full;2")
+    assert (session.status, session.reserved) == (CreditSessionStatus.CLOSED, 0)
+    with runtime.unit_of_work() as uow:
+        assert credit_signals.reauthorize(uow, subscriber["line"]["id"]) == 1  # only full;1 is open
+
+    initial.header.is_retransmit = True
+    assert value_of(peer.ask(initial), RESULT) == 4012
+    assert credit_session(runtime, "full;2").status == CreditSessionStatus.CLOSED

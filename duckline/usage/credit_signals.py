@@ -43,17 +43,20 @@ def reauthorize(uow: UnitOfWork, line_id: int) -> int:
 
 def abort(uow: UnitOfWork, line_id: int) -> int:
     """End the line's open sessions now (ABORTED, reservations released) and owe each an ASR;
-    how many. The caller holds the line's row lock (quota takes it before reading a session)."""
-    ids = _open_sessions(uow, line_id)
+    how many. The caller holds the line's row lock (quota takes it before reading a session);
+    the statement checks the status again all the same (a CCR-T that closed one stays closed)."""
+    now = uow.now()
+    ids = list(
+        uow.session.scalars(
+            update(CreditSession)
+            .where(CreditSession.line_id == line_id, CreditSession.status == OPEN)
+            .values(status=ABORTED, reserved=0, expires_at=now, updated_at=now)
+            .returning(CreditSession.id)
+            .execution_options(synchronize_session=False)
+        ).all()
+    )
     if not ids:
         return 0
-    now = uow.now()
-    uow.session.execute(
-        update(CreditSession)
-        .where(CreditSession.id.in_(ids))
-        .values(status=ABORTED, reserved=0, expires_at=now, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
     _release(uow, ids)
     _signal(uow, ids, SignalKind.ASR)
     return len(ids)

@@ -15,6 +15,7 @@ from diameter.message import constants
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
+from duckline.catalog.rules import Unit, Zone
 from duckline.core.clock import FrozenClock
 from duckline.core.config import Settings
 from duckline.diameter import codec
@@ -35,7 +36,7 @@ from tests.usage.test_usage import active_line
 MB = 1_000_000
 RESULT = constants.AVP_RESULT_CODE
 RAR, ASR = 258, 274
-TIMEOUT = 1.0  # how long the OCS waits for an answer of ours before asking once more
+TIMEOUT = 2.0  # how long the OCS waits for an answer of ours before asking once more
 
 
 @pytest.fixture
@@ -279,3 +280,80 @@ def test_a_ccr_initial_without_credit_leaves_no_open_session_and_is_answered_ali
     initial.header.is_retransmit = True
     assert value_of(peer.ask(initial), RESULT) == 4012
     assert credit_session(runtime, "full;2").status == CreditSessionStatus.CLOSED
+
+
+def test_a_peer_that_drops_the_connection_gets_the_retry_on_the_one_it_comes_back_with(
+    client: TestClient, runtime: Runtime, gy: GyServer, connect: Callable[..., RawPeer]
+) -> None:
+    subscriber = active_line(client, runtime)
+    gone = connect(PGW)
+    open_session(gone, "back;1", subscriber["line"]["msisdn"])
+    with runtime.unit_of_work() as uow:
+        credit_signals.abort(uow, subscriber["line"]["id"])
+    first = gone.request_from_server(ASR)
+    gone.close()  # restarts before answering
+
+    back = connect(PGW)
+    retry = back.request_from_server(ASR, timeout=3 * TIMEOUT)
+    assert retry.message.header.is_retransmit
+    assert retry.message.header.end_to_end_identifier == first.message.header.end_to_end_identifier
+    back.answer_request(retry, 2001)
+    [signal] = finished(runtime, "back;1")
+    assert (signal.outcome, signal.attempts) == (SignalOutcome.ANSWERED, 2)
+
+
+def test_a_signal_for_a_peer_that_is_not_connected_is_recorded_as_such(
+    client: TestClient, runtime: Runtime, gy: GyServer, connect: Callable[..., RawPeer]
+) -> None:
+    subscriber = active_line(client, runtime)
+    peer = connect(PGW)
+    open_session(peer, "away;1", subscriber["line"]["msisdn"])
+    peer.close()
+    wait_for(lambda: not any(s.connections for s in gy.status() if s.host == PGW), what="PGW to be gone")
+    with runtime.unit_of_work() as uow:
+        credit_signals.abort(uow, subscriber["line"]["id"])
+    [signal] = finished(runtime, "away;1")
+    assert (signal.outcome, signal.attempts, signal.sent_at) == (SignalOutcome.NOT_CONNECTED, 0, None)
+    assert credit_session(runtime, "away;1").status == CreditSessionStatus.ABORTED
+
+
+def test_a_claim_lapses_when_the_ocs_that_took_it_is_gone(
+    client: TestClient, runtime: Runtime, clock: FrozenClock
+) -> None:
+    """No server here: the outbox on its own, as two OCS processes would share it."""
+    subscriber = active_line(client, runtime)
+    with runtime.unit_of_work() as uow:
+        line = uow.session.get(Line, subscriber["line"]["id"])
+        assert line is not None
+        now = uow.now()
+        uow.session.add(
+            CreditSession(
+                session_id="lease;1",
+                line_id=line.id,
+                unit=Unit.DATA_BYTES,
+                zone=Zone.HK,
+                status=CreditSessionStatus.OPEN,
+                reserved=0,
+                last_request_number=0,
+                created_at=now,
+                updated_at=now,
+                expires_at=now,
+                origin_host=PGW,
+                origin_realm=OPERATOR_REALM,
+            )
+        )
+        uow.session.flush()
+        assert credit_signals.reauthorize(uow, line.id) == 1
+    lease = timedelta(seconds=30)
+    with runtime.unit_of_work() as uow:
+        [claimed] = credit_signals.claim(uow, 10, lease)
+    assert (claimed.kind, claimed.session_id, claimed.origin_host) == (SignalKind.RAR, "lease;1", PGW)
+    with runtime.unit_of_work() as uow:
+        assert credit_signals.claim(uow, 10, lease) == []  # another OCS leaves it alone
+    clock.advance(lease)
+    with runtime.unit_of_work() as uow:
+        assert [c.signal_id for c in credit_signals.claim(uow, 10, lease)] == [claimed.signal_id]
+        credit_signals.finish(uow, claimed.signal_id, SignalOutcome.ANSWERED, result_code=2001, attempts=1)
+    clock.advance(lease)
+    with runtime.unit_of_work() as uow:
+        assert credit_signals.claim(uow, 10, lease) == []

@@ -4,7 +4,9 @@ no element ends.
 
 * Polling. Every `diameter_signal_poll_seconds` the pending signals are claimed (PostgreSQL: FOR
   UPDATE SKIP LOCKED, so several OCS processes share them) and each is sent in a task of its own,
-  so a silent peer holds up only its own requests. At most `MAX_IN_FLIGHT` at once.
+  so a silent peer holds up only its own requests. At most `MAX_IN_FLIGHT` at once. On PostgreSQL
+  a thread also LISTENs for the NOTIFY a writer sends at commit, and wakes the poll at once (the
+  timer stays, for a notification lost while the listener reconnects).
 * Requests (RFC 4006 §5.5, RFC 6733 §8.3 and §8.5). RAR: Session-Id, Origin-Host/-Realm,
   Destination-Realm/-Host (the element's, as its CCR-INITIAL gave them), Auth-Application-Id 4,
   Re-Auth-Request-Type AUTHORIZE_ONLY. ASR: the same without Re-Auth-Request-Type. Every AVP has
@@ -19,14 +21,18 @@ no element ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+import psycopg
 from diameter.message import constants
 from diameter.message.commands import AbortSessionRequest, ReAuthRequest
+from sqlalchemy.engine import make_url
 
 from duckline.diameter.peers import SUCCESS, Node, result_code
 from duckline.runtime import Runtime
@@ -41,6 +47,8 @@ RE_AUTH, ABORT_SESSION = 258, 274
 AUTHORIZE_ONLY = constants.E_RE_AUTH_REQUEST_TYPE_AUTHORIZE_ONLY  # 0
 UNKNOWN_SESSION_ID = 5002
 MAX_IN_FLIGHT = 200
+LISTEN_CHECK_SECONDS = 0.5  # how soon the listener sees that the OCS is stopping
+LISTEN_RETRY_SECONDS = 5.0
 T = TypeVar("T")
 
 
@@ -77,19 +85,44 @@ class SignalSender:
         self.sending: set[asyncio.Task[None]] = set()
         self._pool = ThreadPoolExecutor(2, thread_name_prefix="gy-signals")
         self._loop_task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._stopping = threading.Event()
+        self._listener: threading.Thread | None = None
 
     def start(self) -> None:
-        self._loop_task = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        self._loop_task = loop.create_task(self._run())
+        if self.runtime.db.engine.dialect.name == "postgresql":
+            self._listener = threading.Thread(target=self._listen, args=(loop,), name="gy-listen", daemon=True)
+            self._listener.start()
 
     async def stop(self) -> None:
         """Stop polling; requests in flight are dropped (their signals are sent again once their
         claim lapses)."""
+        self._stopping.set()
         tasks = [t for t in (self._loop_task, *self.sending) if t is not None]
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
+        if self._listener is not None:
+            await asyncio.to_thread(self._listener.join)
         self._pool.shutdown(wait=True)
+
+    def _listen(self, loop: asyncio.AbstractEventLoop) -> None:
+        """LISTEN on a connection of its own; each notification wakes the poll."""
+        url = make_url(self.runtime.settings.database_url).set(drivername="postgresql")
+        while not self._stopping.is_set():
+            try:
+                with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as connection:
+                    connection.execute(f"LISTEN {credit_signals.NOTIFY_CHANNEL}")
+                    loop.call_soon_threadsafe(self._wake.set)  # whatever came while not listening
+                    while not self._stopping.is_set():
+                        for _ in connection.notifies(timeout=LISTEN_CHECK_SECONDS, stop_after=1):
+                            loop.call_soon_threadsafe(self._wake.set)
+            except Exception:
+                log.exception("credit session signals: LISTEN failed; polling meanwhile")
+                self._stopping.wait(LISTEN_RETRY_SECONDS)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -104,7 +137,9 @@ class SignalSender:
                 raise
             except Exception:  # the database is away: try again next time
                 log.exception("credit session signals: poll failed")
-            await asyncio.sleep(self.poll_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+            self._wake.clear()
 
     async def poll(self) -> int:
         """Claim what is pending and start sending it; how many were claimed."""

@@ -24,13 +24,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select, text, update
 
 from duckline.core.unit_of_work import UnitOfWork
 from duckline.lines.models import Line
 from duckline.usage.charging_states import ClosedReason, CreditSessionStatus, SignalKind, SignalOutcome
 from duckline.usage.models import CreditReservation, CreditSession, CreditSessionSignal
 
+NOTIFY_CHANNEL = "credit_session_signals"
 OPEN, CLOSED, ABORTED = CreditSessionStatus.OPEN, CreditSessionStatus.CLOSED, CreditSessionStatus.ABORTED
 
 
@@ -164,9 +165,13 @@ def _open_sessions(uow: UnitOfWork, line_id: int) -> list[int]:
 
 def _signal(uow: UnitOfWork, session_ids: Iterable[int], kind: SignalKind) -> None:
     now = uow.now()
-    uow.session.add_all(
-        CreditSessionSignal(credit_session_id=i, kind=kind, created_at=now, attempts=0) for i in session_ids
-    )
+    rows = [CreditSessionSignal(credit_session_id=i, kind=kind, created_at=now, attempts=0) for i in session_ids]
+    if not rows:
+        return
+    uow.session.add_all(rows)
+    if uow.session.get_bind().dialect.name == "postgresql":
+        # Delivered at commit, to an OCS listening (diameter.signals): it polls at once.
+        uow.session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
 
 
 def _finished(

@@ -6,6 +6,7 @@ CCR-INITIAL without credit leaves no open session."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -357,3 +358,30 @@ def test_a_claim_lapses_when_the_ocs_that_took_it_is_gone(
     clock.advance(lease)
     with runtime.unit_of_work() as uow:
         assert credit_signals.claim(uow, 10, lease) == []
+
+
+@pytest.mark.postgres_only
+def test_on_postgresql_a_signal_is_sent_at_once_not_at_the_next_poll(
+    client: TestClient, runtime: Runtime, clock: FrozenClock
+) -> None:
+    """The OCS LISTENs; the transaction that writes a signal NOTIFYs at commit."""
+    slow = Runtime(runtime.settings.model_copy(update={"diameter_signal_poll_seconds": 60.0}), clock=clock)
+    server = GyServer(slow, port=0)
+    server.start()
+    peer = RawPeer(server.port, PGW)
+    try:
+        assert value_of(peer.cer(), RESULT) == 2001
+        subscriber = active_line(client, runtime)
+        open_session(peer, "now;1", subscriber["line"]["msisdn"])
+        time.sleep(0.5)  # the first poll (at start) is over; the next is a minute away
+        asked = time.monotonic()
+        with runtime.unit_of_work() as uow:
+            credit_signals.abort(uow, subscriber["line"]["id"])
+        asr = peer.request_from_server(ASR, timeout=10)
+        assert time.monotonic() - asked < 5
+        peer.answer_request(asr, 2001)
+        assert [s.outcome for s in finished(runtime, "now;1")] == [SignalOutcome.ANSWERED]
+    finally:
+        peer.close()
+        server.stop(timeout=2)
+        slow.close()

@@ -17,6 +17,10 @@ request), so a retransmitted request is charged once, by the same unique constra
 usage batches. The line row is locked first (then, inside ingest, its buckets, by id), so two
 sessions of one line asking at once are served one after the other and never both get the last
 units.
+
+A CCR-INITIAL that is not granted leaves its session closed (kept only for the answer a
+retransmission gets again). A session Duckline closed itself (`usage.credit_signals`: no request
+for too long, or its element said it does not know it) answers 5002 from then on.
 """
 
 from __future__ import annotations

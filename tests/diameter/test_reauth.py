@@ -6,9 +6,11 @@ CCR-INITIAL without credit leaves no open session."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,7 +32,8 @@ from duckline.usage import credit_signals
 from duckline.usage.charging_states import ClosedReason, CreditSessionStatus, SignalKind, SignalOutcome
 from duckline.usage.models import CreditReservation, CreditSession, CreditSessionSignal
 from tests.diameter.conftest import PGW, PGW2, wait_for
-from tests.diameter.wire import INITIAL, OPERATOR_REALM, UPDATE, RawPeer, value_of
+from tests.diameter.test_foreign import pdml_avps
+from tests.diameter.wire import INITIAL, OPERATOR_REALM, UPDATE, RawPeer, tshark_packets, value_of
 from tests.factories import buy
 from tests.usage.test_usage import active_line
 
@@ -385,3 +388,43 @@ def test_on_postgresql_a_signal_is_sent_at_once_not_at_the_next_poll(
         peer.close()
         server.stop(timeout=2)
         slow.close()
+
+
+def test_tshark_reads_our_rar_and_asr_as_we_meant_them(
+    tmp_path: Path, client: TestClient, runtime: Runtime, gy: GyServer, connect: Callable[..., RawPeer]
+) -> None:
+    if shutil.which("tshark") is None:
+        pytest.skip("tshark is not installed (apt-get install tshark; .ci/run does)")
+    subscriber = active_line(client, runtime)
+    peer = connect(PGW)
+    open_session(peer, "ts;1", subscriber["line"]["msisdn"])
+    with runtime.unit_of_work() as uow:
+        credit_signals.reauthorize(uow, subscriber["line"]["id"])
+    peer.answer_request(peer.request_from_server(RAR), 2001)
+    finished(runtime, "ts;1")
+    with runtime.unit_of_work() as uow:
+        credit_signals.abort(uow, subscriber["line"]["id"])
+    peer.answer_request(peer.request_from_server(ASR), 2001)
+    finished(runtime, "ts;1")
+
+    ours = {}
+    for packet in tshark_packets(peer, gy.port, tmp_path / "signals.pcap"):  # none malformed
+        diameter = packet.find("proto[@name='diameter']")
+        assert diameter is not None
+        fields = {f.get("name"): f.get("show") for f in diameter.iter("field")}
+        if fields["diameter.flags.request"] == "1" and fields["diameter.cmd.code"] in ("258", "274"):
+            ours[int(fields["diameter.cmd.code"] or 0)] = (fields["diameter.flags.proxyable"], pdml_avps(diameter))
+    assert set(ours) == {RAR, ASR}
+    base = [
+        constants.AVP_SESSION_ID,
+        constants.AVP_ORIGIN_HOST,
+        constants.AVP_ORIGIN_REALM,
+        constants.AVP_DESTINATION_REALM,
+        constants.AVP_DESTINATION_HOST,
+        constants.AVP_AUTH_APPLICATION_ID,
+    ]
+    for command, (proxyable, avps) in ours.items():
+        assert proxyable == "1"
+        assert all(a["m"] for a in avps)
+        extra = [constants.AVP_RE_AUTH_REQUEST_TYPE] if command == RAR else []
+        assert sorted(a["code"] for a in avps) == sorted(base + extra)

@@ -133,9 +133,7 @@ class SignalSender:
                 if loop.time() >= next_reap:
                     next_reap = loop.time() + self.reap_seconds
                     await self.reap()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the database is away: try again next time
+            except Exception:  # the database is away: try again next time (cancelling is no Exception)
                 log.exception("credit session signals: poll failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)

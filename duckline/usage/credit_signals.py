@@ -36,8 +36,20 @@ OPEN, CLOSED, ABORTED = CreditSessionStatus.OPEN, CreditSessionStatus.CLOSED, Cr
 
 
 def reauthorize(uow: UnitOfWork, line_id: int) -> int:
-    """A RAR for each open session of the line; how many."""
-    ids = _open_sessions(uow, line_id)
+    """A RAR for each open session of the line that is not already waiting for one (a RAR being
+    sent may have been answered before this grant: that session gets another); how many."""
+    waiting = select(CreditSessionSignal.credit_session_id).where(
+        CreditSessionSignal.kind == SignalKind.RAR,
+        CreditSessionSignal.finished_at.is_(None),
+        CreditSessionSignal.claimed_until.is_(None),
+    )
+    ids = list(
+        uow.session.scalars(
+            select(CreditSession.id)
+            .where(CreditSession.line_id == line_id, CreditSession.status == OPEN, CreditSession.id.not_in(waiting))
+            .order_by(CreditSession.id)
+        ).all()
+    )
     _signal(uow, ids, SignalKind.RAR)
     return len(ids)
 
@@ -151,16 +163,6 @@ def close_stale(uow: UnitOfWork, limit: int = 500) -> int:
                 _close_locked(uow, session, ClosedReason.EXPIRED)
                 closed += 1
     return closed
-
-
-def _open_sessions(uow: UnitOfWork, line_id: int) -> list[int]:
-    return list(
-        uow.session.scalars(
-            select(CreditSession.id)
-            .where(CreditSession.line_id == line_id, CreditSession.status == OPEN)
-            .order_by(CreditSession.id)
-        ).all()
-    )
 
 
 def _signal(uow: UnitOfWork, session_ids: Iterable[int], kind: SignalKind) -> None:

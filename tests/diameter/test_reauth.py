@@ -362,6 +362,14 @@ def test_a_claim_lapses_when_the_ocs_that_took_it_is_gone(
     with runtime.unit_of_work() as uow:
         assert credit_signals.claim(uow, 10, lease) == []
 
+    # Two grants in a row owe one RAR; one granted while a RAR is on its way owes another.
+    with runtime.unit_of_work() as uow:
+        assert credit_signals.reauthorize(uow, line.id) == 1
+        assert credit_signals.reauthorize(uow, line.id) == 0
+    with runtime.unit_of_work() as uow:
+        assert len(credit_signals.claim(uow, 10, lease)) == 1
+        assert credit_signals.reauthorize(uow, line.id) == 1
+
 
 @pytest.mark.postgres_only
 def test_on_postgresql_a_signal_is_sent_at_once_not_at_the_next_poll(

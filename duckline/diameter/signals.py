@@ -104,7 +104,11 @@ class SignalSender:
         for task in tasks:
             task.cancel()
         if tasks:
-            await asyncio.wait(tasks)
+            # Python 3.11's wait_for can swallow a cancellation: the loop also checks _stopping,
+            # and nothing here waits longer than a request and a database call would take.
+            _, left = await asyncio.wait(tasks, timeout=2 * self.timeout + 10)
+            if left:
+                log.warning("credit session signals: %d task(s) still running at stop", len(left))
         if self._listener is not None:
             await asyncio.to_thread(self._listener.join)
         self._pool.shutdown(wait=True)
@@ -127,7 +131,7 @@ class SignalSender:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         next_reap = loop.time() + self.reap_seconds
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self.poll()
                 if loop.time() >= next_reap:

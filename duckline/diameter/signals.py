@@ -110,7 +110,7 @@ class SignalSender:
             if left:
                 log.warning("credit session signals: %d task(s) still running at stop", len(left))
         if self._listener is not None:
-            await asyncio.to_thread(self._listener.join)
+            await asyncio.to_thread(self._listener.join, LISTEN_RETRY_SECONDS + 5)
         self._pool.shutdown(wait=True)
 
     def _listen(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -118,7 +118,9 @@ class SignalSender:
         url = make_url(self.runtime.settings.database_url).set(drivername="postgresql")
         while not self._stopping.is_set():
             try:
-                with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as connection:
+                with psycopg.connect(
+                    url.render_as_string(hide_password=False), autocommit=True, connect_timeout=5
+                ) as connection:
                     connection.execute(f"LISTEN {credit_signals.NOTIFY_CHANNEL}")
                     loop.call_soon_threadsafe(self._wake.set)  # whatever came while not listening
                     while not self._stopping.is_set():

@@ -168,6 +168,14 @@ class Settings(BaseSettings):
     # How often each Gy server writes its peers' state for the console (also at every peer event);
     # a server silent for 3 times this (at least 30 s) shows as stale.
     diameter_status_seconds: float = Field(default=5.0, gt=0)
+    # Requests of ours (RAR when a line is renewed, ASR when it leaves service): the OCS looks for
+    # new ones this often; each waits this long for its answer, and is sent once more if none came.
+    diameter_signal_poll_seconds: float = Field(default=1.0, gt=0)
+    diameter_request_timeout_seconds: float = Field(default=5.0, gt=0)
+    # A session with no request for this long (its element never sent CCR-TERMINATE) is closed and
+    # its reservations released; keep it a few times quota_validity_seconds. Looked for this often.
+    diameter_session_timeout_seconds: int = Field(default=3 * 3600, gt=0)
+    diameter_session_reap_seconds: float = Field(default=60.0, gt=0)
 
     # argon2id cost; lower it only for tests, where hashing time dominates.
     password_time_cost: int = 3

@@ -37,6 +37,10 @@ def texts(values: Iterable[str]) -> str:
     return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
 
 
+def nullable_texts(values: Iterable[str | None]) -> str:
+    return "{" + ",".join("NULL" if v is None else texts((v,))[1:-1] for v in values) + "}"
+
+
 def times(values: Iterable[datetime]) -> str:
     return "{" + ",".join('"' + v.isoformat() + '"' for v in values) + "}"
 

@@ -18,6 +18,11 @@ connection, so nothing one peer does (drop mid-request, send garbage, go silent)
   answer is ready, the answer is dropped, counted and logged; the work it did stays done.
 * Peers. Each allowed Origin-Host is a `Peer` with a state (connected: some connection OKAY;
   suspect: some connection SUSPECT and none OKAY; down) and counters, read with `status()`.
+* Requests of ours (`Node.ask`: RAR, ASR to the element holding a session). Sent to a peer by
+  its Origin-Host, on one of its connections (OKAY ones first), with our own Hop-by-Hop and
+  End-to-End ids; the answer is matched by Hop-by-Hop id on that connection (an answer never
+  reaches the applications). No answer in time: sent once more (T flag, same End-to-End id) on
+  another connection of the peer, else on the same one, or on the one it makes after reconnecting.
 """
 
 from __future__ import annotations
@@ -142,6 +147,15 @@ class PeerStatus:
     suspects: int = 0
     last_event: str = ""  # what last happened to it, as its log line says it
     last_event_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What came of a request of ours: the answer (None: none came), and how many times it was sent
+    (0: the peer had no connection to send it on)."""
+
+    answer: Any | None
+    sent: int
 
 
 class Peer:
@@ -290,6 +304,40 @@ class Node:
 
     def next_end_to_end(self) -> int:
         return next(self._end_to_end) & 0xFFFFFFFF
+
+    async def ask(self, host: str, message: Any, timeout: float) -> Asked:
+        """Send a request of ours to the peer `host` and wait up to `timeout` s for its answer; with
+        none, send it once more: on another connection of the peer if it has one, else on the same
+        one if it is still open, else on the next one it opens within `timeout`."""
+        peer = self.peers.get(host)
+        if peer is None:
+            return Asked(None, 0)
+        end_to_end = self.next_end_to_end()
+        tried: list[Connection] = []
+        for attempt in range(2):
+            connection = await self._connection_of(peer, tried, timeout if attempt else 0.0)
+            if connection is None:
+                break
+            message.header.is_retransmit = attempt > 0
+            answer = await connection.request(message, timeout, end_to_end)
+            tried.append(connection)
+            if answer is not None:
+                return Asked(answer, len(tried))
+            log.warning("%s: no answer to our %s (attempt %d)", connection, message.header.command_code, attempt + 1)
+        return Asked(None, len(tried))
+
+    async def _connection_of(self, peer: Peer, tried: list[Connection], wait: float) -> Connection | None:
+        """An open connection of the peer: one not tried yet (OKAY before SUSPECT), else one tried
+        that is still open; waiting up to `wait` s for the peer to connect when it has none."""
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            open_ = [c for c in peer.connections if not c.closed]
+            fresh = sorted((c for c in open_ if c not in tried), key=lambda c: c.watchdog is not Watchdog.OKAY)
+            if fresh or open_:
+                return (fresh or open_)[0]
+            if asyncio.get_running_loop().time() >= deadline:
+                return None
+            await asyncio.sleep(0.05)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connection = Connection(self, reader, writer)
@@ -488,11 +536,12 @@ class Connection:
             self.peer.counters.answers[code] += 1
         return True
 
-    async def request(self, message: Any, timeout: float) -> Any | None:
-        """Send a request of ours and wait for its answer (None on timeout or disconnection)."""
+    async def request(self, message: Any, timeout: float, end_to_end: int | None = None) -> Any | None:
+        """Send a request of ours and wait for its answer (None on timeout or disconnection).
+        `end_to_end`: that of a request sent before (a retransmission); else a new one."""
         message.header.is_request = True
         message.header.hop_by_hop_identifier = next(self._hop_by_hop) & 0xFFFFFFFF
-        message.header.end_to_end_identifier = self.node.next_end_to_end()
+        message.header.end_to_end_identifier = end_to_end if end_to_end is not None else self.node.next_end_to_end()
         waiter = asyncio.get_running_loop().create_future()
         self._pending[message.header.hop_by_hop_identifier] = waiter
         if not self.send(message):

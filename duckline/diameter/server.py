@@ -27,6 +27,7 @@ import logging
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 from diameter.message import constants
@@ -34,6 +35,7 @@ from diameter.message.commands import CreditControlAnswer
 
 from duckline.diameter import codec, gy, lazy
 from duckline.diameter.peers import TOO_BUSY, Connection, Identity, Node, Peers, PeerStatus
+from duckline.diameter.signals import SignalSender
 from duckline.diameter.status import StatusPublisher
 from duckline.runtime import Runtime
 from duckline.usage import quota
@@ -80,7 +82,8 @@ class CreditControlApplication:
             return node.error_answer(request, TOO_BUSY, "too many requests waiting", self)
         self.in_flight += 1
         try:
-            result = await self.charger.charge(asked.credit)
+            credit = replace(asked.credit, origin_host=_text(ccr.origin_host), origin_realm=_text(ccr.origin_realm))
+            result = await self.charger.charge(credit)
         finally:
             self.in_flight -= 1
         cca = answer_to(request)
@@ -173,6 +176,7 @@ class GyServer:
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._status: StatusPublisher | None = None
+        self.signals: SignalSender | None = None  # RARs and ASRs the line changes owe, stale sessions
 
     def start(self) -> None:
         """Bind the port and accept the configured peers; raises OSError when it cannot bind."""
@@ -207,10 +211,15 @@ class GyServer:
         self.node = node
         self._status = StatusPublisher(self.runtime, node, self._loop)  # the peers, for the console
         self._status.start()
+        self.signals = SignalSender(self.runtime, node)
+        self._loop.call_soon_threadsafe(self.signals.start)
 
     def stop(self, timeout: float = 10) -> None:
         """Send DPR to connected peers, wait up to `timeout` s for them to leave, let requests in
         flight finish, then close."""
+        if self.signals is not None and self._loop is not None:
+            asyncio.run_coroutine_threadsafe(self.signals.stop(), self._loop).result()
+            self.signals = None
         if self.node is not None and self._loop is not None:
             asyncio.run_coroutine_threadsafe(self.node.stop(timeout), self._loop).result()
             self.node = None
@@ -239,3 +248,7 @@ class GyServer:
             self._thread.join()
             self._loop.close()
             self._loop, self._thread = None, None
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value

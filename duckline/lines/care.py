@@ -11,9 +11,9 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, func, or_, select, update
+from sqlalchemy import func, or_, select
 
 from duckline.accounts import holder_proof
 from duckline.accounts.models import Account
@@ -28,8 +28,7 @@ from duckline.lines.states import LineStatus, Suspension, can_suspend, can_use_s
 from duckline.messaging import events, notifications
 from duckline.messaging.event_types import EsimMoved, LineResumed, LineSuspended
 from duckline.staff import audit
-from duckline.usage import quota
-from duckline.usage.models import CreditSession
+from duckline.usage import credit_signals
 
 RESUME, ESIM_MOVE = "line_resume", "esim_move"  # what a proof code is for
 STAFF_REASON_MAX = 300
@@ -45,7 +44,7 @@ def report_lost(uow: UnitOfWork, actor: Account, line_id: int, reason: Suspensio
         return line  # already stopped, by this request's twin or an earlier one
     now = uow.now()
     line.suspension, line.suspended_at, line.updated_at = reason, now, now
-    ended = _end_sessions(uow, line)
+    ended = credit_signals.abort(uow, line.id)  # each with an ASR to its element
     _event(uow, line, f"suspended: phone {reason.value}, reported by the subscriber")
     audit.record(uow, actor.id, "line.suspended", f"line:{line.id}", old=None, new=reason.value, sessions_ended=ended)
     events.emit(uow, LineSuspended(account_id=line.account_id, line_id=line.id, reason=reason.value))
@@ -169,22 +168,6 @@ def _lift(uow: UnitOfWork, actor: Account, line: Line, why: str, **details: Any)
     events.emit(uow, LineResumed(account_id=line.account_id, line_id=line.id, suspension=old))
     notifications.notify(uow, _owner(uow, line), "line_resumed", msisdn=_shown(line))
     return line
-
-
-def _end_sessions(uow: UnitOfWork, line: Line) -> int:
-    """End the line's open charging sessions: their reservations are released and nothing more is
-    granted; what the network element still reports as used is charged (quota.ABORTED)."""
-    now = uow.now()
-    ended = cast(
-        CursorResult[Any],
-        uow.session.execute(
-            update(CreditSession)
-            .where(CreditSession.line_id == line.id, CreditSession.status == quota.OPEN)
-            .values(status=quota.ABORTED, reserved=0, expires_at=now, updated_at=now)
-            .execution_options(synchronize_session=False)
-        ),
-    )
-    return int(ended.rowcount or 0)
 
 
 def _own_line(uow: UnitOfWork, actor: Account, line_id: int) -> Line:

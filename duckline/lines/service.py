@@ -24,9 +24,9 @@ from duckline.core.unit_of_work import Transactions, UnitOfWork
 from duckline.db.types import is_id
 from duckline.lines import esim, numbers
 from duckline.lines.models import EsimProfile, Line, LineEvent
-from duckline.lines.states import LineStatus, check_transition
+from duckline.lines.states import LineStatus, can_use_service, check_transition
 from duckline.staff import audit
-from duckline.usage import alerts, balances
+from duckline.usage import alerts, balances, credit_signals
 from duckline.usage import history as usage_history
 from duckline.usage.models import Bucket
 
@@ -77,11 +77,15 @@ def open_line(uow: UnitOfWork, account: Account) -> Line:
 
 
 def transition(uow: UnitOfWork, line: Line, target: LineStatus, reason: str) -> None:
-    """The only way a line changes status: checked by the state machine, recorded with why."""
+    """The only way a line changes status: checked by the state machine, recorded with why. A line
+    leaving service (suspended, past expiry, recycled) has its open credit-control sessions
+    aborted, each with an ASR to its network element."""
     check_transition(line.status, target)
     uow.session.add(LineEvent(line_id=line.id, from_status=line.status, to_status=target, reason=reason, at=uow.now()))
     line.status = target
     line.updated_at = uow.now()
+    if not can_use_service(target):
+        credit_signals.abort(uow, line.id)
 
 
 def activate(uow: UnitOfWork, actor: Account, line: Line, plan: Plan) -> Line:

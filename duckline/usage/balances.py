@@ -11,6 +11,7 @@ from duckline.catalog.models import Plan, PlanAllowance
 from duckline.catalog.rules import Unit, Zone
 from duckline.core.unit_of_work import UnitOfWork
 from duckline.lines.models import Line
+from duckline.usage import credit_signals
 from duckline.usage.models import Bucket, LedgerEntry
 
 
@@ -28,7 +29,9 @@ class Grant:
 def grant(
     uow: UnitOfWork, line_id: int, grants: list[Grant], valid_from: datetime, valid_until: datetime
 ) -> list[Bucket]:
-    """Open the buckets, each with its grant in the ledger: two statements whatever their number."""
+    """Open the buckets, each with its grant in the ledger: two statements whatever their number.
+    The line's open credit-control sessions are re-authorized (a RAR each), so they draw on the new
+    buckets at once."""
     now = uow.now()
     buckets = [
         Bucket(
@@ -53,6 +56,7 @@ def grant(
         )
         for b in buckets
     )
+    credit_signals.reauthorize(uow, line_id)
     return buckets
 
 

@@ -43,7 +43,7 @@ from duckline.catalog.voice_rating import Increments
 from duckline.core.config import Settings
 from duckline.core.unit_of_work import UnitOfWork
 from duckline.db import pg_arrays
-from duckline.db.pg_arrays import ints, texts, times
+from duckline.db.pg_arrays import ints, nullable_texts, texts, times
 from duckline.lines.models import Line
 from duckline.lines.states import LineStatus, Suspension, can_use_service
 from duckline.usage.charging_states import CreditSessionStatus
@@ -74,6 +74,9 @@ class Session:
     last_answer: dict[str, Any] | None = None
     seconds_used: int = 0  # voice seconds reported used in all (a call's increments apply to the total)
     emergency: bool = False  # a call to an emergency number: granted whatever, never charged
+    origin_host: str | None = None  # the element that opened it: where a RAR or ASR goes
+    origin_realm: str | None = None
+    closed_reason: str | None = None  # set when Duckline closed it (read only here)
     changed: bool = False
 
 
@@ -149,6 +152,7 @@ def read(uow: UnitOfWork, session_ids: set[str], msisdns: set[str], rated: set[t
             last_answer=answer,
             seconds_used=row[11],
             emergency=bool(row[12]),
+            closed_reason=row[13],
         )
 
     others: dict[int, Session] = {}  # sessions of other requests, as far as their reservations need
@@ -237,6 +241,7 @@ class _Statements:
                 c.created_at,
                 c.seconds_used,
                 c.emergency,
+                _raw(c.closed_reason),
             ).where(c.session_id.in_(session_ids))
         ).all()
 
@@ -281,6 +286,8 @@ class _Statements:
                     "last_answer": s.last_answer,
                     "seconds_used": s.seconds_used,
                     "emergency": s.emergency,
+                    "origin_host": s.origin_host,
+                    "origin_realm": s.origin_realm,
                     "created_at": s.created_at,
                     "updated_at": now,
                 }
@@ -371,7 +378,7 @@ _PG_LOCK_LINES = text(
 _PG_SESSIONS = text(
     """
     SELECT id, session_id, line_id, unit, zone, status, reserved, expires_at, last_request_number,
-           last_answer, created_at, seconds_used, emergency
+           last_answer, created_at, seconds_used, emergency, closed_reason
     FROM credit_sessions WHERE session_id = ANY(CAST(:session_ids AS VARCHAR[]))
     """
 )
@@ -393,16 +400,18 @@ _PG_INSERT_SESSIONS = text(
     """
     INSERT INTO credit_sessions (session_id, line_id, unit, zone, status, reserved, expires_at,
                                  last_request_number, last_answer, seconds_used, emergency,
-                                 created_at, updated_at)
+                                 origin_host, origin_realm, created_at, updated_at)
     SELECT v.session_id, v.line_id, v.unit, v.zone, v.status, v.reserved, v.expires_at, v.number,
-           CAST(v.answer AS JSON), v.seconds_used, v.emergency, v.created_at, :now
+           CAST(v.answer AS JSON), v.seconds_used, v.emergency, v.origin_host, v.origin_realm,
+           v.created_at, :now
     FROM unnest(
         CAST(:session_ids AS VARCHAR[]), CAST(:line_ids AS BIGINT[]), CAST(:units AS VARCHAR[]),
         CAST(:zones AS VARCHAR[]), CAST(:statuses AS VARCHAR[]), CAST(:reserved AS BIGINT[]),
         CAST(:expires AS TIMESTAMPTZ[]), CAST(:numbers AS INTEGER[]), CAST(:answers AS TEXT[]),
-        CAST(:seconds AS BIGINT[]), CAST(:emergency AS BOOLEAN[]), CAST(:created AS TIMESTAMPTZ[])
+        CAST(:seconds AS BIGINT[]), CAST(:emergency AS BOOLEAN[]), CAST(:origin_hosts AS VARCHAR[]),
+        CAST(:origin_realms AS VARCHAR[]), CAST(:created AS TIMESTAMPTZ[])
     ) AS v (session_id, line_id, unit, zone, status, reserved, expires_at, number, answer,
-            seconds_used, emergency, created_at)
+            seconds_used, emergency, origin_host, origin_realm, created_at)
     RETURNING credit_sessions.session_id, credit_sessions.id
     """
 )
@@ -472,6 +481,8 @@ class _PostgresStatements(_Statements):
             "answers": texts(json.dumps(s.last_answer) for s in new),
             "seconds": ints(s.seconds_used for s in new),
             "emergency": "{" + ",".join("t" if s.emergency else "f" for s in new) + "}",
+            "origin_hosts": nullable_texts(s.origin_host for s in new),
+            "origin_realms": nullable_texts(s.origin_realm for s in new),
             "created": times(s.created_at for s in new),
         }
         return self.connection.execute(_PG_INSERT_SESSIONS, params).all()

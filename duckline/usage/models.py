@@ -15,13 +15,14 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from duckline.catalog.rules import Unit, Zone
 from duckline.db.base import Base
 from duckline.db.types import BigId, enum_column
-from duckline.usage.charging_states import CreditSessionStatus
+from duckline.usage.charging_states import ClosedReason, CreditSessionStatus, SignalKind, SignalOutcome
 
 
 class Bucket(Base):
@@ -110,8 +111,17 @@ class CreditSession(Base):
     last_answer: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # The element that opened it (its CCR-INITIAL's Origin-Host and -Realm): where a RAR or ASR
+    # of ours goes. None for sessions opened before these were kept.
+    origin_host: Mapped[str | None] = mapped_column(String(255))
+    origin_realm: Mapped[str | None] = mapped_column(String(255))
+    # Set when Duckline closed it without a CCR-TERMINATE: its next request gets 5002.
+    closed_reason: Mapped[ClosedReason | None] = mapped_column(enum_column(ClosedReason, 10))
+    # The last time its element left a RAR or ASR of ours unanswered (retried once).
+    unanswered_at: Mapped[datetime | None]
     __table_args__ = (
         Index("ix_credit_sessions_line_open", "line_id", "status", "unit", "zone"),
+        Index("ix_credit_sessions_status_updated", "status", "updated_at"),  # the reaper's
         CheckConstraint("reserved >= 0", name="reserved_not_negative"),
     )
 
@@ -135,4 +145,31 @@ class CreditReservation(Base):
         UniqueConstraint("credit_session_id", "rating_group", name="uq_credit_reservations_session_group"),
         Index("ix_credit_reservations_line", "line_id", "unit", "zone"),
         CheckConstraint("reserved >= 0", name="reserved_not_negative"),
+    )
+
+
+class CreditSessionSignal(Base):
+    """A request the OCS owes the element holding a session (an outbox: written by whoever changed
+    the line, in that transaction; sent by the OCS, which polls for rows with `finished_at` null).
+    `claimed_until`: an OCS is sending it; past that, another may. `attempts`: requests sent."""
+
+    __tablename__ = "credit_session_signals"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    credit_session_id: Mapped[int] = mapped_column(ForeignKey("credit_sessions.id"))
+    kind: Mapped[SignalKind] = mapped_column(enum_column(SignalKind, 3))
+    created_at: Mapped[datetime]
+    claimed_until: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer)
+    sent_at: Mapped[datetime | None]  # when its (first) request went out
+    finished_at: Mapped[datetime | None]
+    outcome: Mapped[SignalOutcome | None] = mapped_column(enum_column(SignalOutcome, 10))
+    result_code: Mapped[int | None] = mapped_column(Integer)  # the answer's, when there was one
+    __table_args__ = (
+        Index("ix_credit_session_signals_session", "credit_session_id"),
+        Index(
+            "ix_credit_session_signals_pending",
+            "id",
+            postgresql_where=text("finished_at IS NULL"),
+            sqlite_where=text("finished_at IS NULL"),
+        ),
     )

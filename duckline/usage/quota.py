@@ -29,6 +29,10 @@ voice is granted in whole blocks, reserving what they cost. A session opened to 
 number (`emergency_numbers`, or marked so by the call server) is granted what it asks whatever
 the line's state or balance, reserves nothing and is never charged: its reports write no usage
 record (the session row, flagged `emergency`, keeps the seconds used).
+
+A CCR-INITIAL that is not granted leaves its session closed (kept only for the answer a
+retransmission gets again). A session Duckline closed itself (`usage.credit_signals`: no request
+for too long, or its element said it does not know it) answers 5002 from then on.
 """
 
 from __future__ import annotations
@@ -114,6 +118,10 @@ class CreditRequest:
     services: tuple[ServiceUnits, ...] = ()
     called_number: str | None = None  # Ro: the number called or texted, as dialled (its zone is `zone`)
     emergency: bool = False  # the call server marked it an emergency call (IMS-Emergency-Indicator)
+    # The element asking (the CCR's Origin-Host and -Realm): kept on a session it opens, as where
+    # the OCS's RAR or ASR for it goes.
+    origin_host: str | None = None
+    origin_realm: str | None = None
 
 
 @dataclass(frozen=True)
@@ -201,6 +209,8 @@ def _handle(batch: Batch, request: CreditRequest) -> CreditAnswer:
     if session is not None:
         if request.request_number == session.last_request_number:
             return _stored(session)
+        if _forgotten(session):
+            return CreditAnswer(ResultCode.UNKNOWN_SESSION_ID)
         if (
             request.request_number < session.last_request_number
             or session.status == CLOSED
@@ -220,13 +230,30 @@ def _handle(batch: Batch, request: CreditRequest) -> CreditAnswer:
             expires_at=batch.now,
             created_at=batch.now,
             emergency=_is_emergency(batch, request),
+            origin_host=request.origin_host,
+            origin_realm=request.origin_realm,
         )
         batch.sessions[request.session_id] = session
     answer = _decide(batch, request, line, session)
+    _close_if_refused(request, answer, session)
     session.last_request_number = request.request_number
     session.last_answer = _as_json(answer)
     session.changed = True
     return answer
+
+
+def _forgotten(session: Session) -> bool:
+    """Closed by Duckline, not by its element (stale, or unknown to the element): a later request
+    is for a session this server no longer has (5002)."""
+    return session.status == CLOSED and session.closed_reason is not None
+
+
+def _close_if_refused(request: CreditRequest, answer: CreditAnswer, session: Session) -> None:
+    """A CCR-INITIAL not granted (4012 no credit, 4010, …) opens nothing: the session is kept only
+    closed, with its answer for a retransmission (a later request on it gets 5012, as on any
+    closed session). Nothing was reserved for it."""
+    if request.request_type is RequestType.INITIAL and answer.result_code is not ResultCode.SUCCESS:
+        session.status, session.reserved = CLOSED, 0
 
 
 def _services(batch: Batch, request: CreditRequest, session: Session) -> list[_Service]:
@@ -296,10 +323,7 @@ def _decide(batch: Batch, request: CreditRequest, line: LineState, session: Sess
     if request.request_type is RequestType.EVENT:
         session.status = CLOSED
     session.reserved = sum(r.reserved for r in reservations.values())
-    answer = _whole(request, services, answers)
-    if request.request_type is RequestType.INITIAL and answer.result_code == ResultCode.CREDIT_LIMIT_REACHED:
-        session.status = CLOSED  # nothing granted: no session is left open (its answer is kept)
-    return answer
+    return _whole(request, services, answers)
 
 
 def _set(reservation: Reservation, reserved: int) -> None:

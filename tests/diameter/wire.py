@@ -89,6 +89,27 @@ class RawPeer:
             if not header.is_request and header.hop_by_hop_identifier == hop_by_hop:
                 return inbound
 
+    def request_from_server(self, command: int, timeout: float = 10) -> codec.Inbound:
+        """Read until the server sends a request with this command code (a RAR or ASR of its own),
+        answering DWRs on the way; answers read meanwhile are dropped."""
+        deadline = time.monotonic() + timeout
+        while True:
+            inbound = self.read(max(0.1, deadline - time.monotonic()))
+            assert inbound is not None, "the server closed the connection"
+            header = inbound.message.header
+            if header.is_request and header.command_code == 280:
+                self.answer_dwr(inbound)
+            elif header.is_request and header.command_code == command:
+                return inbound
+
+    def answer_request(self, request: codec.Inbound, result_code: int) -> None:
+        """Answer a request of the server's (RAA, ASA): its Session-Id, the Result-Code, our origin."""
+        answer = request.message.to_answer()
+        answer.session_id = request.message.session_id
+        answer.result_code = result_code
+        answer.origin_host, answer.origin_realm = self.origin_host.encode(), self.realm.encode()
+        self.send_bytes(answer.as_bytes())
+
     def answer_dwr(self, dwr: codec.Inbound) -> None:
         dwa = DeviceWatchdogAnswer(dwr.message.to_answer().header)
         dwa.result_code = 2001

@@ -32,7 +32,6 @@ from typing import Any, TypeVar
 import psycopg
 from diameter.message import constants
 from diameter.message.commands import AbortSessionRequest, ReAuthRequest
-from sqlalchemy.engine import make_url
 
 from duckline.diameter.peers import SUCCESS, Node, result_code
 from duckline.runtime import Runtime
@@ -115,12 +114,14 @@ class SignalSender:
 
     def _listen(self, loop: asyncio.AbstractEventLoop) -> None:
         """LISTEN on a connection of its own; each notification wakes the poll."""
-        url = make_url(self.runtime.settings.database_url).set(drivername="postgresql")
+        # The engine's own connection arguments: the URL's query (options, sslmode, ...) as
+        # SQLAlchemy's dialect passes it, not re-rendered as a string libpq reads differently.
+        engine = self.runtime.db.engine
+        args, kwargs = engine.dialect.create_connect_args(engine.url)
+        kwargs = {"connect_timeout": 5, **kwargs, "autocommit": True}
         while not self._stopping.is_set():
             try:
-                with psycopg.connect(
-                    url.render_as_string(hide_password=False), autocommit=True, connect_timeout=5
-                ) as connection:
+                with psycopg.connect(*args, **kwargs) as connection:
                     connection.execute(f"LISTEN {credit_signals.NOTIFY_CHANNEL}")
                     loop.call_soon_threadsafe(self._wake.set)  # whatever came while not listening
                     while not self._stopping.is_set():

@@ -17,6 +17,7 @@ import pytest
 from diameter.message import constants
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
+from sqlalchemy.engine import make_url
 
 from duckline.catalog.rules import Unit, Zone
 from duckline.core.clock import FrozenClock
@@ -375,8 +376,11 @@ def test_a_claim_lapses_when_the_ocs_that_took_it_is_gone(
 def test_on_postgresql_a_signal_is_sent_at_once_not_at_the_next_poll(
     client: TestClient, runtime: Runtime, clock: FrozenClock
 ) -> None:
-    """The OCS LISTENs; the transaction that writes a signal NOTIFYs at commit."""
-    slow = Runtime(runtime.settings.model_copy(update={"diameter_signal_poll_seconds": 60.0}), clock=clock)
+    """The OCS LISTENs; the transaction that writes a signal NOTIFYs at commit. Its listening
+    connection takes the URL's query as the engine does (here libpq options with a space)."""
+    url = make_url(runtime.settings.database_url).update_query_dict({"options": "-c statement_timeout=60000"})
+    update = {"diameter_signal_poll_seconds": 60.0, "database_url": url.render_as_string(hide_password=False)}
+    slow = Runtime(runtime.settings.model_copy(update=update), clock=clock)
     server = GyServer(slow, port=0)
     server.start()
     peer = RawPeer(server.port, PGW)

@@ -166,7 +166,8 @@ class OcsServer:
             PYTHONPATH=str(ROOT),
         )
         command = [sys.executable, "-m", "duckline.cli", "ocs", "--port", str(port)]
-        command += ["--processes", str(args.processes)]
+        if args.processes > 1:  # (so that it can drive a server from before the option)
+            command += ["--processes", str(args.processes)]
         self.process = subprocess.Popen(  # noqa: S603 (our own command line)
             command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
+import psycopg
 from sqlalchemy import (
     Connection,
     String,
@@ -29,7 +30,6 @@ from sqlalchemy import (
     insert,
     or_,
     select,
-    text,
     type_coerce,
     update,
 )
@@ -350,6 +350,16 @@ class _Statements:
         )
 
 
+class _Rows:
+    """What `_run` gives: `.all()`, as SQLAlchemy's result does."""
+
+    def __init__(self, cursor: Any) -> None:
+        self.cursor = cursor
+
+    def all(self) -> list[Any]:
+        return self.cursor.fetchall() if self.cursor.description is not None else []
+
+
 def _pk(session: Session) -> int:
     assert session.id is not None, "written sessions have their id"
     return session.id
@@ -360,112 +370,114 @@ def _raw(column: Any) -> Any:
     return type_coerce(column, String)
 
 
-_PG_LOCK_LINES = text(
-    """
+_PG_LOCK_LINES = """
     SELECT lines.id, lines.msisdn, lines.status, lines.suspension,
            plans.voice_initial_increment, plans.voice_subsequent_increment
     FROM lines LEFT JOIN plans ON plans.id = lines.plan_id
     WHERE lines.id IN (
         SELECT credit_sessions.line_id FROM credit_sessions
-        WHERE credit_sessions.session_id = ANY(CAST(:session_ids AS VARCHAR[]))
+        WHERE credit_sessions.session_id = ANY(CAST(%(session_ids)s AS VARCHAR[]))
         UNION
-        SELECT wanted.id FROM lines AS wanted WHERE wanted.msisdn = ANY(CAST(:msisdns AS VARCHAR[]))
+        SELECT wanted.id FROM lines AS wanted WHERE wanted.msisdn = ANY(CAST(%(msisdns)s AS VARCHAR[]))
     )
     ORDER BY lines.id
     FOR UPDATE OF lines
-    """
-)
-_PG_SESSIONS = text(
-    """
+"""
+
+_PG_SESSIONS = """
     SELECT id, session_id, line_id, unit, zone, status, reserved, expires_at, last_request_number,
            last_answer, created_at, seconds_used, emergency, closed_reason
-    FROM credit_sessions WHERE session_id = ANY(CAST(:session_ids AS VARCHAR[]))
-    """
-)
-_PG_RESERVATIONS = text(
-    """
+    FROM credit_sessions WHERE session_id = ANY(CAST(%(session_ids)s AS VARCHAR[]))
+"""
+
+_PG_RESERVATIONS = """
     SELECT r.credit_session_id, r.line_id, r.rating_group, r.unit, r.zone, r.reserved, r.expires_at, s.status
     FROM credit_reservations AS r JOIN credit_sessions AS s ON s.id = r.credit_session_id
-    WHERE r.line_id = ANY(CAST(:line_ids AS BIGINT[])) AND r.reserved > 0
-    """
-)
-_PG_HELD = text(
-    """
+    WHERE r.line_id = ANY(CAST(%(line_ids)s AS BIGINT[])) AND r.reserved > 0
+"""
+
+_PG_HELD = """
     SELECT line_id, unit, zone, sum(remaining) FROM buckets
-    WHERE line_id = ANY(CAST(:line_ids AS BIGINT[])) AND valid_from <= :now AND valid_until > :now
+    WHERE line_id = ANY(CAST(%(line_ids)s AS BIGINT[])) AND valid_from <= %(now)s AND valid_until > %(now)s
     GROUP BY line_id, unit, zone
-    """
-)
-_PG_INSERT_SESSIONS = text(
-    """
+"""
+
+_PG_INSERT_SESSIONS = """
     INSERT INTO credit_sessions (session_id, line_id, unit, zone, status, reserved, expires_at,
                                  last_request_number, last_answer, seconds_used, emergency,
                                  origin_host, origin_realm, created_at, updated_at)
     SELECT v.session_id, v.line_id, v.unit, v.zone, v.status, v.reserved, v.expires_at, v.number,
            CAST(v.answer AS JSON), v.seconds_used, v.emergency, v.origin_host, v.origin_realm,
-           v.created_at, :now
+           v.created_at, %(now)s
     FROM unnest(
-        CAST(:session_ids AS VARCHAR[]), CAST(:line_ids AS BIGINT[]), CAST(:units AS VARCHAR[]),
-        CAST(:zones AS VARCHAR[]), CAST(:statuses AS VARCHAR[]), CAST(:reserved AS BIGINT[]),
-        CAST(:expires AS TIMESTAMPTZ[]), CAST(:numbers AS INTEGER[]), CAST(:answers AS TEXT[]),
-        CAST(:seconds AS BIGINT[]), CAST(:emergency AS BOOLEAN[]), CAST(:origin_hosts AS VARCHAR[]),
-        CAST(:origin_realms AS VARCHAR[]), CAST(:created AS TIMESTAMPTZ[])
+        CAST(%(session_ids)s AS VARCHAR[]), CAST(%(line_ids)s AS BIGINT[]), CAST(%(units)s AS VARCHAR[]),
+        CAST(%(zones)s AS VARCHAR[]), CAST(%(statuses)s AS VARCHAR[]), CAST(%(reserved)s AS BIGINT[]),
+        CAST(%(expires)s AS TIMESTAMPTZ[]), CAST(%(numbers)s AS INTEGER[]), CAST(%(answers)s AS TEXT[]),
+        CAST(%(seconds)s AS BIGINT[]), CAST(%(emergency)s AS BOOLEAN[]), CAST(%(origin_hosts)s AS VARCHAR[]),
+        CAST(%(origin_realms)s AS VARCHAR[]), CAST(%(created)s AS TIMESTAMPTZ[])
     ) AS v (session_id, line_id, unit, zone, status, reserved, expires_at, number, answer,
             seconds_used, emergency, origin_host, origin_realm, created_at)
     RETURNING credit_sessions.session_id, credit_sessions.id
-    """
-)
-_PG_UPDATE_SESSIONS = text(
-    """
+"""
+
+_PG_UPDATE_SESSIONS = """
     UPDATE credit_sessions SET status = v.status, reserved = v.reserved, expires_at = v.expires_at,
         last_request_number = v.number, last_answer = CAST(v.answer AS JSON),
-        seconds_used = v.seconds_used, updated_at = :now
+        seconds_used = v.seconds_used, updated_at = %(now)s
     FROM unnest(
-        CAST(:ids AS BIGINT[]), CAST(:statuses AS VARCHAR[]), CAST(:reserved AS BIGINT[]),
-        CAST(:expires AS TIMESTAMPTZ[]), CAST(:numbers AS INTEGER[]), CAST(:answers AS TEXT[]),
-        CAST(:seconds AS BIGINT[])
+        CAST(%(ids)s AS BIGINT[]), CAST(%(statuses)s AS VARCHAR[]), CAST(%(reserved)s AS BIGINT[]),
+        CAST(%(expires)s AS TIMESTAMPTZ[]), CAST(%(numbers)s AS INTEGER[]), CAST(%(answers)s AS TEXT[]),
+        CAST(%(seconds)s AS BIGINT[])
     ) AS v (id, status, reserved, expires_at, number, answer, seconds_used)
     WHERE credit_sessions.id = v.id
-    """
-)
+"""
+
 # New and changed reservations alike: one per (session, rating group) in a batch.
-_PG_SAVE_RESERVATIONS = text(
-    """
+_PG_SAVE_RESERVATIONS = """
     INSERT INTO credit_reservations (credit_session_id, line_id, rating_group, unit, zone, reserved, expires_at)
     SELECT * FROM unnest(
-        CAST(:session_ids AS BIGINT[]), CAST(:line_ids AS BIGINT[]), CAST(:groups AS BIGINT[]),
-        CAST(:units AS VARCHAR[]), CAST(:zones AS VARCHAR[]), CAST(:reserved AS BIGINT[]),
-        CAST(:expires AS TIMESTAMPTZ[])
+        CAST(%(session_ids)s AS BIGINT[]), CAST(%(line_ids)s AS BIGINT[]), CAST(%(groups)s AS BIGINT[]),
+        CAST(%(units)s AS VARCHAR[]), CAST(%(zones)s AS VARCHAR[]), CAST(%(reserved)s AS BIGINT[]),
+        CAST(%(expires)s AS TIMESTAMPTZ[])
     )
     ON CONFLICT (credit_session_id, rating_group) DO UPDATE
     SET unit = EXCLUDED.unit, reserved = EXCLUDED.reserved, expires_at = EXCLUDED.expires_at
-    """
-)
+"""
 
 
-_PG_RELEASE_RESERVATIONS = text(
-    """
-    DELETE FROM credit_reservations USING unnest(CAST(:session_ids AS BIGINT[]), CAST(:groups AS BIGINT[])) AS v (s, g)
+_PG_RELEASE_RESERVATIONS = """
+    DELETE FROM credit_reservations
+    USING unnest(CAST(%(session_ids)s AS BIGINT[]), CAST(%(groups)s AS BIGINT[])) AS v (s, g)
     WHERE credit_reservations.credit_session_id = v.s AND credit_reservations.rating_group = v.g
-    """
-)
+"""
 
 
 class _PostgresStatements(_Statements):
-    """The same steps on PostgreSQL: one fixed statement each, the values as array literals."""
+    """The same steps on PostgreSQL: one fixed statement each, the values as array literals, run
+    on the transaction's psycopg connection directly (SQLAlchemy's execution adds ~70 µs of CPU
+    to each, and these statements need none of it)."""
+
+    def __init__(self, connection: Connection) -> None:
+        super().__init__(connection)
+        driver = cast(psycopg.Connection[Any], connection.connection.driver_connection)
+        self.cursor = driver.cursor()
+
+    def _run(self, sql: str, params: dict[str, Any]) -> _Rows:
+        self.cursor.execute(sql, params)
+        return _Rows(self.cursor)
 
     def lock_lines(self, session_ids: set[str], msisdns: set[str]) -> Sequence[Any]:
         params = {"session_ids": texts(session_ids), "msisdns": texts(msisdns)}
-        return self.connection.execute(_PG_LOCK_LINES, params).all()
+        return self._run(_PG_LOCK_LINES, params).all()
 
     def sessions(self, session_ids: set[str]) -> Sequence[Any]:
-        return self.connection.execute(_PG_SESSIONS, {"session_ids": texts(session_ids)}).all()
+        return self._run(_PG_SESSIONS, {"session_ids": texts(session_ids)}).all()
 
     def reservations(self, line_ids: list[int]) -> Sequence[Any]:
-        return self.connection.execute(_PG_RESERVATIONS, {"line_ids": ints(line_ids)}).all()
+        return self._run(_PG_RESERVATIONS, {"line_ids": ints(line_ids)}).all()
 
     def held(self, line_ids: list[int], now: datetime) -> Sequence[Any]:
-        return self.connection.execute(_PG_HELD, {"line_ids": ints(line_ids), "now": now}).all()
+        return self._run(_PG_HELD, {"line_ids": ints(line_ids), "now": now}).all()
 
     def insert_sessions(self, new: list[Session], now: datetime) -> Sequence[Any]:
         params = {
@@ -485,7 +497,7 @@ class _PostgresStatements(_Statements):
             "origin_realms": nullable_texts(s.origin_realm for s in new),
             "created": times(s.created_at for s in new),
         }
-        return self.connection.execute(_PG_INSERT_SESSIONS, params).all()
+        return self._run(_PG_INSERT_SESSIONS, params).all()
 
     def update_sessions(self, old: list[Session], now: datetime) -> None:
         params = {
@@ -498,14 +510,14 @@ class _PostgresStatements(_Statements):
             "answers": texts(json.dumps(s.last_answer) for s in old),
             "seconds": ints(s.seconds_used for s in old),
         }
-        self.connection.execute(_PG_UPDATE_SESSIONS, params)
+        self._run(_PG_UPDATE_SESSIONS, params)
 
     def release_reservations(self, released: list[Reservation]) -> None:
         params = {
             "session_ids": ints(_pk(r.session) for r in released),
             "groups": ints(r.rating_group for r in released),
         }
-        self.connection.execute(_PG_RELEASE_RESERVATIONS, params)
+        self._run(_PG_RELEASE_RESERVATIONS, params)
 
     def save_reservations(self, held: list[Reservation]) -> None:
         every = held
@@ -518,4 +530,4 @@ class _PostgresStatements(_Statements):
             "reserved": ints(r.reserved for r in every),
             "expires": times(r.expires_at for r in every),
         }
-        self.connection.execute(_PG_SAVE_RESERVATIONS, params)
+        self._run(_PG_SAVE_RESERVATIONS, params)

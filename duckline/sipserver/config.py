@@ -56,6 +56,8 @@ def render(settings: Settings) -> str:
     gateway = _cfg_string("DUCKLINE_SIP_GATEWAY", settings.sip_gateway)
     if gateway and not gateway.startswith(("sip:", "sips:")):
         raise SipConfigError(f"DUCKLINE_SIP_GATEWAY must be a SIP URI, e.g. sip:127.0.0.1:5070, not {gateway!r}")
+    if not TEMPLATE.is_file():  # an installed copy without the repository's deploy/ folder
+        raise SipConfigError(f"the Kamailio template is missing: {TEMPLATE} (run Duckline from its repository)")
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE.parent),
         undefined=jinja2.StrictUndefined,

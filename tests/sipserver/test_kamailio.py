@@ -13,7 +13,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +108,7 @@ class Proxy:
     port: int
     log: Path
     workdir: Path
+    gateway_port: int
 
 
 @pytest.fixture(scope="module")
@@ -141,11 +142,12 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
                     ),
                 )
         workdir = tmp_path_factory.mktemp("kamailio")
-        port = _free_port()
+        port, gateway_port = _free_port(), _free_port()
         settings = Settings(
             database_url=database.render_as_string(hide_password=False),
             sip_domain=DOMAIN,
             sip_listen=f"127.0.0.1:{port}",
+            sip_gateway=f"sip:127.0.0.1:{gateway_port}",  # a SIPp UAS stands in for it
         )
         config = workdir / "kamailio.cfg"
         config.write_text(render(settings))
@@ -174,7 +176,7 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
             )
         try:
             _wait_until_answering(port, process, log)
-            yield Proxy(port=port, log=log, workdir=workdir)
+            yield Proxy(port=port, log=log, workdir=workdir, gateway_port=gateway_port)
         finally:
             process.send_signal(signal.SIGTERM)
             try:
@@ -285,8 +287,7 @@ def test_register_call_and_asserted_identity(proxy: Proxy) -> None:
     assert alice.returncode == 0, alice.stdout
 
     # Bob's phone with a wrong password is refused (a new challenge or 403), and is not registered:
-    bob_phone = _free_port()
-    refused = _register(proxy, BOB, "not-bobs-password", bob_phone, scenario="register_refused")
+    refused = _register(proxy, BOB, "not-bobs-password", _free_port(), scenario="register_refused")
     assert refused.returncode == 0, refused.stdout
     # a call to him finds no phone (480), after Alice authenticated.
     unavailable = _sipp(
@@ -294,9 +295,36 @@ def test_register_call_and_asserted_identity(proxy: Proxy) -> None:
     )
     assert unavailable.returncode == 0, unavailable.stdout
 
-    # Bob registers his phone (a SIPp UAS on bob_phone), and Alice calls him claiming another number.
-    callee_log = proxy.workdir / "uas.messages.log"
-    with (proxy.workdir / "uas.out").open("w") as uas_output:
+    # Bob registers his phone (a SIPp UAS), and Alice calls him claiming another number.
+    bob_phone = _free_port()
+
+    def register_bob() -> None:
+        bob = _register(proxy, BOB, BOB_PASSWORD, bob_phone)
+        assert bob.returncode == 0, bob.stdout
+
+    invite = _answered_call(proxy, BOB, bob_phone, "bob", before_call=register_bob)
+    asserted = re.findall(r"^P-Asserted-Identity:\s*(.+?)\s*$", invite, re.MULTILINE | re.IGNORECASE)
+    assert asserted == [f"<sip:+{ALICE}@{DOMAIN}>"], invite
+    assert re.search(r"^From:.*85299999999", invite, re.MULTILINE), invite  # From is the phone's own claim
+    assert not re.search(r"^Proxy-Authorization:", invite, re.MULTILINE | re.IGNORECASE), invite
+    assert re.search(rf"^Record-Route:.*127\.0\.0\.1:{proxy.port}", invite, re.MULTILINE), invite
+
+
+def test_a_number_outside_the_service_goes_to_the_gateway(proxy: Proxy) -> None:
+    outside = "85261234567"
+    invite = _answered_call(proxy, outside, proxy.gateway_port, "gateway")
+    assert invite.startswith(f"INVITE sip:{outside}@"), invite
+    asserted = re.findall(r"^P-Asserted-Identity:\s*(.+?)\s*$", invite, re.MULTILINE | re.IGNORECASE)
+    assert asserted == [f"<sip:+{ALICE}@{DOMAIN}>"], invite
+
+
+def _answered_call(
+    proxy: Proxy, callee: str, phone_port: int, name: str, before_call: Callable[[], None] | None = None
+) -> str:
+    """Alice calls CALLEE (From claiming 85299999999), answered by a SIPp UAS on PHONE_PORT; the INVITE it got."""
+    callee_log = proxy.workdir / f"{name}.uas.messages.log"
+    uas_out = proxy.workdir / f"{name}.uas.out"
+    with uas_out.open("w") as output:
         uas = subprocess.Popen(  # noqa: S603
             [
                 str(SIPP),
@@ -305,7 +333,7 @@ def test_register_call_and_asserted_identity(proxy: Proxy) -> None:
                 "-i",
                 "127.0.0.1",
                 "-p",
-                str(bob_phone),
+                str(phone_port),
                 "-m",
                 "1",
                 "-nostdin",
@@ -316,28 +344,30 @@ def test_register_call_and_asserted_identity(proxy: Proxy) -> None:
                 "-message_file",
                 str(callee_log),
             ],
-            stdout=uas_output,
+            stdout=output,
             stderr=subprocess.STDOUT,
             cwd=proxy.workdir,
         )
     try:
-        assert uas.poll() is None, (proxy.workdir / "uas.out").read_text()
-        bob = _register(proxy, BOB, BOB_PASSWORD, bob_phone)
-        assert bob.returncode == 0, bob.stdout
-        call = _sipp(proxy, "call", service=BOB, user=ALICE, password=ALICE_PASSWORD, keys={"from_user": "85299999999"})
+        assert uas.poll() is None, uas_out.read_text()
+        if before_call is not None:
+            before_call()
+        call = _sipp(
+            proxy,
+            "call",
+            service=callee,
+            user=ALICE,
+            password=ALICE_PASSWORD,
+            keys={"from_user": "85299999999"},
+            name=f"call-{name}",
+        )
         assert call.returncode == 0, call.stdout
-        assert uas.wait(timeout=30) == 0, (proxy.workdir / "uas.out").read_text() + callee_log.read_text()
+        assert uas.wait(timeout=30) == 0, uas_out.read_text() + callee_log.read_text()
     finally:
         if uas.poll() is None:
             uas.kill()
             uas.wait()
-
-    invite = _received_invite(callee_log.read_text(errors="replace"))
-    asserted = re.findall(r"^P-Asserted-Identity:\s*(.+?)\s*$", invite, re.MULTILINE | re.IGNORECASE)
-    assert asserted == [f"<sip:+{ALICE}@{DOMAIN}>"], invite
-    assert re.search(r"^From:.*85299999999", invite, re.MULTILINE), invite  # From is the phone's own claim
-    assert not re.search(r"^Proxy-Authorization:", invite, re.MULTILINE | re.IGNORECASE), invite
-    assert re.search(rf"^Record-Route:.*127\.0\.0\.1:{proxy.port}", invite, re.MULTILINE), invite
+    return _received_invite(callee_log.read_text(errors="replace"))
 
 
 def _received_invite(log: str) -> str:

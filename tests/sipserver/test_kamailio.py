@@ -20,7 +20,9 @@ from pathlib import Path
 import psycopg
 import pytest
 from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
 
+from duckline.cli import app
 from duckline.core.config import Settings
 from duckline.sipserver.config import SipConfigError, kamailio_db_url, render
 from tests.conftest import PG_SERVER, PG_SKIP_REASON, drop_in_background
@@ -83,6 +85,23 @@ def test_sqlite_is_refused() -> None:
 def test_gateway_is_a_sip_uri() -> None:
     with pytest.raises(SipConfigError, match="SIP URI"):
         render(Settings(database_url="postgresql+psycopg://u@h/d", sip_gateway="127.0.0.1:5070"))
+
+
+def test_cli_writes_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DUCKLINE_DATABASE_URL", "sqlite:///var/duckline.db")
+    refused = CliRunner().invoke(app, ["sip", "config"])
+    assert refused.exit_code == 2
+    assert "cannot read a sqlite database" in refused.output
+
+    monkeypatch.setenv("DUCKLINE_DATABASE_URL", "postgresql+psycopg://duck:pw@127.0.0.1:5433/duckline")
+    monkeypatch.setenv("DUCKLINE_SIP_LISTEN", "127.0.0.1:5080")
+    printed = CliRunner().invoke(app, ["sip", "config"])
+    assert printed.exit_code == 0, printed.output
+    assert "listen=udp:127.0.0.1:5080" in printed.output
+    assert 'modparam("auth_db", "db_url", "postgres://duck:pw@127.0.0.1:5433/duckline")' in printed.output
+    written = CliRunner().invoke(app, ["sip", "config", "--output", str(tmp_path / "k.cfg")])
+    assert written.exit_code == 0, written.output
+    assert (tmp_path / "k.cfg").read_text() == printed.output
 
 
 def test_rendered_config_passes_kamailios_check(tmp_path: Path) -> None:

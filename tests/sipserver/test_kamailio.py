@@ -308,7 +308,19 @@ def test_register_call_and_asserted_identity(proxy: Proxy) -> None:
     # Bob's phone with a wrong password is refused (a new challenge or 403), and is not registered:
     refused = _register(proxy, BOB, "not-bobs-password", _free_port(), scenario="register_refused")
     assert refused.returncode == 0, refused.stdout
-    # a call to him finds no phone (480), after Alice authenticated.
+    # Alice's own credentials do not register a phone for Bob's number (403);
+    hijack = _sipp(
+        proxy,
+        "register_refused",
+        service=BOB,
+        user=ALICE,
+        password=ALICE_PASSWORD,
+        keys={"contact_port": str(_free_port())},
+        name="register-hijack",
+    )
+    assert hijack.returncode == 0, hijack.stdout
+    assert "403 Forbidden" in (proxy.workdir / "register-hijack.messages.log").read_text()
+    # and a call to him finds no phone (480), after Alice authenticated.
     unavailable = _sipp(
         proxy, "call_unavailable", service=BOB, user=ALICE, password=ALICE_PASSWORD, keys={"from_user": ALICE}
     )

@@ -45,6 +45,7 @@ line_app = typer.Typer(help="Lines.", no_args_is_help=True)
 usage_app = typer.Typer(help="Usage records.", no_args_is_help=True)
 staff_app = typer.Typer(help="Staff and machine accounts.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Scheduled jobs: reconcile, auto-renew, lifecycle.", no_args_is_help=True)
+sip_app = typer.Typer(help="The SIP server (Kamailio).", no_args_is_help=True)
 for sub, name in (
     (db_app, "db"),
     (numbers_app, "numbers"),
@@ -53,6 +54,7 @@ for sub, name in (
     (usage_app, "usage"),
     (staff_app, "staff"),
     (jobs_app, "jobs"),
+    (sip_app, "sip"),
 ):
     app.add_typer(sub, name=name)
 
@@ -475,6 +477,25 @@ def staff_token(phone: str, name: Annotated[str, typer.Option()] = "cli") -> Non
     except DomainError as exc:
         raise _fail(exc) from exc
     console.print(token)
+
+
+@sip_app.command("config")
+def sip_config(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write here instead of printing")] = None,
+) -> None:
+    """Render Kamailio's configuration (kamailio.cfg) from the DUCKLINE_SIP_* and database settings."""
+    from duckline.sipserver.config import SipConfigError, render
+
+    try:
+        text = render(Settings())
+    except SipConfigError as exc:
+        console.print(f"[red]error[/red] {exc}")
+        raise typer.Exit(2) from exc
+    if output is None:
+        sys.stdout.write(text)
+        return
+    output.write_text(text, encoding="utf-8")
+    console.print(f"wrote {output}; check it with: kamailio -c -f {output}")
 
 
 if __name__ == "__main__":

@@ -177,6 +177,13 @@ class Settings(BaseSettings):
     diameter_session_timeout_seconds: int = Field(default=3 * 3600, gt=0)
     diameter_session_reap_seconds: float = Field(default=60.0, gt=0)
 
+    # The SIP server (Kamailio, configured by `duckline sip config`): the domain subscribers register
+    # in, the address and port it listens on (UDP and TCP), and the peer calls to numbers outside
+    # the service are relayed to (a SIP URI, e.g. "sip:127.0.0.1:5070"; empty: such calls get 480).
+    sip_domain: str = "sip.duckline.example"
+    sip_listen: str = "127.0.0.1:5060"
+    sip_gateway: str = ""
+
     # argon2id cost; lower it only for tests, where hashing time dominates.
     password_time_cost: int = 3
     password_memory_kib: int = 65536

@@ -249,3 +249,17 @@ def test_transition_keeps_one_account_through_every_activation(client: TestClien
         lines.transition(uow, line, LineStatus.ACTIVE, "test")
         again = accounts.account_of(uow, line)
         assert first is not None and again is not None and (again.id, again.ha1) == (first.id, first.ha1)
+
+
+def test_resets_are_rate_limited(client: TestClient, runtime: Runtime) -> None:
+    subscriber = active_line(client, runtime)
+    limit = int(runtime.settings.sip_reset_rate_limit.split("/")[0])
+    for _ in range(limit):
+        reset(client, subscriber)
+    before = row(runtime, subscriber["line"]["id"])
+
+    refused = client.post(sip_url(subscriber, "/password"), headers=subscriber["headers"])
+
+    assert refused.status_code == 429
+    after = row(runtime, subscriber["line"]["id"])
+    assert before is not None and after is not None and after.ha1 == before.ha1

@@ -10,7 +10,7 @@ import re
 from urllib.parse import unquote
 
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from duckline.accounts.models import Account
 from duckline.runtime import Runtime
@@ -85,3 +85,18 @@ def test_someone_elses_line_is_not_found_and_staff_cannot_reset(client: TestClie
 
     assert refused.status_code == 404 and stored_ha1(runtime, line_id) == before
     assert staff_reset.status_code in (403, 404) and stored_ha1(runtime, line_id) == before
+
+
+def test_a_line_activated_before_sip_accounts_gets_one_at_its_first_reset(client: TestClient, runtime: Runtime) -> None:
+    subscriber = active_line(client, runtime)
+    line_id = subscriber["line"]["id"]
+    with runtime.unit_of_work() as uow:
+        uow.session.execute(delete(SipAccount).where(SipAccount.line_id == line_id))
+    own = browser(client, runtime, subscriber["phone"])
+
+    page = own.get(f"/lines/{line_id}")
+    done = own.post(f"/lines/{line_id}/sip/password", data={"csrf_token": csrf(runtime, own)})
+
+    assert "Set a SIP password" in text(page.text) and f'action="/lines/{line_id}/sip/password"' in page.text
+    assert done.status_code == 200 and 'id="sip-password"' in done.text
+    assert stored_ha1(runtime, line_id)

@@ -35,8 +35,9 @@ if TYPE_CHECKING:
 
 class RateLimits:
     """Moving-window limits keyed by phone, account or client address: "login" (password
-    attempts), "otp" (codes checked) and "otp_send" (codes sent from one address). In memory they
-    hold per process; several server processes share them through Redis (`rate_limit_storage`)."""
+    attempts), "otp" (codes checked), "otp_send" (codes sent from one address), "export" and
+    "sip_reset" (SIP password resets). In memory they hold per process; several server processes
+    share them through Redis (`rate_limit_storage`)."""
 
     def __init__(self, settings: Settings) -> None:
         options = {"key_prefix": settings.rate_limit_prefix} if settings.rate_limit_storage.startswith("redis") else {}
@@ -46,6 +47,7 @@ class RateLimits:
             "otp": parse(settings.otp_rate_limit),
             "otp_send": parse(settings.otp_address_rate_limit),
             "export": parse(settings.export_rate_limit),
+            "sip_reset": parse(settings.sip_reset_rate_limit),
         }
 
     def hit(self, rule: str, *keys: str) -> bool:

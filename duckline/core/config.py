@@ -263,6 +263,12 @@ class Settings(BaseSettings):
     iccid_prefix: str = "8985201"
     # Moving an eSIM to a new phone retires the installed profile: at most this many a day per line.
     esim_moves_per_day: int = 3
+    # SIP (duckline/sip): each line's account lives in this domain (the digest realm: changing it
+    # invalidates every stored HA1, so each subscriber would reset their SIP password), and phones
+    # register with this server (host:port, as shown on the line page).
+    sip_domain: str = "sip.duckline.example"
+    sip_server: str = "127.0.0.1:5060"
+    sip_reset_rate_limit: str = "10/hour"  # SIP password resets, per account and per address
 
     # Channels: the demo writes to files under log_dir; production sets SMTP and SMPP or HTTP.
     sms_channel: Literal["log", "smpp", "http"] = "log"

@@ -173,6 +173,10 @@ class ErrorCode(Enum):
     ASSIGNEE_INVALID = (Kind.INVALID, "A ticket can only be assigned to a support or administrator account.")
     CLOSE_REASON_INVALID = (Kind.INVALID, "Choose why the ticket is closed.")
     LINK_TARGET_NOT_FOUND = (Kind.INVALID, "There is no such order, payment or reconciliation case.")
+    SIP_ACCOUNT_MISSING = (
+        Kind.CONFLICT,
+        "This line has no SIP account: a line gets one when it is activated, and loses it when its number is recycled.",
+    )
 
     @property
     def kind(self) -> Kind:

@@ -10,11 +10,12 @@ from duckline.db.base import NAMING, Base
 from duckline.diameter import models as diameter
 from duckline.lines import models as lines
 from duckline.messaging import models as messaging
+from duckline.sip import models as sip
 from duckline.staff import models as staff
 from duckline.support import models as support
 from duckline.usage import models as usage
 
 # Importing a package's models module is what maps its tables onto Base.metadata.
-PACKAGES = (accounts, billing, catalog, diameter, lines, messaging, staff, support, usage)
+PACKAGES = (accounts, billing, catalog, diameter, lines, messaging, sip, staff, support, usage)
 
 __all__ = ["NAMING", "PACKAGES", "Base"]

@@ -53,7 +53,7 @@ def home(request: Request, runtime: RuntimeDep, account: SubscriberOrStaff) -> R
 
 @router.get("/lines/{line_id}")
 def line_page(line_id: int, request: Request, runtime: RuntimeDep, account: SignedIn) -> Response:
-    """A line's dashboard: plan, expiry, allowances, warnings, eSIM, features."""
+    """A line's dashboard: plan, expiry, allowances, warnings, eSIM, SIP account, features."""
     language = page_language(request, account)
     try:
         shown = lines.dashboard(runtime.unit_of_work, account, line_id, language)
@@ -69,6 +69,9 @@ def line_page(line_id: int, request: Request, runtime: RuntimeDep, account: Sign
         profile=shown.profile,
         code=activation_code(shown.profile.smdp_address, shown.profile.matching_id),
         person=shown.person,
+        sip=shown.sip,
+        sip_server=runtime.settings.sip_server,
+        own_line=shown.summary.line.account_id == account.id,  # only the holder may reset the SIP password
         **_formatters(language, account.timezone),
     )
 

@@ -25,6 +25,8 @@ from duckline.db.types import is_id
 from duckline.lines import esim, numbers
 from duckline.lines.models import EsimProfile, Line, LineEvent
 from duckline.lines.states import LineStatus, can_use_service, check_transition
+from duckline.sip import accounts as sip_accounts
+from duckline.sip.models import SipAccount
 from duckline.staff import audit
 from duckline.usage import alerts, balances, credit_signals
 from duckline.usage import history as usage_history
@@ -79,13 +81,19 @@ def open_line(uow: UnitOfWork, account: Account) -> Line:
 def transition(uow: UnitOfWork, line: Line, target: LineStatus, reason: str) -> None:
     """The only way a line changes status: checked by the state machine, recorded with why. A line
     leaving service (suspended, past expiry, recycled) has its open credit-control sessions
-    aborted, each with an ASR to its network element."""
+    aborted, each with an ASR to its network element. A line's SIP account is made when it is
+    activated and deleted when its number is recycled (in between, Kamailio's view follows the
+    status by itself: sip/models.py)."""
     check_transition(line.status, target)
     uow.session.add(LineEvent(line_id=line.id, from_status=line.status, to_status=target, reason=reason, at=uow.now()))
     line.status = target
     line.updated_at = uow.now()
     if not can_use_service(target):
         credit_signals.abort(uow, line.id)
+    if target is LineStatus.ACTIVE:
+        sip_accounts.ensure(uow, line)
+    elif target is LineStatus.RECYCLED:
+        sip_accounts.remove(uow, line)
 
 
 def activate(uow: UnitOfWork, actor: Account, line: Line, plan: Plan) -> Line:
@@ -477,17 +485,18 @@ class Dashboard:
     summary: LineSummary
     profile: EsimProfile
     person: Person | None  # the line owner's identity record
+    sip: SipAccount | None = None  # None before the line's first activation and once recycled
 
 
 def dashboard(transactions: Transactions, viewer: Account, line_id: int, language: str) -> Dashboard:
-    """A line's dashboard: plan, expiry, allowances, warnings, eSIM, and its owner's identity."""
+    """A line's dashboard: plan, expiry, allowances, warnings, eSIM, SIP account, and its owner's identity."""
     with transactions() as uow:
         line = visible_line(uow, viewer, line_id)
         shown = summary(uow, line, language)
         profile = esim_profile(uow, line)
         owner = uow.session.get(Account, line.account_id)
         person = uow.session.get(Person, owner.person_id) if owner and owner.person_id else None
-        return Dashboard(shown, profile, person)
+        return Dashboard(shown, profile, person, sip_accounts.account_of(uow, line))
 
 
 def shown_line(transactions: Transactions, viewer: Account, line_id: int) -> Line:

@@ -107,6 +107,9 @@ ACTIONS: dict[str, Action] = {
     "line.esim_moved": Action(
         "eSIM moved", "The eSIM of {subject} moved to a new phone: profile {old} replaced by {new}."
     ),
+    "line.sip_password_reset": Action(
+        "SIP password reset", "The SIP password of {subject} was reset; the old one no longer works."
+    ),
     "payment_method.removed": Action(
         "Saved payment method removed", "A saved payment method of {subject} was removed."
     ),

@@ -22,6 +22,7 @@ from duckline.core.config import Settings
 from duckline.diameter import api as charging
 from duckline.lines import api as lines
 from duckline.runtime import Runtime
+from duckline.sip import api as sip
 from duckline.staff.api import admin, operations
 from duckline.support.api import desk as support_desk
 from duckline.support.api import tickets as support
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         support,
         support_desk,
         lines,
+        sip,
         plans,
         usage,
         admin,

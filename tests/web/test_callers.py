@@ -86,6 +86,8 @@ MATRIX: dict[str, frozenset[Caller]] = {
     "POST /api/v1/lines/{line_id}/proof-code": SUBSCRIBER,
     "POST /api/v1/lines/{line_id}/resume": SUBSCRIBER_OR_STAFF,  # staff give a reason, the holder proof
     "POST /api/v1/lines/{line_id}/esim/move": SUBSCRIBER,
+    "GET /api/v1/lines/{line_id}/sip": SUBSCRIBER_OR_STAFF,  # where the phone registers, no secret
+    "POST /api/v1/lines/{line_id}/sip/password": SUBSCRIBER,  # the password is for the holder's eyes only
     "GET /api/v1/esim/profile": NETWORK,  # the SM-DP+ asks whether a profile is still the line's
     # The catalogue: anyone reads it, staff edit it.
     "GET /api/v1/plans": ANYONE,
@@ -159,6 +161,7 @@ MATRIX: dict[str, frozenset[Caller]] = {
     "POST /lines/{line_id}/resume": SUBSCRIBER,
     "GET /lines/{line_id}/esim/move": SUBSCRIBER,
     "POST /lines/{line_id}/esim/move": SUBSCRIBER,
+    "POST /lines/{line_id}/sip/password": SUBSCRIBER,
     "GET /lines/{line_id}/renew": SUBSCRIBER,
     "POST /lines/{line_id}/renew": SUBSCRIBER,
     "GET /payments/{payment_id}/result": SUBSCRIBER,

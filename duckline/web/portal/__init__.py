@@ -16,6 +16,7 @@ def portal_routers() -> list[APIRouter]:
     from duckline.billing import renew_pages
     from duckline.lines import care_pages as line_care_pages
     from duckline.lines import pages as lines_pages
+    from duckline.sip import pages as sip_pages
     from duckline.staff import console
     from duckline.support import pages as support_pages
     from duckline.web.portal import pages
@@ -25,6 +26,7 @@ def portal_routers() -> list[APIRouter]:
         registration_pages.router,
         lines_pages.router,
         line_care_pages.router,
+        sip_pages.router,
         renew_pages.router,
         account_pages.router,
         support_pages.router,

@@ -178,8 +178,9 @@ class Settings(BaseSettings):
     diameter_session_reap_seconds: float = Field(default=60.0, gt=0)
 
     # The SIP server (Kamailio, configured by `duckline sip config`): the domain subscribers register
-    # in, the address and port it listens on (UDP and TCP), and the peer calls to numbers outside
-    # the service are relayed to (a SIP URI, e.g. "sip:127.0.0.1:5070"; empty: such calls get 480).
+    # in (the digest realm: changing it invalidates every stored HA1, so each subscriber would reset
+    # their SIP password), the address and port it listens on (UDP and TCP), and the peer calls to
+    # numbers outside the service are relayed to (a SIP URI, e.g. "sip:127.0.0.1:5070"; empty: 480).
     sip_domain: str = "sip.duckline.example"
     sip_listen: str = "127.0.0.1:5060"
     sip_gateway: str = ""
@@ -263,10 +264,8 @@ class Settings(BaseSettings):
     iccid_prefix: str = "8985201"
     # Moving an eSIM to a new phone retires the installed profile: at most this many a day per line.
     esim_moves_per_day: int = 3
-    # SIP (duckline/sip): each line's account lives in this domain (the digest realm: changing it
-    # invalidates every stored HA1, so each subscriber would reset their SIP password), and phones
-    # register with this server (host:port, as shown on the line page).
-    sip_domain: str = "sip.duckline.example"
+    # SIP accounts (duckline/sip): phones register with this server (host:port, as shown on the
+    # line page; `sip_listen` is where Kamailio binds, which may differ behind NAT).
     sip_server: str = "127.0.0.1:5060"
     sip_reset_rate_limit: str = "10/hour"  # SIP password resets, per account and per address
 

@@ -52,7 +52,7 @@ RECEIPT_NUMBER = re.compile(r"R\d{4}-\d+")
 # Chromium words it "Refused to load …" or "… violates the following Content Security Policy directive".
 CSP_MESSAGE = re.compile(r"content[- ]security[- ]policy|refused to", re.IGNORECASE)
 # Latin text a Chinese heading may keep: names, units, the receipt number, the document format.
-LATIN_KEPT = re.compile(r"Duckline|eSIM|SIM|iPhone|Android|PDF|SM-DP\+|ICCID|HK\$|GB|MB|SMS|Wi-Fi|ID|R\d{4}-\d+")
+LATIN_KEPT = re.compile(r"Duckline|eSIM|SIM|SIP|iPhone|Android|PDF|SM-DP\+|ICCID|HK\$|GB|MB|SMS|Wi-Fi|ID|R\d{4}-\d+")
 
 
 def english_leftovers(texts: list[str]) -> list[str]:

@@ -83,8 +83,14 @@ def test_the_console_shows_the_peers_connected_with_their_counters_then_down_the
     assert f"CER from 127.0.0.1:{peer.local_port} accepted" in words
     assert "CERs refused, from any host: 1." in words
     _, admin = staff(runtime, Role.ADMIN, 8)
+
+    def answer_counted() -> bool:  # the request is counted when it arrives, its answer once sent
+        found = client.get("/api/v1/charging/peers", headers=admin)
+        assert found.status_code == 200, found.text
+        return any(sum(a["count"] for a in p["answers"]) == 1 for s in found.json() for p in s["peers"])
+
+    wait_for(answer_counted, what="the answer counted")
     servers = client.get("/api/v1/charging/peers", headers=admin)
-    assert servers.status_code == 200, servers.text
     assert [(s["condition"], s["refused"], s["garbage"]) for s in servers.json()] == [("running", 1, 0)]
     answered = {p["host"]: p for s in servers.json() for p in s["peers"]}
     assert answered[PGW]["state"] == "connected" and answered[PGW]["requests"] == 1

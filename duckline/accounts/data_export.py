@@ -33,6 +33,7 @@ from duckline.core.unit_of_work import UnitOfWork
 from duckline.lines.models import EsimProfile, Line, LineEvent
 from duckline.messaging import notifications
 from duckline.messaging.models import Notification
+from duckline.sip.models import SipAccount
 from duckline.staff import audit
 from duckline.staff.models import AuditEntry
 from duckline.support.models import Ticket, TicketMessage
@@ -238,6 +239,7 @@ def _identity(uow: UnitOfWork, person: Person | None, full: bool) -> dict[str, A
 def _line(uow: UnitOfWork, line: Line) -> dict[str, Any]:
     plan = uow.session.get(Plan, line.plan_id) if line.plan_id else None
     profile = uow.session.scalars(select(EsimProfile).where(EsimProfile.line_id == line.id)).first()
+    sip = uow.session.scalars(select(SipAccount).where(SipAccount.line_id == line.id)).first()
     events = uow.session.scalars(select(LineEvent).where(LineEvent.line_id == line.id).order_by(LineEvent.id))
     return {
         "id": line.id,
@@ -252,6 +254,17 @@ def _line(uow: UnitOfWork, line: Line) -> dict[str, Any]:
         "created_at": line.created_at,
         # The activation code installs the eSIM: a credential, shown on the line's page, not copied here.
         "esim": {"iccid": profile.iccid, "smdp_address": profile.smdp_address} if profile else None,
+        # The SIP account's digest hashes are credentials too (they sign a phone in): left out.
+        "sip_account": (
+            {
+                "username": sip.username,
+                "domain": sip.domain,
+                "created_at": sip.created_at,
+                "password_changed_at": sip.password_changed_at,
+            }
+            if sip
+            else None
+        ),
         "events": [
             {
                 "from": e.from_status.value if e.from_status else None,

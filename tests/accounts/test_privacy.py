@@ -29,6 +29,7 @@ from duckline.lines.models import Line, PoolNumber
 from duckline.lines.states import LineStatus
 from duckline.messaging.models import Notification
 from duckline.runtime import Runtime
+from duckline.sip.models import SipAccount
 from duckline.staff.models import AuditEntry
 from duckline.support import cases as tickets
 from duckline.support import conversations as support
@@ -214,6 +215,11 @@ def test_the_export_holds_the_account_lines_and_payments_but_no_card_number_and_
     data = json.loads(response.content)
     assert data["account"]["phone"] == subscriber["phone"]
     assert [line["msisdn"] for line in data["lines"]] == [subscriber["line"]["msisdn"]]
+    sip = data["lines"][0]["sip_account"]
+    assert sip["username"] == subscriber["line"]["msisdn"].removeprefix("+") and sip["domain"]
+    with runtime.unit_of_work() as uow:
+        ha1 = uow.session.scalars(select(SipAccount.ha1)).first()
+    assert ha1 is not None and ha1 not in response.text  # a credential, like the activation code
     assert [o["id"] for o in data["orders"]] == [order["id"]]
     assert data["payments"][0]["card_last4"] == "4242"
     assert data["receipts"][0]["number"] == order["receipt_number"]

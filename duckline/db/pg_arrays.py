@@ -33,16 +33,20 @@ def ints(values: Iterable[int]) -> str:
     return "{" + ",".join(map(str, values)) + "}"
 
 
-def texts(values: Iterable[str]) -> str:
-    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
+def texts(values: Iterable[str | None]) -> str:
+    return "{" + ",".join("NULL" if v is None else _quoted(v) for v in values) + "}"
 
 
-def nullable_texts(values: Iterable[str | None]) -> str:
-    return "{" + ",".join("NULL" if v is None else texts((v,))[1:-1] for v in values) + "}"
+def bools(values: Iterable[bool]) -> str:
+    return "{" + ",".join("t" if v else "f" for v in values) + "}"
 
 
 def times(values: Iterable[datetime]) -> str:
     return "{" + ",".join('"' + v.isoformat() + '"' for v in values) + "}"
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def is_postgres(connection: Connection) -> bool:

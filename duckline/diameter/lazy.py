@@ -206,7 +206,6 @@ def encode(message: Any) -> bytes:
 
 class _Out(NamedTuple):
     name: str
-    prefix: int  # code
     flags: int
     vendor: int
     type_class: type | None
@@ -226,7 +225,7 @@ def _plan(cls: Any) -> tuple[_Out, ...]:
         else:
             m = bool(d.is_mandatory)
         flags = (VENDOR_BIT if d.vendor_id else 0) | (MANDATORY_BIT if m else 0)
-        plan.append(_Out(d.attr_name, d.avp_code, flags, d.vendor_id, d.type_class, kind, d.avp_code))
+        plan.append(_Out(d.attr_name, flags, d.vendor_id, d.type_class, kind, d.avp_code))
     return tuple(plan)
 
 

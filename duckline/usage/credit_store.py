@@ -43,7 +43,7 @@ from duckline.catalog.voice_rating import Increments
 from duckline.core.config import Settings
 from duckline.core.unit_of_work import UnitOfWork
 from duckline.db import pg_arrays
-from duckline.db.pg_arrays import ints, nullable_texts, texts, times
+from duckline.db.pg_arrays import bools, ints, texts, times
 from duckline.lines.models import Line
 from duckline.lines.states import LineStatus, Suspension, can_use_service
 from duckline.usage.charging_states import CreditSessionStatus
@@ -492,9 +492,9 @@ class _PostgresStatements(_Statements):
             "numbers": ints(s.last_request_number for s in new),
             "answers": texts(json.dumps(s.last_answer) for s in new),
             "seconds": ints(s.seconds_used for s in new),
-            "emergency": "{" + ",".join("t" if s.emergency else "f" for s in new) + "}",
-            "origin_hosts": nullable_texts(s.origin_host for s in new),
-            "origin_realms": nullable_texts(s.origin_realm for s in new),
+            "emergency": bools(s.emergency for s in new),
+            "origin_hosts": texts(s.origin_host for s in new),
+            "origin_realms": texts(s.origin_realm for s in new),
             "created": times(s.created_at for s in new),
         }
         return self._run(_PG_INSERT_SESSIONS, params).all()
